@@ -1,0 +1,1 @@
+"""blocktrust-exporter: monitors the Blocktrust API and follows its contracts on chain."""

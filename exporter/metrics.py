@@ -1,0 +1,119 @@
+"""Every Prometheus metric the exporter exposes (SPEC §4), defined once.
+
+``Metrics`` registers on the ``CollectorRegistry`` it is given (never the global default), so
+each test builds a fresh registry and reads values with ``registry.get_sample_value``. Other
+modules receive the ``Metrics`` object and only update it; none defines a metric of its own.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Check latencies: fine below a second (where the SLO objective usually is), coarse above.
+_CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_RPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def check_buckets(slo_latency_seconds: float) -> tuple[float, ...]:
+    """The check histogram's bounds, always including the latency objective so that the
+    latency SLO can be computed exactly from ``_bucket{le="<objective>"}``."""
+    return tuple(sorted({*_CHECK_BUCKETS, round(slo_latency_seconds, 6)}))
+
+
+class Metrics:
+    """The exporter's metrics, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, *, slo_latency_seconds: float, version: str) -> None:
+        self.registry = registry
+        # --- checks ---
+        self.check_up = Gauge(
+            "blocktrust_check_up", "1 if the last run of the check succeeded, else 0.", ["check"],
+            registry=registry,
+        )
+        self.check_duration = Histogram(
+            "blocktrust_check_duration_seconds", "Duration of check runs, successful or not.", ["check"],
+            buckets=check_buckets(slo_latency_seconds), registry=registry,
+        )
+        self.check_runs = Counter(
+            "blocktrust_check_runs", "Check runs by result (success or failure).", ["check", "result"],
+            registry=registry,
+        )
+        self.check_last_run = Gauge(
+            "blocktrust_check_last_run_timestamp_seconds", "Unix time of the check's last run.", ["check"],
+            registry=registry,
+        )
+        # --- listener ---
+        self.listener_head_block = Gauge(
+            "blocktrust_listener_head_block", "Chain head block seen by the listener.", registry=registry,
+        )
+        self.listener_processed_block = Gauge(
+            "blocktrust_listener_processed_block", "Last block whose events are stored.", registry=registry,
+        )
+        self.listener_lag = Gauge(
+            "blocktrust_listener_lag_seconds", "Age of the listener's newest heartbeat.", registry=registry,
+        )
+        self.listener_events = Counter(
+            "blocktrust_listener_events", "Contract events stored, by type.", ["type"], registry=registry,
+        )
+        self.listener_reorgs = Counter(
+            "blocktrust_listener_reorgs", "Chain reorganisations rolled back.", registry=registry,
+        )
+        self.listener_unknown_logs = Counter(
+            "blocktrust_listener_unknown_logs",
+            "Logs whose topic matches no followed ABI event (skipped).", registry=registry,
+        )
+        self.rpc_requests = Counter(
+            "blocktrust_listener_rpc_requests", "JSON-RPC calls by method and outcome.", ["method", "outcome"],
+            registry=registry,
+        )
+        self.rpc_duration = Histogram(
+            "blocktrust_listener_rpc_duration_seconds", "JSON-RPC call latency.", ["method"],
+            buckets=_RPC_BUCKETS, registry=registry,
+        )
+        # --- SLO, incidents, alerts ---
+        self.slo_uptime = Gauge(
+            "blocktrust_slo_uptime_ratio", "Share of successful runs over the SLO window (from the DB).",
+            ["check"], registry=registry,
+        )
+        self.slo_latency_p99 = Gauge(
+            "blocktrust_slo_latency_p99_seconds",
+            "99th percentile latency of successful runs over the SLO window (from the DB).",
+            ["check"], registry=registry,
+        )
+        self.incidents_open = Gauge(
+            "blocktrust_incidents_open", "Open incidents by severity.", ["severity"], registry=registry,
+        )
+        for severity in ("info", "warn", "crit"):
+            self.incidents_open.labels(severity=severity).set(0)
+        self.alerts_sent = Counter(
+            "blocktrust_alerts_sent", "Notifications by channel and outcome.", ["channel", "outcome"],
+            registry=registry,
+        )
+        # --- the exporter itself ---
+        self.store_write_errors = Counter(
+            "blocktrust_store_write_errors", "Failed writes to the store (retried later).", registry=registry,
+        )
+        self.store_buffered = Gauge(
+            "blocktrust_store_buffered_results", "Check results waiting in memory for the store.",
+            registry=registry,
+        )
+        self.store_dropped = Counter(
+            "blocktrust_store_dropped_results",
+            "Check results dropped because the outage buffer was full (oldest first).", registry=registry,
+        )
+        self.job_runs = Counter(
+            "blocktrust_job_runs", "Scheduled job runs by job and outcome.", ["job", "outcome"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "blocktrust_exporter_build_info", "Always 1; the version label tells the build.", ["version"],
+            registry=registry,
+        )
+        self.build_info.labels(version=version).set(1)
+
+    def record_check(self, check: str, ok: bool, seconds: float, at_unix: float) -> None:
+        """Update the four check metrics for one result."""
+        self.check_up.labels(check=check).set(1 if ok else 0)
+        self.check_duration.labels(check=check).observe(seconds)
+        self.check_runs.labels(check=check, result="success" if ok else "failure").inc()
+        self.check_last_run.labels(check=check).set(at_unix)

@@ -1,0 +1,147 @@
+"""The storage contract: the records the exporter keeps and the one ``Store`` protocol.
+
+Both implementations (``postgres.py``, ``sqlite.py``) satisfy this protocol and pass the same
+parametrized test suite. Callers never see SQL or a connection. Not for buffering during an
+outage: that is ``buffer.py``, which wraps any store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class StoreError(Exception):
+    """The store could not be reached or refused a statement; the caller may retry later."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One run of one check: a ``monitor_metrics`` row.
+
+    ``uid`` makes a retried write idempotent (a unique column), so a row buffered during an
+    outage lands exactly once even if the first attempt committed but its answer was lost.
+    """
+
+    check_name: str
+    ok: bool
+    latency_ms: int
+    details: dict[str, Any]
+    ts: datetime  # timezone-aware UTC
+    uid: str
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One decoded contract log: an ``events`` row. (tx_hash, log_index) is unique in the DB."""
+
+    type: str
+    data: dict[str, Any]  # SPEC §2: blockNumber, blockHash, transactionHash, logIndex, address, args
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    number: int
+    hash: str
+    parent_hash: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The listener's progress: everything up to ``block_number`` is stored."""
+
+    block_number: int
+    block_hash: str
+    recent: tuple[BlockRef, ...] = field(default=())  # newest last; enough to detect a reorg
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A ``monitor_incidents`` row. At most one open (``resolved_at is None``) per check."""
+
+    id: int
+    check_name: str
+    severity: str
+    title: str
+    detail: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    last_notified_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SloRow:
+    """The SLO numbers of one check over a window, computed by the store (SPEC §2's SQL)."""
+
+    check_name: str
+    total: int
+    successes: int
+    uptime_percent: float
+    p99_latency_ms: float | None  # over successful runs; None when there were none
+    failures: int
+    last_failure: datetime | None
+
+
+class Store(Protocol):
+    """What the exporter needs from a database. All datetimes in and out are aware UTC."""
+
+    kind: str  # "postgresql" or "sqlite", for logs and the banner
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns the schema version. Idempotent, safe to run concurrently."""
+
+    def ping(self) -> None:
+        """Raise ``StoreError`` unless the database answers."""
+
+    def close(self) -> None: ...
+
+    # --- check results (monitor_metrics) ---
+    def write_results(self, results: Sequence[CheckResult]) -> None:
+        """Insert all rows in one transaction; rows whose ``uid`` exists are skipped."""
+
+    def latest_result(self, check_name: str) -> CheckResult | None:
+        """The newest row of ``check_name`` (e.g. the listener's ``listener.tick`` heartbeat)."""
+
+    def slo_report(self, since: datetime, until: datetime) -> list[SloRow]:
+        """Per check (excluding ``listener.tick``), SPEC §2's uptime, p99 and failures over [since, until)."""
+
+    def delete_results_before(self, cutoff: datetime, batch_size: int) -> int:
+        """Delete at most ``batch_size`` rows older than ``cutoff``; returns how many."""
+
+    # --- listener (events + checkpoint) ---
+    def load_checkpoint(self, name: str) -> Checkpoint | None: ...
+
+    def commit_blocks(
+        self,
+        name: str,
+        events: Sequence[EventRecord],
+        checkpoint: Checkpoint,
+        heartbeat: CheckResult | None = None,
+    ) -> int:
+        """In one transaction: insert events (duplicates by (tx_hash, log_index) skipped), save the
+        checkpoint and optional heartbeat row. Returns the number of events newly inserted."""
+
+    def rewind(self, name: str, checkpoint: Checkpoint) -> int:
+        """In one transaction: delete events above ``checkpoint.block_number`` and save the checkpoint.
+        Used to drop orphaned blocks after a reorg; returns the number of events deleted."""
+
+    def try_acquire_leader(self, name: str) -> bool:
+        """Take (or keep) the single-ingester lock for ``name``; False when another process holds it."""
+
+    def release_leader(self, name: str) -> None: ...
+
+    # --- incidents (monitor_incidents) ---
+    def open_incidents(self) -> list[Incident]: ...
+
+    def open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> Incident:
+        """Open an incident, or return the one already open for ``check_name``."""
+
+    def resolve_incident(self, incident_id: int, at: datetime) -> None: ...
+
+    def mark_notified(self, incident_id: int, at: datetime) -> None: ...
