@@ -78,7 +78,7 @@ def _http_url(value: str) -> str:
 
 
 def _listen_address(value: str) -> str:
-    host, sep, port = value.rpartition(":")
+    _host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f'expected HOST:PORT like "0.0.0.0:9108", got {value!r}')
     return value

@@ -1,0 +1,82 @@
+"""The alert a channel delivers, and its human-readable text (SPEC §5).
+
+An ``Alert`` is a value: the engine creates it, the notifier hands it to each channel's pure
+``build_request``. Not for deciding *when* to alert (``engine``) nor for any transport.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+AlertState = Literal["firing", "resolved"]
+
+SEVERITY_EMOJI = {"info": "ℹ️", "warn": "⚠️", "crit": "🚨"}
+RESOLVED_EMOJI = "✅"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One notice about one incident: it fired, it is still firing (``reminder``), or it resolved."""
+
+    check_name: str
+    severity: str
+    state: AlertState
+    title: str
+    detail: str
+    since: datetime  # when the incident opened (aware UTC)
+    at: datetime  # when this notice was decided (aware UTC)
+    incident_id: int | None = None
+    reminder: bool = False
+    dashboard_url: str | None = None
+
+
+def format_time(moment: datetime) -> str:
+    """``2026-01-01 12:30:05 UTC``: unambiguous for a reader in any time zone."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h05m``, ``2d04h``: how long an incident lasted, at a glance."""
+    total = max(int(seconds), 0)
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m" if not secs else f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def headline(alert: Alert) -> str:
+    """``🚨 [CRIT] API /health unavailable``; ``✅ [RESOLVED] ...`` once it is over."""
+    if alert.state == "resolved":
+        return f"{RESOLVED_EMOJI} [RESOLVED] {alert.title}"
+    emoji = SEVERITY_EMOJI.get(alert.severity, SEVERITY_EMOJI["warn"])
+    prefix = "Reminder: " if alert.reminder else ""
+    return f"{emoji} [{alert.severity.upper()}] {prefix}{alert.title}"
+
+
+def body_lines(alert: Alert) -> list[str]:
+    """The lines after the headline: detail, since when (and for how long), dashboard link."""
+    lines = [alert.detail] if alert.detail else []
+    lasted = format_duration((alert.at - alert.since).total_seconds())
+    if alert.state == "resolved":
+        lines.append(f"Resolved at {format_time(alert.at)} after {lasted} (since {format_time(alert.since)})")
+    elif alert.reminder:
+        lines.append(f"Failing since {format_time(alert.since)} ({lasted})")
+    else:
+        lines.append(f"Since {format_time(alert.since)}")
+    if alert.dashboard_url:
+        lines.append(f"Dashboard: {alert.dashboard_url}")
+    return lines
+
+
+def render_text(alert: Alert) -> str:
+    """The plain-text message: headline, then one line per fact."""
+    return "\n".join([headline(alert), *body_lines(alert)])

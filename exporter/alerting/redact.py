@@ -1,0 +1,106 @@
+"""Masking secrets in text: a ``Redactor`` and a ``logging.Filter`` that applies it to every record.
+
+Libraries put secrets into their messages (a ``requests`` error names the Telegram URL, which holds the
+bot token; urllib3 logs the Slack webhook path), so masking the exact values our code handles is not
+enough: the filter rewrites the final message, its arguments, the exception text and any extra string
+attributes. Not for deciding what is secret: ``Config.secrets()`` says that.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, unquote, urlsplit
+
+MASK = "***"
+# Shorter fragments (a "/" path, a 3-letter password) would mask ordinary words all over the logs.
+MIN_FRAGMENT = 6
+
+
+def secret_fragments(secret: str) -> set[str]:
+    """The secret and the parts of it that travel alone: a URL's password, path and query values,
+    a bot token's secret half, and their percent-encoded forms."""
+    fragments = {secret, quote(secret, safe=""), quote(secret, safe="/:@"), unquote(secret)}
+    parts = urlsplit(secret)
+    if parts.scheme and parts.netloc:
+        if parts.password:
+            fragments.update({parts.password, unquote(parts.password)})
+        if parts.scheme not in ("http", "https"):
+            return {f for f in fragments if len(f) >= MIN_FRAGMENT}  # a DB URL's path is a DB name
+        if parts.path not in ("", "/"):
+            fragments.add(parts.path)  # webhook and RPC keys live in the path
+        if parts.query:
+            fragments.add(parts.query)
+            fragments.update(value for _, _, value in (p.partition("=") for p in parts.query.split("&")))
+    elif ":" in secret:
+        # A Telegram bot token is "<bot id>:<secret>"; the secret half alone is still a credential.
+        fragments.add(secret.split(":", 1)[1])
+    return {f for f in fragments if len(f) >= MIN_FRAGMENT}
+
+
+class Redactor:
+    """Replaces every occurrence of any secret (or a fragment of one) with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        fragments: set[str] = set()
+        for secret in secrets:
+            if secret:
+                fragments |= secret_fragments(secret)
+        # Longest first, so a whole URL is masked before its path would leave the host visible.
+        ordered = sorted(fragments, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None or not text:
+            return text
+        return self._pattern.sub(MASK, text)
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+
+# Attributes every LogRecord has; anything else was passed through ``extra=`` and may hold a secret.
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("n", 0, "p", 0, "m", None, None))) | {"message", "asctime"}
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a record's message, arguments, exception and extra string attributes.
+
+    Attach it to *handlers* (``handler.addFilter``): a filter on a logger only sees records logged
+    on that very logger, not those propagating up from child loggers. ``install_on_root_handlers``
+    does that for the root logger's handlers.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redact = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._redact:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the record; show it raw instead
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = self._redact(message), None
+        if record.exc_info and record.exc_info[0] is not None:
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            # The formatter prints exc_text when exc_info is gone, so the raw traceback is never rendered.
+            record.exc_info, record.exc_text = None, self._redact(text)
+        elif record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, self._redact(value))
+        return True
+
+
+def install_on_root_handlers(redactor: Redactor) -> RedactingFilter:
+    """Attach one ``RedactingFilter`` to every handler of the root logger; returns it."""
+    log_filter = RedactingFilter(redactor)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(log_filter)
+    return log_filter

@@ -1,0 +1,35 @@
+"""The generic JSON webhook: the request for one alert (SPEC §5).
+
+Pure: builds the request, sends nothing. The body is machine-readable (state ``firing`` or
+``resolved``, ISO 8601 times) so a receiver can route or deduplicate by ``check`` and ``incident_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from exporter.alerting.alert import Alert, render_text
+
+
+@dataclass(frozen=True)
+class WebhookChannel:
+    url: str = field(repr=False)  # may embed a token, so treated as a secret
+    send_resolved: bool = True
+    name: str = "webhook"
+
+    def build_request(self, alert: Alert) -> tuple[str, dict[str, Any]]:
+        return self.url, {
+            "check": alert.check_name,
+            "severity": alert.severity,
+            "state": alert.state,
+            "title": alert.title,
+            "detail": alert.detail,
+            "time": alert.at.astimezone(UTC).isoformat(),
+            "since": alert.since.astimezone(UTC).isoformat(),
+            "reminder": alert.reminder,
+            "incident_id": alert.incident_id,
+            "dashboard_url": alert.dashboard_url,
+            "text": render_text(alert),
+        }

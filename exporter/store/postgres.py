@@ -1,0 +1,178 @@
+"""The PostgreSQL store: the production backend.
+
+A small thread-safe pool (callers block when all connections are busy, instead of failing),
+batched inserts with ``execute_values``, sessions pinned to UTC, TCP keepalives so that a dead
+server is noticed, and advisory locks for migrations and for the single listener leader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+import psycopg2.pool
+
+from exporter.store.base import SloRow, StoreError
+from exporter.store.schema import Migration
+from exporter.store.sql import HEARTBEAT_CHECK, SqlStore, as_utc
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_LOCK = "blocktrust-exporter:migrate"
+# Connection-level errors after which a pooled connection must not be reused.
+_BROKEN = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name``."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def libpq_dsn(url: str) -> str:
+    """Accept the seed's SQLAlchemy form (``postgresql+psycopg2://``) besides libpq's own."""
+    for prefix in ("postgresql+psycopg2://", "postgres+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+class PostgresStore(SqlStore):
+    kind = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 4, connect_timeout: float = 5.0) -> None:
+        self._dsn = libpq_dsn(url)
+        self._connect_kwargs: dict[str, Any] = {
+            "connect_timeout": max(1, round(connect_timeout)),
+            "options": "-c timezone=UTC",
+            "application_name": "blocktrust-exporter",
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+        # minconn=0: construction never connects, so a server that is down at start-up is not fatal.
+        self._pool = psycopg2.pool.ThreadedConnectionPool(0, pool_size, self._dsn, **self._connect_kwargs)
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._leaders: dict[str, Any] = {}
+        self._leader_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ connections
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        with self._slots:
+            try:
+                conn = self._pool.getconn()
+            except psycopg2.Error as exc:
+                raise StoreError(f"postgresql: cannot connect: {_reason(exc)}") from None
+            broken = False
+            try:
+                yield conn
+            except psycopg2.Error as exc:
+                broken = isinstance(exc, _BROKEN) or bool(conn.closed)
+                raise StoreError(f"postgresql: {_reason(exc)}") from None
+            finally:
+                self._pool.putconn(conn, close=broken or bool(conn.closed))
+
+    def close(self) -> None:
+        with self._leader_lock:
+            for conn in self._leaders.values():
+                _close_quietly(conn)
+            self._leaders.clear()
+        self._pool.closeall()
+
+    # ------------------------------------------------------------------ dialect hooks
+    def _migration_statements(self, migration: Migration) -> Sequence[str]:
+        return migration.postgresql
+
+    def _lock_migrations(self, cursor: Any) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(_MIGRATION_LOCK),))
+
+    def _insert_many(self, cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        returned = psycopg2.extras.execute_values(cursor, sql + " RETURNING 1", rows, page_size=1000, fetch=True)
+        return len(returned)
+
+    def slo_report(self, since: datetime, until: datetime) -> list[SloRow]:
+        with self._tx() as cur:
+            cur.execute(
+                """
+                SELECT check_name,
+                       COUNT(*),
+                       COUNT(*) FILTER (WHERE ok),
+                       COUNT(*) FILTER (WHERE ok) * 100.0 / COUNT(*),
+                       PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY latency_ms) FILTER (WHERE ok),
+                       COUNT(*) FILTER (WHERE NOT ok),
+                       MAX(ts) FILTER (WHERE NOT ok)
+                FROM monitor_metrics
+                WHERE ts >= %s AND ts < %s AND check_name <> %s
+                GROUP BY check_name
+                ORDER BY check_name
+                """,
+                (self._encode_time(since), self._encode_time(until), HEARTBEAT_CHECK),
+            )
+            rows = cur.fetchall()
+        return [
+            SloRow(
+                check_name=r[0],
+                total=int(r[1]),
+                successes=int(r[2]),
+                uptime_percent=float(r[3]),
+                p99_latency_ms=None if r[4] is None else float(r[4]),
+                failures=int(r[5]),
+                last_failure=as_utc(r[6]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ leadership
+    def try_acquire_leader(self, name: str) -> bool:
+        """Session-level advisory lock on a dedicated connection: if this process dies or loses
+        its connection, PostgreSQL releases the lock and another replica takes over."""
+        with self._leader_lock:
+            conn = self._leaders.get(name)
+            if conn is not None:
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT 1")
+                    return True
+                except psycopg2.Error:
+                    log.warning("listener leader connection lost; the lock is gone name=%s", name)
+                    _close_quietly(conn)
+                    del self._leaders[name]
+            try:
+                conn = psycopg2.connect(self._dsn, **self._connect_kwargs)
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_try_advisory_lock(%s)", (lock_key("leader:" + name),))
+                    row = cur.fetchone()
+            except psycopg2.Error as exc:
+                raise StoreError(f"postgresql: leader lock: {_reason(exc)}") from None
+            if row is not None and row[0]:
+                self._leaders[name] = conn
+                return True
+            _close_quietly(conn)
+            return False
+
+    def release_leader(self, name: str) -> None:
+        with self._leader_lock:
+            conn = self._leaders.pop(name, None)
+        if conn is not None:
+            _close_quietly(conn)  # closing the session releases its advisory locks
+
+
+def _reason(exc: psycopg2.Error) -> str:
+    """The first line of a driver error: never the DSN, which may carry a password."""
+    text = (exc.pgerror or str(exc) or type(exc).__name__).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _close_quietly(conn: Any) -> None:
+    with suppress(psycopg2.Error):
+        conn.close()

@@ -1,0 +1,352 @@
+"""The SQL shared by the PostgreSQL and SQLite stores.
+
+Queries are written once with ``%s`` placeholders; the SQLite store swaps them for ``?``. What truly
+differs between the dialects (connections, bulk inserts, percentiles, locks, DDL) is left to the
+subclasses. Not for connection management or outage buffering.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.clock import utc_naive
+from exporter.store.base import (
+    BlockRef,
+    Checkpoint,
+    CheckResult,
+    Incident,
+    SloRow,
+    StoreError,
+)
+from exporter.store.schema import MIGRATIONS, Migration
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_CHECK = "listener.tick"
+
+
+def as_utc(value: object) -> datetime | None:
+    """A TIMESTAMP column value (naive UTC datetime or ISO text) as an aware UTC datetime."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def as_json(value: object) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def percentile_cont(sorted_values: Sequence[float], fraction: float) -> float | None:
+    """PostgreSQL's PERCENTILE_CONT: linear interpolation between the two nearest ranks."""
+    if not sorted_values:
+        return None
+    position = fraction * (len(sorted_values) - 1)
+    lower = int(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    weight = position - lower
+    return float(sorted_values[lower]) + (float(sorted_values[upper]) - float(sorted_values[lower])) * weight
+
+
+def _recent_to_json(recent: Sequence[BlockRef]) -> str:
+    return json.dumps([[b.number, b.hash, b.parent_hash] for b in recent])
+
+
+def _recent_from_json(value: object) -> tuple[BlockRef, ...]:
+    return tuple(BlockRef(int(n), str(h), str(p)) for n, h, p in as_json(value))
+
+
+_INCIDENT_COLUMNS = "id, check_name, severity, title, detail, opened_at, resolved_at, last_notified_at"
+
+
+def _incident(row: Sequence[Any]) -> Incident:
+    opened = as_utc(row[5])
+    assert opened is not None
+    return Incident(
+        id=int(row[0]),
+        check_name=row[1] or "",
+        severity=row[2] or "warn",
+        title=row[3] or "",
+        detail=row[4] or "",
+        opened_at=opened,
+        resolved_at=as_utc(row[6]),
+        last_notified_at=as_utc(row[7]),
+    )
+
+
+class SqlStore(ABC):
+    """Implements ``exporter.store.base.Store`` on a DB-API connection supplied by a subclass."""
+
+    kind: str = "sql"
+    placeholder: str = "%s"
+
+    # ----------------------------------------------------------------- subclass hooks
+    @abstractmethod
+    def _connection(self) -> AbstractContextManager[Any]:
+        """A connection for one transaction; driver errors must surface as ``StoreError``."""
+
+    @abstractmethod
+    def _migration_statements(self, migration: Migration) -> Sequence[str]: ...
+
+    @abstractmethod
+    def _lock_migrations(self, cursor: Any) -> None:
+        """Serialise concurrent migrations (transaction-scoped)."""
+
+    @abstractmethod
+    def _insert_many(self, cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """``INSERT … VALUES %s …`` for many rows; returns how many were inserted."""
+
+    @abstractmethod
+    def slo_report(self, since: datetime, until: datetime) -> list[SloRow]: ...
+
+    @abstractmethod
+    def try_acquire_leader(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def release_leader(self, name: str) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _encode_time(self, moment: datetime) -> Any:
+        return utc_naive(moment)
+
+    # ----------------------------------------------------------------- helpers
+    def _sql(self, text: str) -> str:
+        return text if self.placeholder == "%s" else text.replace("%s", self.placeholder)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            try:
+                yield cursor
+                conn.commit()
+            except BaseException:
+                # If the connection is already broken the rollback fails too; the first error matters.
+                with suppress(Exception):
+                    conn.rollback()
+                raise
+            finally:
+                cursor.close()
+
+    def _execute(self, cursor: Any, text: str, params: Sequence[Any] = ()) -> None:
+        cursor.execute(self._sql(text), tuple(params))
+
+    # ----------------------------------------------------------------- schema
+    def migrate(self) -> int:
+        with self._tx() as cur:
+            self._lock_migrations(cur)
+            self._execute(
+                cur,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "description TEXT NOT NULL, applied_at TIMESTAMP NOT NULL)",
+            )
+            self._execute(cur, "SELECT version FROM schema_migrations")
+            applied = {int(row[0]) for row in cur.fetchall()}
+            for migration in MIGRATIONS:
+                if migration.version in applied:
+                    continue
+                for statement in self._migration_statements(migration):
+                    cur.execute(statement)
+                self._execute(
+                    cur,
+                    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
+                    (migration.version, migration.description, self._encode_time(datetime.now(UTC))),
+                )
+                log.info("store migrated kind=%s version=%d", self.kind, migration.version)
+            self._execute(cur, "SELECT MAX(version) FROM schema_migrations")
+            row = cur.fetchone()
+        return int(row[0])
+
+    def ping(self) -> None:
+        with self._tx() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+
+    # ----------------------------------------------------------------- check results
+    def write_results(self, results: Sequence[CheckResult]) -> None:
+        if not results:
+            return
+        rows = [
+            (
+                self._encode_time(r.ts),
+                r.check_name,
+                r.ok,
+                r.latency_ms,
+                json.dumps(r.details, sort_keys=True, default=str),
+                r.uid,
+            )
+            for r in results
+        ]
+        with self._tx() as cur:
+            self._insert_results(cur, rows)
+
+    def _insert_results(self, cur: Any, rows: Sequence[Sequence[Any]]) -> int:
+        return self._insert_many(
+            cur,
+            "INSERT INTO monitor_metrics (ts, check_name, ok, latency_ms, details, uid) VALUES %s "
+            "ON CONFLICT (uid) DO NOTHING",
+            rows,
+        )
+
+    def latest_result(self, check_name: str) -> CheckResult | None:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "SELECT check_name, ok, latency_ms, details, ts, uid FROM monitor_metrics "
+                "WHERE check_name = %s ORDER BY ts DESC, id DESC LIMIT 1",
+                (check_name,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        ts = as_utc(row[4])
+        assert ts is not None
+        return CheckResult(
+            check_name=row[0],
+            ok=bool(row[1]),
+            latency_ms=int(row[2] or 0),
+            details=as_json(row[3]) or {},
+            ts=ts,
+            uid=row[5] or "",
+        )
+
+    def delete_results_before(self, cutoff: datetime, batch_size: int) -> int:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "DELETE FROM monitor_metrics WHERE id IN "
+                "(SELECT id FROM monitor_metrics WHERE ts < %s ORDER BY ts LIMIT %s)",
+                (self._encode_time(cutoff), batch_size),
+            )
+            return int(cur.rowcount)
+
+    # ----------------------------------------------------------------- listener
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        with self._tx() as cur:
+            self._execute(
+                cur, "SELECT block_number, block_hash, recent FROM listener_checkpoints WHERE name = %s", (name,)
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return Checkpoint(int(row[0]), str(row[1]), _recent_from_json(row[2]))
+
+    def _save_checkpoint(self, cur: Any, name: str, checkpoint: Checkpoint) -> None:
+        self._execute(
+            cur,
+            "INSERT INTO listener_checkpoints (name, block_number, block_hash, recent, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+            "block_number = excluded.block_number, block_hash = excluded.block_hash, "
+            "recent = excluded.recent, updated_at = excluded.updated_at",
+            (
+                name,
+                checkpoint.block_number,
+                checkpoint.block_hash,
+                _recent_to_json(checkpoint.recent),
+                self._encode_time(datetime.now(UTC)),
+            ),
+        )
+
+    def commit_blocks(
+        self,
+        name: str,
+        events: Sequence[Any],
+        checkpoint: Checkpoint,
+        heartbeat: CheckResult | None = None,
+    ) -> int:
+        rows = [
+            (
+                e.type,
+                json.dumps(e.data, sort_keys=True, default=str),
+                e.block_number,
+                e.block_hash,
+                e.tx_hash,
+                e.log_index,
+            )
+            for e in events
+        ]
+        with self._tx() as cur:
+            inserted = 0
+            if rows:
+                inserted = self._insert_many(
+                    cur,
+                    "INSERT INTO events (type, data, block_number, block_hash, tx_hash, log_index) "
+                    "VALUES %s ON CONFLICT (tx_hash, log_index) DO NOTHING",
+                    rows,
+                )
+            self._save_checkpoint(cur, name, checkpoint)
+            if heartbeat is not None:
+                self._insert_results(
+                    cur,
+                    [
+                        (
+                            self._encode_time(heartbeat.ts),
+                            heartbeat.check_name,
+                            heartbeat.ok,
+                            heartbeat.latency_ms,
+                            json.dumps(heartbeat.details, sort_keys=True, default=str),
+                            heartbeat.uid,
+                        )
+                    ],
+                )
+        return inserted
+
+    def rewind(self, name: str, checkpoint: Checkpoint) -> int:
+        with self._tx() as cur:
+            self._execute(cur, "DELETE FROM events WHERE block_number > %s", (checkpoint.block_number,))
+            deleted = int(cur.rowcount)
+            self._save_checkpoint(cur, name, checkpoint)
+        return deleted
+
+    # ----------------------------------------------------------------- incidents
+    def open_incidents(self) -> list[Incident]:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                f"SELECT {_INCIDENT_COLUMNS} FROM monitor_incidents WHERE resolved_at IS NULL ORDER BY id",
+            )
+            return [_incident(row) for row in cur.fetchall()]
+
+    def open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> Incident:
+        with self._tx() as cur:
+            # The partial unique index allows one open incident per check; a concurrent opener loses quietly.
+            self._execute(
+                cur,
+                "INSERT INTO monitor_incidents (check_name, severity, title, detail, opened_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (check_name) WHERE resolved_at IS NULL DO NOTHING",
+                (check_name, severity, title, detail, self._encode_time(at)),
+            )
+            self._execute(
+                cur,
+                f"SELECT {_INCIDENT_COLUMNS} FROM monitor_incidents "
+                "WHERE check_name = %s AND resolved_at IS NULL",
+                (check_name,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise StoreError(f"incident for {check_name} vanished right after it was opened")
+        return _incident(row)
+
+    def resolve_incident(self, incident_id: int, at: datetime) -> None:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "UPDATE monitor_incidents SET resolved_at = %s WHERE id = %s AND resolved_at IS NULL",
+                (self._encode_time(at), incident_id),
+            )
+
+    def mark_notified(self, incident_id: int, at: datetime) -> None:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "UPDATE monitor_incidents SET last_notified_at = %s WHERE id = %s",
+                (self._encode_time(at), incident_id),
+            )
