@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -222,22 +223,79 @@ class TelegramSettings(_Section):
     base_url: HttpUrl = "https://api.telegram.org"
     send_resolved: bool = True
 
+    @model_validator(mode="after")
+    def _token_and_chat(self) -> TelegramSettings:
+        if (self.bot_token is None) != (self.chat_id is None):
+            raise ValueError("telegram needs both bot_token and chat_id (or neither)")
+        return self
+
 
 class WebhookSettings(_Section):
     url: SecretHttpUrl | None = None  # ALERT_WEBHOOK_URL
     send_resolved: bool = True
 
 
+def parse_instant(value: str) -> datetime:
+    """An ISO 8601 instant; without an offset it is UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f'expected an ISO 8601 time like "2026-03-01T02:00:00Z", got {value!r}') from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_clock_time(value: str) -> time:
+    """``HH:MM`` (24 h); ``24:00`` is accepted as the end of the day and returned as ``time.max``."""
+    match = re.fullmatch(r"([01]?\d|2[0-4]):([0-5]\d)", value)
+    if not match or (match.group(1) == "24" and match.group(2) != "00"):
+        raise ValueError(f'expected a time of day like "02:30", got {value!r}')
+    return time.max if match.group(1) == "24" else time(int(match.group(1)), int(match.group(2)))
+
+
+def _yaml_instant(value: object) -> object:
+    # Unquoted YAML turns 2026-03-01T02:00:00Z into a datetime; accept it as the text it was.
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _yaml_clock_time(value: object) -> object:
+    # Unquoted YAML 1.1 reads 22:00 as the base-60 integer 1320; turn it back into "22:00".
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value // 60:02d}:{value % 60:02d}"
+    return value
+
+
 class MaintenanceWindow(_Section):
-    """Either a fixed ``start``/``end`` (ISO 8601) or a weekly ``days`` + ``from``/``to`` (HH:MM, UTC)."""
+    """Either a fixed ``start``/``end`` (ISO 8601) or a weekly ``days`` + ``from``/``to`` (HH:MM, UTC).
+
+    A weekly window whose ``to`` is not after ``from`` runs past midnight into the next day.
+    ``checks`` are check names or shell-style patterns (``api.*``); empty means every check.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     checks: list[str] = Field(default_factory=list)  # empty = all checks
-    start: str | None = None
-    end: str | None = None
+    start: Annotated[str | None, BeforeValidator(_yaml_instant)] = None
+    end: Annotated[str | None, BeforeValidator(_yaml_instant)] = None
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
+    from_: Annotated[str | None, BeforeValidator(_yaml_clock_time)] = Field(default=None, alias="from")
+    to: Annotated[str | None, BeforeValidator(_yaml_clock_time)] = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> MaintenanceWindow:
+        fixed = self.start is not None or self.end is not None
+        weekly = bool(self.days) or self.from_ is not None or self.to is not None
+        if fixed == weekly:
+            raise ValueError("a maintenance window needs either start and end, or days with from and to")
+        if fixed:
+            if self.start is None or self.end is None:
+                raise ValueError("a fixed maintenance window needs both start and end")
+            if parse_instant(self.start) >= parse_instant(self.end):
+                raise ValueError("end must be after start")
+        else:
+            if not self.days or self.from_ is None or self.to is None:
+                raise ValueError("a weekly maintenance window needs days, from and to")
+            if parse_clock_time(self.from_) == parse_clock_time(self.to):
+                raise ValueError("from and to must differ")
+        return self
 
 
 class AlertingSettings(_Section):
@@ -247,6 +305,9 @@ class AlertingSettings(_Section):
     dashboard_url: HttpUrl | None = None
     timeout: Interval = 10.0
     max_tries: int = Field(default=5, ge=1, le=20)
+    backoff: Interval = 1.0  # first wait between tries; doubles each retry, capped at backoff_max
+    backoff_max: Interval = 60.0
+    retry_after_max: Interval = 300.0  # a channel asking to wait longer (Retry-After) is given up on
     queue_size: int = Field(default=1000, ge=1)
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
