@@ -1,0 +1,76 @@
+"""The start-up banner (the seed's ``BLOCKTRUST MONITORING SYSTEM``) and safe renderings of URLs.
+
+Secret-bearing URLs are shown as scheme, host and port only: enough for an operator to see where
+the exporter points, never the credentials or API keys in userinfo, path or query.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import urlsplit
+
+from exporter.config import Config
+
+
+def exporter_version() -> str:
+    try:
+        return version("blocktrust-exporter")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+def public_url(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, with ``/…`` when a path was hidden."""
+    if url.startswith("sqlite:///"):
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    hidden = "/…" if parts.path not in ("", "/") or parts.query else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+def store_display(config: Config) -> str:
+    if config.store.url is None:
+        return f"sqlite (embedded) {config.store.sqlite_path}"
+    url = config.store.url.get_secret_value()
+    if url.startswith("sqlite:///"):
+        return f"sqlite {url[len('sqlite:///'):]}"
+    parts = urlsplit(url)
+    database = parts.path.lstrip("/") or "(default)"
+    return f"postgresql {public_url(url).removesuffix('/…')}/{database}"
+
+
+def banner_lines(config: Config, parts: dict[str, bool]) -> list[str]:
+    """The banner, one string per line. ``parts`` says which components run (name -> enabled)."""
+    alerting = config.alerting
+    channels = [
+        name
+        for name, on in (
+            ("slack", alerting.slack.webhook_url is not None),
+            ("telegram", alerting.telegram.bot_token is not None),
+            ("webhook", alerting.webhook.url is not None),
+        )
+        if on
+    ]
+    rpc = config.listener.rpc_url
+    rule = "=" * 60
+    return [
+        rule,
+        f"🎯 BLOCKTRUST MONITORING SYSTEM v{exporter_version()}",
+        rule,
+        f"  config:      {config.source}",
+        f"  listen:      {config.server.listen}  (/metrics /healthz /readyz)",
+        f"  store:       {store_display(config)}",
+        f"  api:         {config.api.base_url or '(not set: API checks disabled)'}",
+        f"  rpc:         {public_url(rpc.get_secret_value()) if rpc else '(not set: listener disabled)'}",
+        f"  checks:      every {config.checks.interval:g}s",
+        f"  listener:    every {config.listener.poll_interval:g}s, max lag {config.listener.max_lag:g}s",
+        f"  slo:         uptime {config.slo.uptime_target:g}%, latency {config.slo.latency_ms} ms, "
+        f"report every {config.slo.report_interval:g}s",
+        f"  alerts:      {', '.join(channels) if channels else '(no channel configured)'}",
+        "  parts:       " + ", ".join(f"{name}={'on' if on else 'off'}" for name, on in parts.items()),
+        rule,
+    ]
