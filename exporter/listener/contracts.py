@@ -1,0 +1,156 @@
+"""Load and validate ``contracts_config.json`` into the events the listener follows.
+
+The file maps a contract name to ``{"address": "0x…", "abi": [...]}`` (SPEC §3). Every problem
+(missing file, bad JSON, missing contract, bad address, malformed ABI, an ABI type eth-abi does
+not know) raises ``ContractsConfigError`` with one line naming the file, the contract and the
+ABI entry. Not for decoding logs: ``decode.py`` turns an ``EventSpec`` into a decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_abi.abi import is_encodable_type
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+REQUIRED_CONTRACTS = ("IdentityNFT", "ProofRegistry", "FailSafe")  # SPEC §1
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+class ContractsConfigError(Exception):
+    """``contracts_config.json`` is missing or invalid; ``str()`` is one line naming the culprit."""
+
+
+@dataclass(frozen=True)
+class EventInput:
+    name: str
+    abi_type: str  # canonical eth-abi type string, tuples collapsed to "(t1,t2)"
+    indexed: bool
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One followed ABI event of one contract."""
+
+    contract: str
+    address: str  # checksummed
+    name: str
+    stored_type: str  # the ``events.type`` value (the configurable map, else the event name)
+    signature: str  # e.g. "MintingEvent(uint256,address)"
+    topic0: str  # 0x-hex keccak of the signature, lowercase
+    inputs: tuple[EventInput, ...]
+
+
+def _canonical_type(param: Any, where: str) -> str:
+    if not isinstance(param, dict) or not isinstance(param.get("type"), str):
+        raise ContractsConfigError(f"{where}: expected an object with a string 'type'")
+    abi_type: str = param["type"]
+    if abi_type.startswith("tuple"):
+        components = param.get("components")
+        if not isinstance(components, list):
+            raise ContractsConfigError(f"{where}: tuple without 'components'")
+        inner = ",".join(_canonical_type(c, f"{where}.components[{i}]") for i, c in enumerate(components))
+        abi_type = f"({inner}){abi_type[len('tuple'):]}"
+    # eth-abi's own grammar decides what a valid type is; no home-made list to drift from it.
+    if not is_encodable_type(abi_type):
+        raise ContractsConfigError(f"{where}: unknown ABI type {param['type']!r}")
+    return abi_type
+
+
+def _event_spec(contract: str, address: str, entry: dict[str, Any], where: str,
+                event_types: Mapping[str, str]) -> EventSpec:
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ContractsConfigError(f"{where}: event without a 'name'")
+    raw_inputs = entry.get("inputs", [])
+    if not isinstance(raw_inputs, list):
+        raise ContractsConfigError(f"{where} ({name}): 'inputs' must be a list")
+    inputs = []
+    for i, param in enumerate(raw_inputs):
+        param_where = f"{where} ({name}).inputs[{i}]"
+        abi_type = _canonical_type(param, param_where)
+        inputs.append(EventInput(str(param.get("name") or f"arg{i}"), abi_type, bool(param.get("indexed"))))
+    if sum(p.indexed for p in inputs) > 3:
+        raise ContractsConfigError(f"{where} ({name}): more than 3 indexed inputs")
+    signature = f"{name}({','.join(p.abi_type for p in inputs)})"
+    return EventSpec(
+        contract=contract,
+        address=address,
+        name=name,
+        stored_type=event_types.get(name, name),
+        signature=signature,
+        topic0="0x" + keccak(text=signature).hex(),
+        inputs=tuple(inputs),
+    )
+
+
+def _contract_events(name: str, body: Any, where: str, event_types: Mapping[str, str]) -> list[EventSpec]:
+    if not isinstance(body, dict):
+        raise ContractsConfigError(f"{where}: expected an object with 'address' and 'abi'")
+    address = body.get("address")
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise ContractsConfigError(f"{where}.address: expected a 0x-prefixed 20-byte hex address, got {address!r}")
+    abi = body.get("abi")
+    if isinstance(abi, str):
+        try:  # some deploy scripts store the ABI as a JSON string
+            abi = json.loads(abi)
+        except ValueError:
+            raise ContractsConfigError(f"{where}.abi: a string that is not JSON") from None
+    if not isinstance(abi, list):
+        raise ContractsConfigError(f"{where}.abi: expected a list of ABI entries")
+    checksummed = to_checksum_address(address)
+    specs = []
+    for index, entry in enumerate(abi):
+        entry_where = f"{where}.abi[{index}]"
+        if not isinstance(entry, dict):
+            raise ContractsConfigError(f"{entry_where}: expected an object")
+        if entry.get("type") == "event" and not entry.get("anonymous"):
+            specs.append(_event_spec(name, checksummed, entry, entry_where, event_types))
+    if not specs:
+        raise ContractsConfigError(f"{where}.abi: no events to follow")
+    return specs
+
+
+def parse_contracts(document: Any, source: str, event_types: Mapping[str, str],
+                    required: Iterable[str] = REQUIRED_CONTRACTS) -> list[EventSpec]:
+    """Validate an already-parsed ``contracts_config.json`` document."""
+    if not isinstance(document, dict):
+        raise ContractsConfigError(f"{source}: expected an object mapping contract names to {{address, abi}}")
+    missing = [name for name in required if name not in document]
+    if missing:
+        raise ContractsConfigError(f"{source}: missing contract {', '.join(missing)}")
+    specs: list[EventSpec] = []
+    for name, body in document.items():
+        specs.extend(_contract_events(name, body, f"{source}: {name}", event_types))
+    seen: dict[tuple[str, str], EventSpec] = {}
+    for spec in specs:
+        key = (spec.address, spec.topic0)
+        if key in seen:
+            raise ContractsConfigError(
+                f"{source}: {spec.contract}: event {spec.signature} declared twice for {spec.address}"
+            )
+        seen[key] = spec
+    return specs
+
+
+def load_contracts(path: str | Path, event_types: Mapping[str, str],
+                   required: Iterable[str] = REQUIRED_CONTRACTS) -> list[EventSpec]:
+    """Read and validate the file; raise ``ContractsConfigError`` (one line) on any problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContractsConfigError(f"{source}: contracts config file not found") from None
+    except OSError as exc:
+        raise ContractsConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ContractsConfigError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    return parse_contracts(document, source, event_types, required)

@@ -1,0 +1,155 @@
+"""Turn raw ``eth_getLogs`` entries into ``EventRecord`` rows (SPEC §2), with eth-abi directly.
+
+Each log is routed by (address, topic0) to its ABI event; indexed arguments come from the topics,
+the rest from ``data``. Values become JSON: integers as decimal strings (uint256 does not fit a
+JSON number), bytes/bytesN as 0x-hex, addresses checksummed, an indexed dynamic value (string,
+bytes, array, tuple) as its topic hash, because the log only carries the hash. A log that matches
+no followed event, or does not decode, is logged, counted in ``listener_unknown_logs`` and skipped:
+never a crash. Not for fetching or storing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
+from eth_abi.grammar import BasicType, TupleType, parse
+from eth_utils.address import to_checksum_address
+
+from exporter.listener.contracts import EventSpec
+from exporter.metrics import Metrics
+from exporter.store.base import EventRecord
+
+log = logging.getLogger(__name__)
+
+Converter = Callable[[Any], Any]
+
+
+@lru_cache(maxsize=4096)
+def _checksum(address: str) -> str:
+    # Few distinct addresses appear in practice; checksumming (a keccak) once each is enough.
+    return str(to_checksum_address(address))
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def converter_for(abi_type: str) -> Converter:
+    """A function mapping eth-abi's decoded value of ``abi_type`` to its JSON form."""
+    node = parse(abi_type)
+    if node.is_array:
+        item = converter_for(node.item_type.to_type_str())
+        return lambda values: [item(v) for v in values]
+    if isinstance(node, TupleType):
+        parts = [converter_for(c.to_type_str()) for c in node.components]
+        return lambda values: [conv(v) for conv, v in zip(parts, values, strict=True)]
+    assert isinstance(node, BasicType)
+    if node.base in ("uint", "int", "fixed", "ufixed"):
+        return str
+    if node.base == "address":
+        return _checksum
+    if node.base == "bytes":
+        return _hex
+    return _identity  # bool, string
+
+
+def _is_dynamic(abi_type: str) -> bool:
+    """Dynamic types are indexed as the keccak of their encoding, which cannot be decoded back."""
+    node = parse(abi_type)
+    return bool(node.is_dynamic) or node.is_array or isinstance(node, TupleType)
+
+
+class _EventDecoder:
+    """The compiled decoder of one ``EventSpec``."""
+
+    def __init__(self, spec: EventSpec) -> None:
+        self.spec = spec
+        indexed = [p for p in spec.inputs if p.indexed]
+        self.topic_count = 1 + len(indexed)
+        self.topic_args: list[tuple[str, str | None, Converter]] = [
+            (p.name, None if _is_dynamic(p.abi_type) else p.abi_type, converter_for(p.abi_type)) for p in indexed
+        ]
+        plain = [p for p in spec.inputs if not p.indexed]
+        self.data_names = [p.name for p in plain]
+        self.data_types = [p.abi_type for p in plain]
+        self.data_converters = [converter_for(p.abi_type) for p in plain]
+        self.order = [p.name for p in spec.inputs]  # args keep the ABI's order
+
+    def args(self, topics: Sequence[str], data: str) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for (name, abi_type, convert), topic in zip(self.topic_args, topics[1:], strict=True):
+            if abi_type is None:
+                values[name] = topic.lower()
+            else:
+                values[name] = convert(abi_decode([abi_type], bytes.fromhex(topic[2:]))[0])
+        if self.data_types:
+            decoded = abi_decode(self.data_types, bytes.fromhex(data[2:]))
+            for name, convert, value in zip(self.data_names, self.data_converters, decoded, strict=True):
+                values[name] = convert(value)
+        return {name: values[name] for name in self.order}
+
+
+class LogDecoder:
+    """Routes and decodes logs of the followed events."""
+
+    def __init__(self, specs: Iterable[EventSpec], metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._routes: dict[tuple[str, str], _EventDecoder] = {
+            (spec.address.lower(), spec.topic0): _EventDecoder(spec) for spec in specs
+        }
+
+    def decode(self, raw: dict[str, Any]) -> EventRecord | None:
+        """The row for one raw log, or None (logged and counted) when it is not ours or is malformed."""
+        try:
+            topics = raw["topics"]
+            address = raw["address"].lower()
+            decoder = self._routes.get((address, topics[0].lower())) if topics else None
+            if decoder is None:
+                self._skip(raw, "no followed event has this address and topic0")
+                return None
+            if len(topics) != decoder.topic_count:
+                self._skip(raw, f"{decoder.spec.name} expects {decoder.topic_count} topics, got {len(topics)}")
+                return None
+            args = decoder.args(topics, raw["data"])
+            block_number = int(raw["blockNumber"], 16)
+            log_index = int(raw["logIndex"], 16)
+            tx_hash = raw["transactionHash"]
+            block_hash = raw["blockHash"]
+        except (KeyError, TypeError, ValueError, IndexError, DecodingError) as exc:
+            self._skip(raw, f"malformed log ({type(exc).__name__})")
+            return None
+        return EventRecord(
+            type=decoder.spec.stored_type,
+            data={
+                "blockNumber": block_number,
+                "blockHash": block_hash,
+                "transactionHash": tx_hash,
+                "logIndex": log_index,
+                "address": decoder.spec.address,
+                "args": args,
+            },
+            block_number=block_number,
+            block_hash=block_hash,
+            tx_hash=tx_hash,
+            log_index=log_index,
+        )
+
+    def decode_all(self, raws: Iterable[dict[str, Any]]) -> list[EventRecord]:
+        return [record for record in map(self.decode, raws) if record is not None]
+
+    def _skip(self, raw: Any, why: str) -> None:
+        self._metrics.listener_unknown_logs.inc()
+        where = raw if not isinstance(raw, dict) else {
+            k: raw.get(k) for k in ("address", "blockNumber", "transactionHash", "logIndex")
+        }
+        topic0 = raw.get("topics", [None])[0] if isinstance(raw, dict) and raw.get("topics") else None
+        log.warning("listener skipped a log: %s topic0=%s log=%s", why, topic0, where)

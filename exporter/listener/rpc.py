@@ -1,0 +1,216 @@
+"""A small Ethereum JSON-RPC client over an injected ``requests.Session``.
+
+It does exactly the calls the listener needs (``eth_blockNumber``, ``eth_getBlockByNumber``,
+``eth_getLogs``), counts every call in ``rpc_requests{method,outcome}`` and times it in
+``rpc_duration``, and turns every way a provider can fail into one of three exceptions:
+
+* ``RangeRefusedError``: the provider will not serve that block range (too many results, range too
+  wide; e.g. codes -32005 / -32614), possibly with a range it suggests instead;
+* ``TransientRpcError``: 429, 5xx, timeouts, refused connections, garbled JSON: retry later;
+* ``RpcError``: anything else the node answered with an error.
+
+Why not web3.py: the listener needs the raw log dicts (it decodes with eth-abi itself) and full
+control over error classification; web3's formatters and middlewares cost more than the whole
+decode step. Raw JSON-RPC also never validates ``extraData``, so Polygon's POA blocks (the reason
+web3 needs its extra-data middleware) need no special handling here.
+
+Not for retrying or range sizing: ``ranges.py`` decides what to do with these errors. Error
+messages never contain the RPC URL (it often carries an API key).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from exporter.clock import Clock
+from exporter.metrics import Metrics
+from exporter.store.base import BlockRef
+
+# Codes and phrases providers use to refuse a getLogs range (Infura, Alchemy, QuickNode,
+# Polygon's public nodes, geth's own limits).
+_RANGE_CODES = frozenset({-32005, -32614})
+_RANGE_PHRASES = re.compile(
+    r"more than \d+ results|query returned more than|range too (large|wide)|block range|"
+    r"too many (results|logs|blocks)|response size exceeded|exceeds? (the )?max(imum)?|limit exceeded",
+    re.IGNORECASE,
+)
+_RATE_PHRASES = re.compile(r"rate.?limit|too many requests|capacity exceeded", re.IGNORECASE)
+_SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
+
+
+class RpcError(Exception):
+    """The node answered a call with an error that retrying will not fix."""
+
+
+class TransientRpcError(Exception):
+    """The call may succeed later: rate limiting, a server error, a timeout, garbled JSON."""
+
+    def __init__(self, message: str, outcome: str = "transient", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome  # the rpc_requests metric label
+        self.retry_after = retry_after
+
+
+class RangeRefusedError(Exception):
+    """The provider refused a getLogs block range; ``suggested`` is its proposal, if it made one."""
+
+    def __init__(self, message: str, suggested: tuple[int, int] | None) -> None:
+        super().__init__(message)
+        self.suggested = suggested
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What one ``eth_getLogs`` asks for: every followed address and topic0 at once."""
+
+    addresses: tuple[str, ...]
+    topics0: tuple[str, ...]
+
+
+def _suggested_range(error: dict[str, Any]) -> tuple[int, int] | None:
+    """A provider's suggested range, from ``error.data`` ({"from","to"}) or the message ("[0x.., 0x..]")."""
+    data = error.get("data")
+    if isinstance(data, dict):
+        start, end = data.get("from"), data.get("to")
+        if isinstance(start, str) and isinstance(end, str):
+            try:
+                return int(start, 16), int(end, 16)
+            except ValueError:
+                pass
+    match = _SUGGESTED.search(str(error.get("message", "")))
+    if match:
+        return int(match.group(1), 16), int(match.group(2), 16)
+    return None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class RpcClient:
+    """JSON-RPC over HTTP POST; one instance per listener, used from one thread at a time."""
+
+    def __init__(
+        self, url: str, session: requests.Session, metrics: Metrics, clock: Clock, *, timeout: float
+    ) -> None:
+        self._url = url
+        self._session = session
+        self._metrics = metrics
+        self._clock = clock
+        self._timeout = timeout
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call; returns ``result`` or raises one of the module's three errors."""
+        started = self._clock.monotonic()
+        outcome = "success"
+        try:
+            return self._call(method, params)
+        except RangeRefusedError:
+            outcome = "range_refused"
+            raise
+        except TransientRpcError as exc:
+            outcome = exc.outcome
+            raise
+        except RpcError:
+            outcome = "rpc_error"
+            raise
+        finally:
+            self._metrics.rpc_requests.labels(method=method, outcome=outcome).inc()
+            self._metrics.rpc_duration.labels(method=method).observe(self._clock.monotonic() - started)
+
+    def _call(self, method: str, params: list[Any]) -> Any:
+        body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params})
+        try:
+            response = self._session.post(
+                self._url, data=body, headers={"Content-Type": "application/json"}, timeout=self._timeout
+            )
+            content = response.content
+        except requests.Timeout:
+            raise _transient(f"{method}: no answer within {self._timeout:g}s", "timeout") from None
+        except requests.RequestException as exc:
+            # str(exc) would name the URL; the exception type is enough to diagnose.
+            raise _transient(f"{method}: connection failed ({type(exc).__name__})", "connection_error") from None
+        if response.status_code == 429:
+            raise _transient(f"{method}: HTTP 429 (rate limited)", "rate_limited", _retry_after(response))
+        if response.status_code >= 500:
+            raise _transient(f"{method}: HTTP {response.status_code}", "http_error", _retry_after(response))
+        try:
+            answer = json.loads(content)
+        except ValueError:
+            raise _transient(f"{method}: invalid JSON in the answer (HTTP {response.status_code})",
+                             "invalid_response") from None
+        if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):
+            if response.status_code >= 400:
+                raise RpcError(f"{method}: HTTP {response.status_code}")
+            raise _transient(f"{method}: answer is not a JSON-RPC response", "invalid_response")
+        error = answer.get("error")
+        if error is not None:
+            raise _classify(method, error if isinstance(error, dict) else {"message": str(error)})
+        return answer["result"]
+
+    # ------------------------------------------------------------------------------ calls
+    def block_number(self) -> int:
+        return _quantity(self.call("eth_blockNumber", []), "eth_blockNumber")
+
+    def block(self, number_or_tag: int | str) -> BlockRef | None:
+        """The header of a block by number or tag ("latest", "safe", "finalized"); None if unknown."""
+        tag = hex(number_or_tag) if isinstance(number_or_tag, int) else number_or_tag
+        result = self.call("eth_getBlockByNumber", [tag, False])
+        if result is None:
+            return None
+        try:
+            return BlockRef(number=int(result["number"], 16), hash=result["hash"],
+                            parent_hash=result["parentHash"])
+        except (KeyError, TypeError, ValueError):
+            raise _transient("eth_getBlockByNumber: malformed block header", "invalid_response") from None
+
+    def get_logs(self, start: int, end: int, log_filter: LogFilter) -> list[dict[str, Any]]:
+        """All logs of the followed addresses and topics in [start, end]: one call."""
+        params = {
+            "fromBlock": hex(start),
+            "toBlock": hex(end),
+            "address": list(log_filter.addresses),
+            "topics": [list(log_filter.topics0)],
+        }
+        result = self.call("eth_getLogs", [params])
+        if not isinstance(result, list):
+            raise _transient("eth_getLogs: result is not a list", "invalid_response")
+        return result
+
+
+def _transient(message: str, outcome: str, retry_after: float | None = None) -> TransientRpcError:
+    return TransientRpcError(message, outcome, retry_after=retry_after)
+
+
+def _classify(method: str, error: dict[str, Any]) -> Exception:
+    code = error.get("code")
+    message = str(error.get("message", ""))[:200]
+    text = f"{method}: error {code}: {message}"
+    if _RATE_PHRASES.search(message) or code == 429:
+        return _transient(text, "rate_limited")
+    if method == "eth_getLogs" and (code in _RANGE_CODES or _RANGE_PHRASES.search(message)):
+        return RangeRefusedError(text, _suggested_range(error))
+    if isinstance(code, int) and -32099 <= code <= -32000 and "header not found" in message.lower():
+        # A load-balanced provider whose backend lags behind: the block will be there shortly.
+        return _transient(text, "transient")
+    return RpcError(text)
+
+
+def _quantity(value: object, method: str) -> int:
+    if not isinstance(value, str):
+        raise _transient(f"{method}: expected a hex quantity", "invalid_response")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise _transient(f"{method}: expected a hex quantity", "invalid_response") from None

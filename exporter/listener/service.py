@@ -1,0 +1,298 @@
+"""The chain listener: one ``poll_once`` per scheduler tick, every event stored exactly once.
+
+A poll: take (or keep) the leader lock, read the head, check the stored checkpoint is still on the
+chain (else roll back to the common ancestor, or halt and raise ``on_critical`` if the reorg is
+deeper than ``max_reorg_depth``), then fetch ranges up to the target block and commit each range's
+events together with the checkpoint and a ``listener.tick`` heartbeat in one transaction. The next
+range is fetched on a worker thread while the previous one is decoded and stored.
+
+``poll_once`` never raises for RPC or store trouble: it logs one line and returns, and the
+checkpoint stays at the last fully stored range. Not for scheduling (``scheduler.py`` runs it) or
+for the ``listen`` command's loop and banner (``runner.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import requests
+
+from exporter.clock import Clock
+from exporter.config import ConfigError, ListenerSettings
+from exporter.listener.contracts import EventSpec, load_contracts
+from exporter.listener.decode import LogDecoder
+from exporter.listener.ingest import (
+    ChainMovedError,
+    FetchedRange,
+    RangeFetcher,
+    check_links,
+    find_common_ancestor,
+    trim_recent,
+)
+from exporter.listener.ranges import Backoff, RangeSizer
+from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
+from exporter.metrics import Metrics
+from exporter.store.base import Checkpoint, CheckResult, EventRecord, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "listener"  # the checkpoint row and the leader lock
+HEARTBEAT_CHECK = "listener.tick"
+MAX_CHAIN_RETRIES = 3  # a reorg racing our fetch is retried this often within one poll
+
+Status = Literal["ingested", "idle", "standby", "halted", "error"]
+CriticalCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one poll did, for logs, tests and the scheduler."""
+
+    status: Status
+    head_block: int | None = None
+    processed_block: int | None = None
+    events: int = 0
+    reorgs: int = 0
+    message: str = ""
+
+
+def _log_critical(title: str, detail: str) -> None:
+    log.critical("%s: %s", title, detail)
+
+
+class _ReorgTooDeepError(Exception):
+    """A reorg deeper than ``max_reorg_depth``: stop advancing until an operator steps in."""
+
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__(f"{title}: {detail}")
+        self.title = title
+        self.detail = detail
+
+
+class Listener:
+    """Follows the configured contracts and stores their events (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: ListenerSettings,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        on_critical: CriticalCallback = _log_critical,
+        session: requests.Session | None = None,
+        specs: list[EventSpec] | None = None,
+    ) -> None:
+        if settings.rpc_url is None or not settings.rpc_url.get_secret_value():
+            raise ConfigError("listener.rpc_url (POLYGON_RPC_URL) is not set")
+        self._settings = settings
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._on_critical = on_critical
+        self.specs = specs if specs is not None else load_contracts(
+            settings.contracts_config, settings.event_types
+        )
+        self._own_session = session is None
+        self._session = session or requests.Session()
+        self._rpc = RpcClient(settings.rpc_url.get_secret_value(), self._session, metrics, clock,
+                              timeout=settings.rpc_timeout)
+        self._decoder = LogDecoder(self.specs, metrics)
+        log_filter = LogFilter(
+            addresses=tuple(sorted({s.address for s in self.specs})),
+            topics0=tuple(sorted({s.topic0 for s in self.specs})),
+        )
+        self._fetcher = RangeFetcher(
+            self._rpc, log_filter, RangeSizer(settings.chunk_size, settings.max_chunk_size), Backoff(), clock
+        )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-fetch")
+        self._leader = False
+        self._halted: str | None = None
+
+    # ---------------------------------------------------------------------------- public
+    def poll_once(self) -> PollOutcome:
+        """One scheduler tick (see the module docstring). Never raises for RPC or store trouble."""
+        try:
+            if not self._store.try_acquire_leader(CHECKPOINT_NAME):
+                if self._leader:
+                    log.warning("listener: lost the leader lock; another replica ingests now")
+                self._leader = False
+                return PollOutcome("standby")
+            if not self._leader:
+                log.info("listener: this replica is the leader and ingests")
+                self._leader = True
+            return self._poll_as_leader()
+        except StoreError as exc:
+            self._metrics.store_write_errors.inc()
+            log.error("listener: store unavailable, checkpoint kept: %s", exc)
+            return PollOutcome("error", message=str(exc))
+        except (TransientRpcError, RpcError, RangeRefusedError) as exc:
+            log.error("listener: RPC failed, checkpoint kept: %s", exc)
+            return PollOutcome("error", message=str(exc))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._own_session:
+            self._session.close()
+        try:
+            self._store.release_leader(CHECKPOINT_NAME)
+        except StoreError as exc:
+            log.warning("listener: could not release the leader lock: %s", exc)
+
+    # ---------------------------------------------------------------------------- one poll
+    def _poll_as_leader(self) -> PollOutcome:
+        started = self._clock.monotonic()
+        head, target = self._head_and_target()
+        self._metrics.listener_head_block.set(head)
+        events = 0
+        reorgs = 0
+        cursor = self._store.load_checkpoint(CHECKPOINT_NAME)
+        for _ in range(MAX_CHAIN_RETRIES):
+            try:
+                if cursor is not None and cursor.block_hash:
+                    rolled_back = self._ensure_on_chain(cursor, head)
+                    if rolled_back is not None:
+                        cursor = rolled_back
+                        reorgs += 1
+                if cursor is None:
+                    cursor = self._initial_cursor(target)
+                cursor, stored = self._ingest(cursor, head, target, started)
+                events += stored
+                break
+            except ChainMovedError as exc:
+                log.info("listener: %s; checking for a reorg", exc)
+                cursor = self._store.load_checkpoint(CHECKPOINT_NAME)
+            except _ReorgTooDeepError as halt:
+                return self._halt(halt, head)
+        else:
+            return PollOutcome("error", head, message="the chain kept changing during the poll")
+        if self._halted is not None:
+            log.warning("listener: the chain agrees with our checkpoint again; resuming")
+            self._halted = None
+        processed = cursor.block_number if cursor.block_hash else None
+        if processed is not None:
+            self._metrics.listener_processed_block.set(processed)
+        status: Status = "ingested" if events or reorgs else "idle"
+        return PollOutcome(status, head, processed, events, reorgs)
+
+    def _head_and_target(self) -> tuple[int, int]:
+        head = self._rpc.block_number()
+        followed = head
+        if self._settings.follow != "latest":
+            tagged = self._rpc.block(self._settings.follow)
+            if tagged is None:
+                raise RpcError(f"the node does not know the {self._settings.follow!r} block tag")
+            followed = tagged.number
+        return head, followed - self._settings.confirmations
+
+    def _initial_cursor(self, target: int) -> Checkpoint:
+        """Where a fresh listener starts: just before ``start_block``, or at the target for 'latest'."""
+        start = self._settings.start_block
+        first = max(0, target) if start == "latest" else start
+        log.info("listener: no checkpoint yet; starting at block %d", first)
+        return Checkpoint(first - 1, "")  # no hash: nothing stored yet to compare with the chain
+
+    def _ensure_on_chain(self, cursor: Checkpoint, head: int) -> Checkpoint | None:
+        """None if the checkpoint block is still on the chain, else the checkpoint after rolling back."""
+        current = self._rpc.block(cursor.block_number) if cursor.block_number <= head else None
+        if current is not None and current.hash == cursor.block_hash:
+            return None
+        max_depth = self._settings.max_reorg_depth
+        ancestor = find_common_ancestor(self._rpc, cursor, head, max_depth)
+        if ancestor is None:
+            raise _ReorgTooDeepError(
+                "Chain reorganisation deeper than max_reorg_depth",
+                f"block {cursor.block_number} ({cursor.block_hash}) is no longer on the chain and no common "
+                f"ancestor was found within {max_depth} blocks; the listener stopped advancing. "
+                "Check the RPC node, then rewind the listener checkpoint.",
+            )
+        rolled_back = Checkpoint(ancestor.number, ancestor.hash,
+                                 tuple(r for r in cursor.recent if r.number <= ancestor.number))
+        deleted = self._store.rewind(CHECKPOINT_NAME, rolled_back)
+        self._metrics.listener_reorgs.inc()
+        log.warning(
+            "listener: reorg of depth %d: rolled back from block %d to %d, %d orphaned events deleted",
+            cursor.block_number - ancestor.number, cursor.block_number, ancestor.number, deleted,
+        )
+        return rolled_back
+
+    def _halt(self, halt: _ReorgTooDeepError, head: int) -> PollOutcome:
+        if self._halted is None:
+            self._halted = halt.detail
+            log.critical("listener: %s: %s", halt.title, halt.detail)
+            self._on_critical(halt.title, halt.detail)
+        return PollOutcome("halted", head, message=halt.detail)
+
+    # ---------------------------------------------------------------------------- ranges
+    def _ingest(self, cursor: Checkpoint, head: int, target: int, started: float) -> tuple[Checkpoint, int]:
+        """Fetch and commit every range after ``cursor`` up to ``target``; the next range is fetched
+        while the previous one is stored. Returns the new cursor and how many events were stored."""
+        if cursor.block_number >= target:
+            self._commit(cursor, [], cursor, head, started)
+            return cursor, 0
+        unsafe_from = self._unsafe_from(head, target)
+        cancel = threading.Event()
+        pending: Future[FetchedRange] | None = self._pool.submit(
+            self._fetcher.fetch, cursor.block_number + 1, target, unsafe_from, cancel
+        )
+        stored = 0
+        try:
+            while pending is not None:
+                fetched = pending.result()
+                pending = None
+                if fetched.end < target:
+                    pending = self._pool.submit(self._fetcher.fetch, fetched.end + 1, target, unsafe_from, cancel)
+                check_links(fetched.headers, cursor)
+                records = self._decoder.decode_all(fetched.logs)
+                following = Checkpoint(
+                    fetched.end,
+                    fetched.headers[-1].hash,
+                    trim_recent((*cursor.recent, *fetched.headers), fetched.end, self._settings.max_reorg_depth),
+                )
+                stored += self._commit(cursor, records, following, head, started)
+                cursor = following
+        finally:
+            if pending is not None:
+                cancel.set()
+                # The worker stops at its next check; its result (or error) no longer matters.
+                pending.add_done_callback(lambda f: f.exception())
+        return cursor, stored
+
+    def _unsafe_from(self, head: int, target: int) -> int:
+        """The first block that may still be reorganised (and so needs every header)."""
+        if self._settings.follow != "latest":
+            return target + 1  # safe/finalized blocks do not reorganise
+        return max(0, head - self._settings.max_reorg_depth)
+
+    def _commit(
+        self, before: Checkpoint, records: list[EventRecord], after: Checkpoint, head: int, started: float
+    ) -> int:
+        if not self._store.try_acquire_leader(CHECKPOINT_NAME):
+            raise StoreError("lost the leader lock before committing; another replica ingests")
+        processed = after.block_number
+        heartbeat = CheckResult(
+            check_name=HEARTBEAT_CHECK,
+            ok=True,
+            latency_ms=int((self._clock.monotonic() - started) * 1000),
+            details={"processed_block": processed, "head_block": head, "blocks_behind": max(0, head - processed)},
+            ts=self._clock.now(),
+            uid=uuid.uuid4().hex,
+        )
+        if not after.block_hash:  # nothing stored yet and nothing to store: only the heartbeat
+            self._store.write_results([heartbeat])
+            return 0
+        inserted = self._store.commit_blocks(CHECKPOINT_NAME, records, after, heartbeat)
+        for event_type, count in Counter(r.type for r in records).items():
+            self._metrics.listener_events.labels(type=event_type).inc(count)
+        self._metrics.listener_processed_block.set(processed)
+        if after.block_number != before.block_number:
+            log.debug("listener: stored blocks %d-%d: %d events (%d new)",
+                      before.block_number + 1, after.block_number, len(records), inserted)
+        return inserted
