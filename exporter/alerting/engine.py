@@ -1,0 +1,319 @@
+"""The alert engine: *when* to notify, and the incident lifecycle in ``monitor_incidents``.
+
+Per check it counts consecutive failures (``failure_threshold`` before firing) and successes
+(``success_threshold`` before resolving), so a flapping check stays quiet. Firing opens one incident
+(at most one open per check), resolving sets ``resolved_at``; reminders repeat while an incident stays
+open; maintenance windows hold notifications back and the engine sends what is still relevant when
+the window ends. State is rebuilt from the open incidents, so a restart sends no duplicate.
+
+It knows nothing of any channel: alerts go to an ``AlertSink`` (the ``notifier``), whose ``submit``
+never blocks. Store errors are logged and retried on the next round; they never reach the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from exporter.alerting.alert import Alert, AlertState
+from exporter.alerting.maintenance import MaintenanceCalendar
+from exporter.clock import Clock
+from exporter.config import AlertingSettings, CheckSpec
+from exporter.metrics import Metrics
+from exporter.store.base import CheckResult, Incident, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("info", "warn", "crit")
+# Checks whose failure means the service (or our view of the chain) is down: crit unless configured.
+DEFAULT_SEVERITIES = {"api.health": "crit", "listener.lag": "crit"}
+DEFAULT_TITLES = {
+    "api.health": "API /health unavailable",
+    "api.events": "API /explorer/events failing",
+    "api.contracts": "API /explorer/contracts failing",
+    "api.stats": "API /explorer/stats failing",
+    "listener.lag": "Listener lagging behind the chain",
+    "listener.progress": "Listener not processing blocks",
+    "synthetic.hash": "Synthetic test hash-file failing",
+    "synthetic.wallet_info": "Synthetic test wallet/info failing",
+    "synthetic.nft_status": "Synthetic test nft/status failing",
+}
+# Rows that are not check results (the listener's heartbeat) never raise an incident.
+NOT_CHECKS = frozenset({"listener.tick"})
+_MAX_DETAIL = 500
+
+
+class AlertSink(Protocol):
+    def submit(self, alert: Alert) -> None:
+        """Take the alert for delivery; must return at once."""
+
+
+@dataclass(frozen=True)
+class CheckPolicy:
+    """How one check alerts."""
+
+    severity: str = "warn"
+    failure_threshold: int = 2
+    success_threshold: int = 2
+    title: str | None = None  # None: a default title from the check name
+
+
+def check_policies(settings: AlertingSettings, specs: Iterable[CheckSpec]) -> dict[str, CheckPolicy]:
+    """The policy of each configured check: its own severity and thresholds, else the defaults."""
+    policies: dict[str, CheckPolicy] = {}
+    for spec in specs:
+        severity = spec.severity if "severity" in spec.model_fields_set else default_severity(spec.name)
+        policies[spec.name] = CheckPolicy(
+            severity=severity,
+            failure_threshold=spec.failure_threshold or settings.failure_threshold,
+            success_threshold=spec.success_threshold or settings.success_threshold,
+        )
+    return policies
+
+
+def default_severity(check_name: str) -> str:
+    return DEFAULT_SEVERITIES.get(check_name, "warn")
+
+
+def default_title(check_name: str) -> str:
+    return DEFAULT_TITLES.get(check_name, f"Check {check_name} failing")
+
+
+def describe_failure(details: Mapping[str, Any]) -> str:
+    """One line for humans from a result's ``details`` (``Status code: 503; timeout``)."""
+    parts: list[str] = []
+    status = details.get("status_code")
+    if isinstance(status, int) and not isinstance(status, bool):
+        parts.append(f"Status code: {status}")
+    for key in ("reason", "error", "message"):
+        value = details.get(key)
+        if isinstance(value, str) and value.strip():
+            parts.append(value.strip())
+            break
+    text = "; ".join(parts) or "Check failed"
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+
+@dataclass
+class _Streak:
+    failures: int = 0
+    successes: int = 0
+    failing_since: datetime | None = None
+    detail: str = ""
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+class AlertEngine:
+    """Turns check results into incidents and notices. Thread-safe; every method returns quickly."""
+
+    def __init__(
+        self,
+        store: Store,
+        sink: AlertSink,
+        clock: Clock,
+        metrics: Metrics,
+        settings: AlertingSettings,
+        *,
+        policies: Mapping[str, CheckPolicy] | None = None,
+        redact: Callable[[str], str] = _identity,
+    ) -> None:
+        self._store = store
+        self._sink = sink
+        self._clock = clock
+        self._metrics = metrics
+        self._settings = settings
+        self._policies = dict(policies or {})
+        self._redact = redact
+        self._maintenance = MaintenanceCalendar(settings.maintenance)
+        self._reminder = timedelta(seconds=settings.reminder_interval)
+        self._lock = threading.Lock()
+        self._streaks: dict[str, _Streak] = {}
+        self._open: dict[str, Incident] = {}
+        self._held_resolved: dict[str, Alert] = {}  # resolved inside a maintenance window
+        self._loaded = False
+        with self._lock:
+            self._load()
+
+    # ------------------------------------------------------------------------ entry points
+    def observe(self, results: Sequence[CheckResult]) -> None:
+        """Account one round of results; opens, resolves and notifies as the thresholds say."""
+        with self._lock:
+            self._load()
+            for result in results:
+                if result.check_name in NOT_CHECKS:
+                    continue
+                if result.ok:
+                    self._on_success(result)
+                else:
+                    self._on_failure(result)
+            self._send_due()
+            self._update_gauge()
+
+    def tick(self) -> None:
+        """Time-driven work: reminders, and notices held back by a maintenance window that ended."""
+        with self._lock:
+            self._load()
+            self._send_due()
+            self._update_gauge()
+
+    def raise_incident(self, check_name: str, severity: str, title: str, detail: str) -> None:
+        """Open (and notify) an incident at once, without a threshold; no-op if one is open for the check."""
+        with self._lock:
+            self._load()
+            if check_name not in self._open:
+                self._open_incident(check_name, severity, title, detail, self._clock.now())
+            self._send_due()
+            self._update_gauge()
+
+    def raise_critical(self, check_name: str, title: str, detail: str) -> None:
+        """A ``crit`` incident now (e.g. the listener met a reorg deeper than it can roll back)."""
+        self.raise_incident(check_name, "crit", title, detail)
+
+    def resolve(self, check_name: str) -> None:
+        """Resolve the open incident of ``check_name``, if any (e.g. an SLO back within its objective)."""
+        with self._lock:
+            self._load()
+            incident = self._open.get(check_name)
+            if incident is not None:
+                self._resolve(incident, self._clock.now())
+            self._update_gauge()
+
+    def open_incidents(self) -> list[Incident]:
+        """The incidents this engine holds open (a copy)."""
+        with self._lock:
+            return list(self._open.values())
+
+    # ------------------------------------------------------------------------------ state
+    def _load(self) -> None:
+        """Adopt the store's open incidents once; retried on every call while the store is down."""
+        if self._loaded:
+            return
+        try:
+            incidents = self._store.open_incidents()
+        except StoreError as exc:
+            log.warning("alert engine cannot read open incidents yet (will retry): %s", self._redact(str(exc)))
+            return
+        for incident in incidents:
+            self._open.setdefault(incident.check_name, incident)
+        self._loaded = True
+        if incidents:
+            log.info("alert engine resumed %d open incident(s)", len(incidents))
+        self._update_gauge()
+
+    def _policy(self, check_name: str) -> CheckPolicy:
+        policy = self._policies.get(check_name)
+        if policy is None:
+            policy = CheckPolicy(
+                severity=default_severity(check_name),
+                failure_threshold=self._settings.failure_threshold,
+                success_threshold=self._settings.success_threshold,
+            )
+            self._policies[check_name] = policy
+        return policy
+
+    def _on_failure(self, result: CheckResult) -> None:
+        streak = self._streaks.setdefault(result.check_name, _Streak())
+        streak.failures += 1
+        streak.successes = 0
+        streak.failing_since = streak.failing_since or result.ts
+        streak.detail = self._redact(describe_failure(result.details))
+        policy = self._policy(result.check_name)
+        if result.check_name in self._open or streak.failures < policy.failure_threshold:
+            return
+        title = policy.title or default_title(result.check_name)
+        # The incident starts with the first failure of the streak: that is "since when" it is down.
+        self._open_incident(result.check_name, policy.severity, title, streak.detail, streak.failing_since)
+
+    def _on_success(self, result: CheckResult) -> None:
+        streak = self._streaks.setdefault(result.check_name, _Streak())
+        streak.successes += 1
+        streak.failures = 0
+        streak.failing_since = None
+        incident = self._open.get(result.check_name)
+        if incident is not None and streak.successes >= self._policy(result.check_name).success_threshold:
+            self._resolve(incident, result.ts)
+
+    def _open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> None:
+        try:
+            incident = self._store.open_incident(
+                check_name, severity, self._redact(title), self._redact(detail), at
+            )
+        except StoreError as exc:
+            log.error("cannot open incident for %s (will retry): %s", check_name, self._redact(str(exc)))
+            return
+        self._open[check_name] = incident
+        log.warning("incident %d opened for %s: %s", incident.id, check_name, incident.title)
+        # The firing notice goes out from _send_due; an incident someone else already notified
+        # (another engine before a restart) has last_notified_at set and is not announced again.
+
+    def _resolve(self, incident: Incident, at: datetime) -> None:
+        try:
+            self._store.resolve_incident(incident.id, at)
+        except StoreError as exc:
+            log.error("cannot resolve incident %d (will retry): %s", incident.id, self._redact(str(exc)))
+            return
+        del self._open[incident.check_name]
+        self._streaks.pop(incident.check_name, None)
+        log.info("incident %d resolved for %s", incident.id, incident.check_name)
+        if incident.last_notified_at is None:
+            return  # nobody was told it fired, so nobody needs to hear it is over
+        alert = self._alert(incident, "resolved", at)
+        if self._maintenance.active(incident.check_name, self._clock.now()):
+            self._held_resolved[incident.check_name] = alert
+        else:
+            self._sink.submit(alert)
+
+    # ------------------------------------------------------------------------- notifying
+    def _send_due(self) -> None:
+        now = self._clock.now()
+        for check_name, alert in list(self._held_resolved.items()):
+            if not self._maintenance.active(check_name, now):
+                del self._held_resolved[check_name]
+                self._sink.submit(alert)
+        for incident in list(self._open.values()):
+            if self._maintenance.active(incident.check_name, now):
+                continue
+            if incident.last_notified_at is None:
+                self._notify(incident, now, reminder=False)
+            elif now - incident.last_notified_at >= self._reminder:
+                self._notify(incident, now, reminder=True)
+
+    def _notify(self, incident: Incident, now: datetime, *, reminder: bool) -> None:
+        self._sink.submit(self._alert(incident, "firing", now, reminder=reminder))
+        try:
+            self._store.mark_notified(incident.id, now)
+        except StoreError as exc:
+            # Remembered in memory anyway: better one duplicate after a restart than one per round.
+            log.error("cannot record notice of incident %d: %s", incident.id, self._redact(str(exc)))
+        self._open[incident.check_name] = dataclasses.replace(incident, last_notified_at=now)
+
+    def _alert(self, incident: Incident, state: AlertState, at: datetime, *, reminder: bool = False) -> Alert:
+        streak = self._streaks.get(incident.check_name)
+        detail = streak.detail if streak is not None and streak.detail and state == "firing" else incident.detail
+        return Alert(
+            check_name=incident.check_name,
+            severity=incident.severity,
+            state=state,
+            title=incident.title,
+            detail=detail,
+            since=incident.opened_at,
+            at=at,
+            incident_id=incident.id,
+            reminder=reminder,
+            dashboard_url=self._settings.dashboard_url,
+        )
+
+    def _update_gauge(self) -> None:
+        counts = dict.fromkeys(SEVERITIES, 0)
+        for incident in self._open.values():
+            counts[incident.severity] = counts.get(incident.severity, 0) + 1
+        for severity, count in counts.items():
+            self._metrics.incidents_open.labels(severity=severity).set(count)
