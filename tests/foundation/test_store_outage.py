@@ -1,0 +1,80 @@
+"""A PostgreSQL outage loses no check result and duplicates none (issue 3, acceptance 5)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg2
+from prometheus_client import CollectorRegistry
+
+from exporter.metrics import Metrics
+from exporter.store import CheckResult, open_store
+from exporter.store.buffer import BufferedWriter
+from tests.support.tcp_proxy import TcpProxy
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def round_of(n: int, checks: int = 5) -> list[CheckResult]:
+    return [
+        CheckResult(f"check.{c}", c % 2 == 0, 10 * c, {"round": n}, T0 + timedelta(minutes=n), uuid.uuid4().hex)
+        for c in range(checks)
+    ]
+
+
+def stored_uids(postgres_url: str) -> list[str]:
+    conn = psycopg2.connect(postgres_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT uid FROM monitor_metrics")
+        uids = [r[0] for r in cur.fetchall()]
+    conn.close()
+    return uids
+
+
+def test_results_recorded_during_an_outage_arrive_exactly_once(
+    postgres_url: str, registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    with TcpProxy("127.0.0.1", 5432) as proxy:
+        store = open_store(f"postgresql://postgres@{proxy.address}/{database}", pool_size=2, connect_timeout=2)
+        store.migrate()
+        writer = BufferedWriter(store, metrics, capacity=1000)
+        recorded: list[CheckResult] = []
+        for n in range(12):
+            if n == 3:
+                proxy.cut()
+            if n == 8:
+                proxy.restore()
+            batch = round_of(n)
+            recorded += batch
+            writer.record(batch)
+            if 3 <= n < 8:
+                assert len(writer) == 5 * (n - 2), "results of the outage stay queued"
+        assert len(writer) == 0
+        store.close()
+    uids = stored_uids(postgres_url)
+    assert sorted(uids) == sorted(r.uid for r in recorded)  # every row, each exactly once
+    assert registry.get_sample_value("blocktrust_store_write_errors_total") == 5
+    assert registry.get_sample_value("blocktrust_store_buffered_results") == 0
+
+
+def test_a_full_buffer_drops_the_oldest_and_counts_them(
+    postgres_url: str, registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    with TcpProxy("127.0.0.1", 5432) as proxy:
+        store = open_store(f"postgresql://postgres@{proxy.address}/{database}", connect_timeout=2)
+        store.migrate()
+        writer = BufferedWriter(store, metrics, capacity=12)
+        proxy.cut()
+        rounds = [round_of(n) for n in range(3)]  # 15 results into room for 12
+        for batch in rounds:
+            writer.record(batch)
+        assert len(writer) == 12
+        proxy.restore()
+        assert writer.flush()
+        store.close()
+    kept = [r.uid for batch in rounds for r in batch][3:]
+    assert sorted(stored_uids(postgres_url)) == sorted(kept)
+    assert registry.get_sample_value("blocktrust_store_dropped_results_total") == 3
