@@ -1,0 +1,66 @@
+"""A real loopback HTTP server that answers JSON-RPC POSTs from a script, for rpc.py's unit tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | None = None  # None: a JSON-RPC answer built from result/error
+    result: Any = None
+    error: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class ScriptedNode:
+    def __init__(self) -> None:
+        self.replies: deque[Reply] = deque()
+        self.requests: list[dict[str, Any]] = []
+        node = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                node.requests.append(request)
+                reply = node.replies.popleft() if node.replies else Reply(result=None)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                body = reply.body
+                if body is None:
+                    answer: dict[str, Any] = {"jsonrpc": "2.0", "id": request["id"]}
+                    if reply.error is not None:
+                        answer["error"] = reply.error
+                    else:
+                        answer["result"] = reply.result
+                    body = json.dumps(answer).encode()
+                try:
+                    self.send_response(reply.status)
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v3/secret-key"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

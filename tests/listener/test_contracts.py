@@ -1,0 +1,83 @@
+"""contracts_config.json: every problem is one line naming the file, contract and ABI entry."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.config import ConfigError
+from exporter.listener.contracts import ContractsConfigError, load_contracts
+from tests.listener.spec_abi import contracts_document
+
+
+def _write(tmp_path: Path, document: Any) -> Path:
+    path = tmp_path / "contracts_config.json"
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return path
+
+
+def test_valid_file_yields_the_seven_spec_events(tmp_path: Path) -> None:
+    specs = load_contracts(_write(tmp_path, contracts_document()), {"MintingEvent": "Minted"})
+    assert len(specs) == 7
+    minting = next(s for s in specs if s.name == "MintingEvent")
+    assert minting.signature == "MintingEvent(uint256,address)"
+    assert minting.stored_type == "Minted"
+    assert minting.topic0 == "0x394567d00aaa992bb8ad351eeef7d57db51a0e54af3d224f7831331df65b4cf5"
+
+
+def _without(contract: str) -> dict[str, Any]:
+    doc = contracts_document()
+    del doc[contract]
+    return doc
+
+
+def _patched(path: list[Any], value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(contracts_document())
+    node: Any = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+BAD = [
+    ("not-json", "{nope", "contracts_config.json:1:2: invalid JSON"),
+    ("list-at-top", [], "expected an object mapping contract names"),
+    ("missing-contract", _without("FailSafe"), "missing contract FailSafe"),
+    ("contract-not-object", _patched(["ProofRegistry"], 3), "ProofRegistry: expected an object"),
+    ("bad-address", _patched(["IdentityNFT", "address"], "0x123"), "IdentityNFT.address: expected a 0x-prefixed"),
+    ("abi-not-list", _patched(["FailSafe", "abi"], {"x": 1}), "FailSafe.abi: expected a list"),
+    ("abi-string-not-json", _patched(["FailSafe", "abi"], "[oops"), "FailSafe.abi: a string that is not JSON"),
+    ("no-events", _patched(["FailSafe", "abi"], []), "FailSafe.abi: no events to follow"),
+    ("entry-not-object", _patched(["FailSafe", "abi", 0], "event"), "FailSafe.abi[0]: expected an object"),
+    ("event-without-name", _patched(["FailSafe", "abi", 0, "name"], ""), "FailSafe.abi[0]: event without a 'name'"),
+    ("bad-type", _patched(["IdentityNFT", "abi", 1, "inputs", 0, "type"], "uint257"),
+     "IdentityNFT.abi[1] (CancelamentoEvent).inputs[0]: unknown ABI type 'uint257'"),
+    ("input-without-type", _patched(["IdentityNFT", "abi", 0, "inputs", 1], {"name": "user"}),
+     "IdentityNFT.abi[0] (MintingEvent).inputs[1]: expected an object with a string 'type'"),
+]
+
+
+@pytest.mark.parametrize(("document", "message"), [(d, m) for _, d, m in BAD], ids=[i for i, _, _ in BAD])
+def test_invalid_config_names_the_problem(tmp_path: Path, document: Any, message: str) -> None:
+    with pytest.raises(ContractsConfigError) as info:
+        load_contracts(_write(tmp_path, document), {})
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+    assert text.startswith(str(tmp_path / "contracts_config.json"))
+
+
+def test_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nowhere\.json: contracts config file not found"):
+        load_contracts(tmp_path / "nowhere.json", {})
+
+
+def test_abi_given_as_a_json_string_is_accepted(tmp_path: Path) -> None:
+    doc = contracts_document()
+    doc["FailSafe"]["abi"] = json.dumps(doc["FailSafe"]["abi"])
+    assert len(load_contracts(_write(tmp_path, doc), {})) == 7

@@ -1,0 +1,126 @@
+"""The JSON-RPC client against a real loopback HTTP server: classification, metrics, no secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from exporter.clock import SystemClock
+from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
+from exporter.metrics import Metrics
+from tests.listener.scripted_node import Reply, ScriptedNode
+
+FILTER = LogFilter(addresses=("0x" + "11" * 20, "0x" + "22" * 20), topics0=("0x" + "aa" * 32, "0x" + "bb" * 32))
+
+
+@pytest.fixture
+def node() -> Iterator[ScriptedNode]:
+    server = ScriptedNode()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def client(node: ScriptedNode, metrics: Metrics) -> Iterator[RpcClient]:
+    with requests.Session() as session:
+        yield RpcClient(node.url, session, metrics, SystemClock(), timeout=0.5)
+
+
+def _count(metrics: Metrics, method: str, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "blocktrust_listener_rpc_requests_total", {"method": method, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+def test_get_logs_is_one_call_for_all_addresses_and_topics(node: ScriptedNode, client: RpcClient,
+                                                          metrics: Metrics) -> None:
+    node.replies.append(Reply(result=[{"logIndex": "0x0"}]))
+    assert client.get_logs(16, 31, FILTER) == [{"logIndex": "0x0"}]
+    assert len(node.requests) == 1
+    assert node.requests[0]["method"] == "eth_getLogs"
+    assert node.requests[0]["params"] == [{
+        "fromBlock": "0x10", "toBlock": "0x1f", "address": list(FILTER.addresses), "topics": [list(FILTER.topics0)],
+    }]
+    assert _count(metrics, "eth_getLogs", "success") == 1
+    assert metrics.registry.get_sample_value(
+        "blocktrust_listener_rpc_duration_seconds_count", {"method": "eth_getLogs"}) == 1
+
+
+def test_block_header_and_number(node: ScriptedNode, client: RpcClient) -> None:
+    node.replies.extend([
+        Reply(result="0x2a"),
+        Reply(result={"number": "0x29", "hash": "0x" + "01" * 32, "parentHash": "0x" + "02" * 32,
+                      "extraData": "0x" + "ff" * 97}),  # Polygon POA extra data: not our business
+        Reply(result=None),
+    ])
+    assert client.block_number() == 42
+    header = client.block(41)
+    assert header is not None and (header.number, header.hash) == (41, "0x" + "01" * 32)
+    assert node.requests[1]["params"] == ["0x29", False]
+    assert client.block("finalized") is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome", "retry_after"),
+    [
+        (Reply(status=429, body=b"slow down", headers={"Retry-After": "2"}), "rate_limited", 2.0),
+        (Reply(status=503, body=b"<html>bad gateway</html>"), "http_error", None),
+        (Reply(body=b'{"jsonrpc":"2.0","id":1,"result":[{"a":'), "invalid_response", None),
+        (Reply(body=b"[]"), "invalid_response", None),
+        (Reply(delay=1.0, result=[]), "timeout", None),
+        (Reply(error={"code": -32005, "message": "daily request count exceeded, request rate limited"}),
+         "rate_limited", None),
+    ],
+    ids=["429", "503", "truncated-json", "not-jsonrpc", "timeout", "rate-limit-error"],
+)
+def test_transient_failures(node: ScriptedNode, client: RpcClient, metrics: Metrics, reply: Reply, outcome: str,
+                            retry_after: float | None) -> None:
+    node.replies.append(reply)
+    with pytest.raises(TransientRpcError) as info:
+        client.get_logs(0, 10, FILTER)
+    assert info.value.outcome == outcome
+    assert info.value.retry_after == retry_after
+    assert "secret-key" not in str(info.value)
+    assert _count(metrics, "eth_getLogs", outcome) == 1
+
+
+def test_connection_refused_is_transient_and_hides_the_url(metrics: Metrics) -> None:
+    with requests.Session() as session:
+        client = RpcClient("http://127.0.0.1:9/v3/secret-key", session, metrics, SystemClock(), timeout=0.5)
+        with pytest.raises(TransientRpcError) as info:
+            client.block_number()
+    assert info.value.outcome == "connection_error"
+    assert "secret-key" not in str(info.value) and "127.0.0.1" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "suggested"),
+    [
+        ({"code": -32005, "message": "query returned more than 10000 results",
+          "data": {"from": "0x10", "to": "0x20", "limit": 10000}}, (16, 32)),
+        ({"code": -32602, "message": "Log response size exceeded. You can make eth_getLogs requests with up to a 2K "
+          "block range and no limit on the response size, or you can request any block range with a cap of 10K "
+          "logs in the response. Based on your parameters, this block range should work: [0x10, 0x1f]"}, (16, 31)),
+        ({"code": -32614, "message": "eth_getLogs is limited to a 10,000 range"}, None),
+        ({"code": -32000, "message": "query returned more than 10000 results"}, None),
+        ({"code": -32600, "message": "block range too large"}, None),
+    ],
+    ids=["infura-data", "alchemy-message", "32614", "geth-message", "range-too-large"],
+)
+def test_range_refusals_carry_the_suggested_range(node: ScriptedNode, client: RpcClient, metrics: Metrics,
+                                                  error: dict[str, object], suggested: tuple[int, int] | None) -> None:
+    node.replies.append(Reply(error=error))
+    with pytest.raises(RangeRefusedError) as info:
+        client.get_logs(16, 100, FILTER)
+    assert info.value.suggested == suggested
+    assert _count(metrics, "eth_getLogs", "range_refused") == 1
+
+
+def test_other_node_errors_are_permanent(node: ScriptedNode, client: RpcClient, metrics: Metrics) -> None:
+    node.replies.append(Reply(error={"code": -32602, "message": "invalid argument 0: hex string without 0x prefix"}))
+    with pytest.raises(RpcError, match="-32602"):
+        client.get_logs(0, 1, FILTER)
+    assert _count(metrics, "eth_getLogs", "rpc_error") == 1
