@@ -1,0 +1,47 @@
+"""Helpers shared by the alerting and SLO tests: result rows, a recording sink, channel settings
+pointing at local receivers."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from typing import Any
+
+from exporter.alerting.alert import Alert
+from exporter.config import AlertingSettings
+from exporter.store.base import CheckResult
+
+_uids = itertools.count()
+
+TELEGRAM_TOKEN = "123456:TEST-token-abcdef"
+
+
+def result(check: str, ok: bool, at: datetime, latency_ms: int = 100, **details: Any) -> CheckResult:
+    if not ok and not details:
+        details = {"status_code": 503, "error": "bad_status", "reason": "status 503 not in [200]"}
+    return CheckResult(check, ok, latency_ms, details, at, f"test-{next(_uids)}")
+
+
+class RecordingSink:
+    """An AlertSink that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def submit(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+    def kinds(self) -> list[tuple[str, str, bool]]:
+        return [(a.check_name, a.state, a.reminder) for a in self.alerts]
+
+
+def channel_settings(slack_url: str, telegram_url: str, webhook_url: str, **overrides: Any) -> AlertingSettings:
+    """Every channel configured, each pointing at its own base URL."""
+    tree: dict[str, Any] = {
+        "slack": {"webhook_url": f"{slack_url}/services/T000/B000/slacksecret"},
+        "telegram": {"bot_token": TELEGRAM_TOKEN, "chat_id": "-100123", "base_url": telegram_url},
+        "webhook": {"url": f"{webhook_url}/hook"},
+        "backoff": "1s",
+    }
+    tree.update(overrides)
+    return AlertingSettings.model_validate(tree)

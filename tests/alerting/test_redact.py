@@ -1,0 +1,112 @@
+"""Secrets are masked wherever text about them can go: plain strings, log messages, their
+arguments, exception text (library errors quote URLs) and extra attributes."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import requests
+
+from exporter.alerting.redact import MASK, RedactingFilter, Redactor, install_on_root_handlers
+from exporter.config import Config
+from tests.support.http_receiver import refused_url
+
+SLACK = "https://hooks.slack.test/services/T000/B000/XXXXSECRETXXXX"
+TOKEN = "123456:AAbbCCddEEff-secret"
+DB = "postgresql://monitor:pa55w0rd-secret@db.internal:5432/blocktrust"
+RPC = "https://polygon.example/v3/0123456789abcdef?apikey=K3y-secret-value"
+
+
+@pytest.fixture
+def redact() -> Redactor:
+    return Redactor([SLACK, TOKEN, DB, RPC])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"POST {SLACK} failed", f"POST {MASK} failed"),
+        ("url: /bot123456:AAbbCCddEEff-secret/sendMessage", f"url: /bot{MASK}/sendMessage"),
+        ("token half AAbbCCddEEff-secret leaked", f"token half {MASK} leaked"),
+        ('"POST /services/T000/B000/XXXXSECRETXXXX HTTP/1.1" 200', f'"POST {MASK} HTTP/1.1" 200'),
+        ("password=pa55w0rd-secret", f"password={MASK}"),
+        ("quoted https%3A%2F%2Fhooks.slack.test%2Fservices%2FT000%2FB000%2FXXXXSECRETXXXX", f"quoted {MASK}"),
+        ("query apikey=K3y-secret-value", f"query {MASK}"),
+        ("value alone K3y-secret-value", f"value alone {MASK}"),
+        ("connecting to db.internal:5432/blocktrust", "connecting to db.internal:5432/blocktrust"),
+        ("nothing secret here", "nothing secret here"),
+    ],
+)
+def test_masks_secrets_and_the_fragments_that_travel_alone(redact: Redactor, text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_built_from_every_secret_setting_of_the_config() -> None:
+    config = Config.model_validate(
+        {
+            "store": {"url": DB},
+            "api": {"password": "hunter2-secret"},
+            "listener": {"rpc_url": RPC},
+            "alerting": {
+                "slack": {"webhook_url": SLACK},
+                "telegram": {"bot_token": TOKEN, "chat_id": "1"},
+                "webhook": {"url": "https://hooks.test/abcdef123"},
+            },
+        }
+    )
+    redact = Redactor(config.secrets())
+    text = " ".join([DB, "hunter2-secret", RPC, SLACK, TOKEN, "https://hooks.test/abcdef123"])
+    assert set(redact(text).split()) == {MASK}
+
+
+def test_an_empty_redactor_changes_nothing() -> None:
+    assert Redactor([])("abc") == "abc"
+
+
+def _capture(redact: Redactor) -> tuple[logging.Logger, list[str]]:
+    lines: list[str] = []
+
+    class ListHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record) + " " + str(getattr(record, "target", "")))
+
+    handler = ListHandler()
+    handler.addFilter(RedactingFilter(redact))
+    parent = logging.getLogger("redact-test")
+    parent.handlers = [handler]
+    parent.propagate = False
+    parent.setLevel(logging.DEBUG)
+    return logging.getLogger("redact-test.child.library"), lines
+
+
+def test_log_filter_masks_message_args_extra_and_exception_text(redact: Redactor) -> None:
+    logger, lines = _capture(redact)
+    logger.warning("posting to %s", SLACK, extra={"target": TOKEN})
+    try:
+        requests.post(refused_url(f"/bot{TOKEN}/sendMessage"), timeout=2)
+    except requests.RequestException:
+        logger.exception("telegram failed")
+    assert len(lines) == 2
+    assert "bot" in lines[1] and "Traceback" in lines[1]  # the exception text is still there, masked
+    for line in lines:
+        for secret in ("XXXXSECRETXXXX", "AAbbCCddEEff-secret"):
+            assert secret not in line
+
+
+def test_install_on_root_handlers_covers_records_from_child_loggers(redact: Redactor) -> None:
+    root = logging.getLogger()
+    lines: list[str] = []
+
+    class ListHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = ListHandler(logging.INFO)
+    root.addHandler(handler)
+    try:
+        install_on_root_handlers(redact)
+        logging.getLogger("urllib3.connectionpool").warning("retrying %s", DB)
+    finally:
+        root.removeHandler(handler)
+    assert lines == [f"retrying {MASK}"]
