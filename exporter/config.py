@@ -28,8 +28,11 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
+
+from exporter.store import store_url_error
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 
@@ -86,7 +89,9 @@ def _listen_address(value: str) -> str:
 
 
 def _secret_url(value: SecretStr) -> SecretStr:
-    _http_url(value.get_secret_value()) if value.get_secret_value() else None
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL (value hidden: it is a secret)")
     return value
 
 
@@ -118,6 +123,14 @@ class StoreSettings(_Section):
     buffer_size: int = Field(default=10_000, ge=1)
     connect_timeout: Interval = 5.0
 
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = store_url_error(value.get_secret_value()) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 class ApiSettings(_Section):
     base_url: HttpUrl | None = None  # API_BASE
@@ -125,6 +138,10 @@ class ApiSettings(_Section):
     password: SecretStr | None = None  # JWT_MONITOR_PASS
     login_path: str = "/api/explorer/login"
     token_refresh_margin: Duration = 60.0
+
+
+# The kinds exporter/probes/registry.py implements (a test keeps the two in step).
+CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress")
 
 
 class CheckSpec(_Section):
@@ -147,9 +164,23 @@ class CheckSpec(_Section):
 
     @model_validator(mode="after")
     def _one_target(self) -> CheckSpec:
-        if self.kind == "http" and (self.path is None) == (self.url is None):
-            raise ValueError("an http check needs exactly one of path or url")
+        if self.kind not in CHECK_KINDS:
+            raise ValueError(f"unknown kind {self.kind!r} (one of: {', '.join(CHECK_KINDS)})")
+        if self.kind in ("http", "synthetic.hash") and (self.path is None) == (self.url is None):
+            raise ValueError(f"a {self.kind} check needs exactly one of path or url")
         return self
+
+    @field_validator("conditions")
+    @classmethod
+    def _parse_conditions(cls, value: list[str]) -> list[str]:
+        from exporter.probes.conditions import parse  # the language is documented there
+
+        for index, text in enumerate(value):
+            try:
+                parse(text)
+            except ValueError as exc:
+                raise ValueError(f"conditions[{index}]: {exc}") from None
+        return value
 
 
 class ChecksSettings(_Section):
@@ -368,30 +399,29 @@ SECRET_ENV_VARS = (
     "ALERT_WEBHOOK_URL",
 )
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ``$${`` is a literal ``${``; otherwise ``${NAME}`` or ``${NAME:-default}``.
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def _expand(text: str, env: Mapping[str, str], source: str) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-default}``; ``$${`` escapes a literal ``${``."""
-
+    """Expand variables line by line (comments stay as written, they document variables)."""
     out: list[str] = []
     for lineno, line in enumerate(text.splitlines(keepends=True), start=1):
         if line.lstrip().startswith("#"):
-            out.append(line)  # comments document variables; never expand them
+            out.append(line)
             continue
 
         def repl(match: re.Match[str], lineno: int = lineno) -> str:
             name, default = match.group(1), match.group(2)
-            if match.start() > 0 and match.string[match.start() - 1] == "$":
-                return match.group(0)[0:]  # escaped; the leading $ is dropped below
+            if name is None:
+                return "${"
             if name in env:
                 return env[name]
             if default is not None:
                 return default
             raise ConfigError(f"{source}:{lineno}: environment variable {name} is not set and has no default")
 
-        expanded = _VAR.sub(repl, line).replace("$${", "${")
-        out.append(expanded)
+        out.append(_VAR.sub(repl, line))
     return "".join(out)
 
 
@@ -448,6 +478,9 @@ def _message(error: Mapping[str, Any]) -> str:
     return msg
 
 
+_SECRET_KEYS = frozenset({"password", "url", "rpc_url", "webhook_url", "bot_token"})
+
+
 def _format_error(err: ValidationError, source: str, origins: dict[tuple[str, ...], str]) -> str:
     first = err.errors()[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -458,11 +491,9 @@ def _format_error(err: ValidationError, source: str, origins: dict[tuple[str, ..
         if origin:
             where = origin
             break
-    if first.get("input") is not None and any(
-        s in path for s in ("password", "url", "bot_token", "webhook")
-    ) and first["type"] not in ("extra_forbidden", "missing"):
-        # Never echo a secret back, not even a malformed one.
-        return f"{where}: {path}: invalid value (hidden: it may be a secret)"
+    if loc and loc[-1] in _SECRET_KEYS and first["type"] not in ("extra_forbidden", "missing", "value_error"):
+        # Never echo a secret back, not even a malformed one; our own value errors never quote it.
+        return f"{where}: {path}: {str(first['msg']).split(',')[0]} (value hidden: it is a secret)"
     return f"{where}: {path}: {_message(first)}" if path else f"{where}: {_message(first)}"
 
 

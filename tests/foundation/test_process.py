@@ -1,0 +1,78 @@
+"""The exporter as a process: endpoints, promtool's lint, shutdown on SIGTERM, secrets kept out."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.support.exporter_process import ExporterProcess
+
+
+def test_run_serves_metrics_health_and_readiness(tmp_path: Path) -> None:
+    with ExporterProcess(["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
+                         cwd=tmp_path) as exporter:
+        exporter.wait_ready()
+        assert requests.get(exporter.url + "/healthz", timeout=5).status_code == 200
+        body = exporter.metrics()
+        assert 'blocktrust_exporter_build_info{version="' in body
+        assert requests.get(exporter.url + "/nope", timeout=5).status_code == 404
+
+
+def test_promtool_finds_nothing_to_complain_about_in_metrics(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is required; `make test` installs it"
+    with ExporterProcess(["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
+                         cwd=tmp_path) as exporter:
+        exporter.wait_ready()
+        body = exporter.metrics()
+    lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, check=False)
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+
+
+def test_readyz_is_503_while_the_store_is_unreachable(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
+    with ExporterProcess(["run", "--config", "/dev/null"], env=env, cwd=tmp_path) as exporter:
+        for _ in range(100):
+            try:
+                answer = requests.get(exporter.url + "/readyz", timeout=2)
+                break
+            except requests.ConnectionError:
+                import time
+
+                time.sleep(0.1)
+        assert answer.status_code == 503
+        assert "store not migrated yet" in answer.text
+        assert requests.get(exporter.url + "/healthz", timeout=2).status_code == 200
+        code, _ = exporter.stop()
+    assert code == 0, "a store outage never crashes the process"
+
+
+def test_sigterm_exits_zero_within_ten_seconds(tmp_path: Path) -> None:
+    with ExporterProcess(["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
+                         cwd=tmp_path) as exporter:
+        exporter.wait_ready()
+        code, elapsed = exporter.stop()
+    assert code == 0
+    assert elapsed < 10
+    assert "exporter stopped jobs_finished=True store_flushed=True" in exporter.output
+
+
+def test_check_config_prints_the_effective_configuration_and_exits_zero(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", "/dev/null"],
+                          capture_output=True, text=True, check=False, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "MONITOR_CHECK_INTERVAL": "30s"})
+    assert proc.returncode == 0, proc.stderr
+    assert "interval: 30.0" in proc.stdout
+
+
+def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", "missing.yaml"],
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "blocktrust-exporter: missing.yaml: cannot read the configuration file: No such file or directory"
+    )

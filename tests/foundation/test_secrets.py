@@ -1,0 +1,66 @@
+"""Secrets set through the environment or ``X_FILE`` never reach check-config, the banner, the logs
+or /metrics (issue 3, acceptance 8)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.exporter_process import ExporterProcess
+
+SENTINEL = "S3ntinel"
+
+
+def secret_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    password_file = tmp_path / "jwt-password"
+    password_file.write_text(f"{SENTINEL}-jwt-password\n")
+    return {
+        "API_BASE": "http://127.0.0.1:9",
+        "JWT_MONITOR_EMAIL": "monitor@example.org",
+        "JWT_MONITOR_PASS_FILE": str(password_file),
+        "DATABASE_URL": database_url,
+        "POLYGON_RPC_URL": f"http://127.0.0.1:9/v2/{SENTINEL}-rpc-key",
+        "ALERT_SLACK_WEBHOOK": f"http://127.0.0.1:9/services/T0/B0/{SENTINEL}-slack",
+        "ALERT_TELEGRAM_BOT": f"123456:{SENTINEL}-telegram",
+        "ALERT_TELEGRAM_CHAT": "-100200300",
+        "ALERT_WEBHOOK_URL": f"http://127.0.0.1:9/hook?token={SENTINEL}-webhook",
+    }
+
+
+@pytest.mark.parametrize("database", ["unreachable-postgresql", "sqlite"])
+def test_no_secret_in_check_config_banner_logs_or_metrics(tmp_path: Path, database: str) -> None:
+    if database == "sqlite":
+        database_url = f"sqlite:///{tmp_path}/{SENTINEL}-not-secret-path.db"
+    else:
+        database_url = f"postgresql://monitor:{SENTINEL}-db-password@127.0.0.1:1/blocktrust"
+    env = {"PATH": "/usr/bin:/bin", **secret_env(tmp_path, database_url)}
+    contracts = tmp_path / "contracts_config.json"
+    contracts.write_text("{}")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"listener:\n  contracts_config: {contracts}\n")
+
+    check = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", str(config)],
+                           capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    with ExporterProcess(["run", "--config", str(config), "--duration", "4s"], env=env, cwd=tmp_path) as exporter:
+        metrics_body = ""
+        for _ in range(100):
+            try:
+                metrics_body = exporter.metrics()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        exporter.proc.wait(timeout=30)
+        exporter.stop()
+    assert "blocktrust_exporter_build_info" in metrics_body
+    printed = check.stdout + check.stderr + exporter.output + metrics_body
+    assert "BLOCKTRUST MONITORING SYSTEM" in exporter.output
+    for fragment in ("jwt-password", "rpc-key", "slack", "telegram", "webhook", "db-password"):
+        assert f"{SENTINEL}-{fragment}" not in printed, fragment
+    if database == "sqlite":
+        assert check.returncode == 0, check.stderr
+        assert "password: '***'" in check.stdout
