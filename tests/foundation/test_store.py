@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 import pytest
 
-from exporter.store import CheckResult, Checkpoint, EventRecord, Store, open_store
+from exporter.store import Checkpoint, CheckResult, EventRecord, Store, open_store
 from exporter.store.schema import LATEST_VERSION
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
