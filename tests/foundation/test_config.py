@@ -1,0 +1,118 @@
+"""Configuration loading: the documented default file, expansion, the env overlay, secrets from files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from exporter.config import ENV_VARS, SECRET_ENV_VARS, Config, ConfigError, load_config, parse_duration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _model_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
+    paths: set[str] = set()
+    for name, field in model.model_fields.items():
+        if name == "source":
+            continue
+        key = field.alias or name
+        path = f"{prefix}{key}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths |= _model_paths(annotation, path + ".")
+        else:
+            paths.add(path)
+    return paths
+
+
+def _yaml_paths(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    paths: set[str] = set()
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "event_types":
+            paths |= _yaml_paths(value, path + ".")
+        else:
+            paths.add(path)
+    return paths
+
+
+def test_config_yaml_documents_every_key_with_its_default() -> None:
+    text = (REPO / "config.yaml").read_text()
+    documented = _yaml_paths(yaml.safe_load(text))
+    assert documented == _model_paths(Config)
+    loaded = load_config(REPO / "config.yaml", env={})
+    assert loaded.model_dump(exclude={"source"}) == Config().model_dump(exclude={"source"})
+    for variable in ENV_VARS:
+        assert variable in text, f"config.yaml does not mention {variable}"
+    for variable in SECRET_ENV_VARS:
+        assert f"{variable}_FILE" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("15s", 15), ("12m", 720), ("24h", 86400), ("30d", 2592000), ("1m30s", 90), ("250ms", 0.25), (60, 60),
+     ("2.5", 2.5)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["fast", "", "5 s", "s", "-1s", True, "1x"])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError, match=r"duration|negative"):
+        parse_duration(text)
+
+
+def test_environment_overrides_the_file_and_expansion(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("checks:\n  interval: ${CHECKS_EVERY:-30s}\nlistener:\n  poll_interval: 20s\n")
+    assert load_config(path, env={}).checks.interval == 30
+    assert load_config(path, env={"CHECKS_EVERY": "45s"}).checks.interval == 45
+    assert load_config(path, env={"CHECKS_EVERY": "45s", "MONITOR_CHECK_INTERVAL": "90"}).checks.interval == 90
+    assert load_config(path, env={"LISTENER_POLL_INTERVAL": "5"}).listener.poll_interval == 5
+
+
+def test_a_secret_file_wins_over_the_variable(tmp_path: Path) -> None:
+    secret = tmp_path / "pass"
+    secret.write_text("from-file\n")
+    config = load_config(None, env={"JWT_MONITOR_PASS": "from-env", "JWT_MONITOR_PASS_FILE": str(secret)})
+    assert config.api.password is not None and config.api.password.get_secret_value() == "from-file"
+    assert "from-file" in config.secrets()
+    assert "from-file" not in repr(config)
+
+
+def test_every_seed_variable_lands_where_spec_says() -> None:
+    env = {
+        "API_BASE": "https://api.example.org/", "JWT_MONITOR_EMAIL": "m@example.org", "JWT_MONITOR_PASS": "pw",
+        "POLYGON_RPC_URL": "https://rpc.example.org/key", "DATABASE_URL": "postgres://u:p@db/x",
+        "LISTENER_POLL_INTERVAL": "10", "MONITOR_CHECK_INTERVAL": "30", "MAX_LISTENER_LAG_SEC": "120",
+        "SLO_LATENCY_MS": "500", "SLO_UPTIME_TARGET": "99.9", "ALERT_SLACK_WEBHOOK": "https://hooks.example.org/x",
+        "ALERT_TELEGRAM_BOT": "1:abc", "ALERT_TELEGRAM_CHAT": "42", "ALERT_WEBHOOK_URL": "https://hook.example.org/",
+    }
+    c = load_config(None, env=env)
+    assert c.api.base_url == "https://api.example.org"
+    assert (c.api.email, c.listener.poll_interval, c.checks.interval) == ("m@example.org", 10, 30)
+    assert c.listener.max_lag == 120
+    assert (c.slo.latency_ms, c.slo.uptime_target, c.alerting.telegram.chat_id) == (500, 99.9, "42")
+    assert len(c.secrets()) == 6
+
+
+def test_an_empty_variable_counts_as_unset() -> None:
+    assert load_config(None, env={"MONITOR_CHECK_INTERVAL": ""}).checks.interval == 60
+
+
+def test_config_is_frozen() -> None:
+    config = Config()
+    with pytest.raises(ValueError, match="frozen"):
+        config.checks.interval = 5  # type: ignore[misc]
+
+
+def test_errors_are_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"SLO_UPTIME_TARGET": "lots"})
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("environment variable SLO_UPTIME_TARGET: slo.uptime_target:")
