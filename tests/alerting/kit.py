@@ -3,6 +3,7 @@ pointing at local receivers."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from datetime import datetime
 from typing import Any
@@ -45,3 +46,21 @@ def channel_settings(slack_url: str, telegram_url: str, webhook_url: str, **over
     }
     tree.update(overrides)
     return AlertingSettings.model_validate(tree)
+
+
+def table_rows(store_url: str, table: str) -> list[tuple[Any, ...]]:
+    """Every row of ``table``, read with the raw driver (not through the Store under test)."""
+    if store_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as conn:
+            return list(conn.execute(f"SELECT * FROM {table} ORDER BY id"))
+    import psycopg2
+
+    conn = psycopg2.connect(store_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {table} ORDER BY id")
+            return list(cur.fetchall())
+    finally:
+        conn.close()

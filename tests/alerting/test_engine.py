@@ -1,0 +1,225 @@
+"""The alert engine's decisions, table-driven, on a real (SQLite) store with a recording sink:
+thresholds, severities, incidents, reminders, immediate incidents, store outages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.alerting.engine import AlertEngine, check_policies, describe_failure
+from exporter.clock import FakeClock
+from exporter.config import AlertingSettings, CheckSpec
+from exporter.metrics import Metrics
+from exporter.store import Store, StoreError, open_store
+from exporter.store.base import Incident
+from tests.alerting.kit import RecordingSink, result
+
+START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+ROUND = 60.0
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> Iterator[Store]:
+    store = open_store(sqlite_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+def engine_for(store: Any, sink: RecordingSink, clock: FakeClock, metrics: Metrics, **settings: Any) -> AlertEngine:
+    specs = [CheckSpec.model_validate(s) for s in settings.pop("checks", [])]
+    alerting = AlertingSettings.model_validate(settings)
+    return AlertEngine(store, sink, clock, metrics, alerting, policies=check_policies(alerting, specs))
+
+
+def rounds(engine: AlertEngine, clock: FakeClock, pattern: str, check: str = "api.events") -> None:
+    """One round per character: ``x`` a failure, ``o`` a success; the clock moves one interval each."""
+    for mark in pattern:
+        engine.observe([result(check, mark == "o", clock.now())])
+        engine.tick()
+        clock.advance(ROUND)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "pattern", "expected"),
+    [
+        ((2, 2), "xoxoxoxoxo", []),
+        ((2, 2), "x", []),
+        ((2, 2), "xx", ["firing"]),
+        ((2, 2), "xxxxx", ["firing"]),
+        ((2, 2), "xxxo", ["firing"]),
+        ((2, 2), "xxxoxo", ["firing"]),  # a success streak broken by a failure does not resolve
+        ((2, 2), "xxxoo", ["firing", "resolved"]),
+        ((2, 2), "xxxooxx", ["firing", "resolved", "firing"]),
+        ((1, 1), "xoxo", ["firing", "resolved", "firing", "resolved"]),
+        ((3, 1), "xxoxxx", ["firing"]),
+    ],
+)
+def test_thresholds_decide_firing_and_resolving(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics,
+    thresholds: tuple[int, int], pattern: str, expected: list[str],
+) -> None:
+    engine = engine_for(db, sink, clock, metrics, failure_threshold=thresholds[0], success_threshold=thresholds[1])
+    rounds(engine, clock, pattern)
+    assert [a.state for a in sink.alerts] == expected
+    assert len(db.open_incidents()) == (1 if expected and expected[-1] == "firing" else 0)
+
+
+def test_firing_notice_carries_severity_title_detail_and_first_failure_time(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
+) -> None:
+    engine = engine_for(db, sink, clock, metrics, dashboard_url="https://grafana.example/d/bt")
+    rounds(engine, clock, "oxx", check="api.health")
+    [alert] = sink.alerts
+    assert (alert.check_name, alert.severity, alert.state, alert.title) == (
+        "api.health", "crit", "firing", "API /health unavailable"
+    )
+    assert alert.detail == "Status code: 503; status 503 not in [200]"
+    assert alert.since == START.replace(minute=1)  # the first failure, not the threshold crossing
+    assert alert.dashboard_url == "https://grafana.example/d/bt"
+    [incident] = db.open_incidents()
+    assert (incident.check_name, incident.severity, incident.opened_at) == ("api.health", "crit", alert.since)
+    assert incident.last_notified_at == START.replace(minute=2)
+
+
+@pytest.mark.parametrize(
+    ("check", "spec", "severity", "fires_after"),
+    [
+        ("api.health", None, "crit", 2),
+        ("listener.lag", None, "crit", 2),
+        ("api.stats", None, "warn", 2),
+        ("api.health", {"severity": "info"}, "info", 2),
+        ("api.health", {}, "crit", 2),  # listed without a severity: keeps its default
+        ("custom.ping", {"failure_threshold": 4, "severity": "crit"}, "crit", 4),
+    ],
+)
+def test_per_check_severity_and_threshold(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics,
+    check: str, spec: dict[str, Any] | None, severity: str, fires_after: int,
+) -> None:
+    checks = [] if spec is None else [{"name": check, "path": "/x", **spec}]
+    engine = engine_for(db, sink, clock, metrics, checks=checks)
+    rounds(engine, clock, "x" * (fires_after - 1), check=check)
+    assert sink.alerts == []
+    rounds(engine, clock, "x", check=check)
+    assert [(a.severity, a.state) for a in sink.alerts] == [(severity, "firing")]
+
+
+def test_reminders_repeat_while_open_and_stop_once_resolved(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
+) -> None:
+    engine = engine_for(db, sink, clock, metrics, reminder_interval="10m")
+    rounds(engine, clock, "x" * 25)  # 25 minutes of failure: fired at minute 1, reminders at 11 and 21
+    assert [(a.state, a.reminder, a.at.minute) for a in sink.alerts] == [
+        ("firing", False, 1), ("firing", True, 11), ("firing", True, 21)
+    ]
+    rounds(engine, clock, "oo" + "o" * 20)
+    assert [(a.state, a.reminder) for a in sink.alerts[3:]] == [("resolved", False)]
+
+
+def test_listener_heartbeat_rows_never_alert(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
+) -> None:
+    engine = engine_for(db, sink, clock, metrics)
+    rounds(engine, clock, "xxxx", check="listener.tick")
+    assert sink.alerts == [] and db.open_incidents() == []
+
+
+def test_raise_critical_fires_at_once_and_only_once(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    engine = engine_for(db, sink, clock, metrics)
+    engine.raise_critical("listener.reorg", "Reorg deeper than 64 blocks", "Block 1200: hash mismatch")
+    engine.raise_critical("listener.reorg", "Reorg deeper than 64 blocks", "again")
+    assert sink.kinds() == [("listener.reorg", "firing", False)]
+    assert sink.alerts[0].severity == "crit"
+    assert registry.get_sample_value("blocktrust_incidents_open", {"severity": "crit"}) == 1
+    clock.advance(30)
+    engine.resolve("listener.reorg")
+    engine.resolve("listener.reorg")
+    assert sink.kinds()[1:] == [("listener.reorg", "resolved", False)]
+    assert registry.get_sample_value("blocktrust_incidents_open", {"severity": "crit"}) == 0
+
+
+def test_incidents_open_gauge_follows_severities(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    engine = engine_for(db, sink, clock, metrics)
+    for _ in range(2):
+        engine.observe([result("api.health", False, clock.now()), result("api.stats", False, clock.now())])
+    gauge = {s: registry.get_sample_value("blocktrust_incidents_open", {"severity": s}) for s in ("crit", "warn")}
+    assert gauge == {"crit": 1, "warn": 1}
+
+
+def test_restart_resumes_without_a_second_notice_and_resolves_later(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
+) -> None:
+    rounds(engine_for(db, sink, clock, metrics), clock, "xx")
+    restarted_sink = RecordingSink()
+    restarted = engine_for(db, restarted_sink, clock, metrics)
+    rounds(restarted, clock, "xxx")
+    assert restarted_sink.alerts == []
+    rounds(restarted, clock, "oo")
+    assert restarted_sink.kinds() == [("api.events", "resolved", False)]
+
+
+class FlakyStore:
+    """A store whose incident writes fail while ``down`` is set (everything else delegated)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.down = True
+
+    def open_incidents(self) -> list[Incident]:
+        if self.down:
+            raise StoreError("connection refused")
+        return self.inner.open_incidents()
+
+    def open_incident(self, *args: Any) -> Incident:
+        if self.down:
+            raise StoreError("connection refused")
+        return self.inner.open_incident(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_store_outage_delays_the_incident_without_raising_or_duplicating(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
+) -> None:
+    flaky = FlakyStore(db)
+    engine = engine_for(flaky, sink, clock, metrics)
+    rounds(engine, clock, "xxx")
+    assert sink.alerts == []
+    flaky.down = False
+    rounds(engine, clock, "xxx")
+    assert sink.kinds() == [("api.events", "firing", False)]
+    assert len(db.open_incidents()) == 1
+
+
+@pytest.mark.parametrize(
+    ("details", "text"),
+    [
+        ({"status_code": 503, "error": "bad_status", "reason": "status 503 not in [200]"},
+         "Status code: 503; status 503 not in [200]"),
+        ({"status_code": None, "error": "timeout", "reason": ""}, "timeout"),
+        ({}, "Check failed"),
+        ({"reason": "x" * 900}, "x" * 499 + "…"),
+    ],
+)
+def test_failure_detail_for_humans(details: dict[str, Any], text: str) -> None:
+    assert describe_failure(details) == text
