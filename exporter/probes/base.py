@@ -1,0 +1,88 @@
+"""The one probe signature, blackbox_exporter style: ``probe(spec, ctx) -> Outcome``.
+
+A probe performs one check and says whether it passed and why; it never raises for an
+expected failure, never records anything and never measures its own timestamp: the round
+runner (``round.py``) does that for every kind alike. Not for defining checks
+(``defaults.py``, config) nor for choosing a probe by kind (``registry.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from exporter.clock import Clock
+from exporter.config import CheckSpec
+from exporter.probes import conditions
+from exporter.probes.httpclient import HttpClient
+from exporter.probes.session import JwtSession
+from exporter.store.base import CheckResult
+
+
+class HeartbeatSource(Protocol):
+    """The part of the Store the listener checks read."""
+
+    def latest_result(self, check_name: str) -> CheckResult | None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One probe's verdict. ``seconds`` is the measured latency when the probe knows it better
+    than the runner (an HTTP probe excludes the login it needed); ``details`` follows SPEC §2:
+    status_code, error (a short class, None on success), reason, bytes."""
+
+    ok: bool
+    reason: str
+    error: str | None = None
+    status_code: int | None = None
+    bytes_read: int = 0
+    seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "status_code": self.status_code,
+            "error": self.error,
+            "reason": self.reason,
+            "bytes": self.bytes_read,
+            **self.extra,
+        }
+
+
+@dataclass
+class ProbeContext:
+    """What probes may use; one per round runner, shared by all checks (thread-safe parts only)."""
+
+    client: HttpClient
+    session: JwtSession | None  # None when no API is configured
+    clock: Clock
+    heartbeats: HeartbeatSource | None  # the Store, for listener.* checks
+    base_url: str | None
+    default_timeout: float
+    max_body_bytes: int
+    max_listener_lag: float
+    # Per-check memory across rounds (e.g. listener.progress's previous block); keyed by check name.
+    memory: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _parsed: dict[str, tuple[conditions.Condition, ...]] = field(default_factory=dict)
+
+    def conditions(self, spec: CheckSpec) -> tuple[conditions.Condition, ...]:
+        """The spec's conditions, parsed once (they were validated at config load)."""
+        parsed = self._parsed.get(spec.name)
+        if parsed is None:
+            parsed = tuple(conditions.parse(text) for text in spec.conditions)
+            self._parsed[spec.name] = parsed
+        return parsed
+
+    def timeout(self, spec: CheckSpec) -> float:
+        return spec.timeout if spec.timeout is not None else self.default_timeout
+
+    def url(self, spec: CheckSpec) -> str:
+        if spec.url is not None:
+            return spec.url
+        if self.base_url is None:
+            raise ValueError("api.base_url is not set")
+        return self.base_url + (spec.path or "")
+
+
+ProbeFn = Callable[[CheckSpec, ProbeContext], Outcome]

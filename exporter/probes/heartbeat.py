@@ -1,0 +1,21 @@
+"""Reading the listener's heartbeat for the ``listener.*`` kinds (one place for its failures)."""
+
+from __future__ import annotations
+
+from exporter.probes.base import Outcome, ProbeContext
+from exporter.store.base import CheckResult, StoreError
+
+HEARTBEAT_CHECK = "listener.tick"
+
+
+def newest_heartbeat(ctx: ProbeContext) -> CheckResult | Outcome:
+    """The newest ``listener.tick`` row, or a failed Outcome saying why there is none."""
+    if ctx.heartbeats is None:
+        return Outcome(ok=False, error="config", reason="no store to read the listener heartbeat from")
+    try:
+        beat = ctx.heartbeats.latest_result(HEARTBEAT_CHECK)
+    except StoreError as exc:
+        return Outcome(ok=False, error="store_error", reason=f"cannot read the heartbeat: {exc}"[:300])
+    if beat is None:
+        return Outcome(ok=False, error="no_heartbeat", reason="the listener has not written a heartbeat yet")
+    return beat

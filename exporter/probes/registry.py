@@ -1,0 +1,20 @@
+"""From a check's ``kind`` to its probe function (blackbox_exporter's prober table).
+
+Adding a kind is one module with a ``ProbeFn`` and one line here. Config validation uses
+``KINDS`` to reject an unknown kind at load time.
+"""
+
+from __future__ import annotations
+
+from exporter.probes.base import ProbeFn
+from exporter.probes.http import probe_http
+from exporter.probes.listener_lag import probe_lag
+from exporter.probes.listener_progress import probe_progress
+from exporter.probes.synthetic_hash import probe_hash
+
+PROBES: dict[str, ProbeFn] = {
+    "http": probe_http,
+    "synthetic.hash": probe_hash,
+    "listener.lag": probe_lag,
+    "listener.progress": probe_progress,
+}

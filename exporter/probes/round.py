@@ -1,0 +1,199 @@
+"""One round of checks: run them concurrently, bounded, then record every result once.
+
+``CheckRound(config, ...)`` resolves the checks (the nine defaults of SPEC §1 overlaid with
+``checks.items`` by name), builds the shared JWT session and HTTP client, and owns a thread
+pool of ``checks.concurrency`` workers. ``run_once()`` never raises: it runs every check
+(each bounded by its hard deadline), waits at most ``checks.interval`` for the round so a hung
+API can never delay the next one, then updates the four check metrics, hands all results to
+``record`` (one store write per round) and to ``on_results`` (the alerting engine).
+
+Not for scheduling (``scheduler.py`` calls ``run_once``) nor for storage or alert decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime
+
+from exporter.clock import Clock
+from exporter.config import CheckSpec, Config, ConfigError
+from exporter.metrics import Metrics
+from exporter.probes.base import HeartbeatSource, Outcome, ProbeContext
+from exporter.probes.defaults import LISTENER_CHECKS, default_checks
+from exporter.probes.httpclient import HttpClient
+from exporter.probes.registry import PROBES
+from exporter.probes.session import JwtSession
+from exporter.store.base import CheckResult
+
+log = logging.getLogger(__name__)
+
+ResultSink = Callable[[Sequence[CheckResult]], None]
+
+
+def resolve_checks(config: Config) -> list[CheckSpec]:
+    """The enabled checks: defaults (those the configuration can run) overlaid by ``checks.items``.
+
+    Raises ``ConfigError`` when a check cannot work with this configuration, so the problem
+    shows at start-up rather than as a check failing forever.
+    """
+    defaults = default_checks() if config.checks.include_defaults else []
+    if config.api.base_url is None:
+        defaults = [spec for spec in defaults if spec.path is None]  # no API to probe
+    if not config.listener.enabled:
+        defaults = [spec for spec in defaults if spec.name not in LISTENER_CHECKS]
+    by_name = {spec.name: spec for spec in defaults}
+    for item in config.checks.items:
+        by_name[item.name] = item  # a user item replaces the default of the same name
+    checks = [spec for spec in by_name.values() if spec.enabled]
+    for spec in checks:
+        if spec.kind not in PROBES:
+            raise ConfigError(f"{config.source}: checks: {spec.name}: unknown kind {spec.kind!r}")
+        if spec.path is not None and spec.url is None and config.api.base_url is None:
+            raise ConfigError(
+                f"{config.source}: checks: {spec.name}: has a path but api.base_url (API_BASE) is not set"
+            )
+    needing_login = [spec.name for spec in checks if spec.auth]
+    if needing_login and (not config.api.email or config.api.password is None):
+        raise ConfigError(
+            f"{config.source}: api.email and api.password (JWT_MONITOR_EMAIL, JWT_MONITOR_PASS) are "
+            f"required by checks with auth: {', '.join(needing_login)}"
+        )
+    return checks
+
+
+class CheckRound:
+    """Runs the configured checks; see the module docstring. Call ``close()`` when done."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics,
+        record: ResultSink,
+        clock: Clock,
+        store: HeartbeatSource | None = None,
+        client: HttpClient | None = None,
+        on_results: ResultSink | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.checks = resolve_checks(config)
+        self._metrics = metrics
+        self._record = record
+        self._on_results = on_results
+        self._clock = clock
+        self._timer = timer
+        self._owns_client = client is None
+        self._client = client or HttpClient(timer=timer)
+        self._budget = config.checks.interval
+        self.session = _session(config, self._client, clock) if config.api.base_url else None
+        self._ctx = ProbeContext(
+            client=self._client,
+            session=self.session,
+            clock=clock,
+            heartbeats=store,
+            base_url=config.api.base_url,
+            default_timeout=config.checks.timeout,
+            max_body_bytes=config.checks.max_body_bytes,
+            max_listener_lag=config.listener.max_lag,
+        )
+        workers = max(1, min(config.checks.concurrency, len(self.checks)))
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_client:
+            self._client.close()
+
+    def run_once(self) -> list[CheckResult]:
+        """Run every check once and record the results; never raises."""
+        try:
+            timed = self._run_all()
+        except Exception:
+            log.exception("check round failed")
+            return []
+        self._publish(timed)
+        return [result for result, _ in timed]
+
+    def _run_all(self) -> list[tuple[CheckResult, float]]:
+        if self.session is not None:
+            self.session.start_round()
+        round_ts = self._clock.now()
+        round_start = self._timer()
+        futures: list[tuple[CheckSpec, Future[tuple[CheckResult, float]]]] = [
+            (spec, self._pool.submit(self._run_check, spec)) for spec in self.checks
+        ]
+        wait([future for _, future in futures], timeout=self._budget)
+        timed: list[tuple[CheckResult, float]] = []
+        for spec, future in futures:
+            if future.done() and not future.cancelled():
+                timed.append(future.result())  # _run_check never raises
+                continue
+            # Still queued or (impossible with hard deadlines, but never trusted) still running.
+            future.cancel()
+            outcome = Outcome(
+                ok=False, error="round_timeout", reason=f"not finished within the {self._budget:g}s round"
+            )
+            timed.append(self._result(spec, outcome, round_ts, self._timer() - round_start))
+        return timed
+
+    def _run_check(self, spec: CheckSpec) -> tuple[CheckResult, float]:
+        ts = self._clock.now()
+        start = self._timer()
+        try:
+            outcome = PROBES[spec.kind](spec, self._ctx)
+        except Exception as exc:  # a probe bug must not hide the other checks
+            log.exception("check %s crashed", spec.name)
+            outcome = Outcome(ok=False, error="internal_error", reason=type(exc).__name__)
+        seconds = outcome.seconds if outcome.seconds is not None else self._timer() - start
+        return self._result(spec, outcome, ts, seconds)
+
+    @staticmethod
+    def _result(spec: CheckSpec, outcome: Outcome, ts: datetime, seconds: float) -> tuple[CheckResult, float]:
+        result = CheckResult(
+            check_name=spec.name,
+            ok=outcome.ok,
+            latency_ms=round(seconds * 1000),
+            details=outcome.details(),
+            ts=ts,
+            uid=uuid.uuid4().hex,
+        )
+        return result, seconds
+
+    def _publish(self, timed: list[tuple[CheckResult, float]]) -> None:
+        for result, seconds in timed:
+            try:
+                self._metrics.record_check(result.check_name, result.ok, seconds, result.ts.timestamp())
+            except Exception:
+                log.exception("cannot update the metrics of %s", result.check_name)
+            if not result.ok:
+                log.info(
+                    "check failed",
+                    extra={"check": result.check_name, "error": result.details["error"],
+                           "reason": result.details["reason"]},
+                )
+        results = [result for result, _ in timed]
+        for name, sink in (("record", self._record), ("on_results", self._on_results)):
+            if sink is None:
+                continue
+            try:
+                sink(results)
+            except Exception:
+                log.exception("check round: %s failed", name)
+
+
+def _session(config: Config, client: HttpClient, clock: Clock) -> JwtSession:
+    assert config.api.base_url is not None
+    return JwtSession(
+        client,
+        clock,
+        login_url=config.api.base_url + config.api.login_path,
+        email=config.api.email,
+        password=config.api.password,
+        refresh_margin=config.api.token_refresh_margin,
+        timeout=config.checks.timeout,
+        max_body_bytes=config.checks.max_body_bytes,
+    )
