@@ -43,7 +43,7 @@ def store_display(config: Config) -> str:
     return f"postgresql {public_url(url).removesuffix('/…')}/{database}"
 
 
-def banner_lines(config: Config, parts: dict[str, bool]) -> list[str]:
+def banner_lines(config: Config, parts: dict[str, bool], *, title: str = "BLOCKTRUST MONITORING SYSTEM") -> list[str]:
     """The banner, one string per line. ``parts`` says which components run (name -> enabled)."""
     alerting = config.alerting
     channels = [
@@ -59,7 +59,7 @@ def banner_lines(config: Config, parts: dict[str, bool]) -> list[str]:
     rule = "=" * 60
     return [
         rule,
-        f"🎯 BLOCKTRUST MONITORING SYSTEM v{exporter_version()}",
+        f"🎯 {title} v{exporter_version()}",
         rule,
         f"  config:      {config.source}",
         f"  listen:      {config.server.listen}  (/metrics /healthz /readyz)",

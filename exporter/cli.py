@@ -17,15 +17,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+import requests
 import yaml
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
+from exporter.alerting.engine import AlertEngine, check_policies
+from exporter.alerting.notifier import build_notifier
+from exporter.alerting.redact import Redactor
 from exporter.banner import banner_lines, exporter_version
+from exporter.clock import Clock, SystemClock
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_duration
+from exporter.listener.contracts import load_contracts
+from exporter.listener.service import Listener
 from exporter.logs import setup_logging
 from exporter.metrics import Metrics
+from exporter.probes.round import CheckRound, resolve_checks
+from exporter.retention import purge_old_results
+from exporter.rules import render_rules
 from exporter.scheduler import Job, Scheduler
 from exporter.server import HttpServer
+from exporter.simulator import cli as simulator_cli
+from exporter.slo import SloReporter, add_report_arguments, report_command
 from exporter.store import Store, StoreError, open_store
 from exporter.store.buffer import BufferedWriter
 
@@ -35,6 +48,9 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # SIGTERM to exit must stay under 10 s (Docker's default stop timeout): jobs get this long to finish.
 SHUTDOWN_GRACE_SECONDS = 7.0
 STORE_RETRY_SECONDS = 5.0
+ALERT_TICK_SECONDS = 15.0  # reminders and end-of-maintenance notices are checked this often
+RETENTION_SECONDS = 3600.0
+LISTENER_INCIDENT = "listener.reorg"  # the incident a too-deep reorg opens
 
 
 class CliError(Exception):
@@ -52,9 +68,14 @@ def load(args: argparse.Namespace) -> Config:
     if path == DEFAULT_CONFIG_PATH and not os.path.exists(path) and not args.config_given:
         path = None
     try:
-        return load_config(path)
+        config = load_config(path)
+        if config.listener.enabled and config.listener.rpc_url is not None:
+            # Fail at start (and in check-config) rather than on the first poll.
+            load_contracts(config.listener.contracts_config, config.listener.event_types)
+        resolve_checks(config)
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    return config
 
 
 def make_store(config: Config) -> Store:
@@ -90,16 +111,22 @@ def effective_config_yaml(config: Config) -> str:
 
 
 # ------------------------------------------------------------------------------ run
+ALL_PARTS = frozenset({"checks", "listener", "alerts", "slo"})
+
+
 @dataclass
 class Runtime:
-    """What ``run`` assembled, so that shutdown can take it apart in order."""
+    """What ``serve`` assembled, so that shutdown can take it apart in order."""
 
     config: Config
+    clock: Clock
     registry: CollectorRegistry
     metrics: Metrics
     store: Store
     writer: BufferedWriter
     scheduler: Scheduler
+    parts: dict[str, bool] = field(default_factory=dict)
+    listener: Listener | None = None
     schema_ready: threading.Event = field(default_factory=threading.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
@@ -131,39 +158,92 @@ class Runtime:
         return True, "ready"
 
 
-def build_runtime(config: Config) -> Runtime:
+def build_runtime(config: Config, parts: frozenset[str] = ALL_PARTS, clock: Clock | None = None) -> Runtime:
+    """Assemble the components ``parts`` asks for and schedule their jobs (not started yet)."""
+    clock = clock or SystemClock()
     registry = CollectorRegistry()
     metrics = Metrics(registry, slo_latency_seconds=config.slo.latency_ms / 1000, version=exporter_version())
     store = make_store(config)
     writer = BufferedWriter(store, metrics, capacity=config.store.buffer_size)
-    runtime = Runtime(config, registry, metrics, store, writer, Scheduler(metrics))
-    runtime.scheduler.add(Job("store", runtime.store_job, STORE_RETRY_SECONDS, run_at_start=False))
-    return runtime
+    rt = Runtime(config, clock, registry, metrics, store, writer, Scheduler(metrics))
+    rt.scheduler.add(Job("store", rt.store_job, STORE_RETRY_SECONDS, run_at_start=False))
+    try:
+        _add_components(rt, parts)
+    except ConfigError as exc:
+        store.close()
+        raise CliError(str(exc), EXIT_USAGE) from None
+    return rt
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    config = load(args)
-    if args.listen:
-        try:
-            config = Config.model_validate(
-                {**config.model_dump(by_alias=True), "server": {"listen": args.listen}}
-            )
-        except Exception:
-            message = f'--listen: expected HOST:PORT like "0.0.0.0:9108", got {args.listen!r}'
-            raise CliError(message, EXIT_USAGE) from None
-    setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
-    runtime = build_runtime(config)
-    parts = {"store": True}
-    for line in banner_lines(config, parts):
+def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
+    config, clock, metrics, store = rt.config, rt.clock, rt.metrics, rt.store
+    redact = Redactor(config.secrets())
+    checks = resolve_checks(config) if "checks" in parts else []
+
+    # Alerts: the engine decides, the notifier's workers send (off the check path).
+    session = requests.Session()
+    notifier = build_notifier(config.alerting, metrics, clock, session, redact=redact)
+    engine = AlertEngine(
+        store, notifier, clock, metrics, config.alerting,
+        policies=check_policies(config.alerting, checks or resolve_checks(config)), redact=redact,
+    )
+    rt.parts["alerts"] = "alerts" in parts
+    if rt.parts["alerts"]:
+        notifier.start()
+        rt.on_stop.append(lambda: notifier.stop(timeout=2.0))
+        rt.on_stop.append(session.close)
+        rt.scheduler.add(Job("alerts", engine.tick, ALERT_TICK_SECONDS, run_at_start=False))
+
+    rt.parts["checks"] = bool(checks)
+    if checks:
+        round_ = CheckRound(
+            config, metrics=metrics, record=rt.writer.record, clock=clock, store=store,
+            on_results=engine.observe if rt.parts["alerts"] else None,
+        )
+        rt.on_stop.append(round_.close)
+        rt.scheduler.add(Job("checks", round_.run_once, config.checks.interval))
+
+    listener_on = "listener" in parts and config.listener.enabled and config.listener.rpc_url is not None
+    rt.parts["listener"] = listener_on
+    if listener_on:
+        def on_critical(title: str, detail: str) -> None:
+            engine.raise_critical(LISTENER_INCIDENT, title, detail)
+
+        rt.listener = Listener(config.listener, store, metrics, clock, on_critical=on_critical)
+        rt.on_stop.append(rt.listener.close)
+        rt.scheduler.add(Job("listener", rt.listener.poll_once, config.listener.poll_interval))
+
+    rt.parts["slo"] = "slo" in parts
+    if rt.parts["slo"]:
+        reporter = SloReporter(store, metrics, config.slo, clock, engine=engine)
+        rt.scheduler.add(Job("slo", reporter.run_once, config.slo.report_interval))
+        rt.scheduler.add(
+            Job("retention", lambda: purge_old_results(store, clock, config.slo.retention), RETENTION_SECONDS)
+        )
+
+
+def serve(
+    config: Config,
+    *,
+    parts: frozenset[str] = ALL_PARTS,
+    duration: float | None = None,
+    title: str = "BLOCKTRUST MONITORING SYSTEM",
+    prime_listener: bool = False,
+) -> int:
+    """Run until SIGTERM/SIGINT (or ``duration``), then shut down cleanly. Logging must be set up."""
+    rt = build_runtime(config, parts)
+    for line in banner_lines(config, rt.parts, title=title):
         print(line, file=sys.stderr, flush=True)
     try:
-        runtime.ensure_schema()
+        rt.ensure_schema()
     except StoreError as exc:
         log.error("store unreachable at start; will retry every %gs error=%r", STORE_RETRY_SECONDS, str(exc))
+    if prime_listener and rt.listener is not None and rt.schema_ready.is_set():
+        rt.listener.poll_once()  # so the first check round already sees a heartbeat
     try:
-        server = HttpServer(config.server.listen, runtime.registry, runtime.ready)
+        server = HttpServer(config.server.listen, rt.registry, rt.ready)
     except OSError as exc:
-        runtime.store.close()
+        rt.store.close()
         raise CliError(f"cannot listen on {config.server.listen}: {exc.strerror}", EXIT_FAILURE) from None
     stop = threading.Event()
 
@@ -174,25 +254,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    runtime.scheduler.start()
+    rt.scheduler.start()
     log.info("exporter started version=%s listen=%s", exporter_version(), config.server.listen)
-    stop.wait(args.duration)
-    shutdown(runtime, server)
+    stop.wait(duration)
+    shutdown(rt, server)
     return EXIT_OK
 
 
-def shutdown(runtime: Runtime, server: HttpServer) -> None:
+def with_listen(config: Config, listen: str | None) -> Config:
+    if not listen:
+        return config
+    try:
+        return Config.model_validate({**config.model_dump(by_alias=True), "server": {"listen": listen}})
+    except ValidationError:
+        raise CliError(f'--listen: expected HOST:PORT like "0.0.0.0:9108", got {listen!r}', EXIT_USAGE) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = with_listen(load(args), args.listen)
+    setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
+    return serve(config, duration=args.duration)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    """The seed's listener worker: only the listener (and the alerts its reorg guard raises)."""
+    config = with_listen(load(args), args.listen)
+    setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
+    if config.listener.rpc_url is None:
+        raise CliError(f"{config.source}: listener.rpc_url: required by listen (POLYGON_RPC_URL)", EXIT_USAGE)
+    return serve(config, parts=frozenset({"listener", "alerts"}), duration=args.duration,
+                 title="BLOCKTRUST BLOCKCHAIN EVENT LISTENER")
+
+
+def shutdown(rt: Runtime, server: HttpServer) -> None:
     """Finish in-flight work, flush the store, release everything; bounded by the grace period."""
-    finished = runtime.scheduler.stop(SHUTDOWN_GRACE_SECONDS)
-    for hook in runtime.on_stop:
+    finished = rt.scheduler.stop(SHUTDOWN_GRACE_SECONDS)
+    for hook in rt.on_stop:
         try:
             hook()
         except Exception:
             log.exception("shutdown hook failed")
-    flushed = runtime.writer.flush()
+    flushed = rt.writer.flush()
     if not flushed:
-        log.error("store unreachable at shutdown; results lost count=%d", len(runtime.writer))
-    runtime.store.close()
+        log.error("store unreachable at shutdown; results lost count=%d", len(rt.writer))
+    rt.store.close()
     server.stop()
     log.info("exporter stopped jobs_finished=%s store_flushed=%s", finished, flushed)
 
@@ -218,6 +323,34 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    config = load(args)
+    setup_logging(fmt=config.log.format, level="warning", secrets=config.secrets())
+    store = make_store(config)
+    try:
+        return report_command(store, config.slo, SystemClock(), args, sys.stdout)
+    except StoreError as exc:
+        raise CliError(f"report: {exc}", EXIT_FAILURE) from None
+    finally:
+        store.close()
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    sys.stdout.write(render_rules(load(args)))
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    setup_logging()
+    return simulator_cli.run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from exporter import demo  # the demo pulls in the dev chain tooling, which `run` never needs
+
+    return demo.run(args, load(args))
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"blocktrust-exporter {exporter_version()}")
     return EXIT_OK
@@ -239,20 +372,30 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config", default=DEFAULT_CONFIG_PATH, help=f"configuration file (default: {DEFAULT_CONFIG_PATH})"
     )
-    sub = parser.add_subparsers(dest="command")
+    serving = argparse.ArgumentParser(add_help=False)
+    serving.add_argument("--listen", help="HOST:PORT to serve /metrics on, overriding server.listen")
+    serving.add_argument("--log-format", choices=["logfmt", "json"], help="override log.format")
+    serving.add_argument("--duration", type=_duration_arg, help="stop by itself after this long (e.g. 60s)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", parents=[common], help="run the exporter (default)")
-    run.add_argument("--listen", help="HOST:PORT to serve /metrics on, overriding server.listen")
-    run.add_argument("--log-format", choices=["logfmt", "json"], help="override log.format")
-    run.add_argument("--duration", type=_duration_arg, help="stop by itself after this long (e.g. 60s)")
-    run.set_defaults(func=cmd_run)
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str,
+            *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, parents=[common, *parents], help=help_text, description=help_text)
+        command.set_defaults(func=func)
+        return command
 
-    check = sub.add_parser("check-config", parents=[common], help="validate and print the effective configuration")
-    check.set_defaults(func=cmd_check_config)
-    sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema").set_defaults(
-        func=cmd_migrate
-    )
-    sub.add_parser("version", parents=[common], help="print the version").set_defaults(func=cmd_version)
+    add("run", cmd_run, "run the exporter: checks, listener, alerts, SLO report (default)", serving)
+    add("listen", cmd_listen, "run only the chain listener (the seed's listener worker)", serving)
+    add("check-config", cmd_check_config, "validate and print the effective configuration, secrets masked")
+    add("migrate", cmd_migrate, "create or upgrade the database schema")
+    add_report_arguments(add("report", cmd_report, "print the SLO report from the store"))
+    add("rules", cmd_rules, "print the Prometheus SLO rules generated from the configuration")
+    simulator_cli.add_arguments(add("simulate", cmd_simulate, "run the Blocktrust API simulator alone"))
+    demo_parser = add("demo", cmd_demo, "run everything locally: simulator, anvil chain, exporter", serving)
+    demo_parser.add_argument("--fail", action="append", default=[], metavar="PATH=FAULT",
+                             help="make the simulator fail an endpoint, e.g. /api/explorer/stats=500")
+    demo_parser.add_argument("--workdir", default="var/demo", help="where the demo keeps its files")
+    add("version", cmd_version, "print the version")
     return parser
 
 
