@@ -116,6 +116,8 @@ class HttpReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 reply = receiver._next_reply()
+                # Recorded before answering: once a client has its answer, the request is on record.
+                receiver._record(Recorded(self.command, self.path, dict(self.headers.items()), body, reply.status))
                 payload, content_type = reply.encoded()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", content_type)
@@ -124,8 +126,6 @@ class HttpReceiver:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
-                # Recorded after answering, so a waiting test sees the exchange complete.
-                receiver._record(Recorded(self.command, self.path, dict(self.headers.items()), body, reply.status))
 
             do_POST = do_GET = do_PUT = _handle  # noqa: N815
 
