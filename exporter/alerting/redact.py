@@ -68,8 +68,7 @@ class RedactingFilter(logging.Filter):
     """Masks secrets in a record's message, arguments, exception and extra string attributes.
 
     Attach it to *handlers* (``handler.addFilter``): a filter on a logger only sees records logged
-    on that very logger, not those propagating up from child loggers. ``install_on_root_handlers``
-    does that for the root logger's handlers.
+    on that very logger, not those propagating up from child loggers.
     """
 
     def __init__(self, redactor: Redactor) -> None:
@@ -97,10 +96,3 @@ class RedactingFilter(logging.Filter):
                 setattr(record, key, self._redact(value))
         return True
 
-
-def install_on_root_handlers(redactor: Redactor) -> RedactingFilter:
-    """Attach one ``RedactingFilter`` to every handler of the root logger; returns it."""
-    log_filter = RedactingFilter(redactor)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(log_filter)
-    return log_filter
