@@ -186,6 +186,10 @@ def _operand(tokens: list[tuple[str, str]], text: str) -> tuple[Operand, list[tu
         return _ref(value, text), tokens[1:]
     if kind == "string":
         return Constant(_unquote(value), value), tokens[1:]
+    if kind == "word" and value.startswith("["):
+        raise ConditionSyntaxError(
+            f"unknown placeholder {value.split(']')[0]}] (use [STATUS], [RESPONSE_TIME] or [BODY]) in {text!r}"
+        )
     if kind == "word":
         return Constant(_bare(value), value), tokens[1:]
     raise ConditionSyntaxError(f"unexpected {value!r} in condition {text!r}")

@@ -90,6 +90,7 @@ class Harness:
         self.metrics = Metrics(self.registry, slo_latency_seconds=0.8, version="test")
         self.writer = BufferedWriter(store, self.metrics, capacity=1000)
         self.rounds: list[CheckRound] = []
+        self.email, self.password = EMAIL, PASSWORD
 
     def config(self, checks: Sequence[CheckSpec] | None = None, **api: Any) -> Config:
         tree: dict[str, Any] = {
@@ -101,11 +102,11 @@ class Harness:
             tree["checks"]["items"] = [spec.model_dump() for spec in checks]
         return Config.model_validate(tree)
 
-    def round(self, config: Config, on_results: Any = None) -> CheckRound:
+    def round(self, config: Config, on_results: Any = None, record: Any = None) -> CheckRound:
         checks = CheckRound(
             config,
             metrics=self.metrics,
-            record=self.writer.record,
+            record=record or self.writer.record,
             clock=self.clock,
             store=self.store,
             on_results=on_results,

@@ -1,0 +1,147 @@
+"""The round runner: user checks from a config file end to end, check resolution, the round
+budget, and a round that never raises whatever its sinks do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.config import CHECK_KINDS, Config, ConfigError, load_config
+from exporter.probes.defaults import default_checks
+from exporter.probes.registry import PROBES
+from exporter.probes.round import resolve_checks
+
+USER_CONFIG = """
+api:
+  base_url: ${API_BASE}
+  email: ${MONITOR_EMAIL}
+  password: ${MONITOR_PASS}
+checks:
+  include_defaults: false
+  timeout: 300ms
+  items:
+    - name: public.health
+      url: ${PUBLIC_URL}/api/health
+      severity: crit
+      conditions:
+        - "[STATUS] == 200"
+        - "[BODY].status == ok"
+        - "[RESPONSE_TIME] < 10000"
+    - name: explorer.events.page
+      path: /api/explorer/events?limit=5&offset=20
+      auth: true
+      conditions:
+        - "len([BODY].events) == 5"
+        - "[BODY].offset == 20"
+    - name: health.degraded
+      path: /api/health
+      conditions: ["[BODY].status == degraded"]
+    - name: disabled.one
+      url: http://127.0.0.1:9/never
+      enabled: false
+"""
+
+
+def _load(harness: Any, tmp_path: Path, text: str = USER_CONFIG) -> Config:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    env = {
+        "API_BASE": harness.sim.url,
+        "PUBLIC_URL": harness.sim.url,
+        "MONITOR_EMAIL": harness.email,
+        "MONITOR_PASS": harness.password,
+    }
+    return load_config(path, env)
+
+
+def test_user_defined_http_checks_from_a_config_file_run_end_to_end(harness: Any, tmp_path: Path) -> None:
+    seen: list[Any] = []
+    checks = harness.round(_load(harness, tmp_path), on_results=seen.append)
+    results = {result.check_name: result for result in checks.run_once()}
+    assert set(results) == {"public.health", "explorer.events.page", "health.degraded"}
+    assert results["public.health"].ok
+    assert results["explorer.events.page"].ok
+    degraded = results["health.degraded"]
+    assert not degraded.ok
+    assert degraded.details["error"] == "condition_failed"
+    assert degraded.details["reason"] == '[BODY].status == degraded: [BODY].status is "ok"'
+    for result in results.values():
+        harness.assert_recorded(result)
+    assert seen == [list(results.values())]  # the alerting hook gets the whole round at once
+    assert harness.sim.logins == 1
+
+
+def test_a_bad_condition_in_the_config_file_names_the_check(harness: Any, tmp_path: Path) -> None:
+    bad = USER_CONFIG.replace('"[BODY].offset == 20"', '"[BODY].offset = 20"')
+    with pytest.raises(ConfigError, match=r"config\.yaml.*checks\.items\[1\]\.conditions.*conditions\[1\]"):
+        _load(harness, tmp_path, bad)
+
+
+def test_every_config_kind_has_a_probe() -> None:
+    assert set(PROBES) == set(CHECK_KINDS)
+
+
+def _config(**tree: Any) -> Config:
+    return Config.model_validate(tree)
+
+
+API = {"base_url": "http://127.0.0.1:1", "email": "m@example.org", "password": "x"}
+
+
+def test_defaults_are_the_nine_checks_and_items_override_them_by_name() -> None:
+    assert [spec.name for spec in resolve_checks(_config(api=API))] == [s.name for s in default_checks()]
+    override = {"name": "api.health", "path": "/healthz", "timeout": "2s"}
+    extra = {"name": "mine", "url": "http://127.0.0.1:1/x"}
+    checks = resolve_checks(_config(api=API, checks={"items": [override, extra, {
+        "name": "listener.progress", "kind": "listener.progress", "enabled": False}]}))
+    by_name = {spec.name: spec for spec in checks}
+    assert by_name["api.health"].path == "/healthz" and by_name["api.health"].timeout == 2.0
+    assert "mine" in by_name and "listener.progress" not in by_name
+    assert len(checks) == 9
+
+
+def test_without_an_api_only_the_listener_checks_remain() -> None:
+    assert [spec.name for spec in resolve_checks(_config())] == ["listener.lag", "listener.progress"]
+    assert resolve_checks(_config(listener={"enabled": False})) == []
+
+
+@pytest.mark.parametrize(
+    ("tree", "message"),
+    [
+        ({"api": {"base_url": "http://127.0.0.1:1"}}, "api.email and api.password"),
+        ({"checks": {"items": [{"name": "p", "path": "/x"}]}}, "p: has a path but api.base_url"),
+    ],
+)
+def test_checks_that_cannot_work_are_config_errors(tree: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_checks(_config(**tree))
+
+
+def test_a_hung_api_cannot_hold_the_round_beyond_its_budget(harness: Any) -> None:
+    # Checks allowed 5 s each, but the round must end with the 0.5 s interval.
+    config = harness.config([spec for spec in default_checks() if spec.name == "api.health"])
+    config = config.model_copy(update={"checks": config.checks.model_copy(update={"interval": 0.5, "timeout": 5.0})})
+    harness.sim.set_fault("/api/health", "latency:3s")
+    [result] = harness.round(config).run_once()
+    assert not result.ok
+    assert result.details["error"] == "round_timeout"
+    harness.assert_recorded(result)
+
+
+def test_a_round_survives_failing_sinks_and_a_crashing_probe(harness: Any, monkeypatch: Any) -> None:
+    def broken(_results: Any) -> None:
+        raise RuntimeError("sink down")
+
+    from exporter.probes import round as round_module
+
+    def crash(_spec: Any, _ctx: Any) -> Any:
+        raise KeyError("bug")
+
+    monkeypatch.setitem(round_module.PROBES, "listener.lag", crash)
+    checks = harness.round(harness.config(), on_results=broken, record=broken)
+    results = {result.check_name: result for result in checks.run_once()}
+    assert results["listener.lag"].details["error"] == "internal_error"
+    assert results["api.health"].ok
+    assert harness.sample("blocktrust_check_up", {"check": "listener.lag"}) == 0
