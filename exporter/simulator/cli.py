@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("simulate: cannot listen on %s:%s: %s", args.host, args.port, exc.strerror)
         return 1
-    faults = ", ".join(f"{path}={fault}" for path, fault in sim.faults.snapshot().items()) or "none"
+    faults = ", ".join(f"{path}={fault.text()}" for path, fault in sim.faults.snapshot().items()) or "none"
     log.info("Blocktrust API simulator on http://%s:%d (faults: %s)", args.host, sim.port, faults)
     done.wait()
     sim.stop()

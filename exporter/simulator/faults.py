@@ -28,6 +28,15 @@ class Fault:
     reset: bool = False  # close the connection with a TCP RST instead of answering
     times: int | None = None
 
+    def text(self) -> str:
+        """The text form ``parse_fault`` reads back."""
+        parts = [f"latency:{self.latency:g}s"] if self.latency else []
+        parts += [str(self.status)] if self.status is not None else []
+        parts += [self.body.replace("_", "-")] if self.body else []
+        parts += ["reset"] if self.reset else []
+        parts += [f"times:{self.times}"] if self.times is not None else []
+        return ",".join(parts) or "none"
+
 
 def parse_fault(text: str) -> Fault:
     """``"latency:200ms,503"`` -> ``Fault(latency=0.2, status=503)``; ``ValueError`` when unknown."""

@@ -146,7 +146,7 @@ class BlocktrustSimulator:
             "logins": self.logins,
             "failed_logins": self.failed_logins,
             "requests": requests,
-            "faults": {path: repr(fault) for path, fault in self.faults.snapshot().items()},
+            "faults": {path: fault.text() for path, fault in self.faults.snapshot().items()},
         }
 
     # ------------------------------------------------------------------------- behaviour

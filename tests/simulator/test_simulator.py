@@ -139,7 +139,7 @@ def test_admin_endpoint_sets_and_clears_faults(sim: BlocktrustSimulator, http: r
     token = _login(sim, http).json()["token"]
     assert _get(sim, http, "/api/explorer/stats", token).status_code == 500
     state = http.get(f"{sim.url}/_simulator/state", timeout=5).json()
-    assert state["logins"] == 1 and "/api/explorer/stats" in state["faults"]
+    assert state["logins"] == 1 and state["faults"] == {"/api/explorer/stats": "500"}
     assert http.post(admin, json={"path": "/x", "fault": "explode"}, timeout=5).status_code == 400
     assert http.delete(admin, timeout=5).status_code == 200
     assert _get(sim, http, "/api/explorer/stats", token).status_code == 200
@@ -162,6 +162,7 @@ def test_admin_endpoint_sets_and_clears_faults(sim: BlocktrustSimulator, http: r
 )
 def test_fault_text(text: str, fault: Fault) -> None:
     assert parse_fault(text) == fault
+    assert parse_fault(fault.text()) == fault
 
 
 @pytest.mark.parametrize("text", ["explode", "latency:soon", "999", "times:x"])
