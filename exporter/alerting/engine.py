@@ -7,7 +7,10 @@ open; maintenance windows hold notifications back and the engine sends what is s
 the window ends. State is rebuilt from the open incidents, so a restart sends no duplicate.
 
 It knows nothing of any channel: alerts go to an ``AlertSink`` (the ``notifier``), whose ``submit``
-never blocks. Store errors are logged and retried on the next round; they never reach the caller.
+never blocks. Store errors never reach the caller, and never silence an alert: the exporter often
+shares its PostgreSQL with the API it watches, so "the database is down" is exactly when the API's
+failure must still be announced. An incident the store cannot take is kept in memory (id 0),
+notified as usual, and written (opened, notified, resolved) once the store answers again.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ DEFAULT_TITLES = {
 }
 # Rows that are not check results (the listener's heartbeat) never raise an incident.
 NOT_CHECKS = frozenset({"listener.tick"})
+UNSAVED = 0  # the id of an incident the store has not taken yet (SERIAL ids start at 1)
 _MAX_DETAIL = 500
 
 
@@ -138,15 +142,16 @@ class AlertEngine:
         self._streaks: dict[str, _Streak] = {}
         self._open: dict[str, Incident] = {}
         self._held_resolved: dict[str, Alert] = {}  # resolved inside a maintenance window
+        self._unwritten: list[tuple[Incident, datetime]] = []  # resolved, but the store missed it
         self._loaded = False
         with self._lock:
-            self._load()
+            self._sync()
 
     # ------------------------------------------------------------------------ entry points
     def observe(self, results: Sequence[CheckResult]) -> None:
         """Account one round of results; opens, resolves and notifies as the thresholds say."""
         with self._lock:
-            self._load()
+            self._sync()
             for result in results:
                 if result.check_name in NOT_CHECKS:
                     continue
@@ -160,14 +165,14 @@ class AlertEngine:
     def tick(self) -> None:
         """Time-driven work: reminders, and notices held back by a maintenance window that ended."""
         with self._lock:
-            self._load()
+            self._sync()
             self._send_due()
             self._update_gauge()
 
     def raise_incident(self, check_name: str, severity: str, title: str, detail: str) -> None:
         """Open (and notify) an incident at once, without a threshold; no-op if one is open for the check."""
         with self._lock:
-            self._load()
+            self._sync()
             if check_name not in self._open:
                 self._open_incident(check_name, severity, title, detail, self._clock.now())
             self._send_due()
@@ -180,7 +185,7 @@ class AlertEngine:
     def resolve(self, check_name: str) -> None:
         """Resolve the open incident of ``check_name``, if any (e.g. an SLO back within its objective)."""
         with self._lock:
-            self._load()
+            self._sync()
             incident = self._open.get(check_name)
             if incident is not None:
                 self._resolve(incident, self._clock.now())
@@ -192,21 +197,47 @@ class AlertEngine:
             return list(self._open.values())
 
     # ------------------------------------------------------------------------------ state
+    def _sync(self) -> None:
+        """Adopt the store's open incidents once, then write what the store missed while it was down."""
+        try:
+            self._load()
+            self._write_back()
+        except StoreError as exc:
+            log.warning("alert engine cannot reach the store yet (will retry): %s", self._redact(str(exc)))
+
     def _load(self) -> None:
-        """Adopt the store's open incidents once; retried on every call while the store is down."""
         if self._loaded:
             return
-        try:
-            incidents = self._store.open_incidents()
-        except StoreError as exc:
-            log.warning("alert engine cannot read open incidents yet (will retry): %s", self._redact(str(exc)))
-            return
+        incidents = self._store.open_incidents()
         for incident in incidents:
             self._open.setdefault(incident.check_name, incident)
         self._loaded = True
         if incidents:
             log.info("alert engine resumed %d open incident(s)", len(incidents))
         self._update_gauge()
+
+    def _write_back(self) -> None:
+        """Record, in order, the incidents that lived only in memory while the store was down."""
+        while self._unwritten:
+            incident, resolved_at = self._unwritten[0]
+            if incident.id == UNSAVED:
+                incident = self._save(incident)
+                self._unwritten[0] = (incident, resolved_at)
+            self._store.resolve_incident(incident.id, resolved_at)
+            self._unwritten.pop(0)
+        for check_name, incident in list(self._open.items()):
+            if incident.id == UNSAVED:
+                self._open[check_name] = self._save(incident)
+
+    def _save(self, incident: Incident) -> Incident:
+        stored = self._store.open_incident(
+            incident.check_name, incident.severity, incident.title, incident.detail, incident.opened_at
+        )
+        if incident.last_notified_at is not None and stored.last_notified_at is None:
+            self._store.mark_notified(stored.id, incident.last_notified_at)
+            stored = dataclasses.replace(stored, last_notified_at=incident.last_notified_at)
+        log.info("incident %d recorded for %s after a store outage", stored.id, stored.check_name)
+        return stored
 
     def _policy(self, check_name: str) -> CheckPolicy:
         policy = self._policies.get(check_name)
@@ -242,27 +273,38 @@ class AlertEngine:
             self._resolve(incident, result.ts)
 
     def _open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> None:
-        try:
-            incident = self._store.open_incident(
-                check_name, severity, self._redact(title), self._redact(detail), at
-            )
-        except StoreError as exc:
-            log.error("cannot open incident for %s (will retry): %s", check_name, self._redact(str(exc)))
-            return
+        title, detail = self._redact(title), self._redact(detail)
+        unsaved = Incident(UNSAVED, check_name, severity, title, detail, at, None, None)
+        if any(earlier.check_name == check_name for earlier, _ in self._unwritten):
+            incident = unsaved  # its predecessor must reach the store first (one open per check)
+        else:
+            try:
+                incident = self._store.open_incident(check_name, severity, title, detail, at)
+            except StoreError as exc:
+                log.error(
+                    "cannot record incident for %s (notifying anyway; recorded when the store is back): %s",
+                    check_name, self._redact(str(exc)),
+                )
+                incident = unsaved
         self._open[check_name] = incident
-        log.warning("incident %d opened for %s: %s", incident.id, check_name, incident.title)
+        log.warning("incident opened for %s: %s", check_name, incident.title)
         # The firing notice goes out from _send_due; an incident someone else already notified
         # (another engine before a restart) has last_notified_at set and is not announced again.
 
     def _resolve(self, incident: Incident, at: datetime) -> None:
-        try:
-            self._store.resolve_incident(incident.id, at)
-        except StoreError as exc:
-            log.error("cannot resolve incident %d (will retry): %s", incident.id, self._redact(str(exc)))
-            return
+        if incident.id == UNSAVED or self._unwritten:
+            self._unwritten.append((incident, at))  # after the earlier ones, to keep the history in order
+        else:
+            try:
+                self._store.resolve_incident(incident.id, at)
+            except StoreError as exc:
+                log.error(
+                    "cannot record that incident %d resolved (will retry): %s", incident.id, self._redact(str(exc))
+                )
+                self._unwritten.append((incident, at))
         del self._open[incident.check_name]
         self._streaks.pop(incident.check_name, None)
-        log.info("incident %d resolved for %s", incident.id, incident.check_name)
+        log.info("incident resolved for %s", incident.check_name)
         if incident.last_notified_at is None:
             return  # nobody was told it fired, so nobody needs to hear it is over
         alert = self._alert(incident, "resolved", at)
@@ -288,11 +330,12 @@ class AlertEngine:
 
     def _notify(self, incident: Incident, now: datetime, *, reminder: bool) -> None:
         self._sink.submit(self._alert(incident, "firing", now, reminder=reminder))
-        try:
-            self._store.mark_notified(incident.id, now)
-        except StoreError as exc:
-            # Remembered in memory anyway: better one duplicate after a restart than one per round.
-            log.error("cannot record notice of incident %d: %s", incident.id, self._redact(str(exc)))
+        if incident.id != UNSAVED:  # an unsaved incident records its last notice when it is saved
+            try:
+                self._store.mark_notified(incident.id, now)
+            except StoreError as exc:
+                # Remembered in memory anyway: better one duplicate after a restart than one per round.
+                log.error("cannot record notice of incident %d: %s", incident.id, self._redact(str(exc)))
         self._open[incident.check_name] = dataclasses.replace(incident, last_notified_at=now)
 
     def _alert(self, incident: Incident, state: AlertState, at: datetime, *, reminder: bool = False) -> Alert:
@@ -306,7 +349,7 @@ class AlertEngine:
             detail=detail,
             since=incident.opened_at,
             at=at,
-            incident_id=incident.id,
+            incident_id=incident.id if incident.id != UNSAVED else None,
             reminder=reminder,
             dashboard_url=self._settings.dashboard_url,
         )

@@ -15,8 +15,7 @@ from exporter.clock import FakeClock
 from exporter.config import AlertingSettings, CheckSpec
 from exporter.metrics import Metrics
 from exporter.store import Store, StoreError, open_store
-from exporter.store.base import Incident
-from tests.alerting.kit import RecordingSink, result
+from tests.alerting.kit import RecordingSink, result, table_rows
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 ROUND = 60.0
@@ -178,37 +177,53 @@ def test_restart_resumes_without_a_second_notice_and_resolves_later(
 
 
 class FlakyStore:
-    """A store whose incident writes fail while ``down`` is set (everything else delegated)."""
+    """A store whose incident calls fail while ``down`` is set (everything else delegated)."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.down = True
 
-    def open_incidents(self) -> list[Incident]:
-        if self.down:
-            raise StoreError("connection refused")
-        return self.inner.open_incidents()
-
-    def open_incident(self, *args: Any) -> Incident:
-        if self.down:
-            raise StoreError("connection refused")
-        return self.inner.open_incident(*args)
-
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        attr = getattr(self.inner, name)
+        if name in ("open_incidents", "open_incident", "resolve_incident", "mark_notified") and self.down:
+            def refuse(*args: Any) -> Any:
+                raise StoreError("connection refused")
+            return refuse
+        return attr
 
 
-def test_a_store_outage_delays_the_incident_without_raising_or_duplicating(
+def test_a_store_outage_never_silences_an_alert_and_the_incident_is_recorded_afterwards(
     db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
 ) -> None:
     flaky = FlakyStore(db)
     engine = engine_for(flaky, sink, clock, metrics)
-    rounds(engine, clock, "xxx")
-    assert sink.alerts == []
-    flaky.down = False
-    rounds(engine, clock, "xxx")
+    rounds(engine, clock, "xxxx")
     assert sink.kinds() == [("api.events", "firing", False)]
-    assert len(db.open_incidents()) == 1
+    flaky.down = False
+    rounds(engine, clock, "xx")
+    assert len(sink.alerts) == 1
+    [incident] = db.open_incidents()
+    assert (incident.opened_at, incident.last_notified_at) == (START, START.replace(minute=1))
+    rounds(engine, clock, "oo")
+    assert sink.kinds()[1:] == [("api.events", "resolved", False)]
+    assert db.open_incidents() == []
+
+
+def test_incidents_that_began_and_ended_during_a_store_outage_are_recorded_in_order(
+    db: Store, sqlite_url: str, sink: RecordingSink, clock: FakeClock, metrics: Metrics
+) -> None:
+    flaky = FlakyStore(db)
+    engine = engine_for(flaky, sink, clock, metrics)
+    rounds(engine, clock, "xxooxx")  # fired, resolved, fired again: all while the store is down
+    assert [a.state for a in sink.alerts] == ["firing", "resolved", "firing"]
+    flaky.down = False
+    engine.tick()
+    rows = [(r[2], r[6]) for r in table_rows(sqlite_url, "monitor_incidents")]  # resolved_at, check_name
+    assert [(resolved is not None, check) for resolved, check in rows] == [(True, "api.events"), (False, "api.events")]
+    [still_open] = db.open_incidents()
+    assert still_open.last_notified_at == START.replace(minute=5)
+    rounds(engine, clock, "x")
+    assert len(sink.alerts) == 3  # nothing announced twice
 
 
 @pytest.mark.parametrize(
