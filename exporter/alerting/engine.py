@@ -191,11 +191,6 @@ class AlertEngine:
                 self._resolve(incident, self._clock.now())
             self._update_gauge()
 
-    def open_incidents(self) -> list[Incident]:
-        """The incidents this engine holds open (a copy)."""
-        with self._lock:
-            return list(self._open.values())
-
     # ------------------------------------------------------------------------------ state
     def _sync(self) -> None:
         """Adopt the store's open incidents once, then write what the store missed while it was down."""
