@@ -1,0 +1,281 @@
+"""Prometheus rules derived from the exporter's own configuration (``blocktrust-exporter rules``).
+
+A pure function from ``Config`` to the text of ``prometheus/rules/slo.yml``: recording rules for each
+check's availability and latency error ratios, multiwindow multi-burn-rate alerts in the manner of the
+SRE workbook with windows computed for the configured SLO period, budget and check interval, and the
+alerts whose thresholds are configuration values (listener lag, a check that stopped running). Keeping
+the objectives in one place means ``config.yaml`` and Prometheus cannot disagree.
+
+Not for the alerts that need no objective (exporter down, store write errors: hand-written in
+``prometheus/rules/blocktrust.yml``) and not for evaluating anything: Prometheus does that. The
+arithmetic is explained in ``docs/slo-alerting.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import yaml
+from prometheus_client import utils as _client_utils
+
+from exporter.config import Config, Severity
+
+# The SRE workbook's tiers for a 30-day period: (name, severity, share of the error budget spent
+# when the alert fires, long window). burn factor = share * 30 d / long window -> 14.4, 6, 3, 1.
+_WORKBOOK_PERIOD_S = 30 * 86_400.0
+_WORKBOOK_TIERS: tuple[tuple[str, Severity, float, float], ...] = (
+    ("page-fast", "crit", 0.02, 3_600.0),
+    ("page-slow", "crit", 0.05, 6 * 3_600.0),
+    ("ticket-fast", "warn", 0.10, 86_400.0),
+    ("ticket-slow", "warn", 0.10, 3 * 86_400.0),
+)
+# A probe runs once per check interval, so a window holds few runs. An alert must never fire on a
+# lone failed probe: each long window is made long enough that its threshold needs this many failures.
+MIN_FAILED_RUNS = 3
+# The seed's latency objective is "p99 under SLO_LATENCY_MS": 99 % of runs must be that fast.
+LATENCY_OBJECTIVE_RATIO = 0.99
+# Rule texts point here; the runbook lives in the repository (docs/runbooks.md).
+RUNBOOK_BASE = "https://github.com/blocktrust/blocktrust-exporter/blob/main/docs/runbooks.md"
+DEFAULT_GRAFANA_URL = "http://localhost:3000"
+DASHBOARD_PATH = "/d/blocktrust-slo/blocktrust-slo-overview"
+JOB = "blocktrust-exporter"
+
+# How client_python writes a float (the ``le`` label among others); untyped upstream.
+_go_float: Callable[[float], str] = _client_utils.floatToGoString
+
+_RUNS = "blocktrust_check_runs_total"
+_DURATION = "blocktrust_check_duration_seconds"
+_BY = "sum by (job, check)"
+
+
+@dataclass(frozen=True)
+class BurnTier:
+    """One multiwindow burn-rate alert: fire when both windows burn faster than ``factor``."""
+
+    name: str
+    severity: Severity
+    factor: float  # burn rate: multiples of the error ratio that would spend exactly the budget
+    long_window_s: float
+    short_window_s: float
+    budget_spent: float  # share of the period's budget spent in the long window when it fires
+
+    def threshold(self, budget: float) -> float:
+        return self.factor * budget
+
+
+def duration(seconds: float) -> str:
+    """Prometheus duration text (``42m``, ``1h40m``, ``1500ms``) for a whole number of milliseconds."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        raise ValueError(f"a window must be positive, got {seconds!r}")
+    out = ""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)):
+        count, millis = divmod(millis, size)
+        if count:
+            out += f"{count}{unit}"
+    return out
+
+
+def _round_up(seconds: float, step: float) -> float:
+    # A whole number of check intervals: windows then hold whole runs. The epsilon absorbs float noise.
+    return math.ceil(seconds / step - 1e-9) * step
+
+
+def burn_tiers(period_s: float, budget: float, check_interval_s: float) -> list[BurnTier]:
+    """The workbook's four tiers, re-derived for ``period_s``, error ``budget`` and probe interval.
+
+    The burn factors (how much faster than "exactly spends the budget") are the workbook's; the
+    share of the budget spent before firing is raised until it is worth ``MIN_FAILED_RUNS`` failed
+    runs, and the long window follows from share, period and factor. The short window must fire on a
+    single failed run at the threshold rate, or a steady low-rate burn would make the alert flap.
+    """
+    budget_runs = period_s * budget / check_interval_s  # failed runs the whole period may afford
+    max_factor = 1.0 / budget  # every run failing
+    tiers: list[BurnTier] = []
+    for name, severity, workbook_share, workbook_long in _WORKBOOK_TIERS:
+        # Never above half of the maximum: a threshold near 100 % errors could never be crossed.
+        factor = min(workbook_share * _WORKBOOK_PERIOD_S / workbook_long, max_factor / 2)
+        # Half a run below MIN_FAILED_RUNS so that the threshold never sits on a whole number of runs,
+        # where float rounding in rate() would decide.
+        share = min(1.0, max(workbook_share, (MIN_FAILED_RUNS - 0.5) / budget_runs))
+        long_s = _round_up(share * period_s / factor, check_interval_s)
+        # The most runs in which one failure still exceeds the threshold ratio (factor * budget).
+        one_failure_runs = max(1, math.ceil(1.0 / (factor * budget)) - 1)
+        short_s = max(_round_up(long_s / 12, check_interval_s), one_failure_runs * check_interval_s)
+        short_s = min(short_s, long_s)
+        tiers.append(BurnTier(name, severity, factor, long_s, short_s, factor * long_s / period_s))
+    return tiers
+
+
+@dataclass(frozen=True)
+class _Sli:
+    key: str  # "availability" / "latency"
+    record: str  # recorded series name without the window suffix
+    budget: float
+    what: str  # for alert texts
+
+    def ratio_name(self, window: str) -> str:
+        return f"{self.record}:ratio_rate{window}"
+
+
+def _slis(config: Config) -> list[_Sli]:
+    objective = config.slo.uptime_target / 100.0
+    return [
+        _Sli("availability", "check:blocktrust_check_errors", round(1.0 - objective, 10),
+             "failed runs"),
+        _Sli("latency", "check:blocktrust_check_slow_runs", round(1.0 - LATENCY_OBJECTIVE_RATIO, 10),
+             f"runs slower than {config.slo.latency_ms} ms"),
+    ]
+
+
+def _ratio_expr(sli: _Sli, window: str, le: str) -> str:
+    if sli.key == "availability":
+        # "or ... * 0": the failure series only exists after a first failure; a healthy check reads 0.
+        return (
+            f'({_BY} (rate({_RUNS}{{result="failure"}}[{window}]))\n'
+            f"  or {_BY} (rate({_RUNS}[{window}])) * 0)\n"
+            f"/ {_BY} (rate({_RUNS}[{window}]))"
+        )
+    return (
+        f'1 - {_BY} (rate({_DURATION}_bucket{{le="{le}"}}[{window}]))\n'
+        f"  / {_BY} (rate({_DURATION}_count[{window}]))"
+    )
+
+
+def _windows(tiers: list[BurnTier], period_s: float) -> list[float]:
+    found = {t.long_window_s for t in tiers} | {t.short_window_s for t in tiers} | {period_s}
+    return sorted(found)
+
+
+def _dashboard(config: Config) -> str:
+    base = config.alerting.dashboard_url or DEFAULT_GRAFANA_URL
+    return f"{base}{DASHBOARD_PATH}?var-check={{{{ $labels.check }}}}"
+
+
+def _ratio_rules(sli: _Sli, tiers: list[BurnTier], config: Config, le: str) -> list[dict[str, object]]:
+    period = duration(config.slo.window)
+    rules: list[dict[str, object]] = [
+        {"record": sli.ratio_name(duration(w)), "expr": _ratio_expr(sli, duration(w), le)}
+        for w in _windows(tiers, config.slo.window)
+    ]
+    fastest = tiers[0]
+    rules += [
+        {
+            "record": f"check:blocktrust_slo_{sli.key}_budget:remaining_ratio",
+            "expr": f"1 - {sli.ratio_name(period)} / {_go_float(sli.budget)}",
+        },
+        {
+            "record": f"check:blocktrust_slo_{sli.key}:burn_rate",
+            "expr": f"{sli.ratio_name(duration(fastest.long_window_s))} / {_go_float(sli.budget)}",
+        },
+        {
+            "record": f"blocktrust_slo:{sli.key}_objective:ratio",
+            "expr": f"vector({_go_float(round(1.0 - sli.budget, 10))})",
+        },
+    ]
+    return rules
+
+
+def _burn_alert(sli: _Sli, tier: BurnTier, config: Config) -> dict[str, object]:
+    long_w, short_w = duration(tier.long_window_s), duration(tier.short_window_s)
+    threshold = _go_float(round(tier.threshold(sli.budget), 10))
+    exhausted_in = duration(config.slo.window / tier.factor)
+    alert = f"BlocktrustSLO{sli.key.capitalize()}Burn"
+    icon = "🚨" if tier.severity == "crit" else "⚠️"
+    return {
+        "alert": alert,
+        "expr": f"{sli.ratio_name(long_w)} > {threshold}\nand\n{sli.ratio_name(short_w)} > {threshold}",
+        "labels": {"severity": tier.severity, "slo": sli.key, "burn": tier.name, "window": long_w},
+        "annotations": {
+            "summary": f"{icon} [{tier.severity.upper()}] {{{{ $labels.check }}}} is spending its "
+            f"{sli.key} error budget {tier.factor:g}x too fast",
+            "description": (
+                f"{{{{ $value | humanizePercentage }}}} {sli.what} over the last {long_w} "
+                f"(still over the threshold in the last {short_w}); the objective allows "
+                f"{sli.budget * 100:g} % over {duration(config.slo.window)}. "
+                f"At this rate the error budget is gone in {exhausted_in}."
+            ),
+            "runbook_url": f"{RUNBOOK_BASE}#{alert.lower()}",
+            "dashboard": _dashboard(config),
+        },
+    }
+
+
+def _objective_alerts(config: Config) -> dict[str, object]:
+    max_lag = _go_float(config.listener.max_lag)
+    not_run = duration(3 * config.checks.interval)
+    rules: list[dict[str, object]] = [
+        {
+            "alert": "BlocktrustListenerLagging",
+            "expr": f"blocktrust_listener_lag_seconds > {max_lag}",
+            "for": duration(2 * config.listener.poll_interval),
+            "labels": {"severity": "warn"},
+            "annotations": {
+                "summary": "⚠️ [WARN] Chain listener is lagging",
+                "description": f"The newest listener heartbeat is {{{{ $value | humanizeDuration }}}} "
+                f"old (allowed: {duration(config.listener.max_lag)}).",
+                "runbook_url": f"{RUNBOOK_BASE}#blocktrustlistenerlagging",
+                "dashboard": _dashboard(config).split("?")[0],
+            },
+        },
+    ]
+    rules.append(
+        {
+            "alert": "BlocktrustCheckNotRunning",
+            "expr": "time() - blocktrust_check_last_run_timestamp_seconds > "
+            f"{_go_float(3 * config.checks.interval)}",
+            "for": not_run,
+            "labels": {"severity": "warn"},
+            "annotations": {
+                "summary": "⚠️ [WARN] {{ $labels.check }} has stopped running",
+                "description": "The last run of {{ $labels.check }} was {{ $value | humanizeDuration }} ago "
+                f"(expected every {duration(config.checks.interval)}).",
+                "runbook_url": f"{RUNBOOK_BASE}#blocktrustchecknotrunning",
+                "dashboard": _dashboard(config),
+            },
+        }
+    )
+    return {"name": "blocktrust-objectives", "rules": rules}
+
+
+def build_rule_groups(config: Config) -> dict[str, object]:
+    """The rule file as a mapping (``{"groups": [...]}``)."""
+    le = _go_float(round(config.slo.latency_ms / 1000.0, 6))  # exactly as client_python writes it
+    groups: list[dict[str, object]] = []
+    for sli in _slis(config):
+        tiers = burn_tiers(config.slo.window, sli.budget, config.checks.interval)
+        # One group per SLI, ratios first: rules of a group run in order, so an alert reads the
+        # ratios of the same evaluation (separate groups run concurrently, one interval apart).
+        rules = _ratio_rules(sli, tiers, config, le) + [_burn_alert(sli, tier, config) for tier in tiers]
+        groups.append({"name": f"blocktrust-slo-{sli.key}", "rules": rules})
+    groups.append(_objective_alerts(config))
+    return {"groups": groups}
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    # Multi-line PromQL reads better as a literal block.
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def render_rules(config: Config) -> str:
+    """The text of ``prometheus/rules/slo.yml`` for ``config`` (deterministic)."""
+    header = (
+        "# Generated by `blocktrust-exporter rules` from the exporter's configuration; do not edit.\n"
+        f"# SLO period {duration(config.slo.window)}, availability objective "
+        f"{config.slo.uptime_target:g} %, latency objective {config.slo.latency_ms} ms "
+        f"for {LATENCY_OBJECTIVE_RATIO * 100:g} % of runs, check interval "
+        f"{duration(config.checks.interval)}, listener max lag {duration(config.listener.max_lag)}.\n"
+        "# The arithmetic: docs/slo-alerting.md\n"
+    )
+    body = yaml.dump(build_rule_groups(config), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
+    return header + body
