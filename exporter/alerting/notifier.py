@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -104,9 +105,11 @@ class Notifier:
         """
         self._deadline = self._clock.monotonic() + timeout
         self._stopping.set()
+        # One budget for all workers (real time: this waits for threads, not for the domain clock).
+        end = time.monotonic() + timeout
         for worker in self._workers:
             if worker.thread is not None:
-                worker.thread.join(timeout)
+                worker.thread.join(max(end - time.monotonic(), 0.0))
                 if worker.thread.is_alive():
                     log.warning("alert worker for %s did not stop within %.0fs", worker.channel.name, timeout)
             else:  # never started: nothing will deliver what is queued
