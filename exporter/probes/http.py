@@ -2,13 +2,15 @@
 
 A check passes when the status is one of ``expected_status`` and every condition holds
 (``conditions.py``). With ``auth: true`` the session's Bearer token is sent; a 401 causes one
-fresh login and one retry. The measured latency is the exchange that decided the verdict,
+fresh login and one retry. The check's ``timeout`` is one hard budget for all of it (login,
+request, re-login, retry). The measured latency is the exchange that decided the verdict,
 never the login. ``exchange()`` is shared with the other HTTP-based kinds (``synthetic_hash``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from exporter.config import CheckSpec
 from exporter.probes import conditions
@@ -30,23 +32,24 @@ def exchange(spec: CheckSpec, ctx: ProbeContext, body: bytes | None) -> tuple[Ou
         url = ctx.url(spec)
     except ValueError as exc:
         return Outcome(ok=False, error="config", reason=str(exc)), None
+    budget = _Budget(ctx.client.timer, ctx.timeout(spec))
     token: str | None = None
-    if spec.auth:
-        if ctx.session is None:
-            return Outcome(ok=False, error="login_failed", reason="no API session configured"), None
-        try:
-            token = ctx.session.token()
-        except LoginError as failure:
-            return _login_failed(failure, ""), None
     try:
-        response = _fetch(spec, ctx, url, body, token)
+        if spec.auth:
+            if ctx.session is None:
+                return Outcome(ok=False, error="login_failed", reason="no API session configured"), None
+            try:
+                token = ctx.session.token(budget.left())
+            except LoginError as failure:
+                return _login_failed(failure, ""), None
+        response = _fetch(spec, ctx, url, body, token, timeout=budget.left())
         if response.status == 401 and token is not None and ctx.session is not None:
             # SPEC §1: a 401 means the token expired; log in once more and retry once.
             try:
-                token = ctx.session.renew(token)
+                token = ctx.session.renew(token, budget.left())
             except LoginError as failure:
                 return _login_failed(failure, "HTTP 401, then "), None
-            response = _fetch(spec, ctx, url, body, token)
+            response = _fetch(spec, ctx, url, body, token, timeout=budget.left())
             if response.status == 401:
                 return _verdict_of(response, "unauthorized", "HTTP 401 even after a fresh login"), response
     except HttpError as failure:
@@ -86,14 +89,34 @@ def _verdict_of(response: HttpResponse, error: str | None, reason: str) -> Outco
     )
 
 
-def _fetch(spec: CheckSpec, ctx: ProbeContext, url: str, body: bytes | None, token: str | None) -> HttpResponse:
+def _fetch(
+    spec: CheckSpec, ctx: ProbeContext, url: str, body: bytes | None, token: str | None, *, timeout: float
+) -> HttpResponse:
     headers: dict[str, str] = {}
     if body is not None:
         headers["Content-Type"] = "application/json"
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     request = HttpRequest(spec.method, url, headers, body)
-    return ctx.client.fetch(request, timeout=ctx.timeout(spec), max_body_bytes=ctx.max_body_bytes)
+    return ctx.client.fetch(request, timeout=timeout, max_body_bytes=ctx.max_body_bytes)
+
+
+class _Budget:
+    """What is left of the check's timeout; ``HttpError`` (timeout) once it is spent."""
+
+    def __init__(self, timer: Callable[[], float], timeout: float) -> None:
+        self._timer = timer
+        self._timeout = timeout
+        self._end = timer() + timeout
+
+    def left(self) -> float:
+        remaining = self._end - self._timer()
+        if remaining <= 0:
+            raise HttpError(
+                "timeout", f"no complete answer within {self._timeout:.3g}s (login and retry included)",
+                seconds=self._timeout,
+            )
+        return remaining
 
 
 def _login_failed(failure: LoginError, prefix: str) -> Outcome:

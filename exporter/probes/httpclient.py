@@ -94,6 +94,11 @@ class HttpClient:
         # getaddrinfo cannot be interrupted; running it aside lets the deadline win anyway.
         self._resolver = ThreadPoolExecutor(max_workers=resolver_threads, thread_name_prefix="probe-dns")
 
+    @property
+    def timer(self) -> Callable[[], float]:
+        """The monotonic clock deadlines are measured on (callers share it for their budgets)."""
+        return self._timer
+
     def close(self) -> None:
         self._resolver.shutdown(wait=False, cancel_futures=True)
 
@@ -127,7 +132,7 @@ class HttpClient:
             raise
         except (TimeoutError, FutureTimeout):
             raise self._fail(
-                "timeout", f"no complete answer within {timeout:g}s ({deadline.phase})", deadline, received
+                "timeout", f"no complete answer within {timeout:.3g}s ({deadline.phase})", deadline, received
             ) from None
         except ConnectionRefusedError:
             raise self._fail("connection_refused", "connection refused", deadline, received) from None

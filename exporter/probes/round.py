@@ -169,11 +169,14 @@ class CheckRound:
                 self._metrics.record_check(result.check_name, result.ok, seconds, result.ts.timestamp())
             except Exception:
                 log.exception("cannot update the metrics of %s", result.check_name)
+            lag = result.details.get("lag_seconds")
+            if isinstance(lag, float | int):
+                # SPEC §4's listener lag gauge: the age the listener.lag check just measured.
+                self._metrics.listener_lag.set(lag)
             if not result.ok:
                 log.info(
-                    "check failed",
-                    extra={"check": result.check_name, "error": result.details["error"],
-                           "reason": result.details["reason"]},
+                    "check failed check=%s error=%s reason=%r",
+                    result.check_name, result.details["error"], result.details["reason"],
                 )
         results = [result for result, _ in timed]
         for name, sink in (("record", self._record), ("on_results", self._on_results)):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydantic import SecretStr
 
@@ -68,25 +70,36 @@ class JwtSession:
         with self._lock:
             self._failure = None
 
-    def token(self) -> str:
-        with self._lock:
+    def token(self, timeout: float | None = None) -> str:
+        """A valid token; a login, if needed, waits at most ``timeout`` (the caller's time left)."""
+        with self._locked(timeout):
             if self._token is not None and self._clock.monotonic() < self._refresh_at:
                 return self._token
-            return self._login()
+            return self._login(timeout)
 
-    def renew(self, stale: str) -> str:
+    def renew(self, stale: str, timeout: float | None = None) -> str:
         """After a 401 with ``stale``: log in again, unless someone already replaced it."""
-        with self._lock:
+        with self._locked(timeout):
             if self._token is not None and self._token != stale:
                 return self._token
             self._token = None
-            return self._login()
+            return self._login(timeout)
 
-    def _login(self) -> str:
+    @contextmanager
+    def _locked(self, timeout: float | None) -> Iterator[None]:
+        # Another check may be logging in; waiting for it counts against this check's time too.
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise LoginError(f"login: no answer within {timeout:.3g}s (another check was logging in)")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _login(self, timeout: float | None) -> str:
         if self._failure is not None:
             raise self._failure
         try:
-            self._token, lifetime = self._exchange()
+            self._token, lifetime = self._exchange(self._timeout if timeout is None else min(timeout, self._timeout))
         except LoginError as failure:
             self._token = None
             self._failure = failure
@@ -99,7 +112,7 @@ class JwtSession:
         log.info("monitoring login succeeded; token valid for %gs", lifetime)
         return self._token
 
-    def _exchange(self) -> tuple[str, float]:
+    def _exchange(self, timeout: float) -> tuple[str, float]:
         if not self._email or self._password is None:
             raise LoginError("no monitoring credentials configured (api.email / api.password)")
         payload = {"email": self._email, "password": self._password.get_secret_value()}
@@ -110,7 +123,7 @@ class JwtSession:
             json.dumps(payload).encode(),
         )
         try:
-            response = self._client.fetch(request, timeout=self._timeout, max_body_bytes=self._max_body_bytes)
+            response = self._client.fetch(request, timeout=timeout, max_body_bytes=self._max_body_bytes)
         except HttpError as failure:
             raise LoginError(
                 f"login: {failure.reason}", status=failure.status, seconds=failure.seconds

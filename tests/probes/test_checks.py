@@ -189,6 +189,7 @@ def test_listener_lag(harness: Any, age: float | None, ok: bool, error: str | No
     assert result.details["error"] == error
     if age is not None:
         assert result.details["lag_seconds"] == age
+        assert harness.sample("blocktrust_listener_lag_seconds", {}) == age
     harness.assert_recorded(result)
 
 
@@ -233,4 +234,15 @@ def test_listener_progress_without_a_usable_heartbeat(harness: Any, details: Any
         _heartbeat(harness, age_seconds=0, processed=0, head=0, details=details)
     [result] = harness.only("listener.progress").run_once()
     assert not result.ok and result.details["error"] == error
+    harness.assert_recorded(result)
+
+
+def test_login_and_request_share_one_timeout(harness: Any) -> None:
+    # Each step alone fits in the 0.3 s timeout; together they do not.
+    harness.sim.set_fault("/api/explorer/login", "latency:200ms")
+    harness.sim.set_fault("/api/explorer/stats", "latency:200ms")
+    [result] = harness.only("api.stats").run_once()
+    assert not result.ok
+    assert result.details["error"] == "timeout"
+    assert harness.sim.logins == 1
     harness.assert_recorded(result)
