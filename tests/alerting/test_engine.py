@@ -238,3 +238,18 @@ def test_incidents_that_began_and_ended_during_a_store_outage_are_recorded_in_or
 )
 def test_failure_detail_for_humans(details: dict[str, Any], text: str) -> None:
     assert describe_failure(details) == text
+
+
+def test_inside_a_window_reminders_wait_and_a_resolved_notice_waits_for_its_end(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
+) -> None:
+    window = {"start": "2026-01-05T10:05:00Z", "end": "2026-01-05T10:30:00Z"}
+    engine = engine_for(db, sink, clock, metrics, reminder_interval="10m", maintenance=[window])
+    rounds(engine, clock, "xx")  # fired at 10:01, before the window
+    rounds(engine, clock, "x" * 18)  # until 10:19: the 10:11 reminder is held back
+    assert sink.kinds() == [("api.events", "firing", False)]
+    rounds(engine, clock, "oo")  # resolved at 10:21, inside the window
+    assert len(sink.alerts) == 1 and db.open_incidents() == []
+    rounds(engine, clock, "o" * 9)  # 10:30 comes round
+    assert sink.kinds()[1:] == [("api.events", "resolved", False)]
+    assert sink.alerts[1].at == START.replace(minute=21)
