@@ -15,6 +15,7 @@ Not for general-purpose HTTP (no proxies, cookies, compression or keep-alive).
 from __future__ import annotations
 
 import ipaddress
+import select
 import socket
 import ssl
 import time
@@ -184,9 +185,18 @@ class HttpClient:
 
     def _handshake(self, raw: socket.socket, host: str, deadline: _Deadline) -> socket.socket:
         tls = self._tls.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
-        tls.settimeout(deadline.left())
-        tls.do_handshake()
-        return tls
+        # Non-blocking steps so that the deadline bounds the whole handshake, not each read.
+        tls.setblocking(False)
+        while True:
+            try:
+                tls.do_handshake()
+                return tls
+            except ssl.SSLWantReadError:
+                ready = select.select([tls], [], [], deadline.left())[0]
+            except ssl.SSLWantWriteError:
+                ready = select.select([], [tls], [], deadline.left())[1]
+            if not ready:
+                raise TimeoutError
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -16,8 +18,9 @@ Step = tuple[bytes, float]  # send these bytes, then wait this long
 class ScriptedServer:
     """Answers every connection with the same script of writes and pauses, then closes."""
 
-    def __init__(self, script: Sequence[Step]) -> None:
+    def __init__(self, script: Sequence[Step], tls: ssl.SSLContext | None = None) -> None:
         self.script = script
+        self.tls = tls
         self.requests: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._stop = threading.Event()
@@ -38,6 +41,13 @@ class ScriptedServer:
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn.settimeout(5)
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
         with conn:
             data = b""
             while b"\r\n\r\n" not in data:
@@ -171,3 +181,64 @@ def test_a_body_at_the_limit_is_accepted(client: HttpClient) -> None:
     assert len(response.body) == 1000
 
 
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 made with the openssl CLI."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def _tls_server(cert: str, key: str, script: Sequence[Step]) -> tuple[ScriptedServer, str]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = ScriptedServer(script, tls=context)
+    return server, server.url.replace("http://", "https://")
+
+
+def test_https_with_a_trusted_certificate(tls_files: tuple[str, str]) -> None:
+    cert, key = tls_files
+    server, url = _tls_server(cert, key, [(OK_HEAD + b"Content-Length: 2\r\n\r\nok", 0)])
+    client = HttpClient(tls_context=ssl.create_default_context(cafile=cert))
+    try:
+        assert client.fetch(HttpRequest("GET", url), timeout=5, max_body_bytes=10).body == b"ok"
+    finally:
+        server.close()
+        client.close()
+
+
+def test_https_with_an_untrusted_certificate_is_a_tls_error(tls_files: tuple[str, str]) -> None:
+    cert, key = tls_files
+    server, url = _tls_server(cert, key, [(OK_HEAD + b"Content-Length: 2\r\n\r\nok", 0)])
+    client = HttpClient()
+    try:
+        with pytest.raises(HttpError) as failure:
+            client.fetch(HttpRequest("GET", url), timeout=5, max_body_bytes=10)
+    finally:
+        server.close()
+        client.close()
+    assert failure.value.error == "tls_error"
+    assert "CERTIFICATE_VERIFY_FAILED" in failure.value.reason
+
+
+def test_a_server_that_never_completes_the_handshake_times_out(client: HttpClient) -> None:
+    server = _serve([(b"", 5)])  # accepts TCP, reads nothing, says nothing
+    url = server.url.replace("http://", "https://")
+    with pytest.raises(HttpError) as failure:
+        _fetch_url(client, server, url)
+    assert failure.value.error == "timeout"
+    assert "(tls)" in failure.value.reason
+
+
+def _fetch_url(client: HttpClient, server: ScriptedServer, url: str) -> object:
+    try:
+        return client.fetch(HttpRequest("GET", url), timeout=0.3, max_body_bytes=10)
+    finally:
+        server.close()
