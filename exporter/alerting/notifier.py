@@ -28,6 +28,7 @@ from exporter.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+OUTCOMES = ("success", "failure", "dropped")
 # How often an idle worker looks up from its queue to see whether it should stop (real seconds).
 _IDLE_POLL = 0.2
 
@@ -59,6 +60,10 @@ class Notifier:
         self._metrics = metrics
         self._clock = clock
         self._workers = [_Worker(channel, queue_size) for channel in channels]
+        for channel in channels:
+            # Every series exists from the start, so increase()/rate() rules see the first failure.
+            for outcome in OUTCOMES:
+                metrics.alerts_sent.labels(channel=channel.name, outcome=outcome)
         self._stopping = threading.Event()
         self._deadline: float | None = None  # clock.monotonic() after which nothing more is attempted
 

@@ -70,3 +70,13 @@ def test_undeliverable_notices_are_counted_as_dropped(metrics: Metrics, registry
     notifier.submit(FIRING)  # stopped: refused
     assert counted(registry, "a", "dropped") == 4
     assert sender.sent == []
+
+
+def test_every_outcome_series_of_a_configured_channel_exists_from_the_start(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    Notifier([WebhookChannel("http://a/")], RecordingSender(), metrics, FakeClock(NOW))
+    assert [counted(registry, "webhook", o) for o in ("success", "failure", "dropped")] == [0, 0, 0]
+    assert registry.get_sample_value(
+        "blocktrust_alerts_sent_total", {"channel": "webhook", "outcome": "success"}
+    ) == 0.0
