@@ -108,7 +108,11 @@ class HttpSender:
 
     def _try(self, url: str, body: dict[str, Any]) -> _Try:
         try:
-            with self._session.post(url, json=body, timeout=self._policy.timeout) as response:
+            # No redirects: a webhook that moved is a configuration error to surface, and following
+            # one would turn the POST into a GET (or hand the alert to another host).
+            with self._session.post(
+                url, json=body, timeout=self._policy.timeout, allow_redirects=False
+            ) as response:
                 status = response.status_code
                 if 200 <= status < 300:
                     return _Try(delivered=True, retryable=False, reason="ok")

@@ -69,6 +69,15 @@ def test_the_wait_asked_for_is_honoured(
     assert sent(registry, "success", "telegram") == 1
 
 
+def test_a_redirect_is_a_failure_not_followed(
+    session: requests.Session, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    with HttpReceiver(Reply(302, headers={"Location": "/elsewhere"})) as peer:
+        assert not sender(session, clock, metrics).send("slack", peer.url, {})
+        assert [r.path for r in peer.requests] == ["/"]
+    assert sent(registry, "failure") == 1
+
+
 def test_a_client_error_is_not_retried(
     session: requests.Session, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry
 ) -> None:
