@@ -35,8 +35,12 @@ _RECEIPT_TIMEOUT_S = 30.0
 _RPC_TIMEOUT_S = 120.0
 # Batched emits stay well under anvil's default 30M block gas limit.
 _BATCH_CHUNK = 400
-_NPM_PLATFORMS = {("Linux", "x86_64"): "linux-amd64", ("Linux", "aarch64"): "linux-arm64",
-                  ("Darwin", "x86_64"): "darwin-amd64", ("Darwin", "arm64"): "darwin-arm64"}
+_NPM_PLATFORMS = {
+    ("Linux", "x86_64"): "linux-amd64",
+    ("Linux", "aarch64"): "linux-arm64",
+    ("Darwin", "x86_64"): "darwin-amd64",
+    ("Darwin", "arm64"): "darwin-arm64",
+}
 
 
 class DevChainError(RuntimeError):
@@ -104,8 +108,9 @@ def create_address(deployer: str, nonce: int) -> str:
 class DevChain:
     """A running anvil process plus the three deployed test contracts."""
 
-    def __init__(self, process: subprocess.Popen[bytes], rpc_url: str, log_path: Path,
-                 session: requests.Session) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], rpc_url: str, log_path: Path, session: requests.Session
+    ) -> None:
         self._process = process
         self.rpc_url = rpc_url
         self.log_path = log_path
@@ -120,9 +125,16 @@ class DevChain:
     # --- lifecycle -------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: Path, *, port: int = 0, block_time: float | None = None,
-              load_state: Path | None = None, dump_state: Path | None = None,
-              session: requests.Session | None = None) -> DevChain:
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        port: int = 0,
+        block_time: float | None = None,
+        load_state: Path | None = None,
+        dump_state: Path | None = None,
+        session: requests.Session | None = None,
+    ) -> DevChain:
         """Start anvil (port 0 = a free one; block_time None = mine each transaction at once), deploy
         the three contracts (or find them in ``load_state``), return when ready.
 
@@ -140,13 +152,13 @@ class DevChain:
             command += ["--dump-state", str(dump_state)]
         # stdout to a file, not a pipe: anvil logs every call, and an unread pipe would block it.
         with log_path.open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, cwd=workdir)
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir
+            )
         chain: DevChain | None = None
         try:
             bound_port = _wait_listening(process, log_path)
-            chain = cls(process, f"http://127.0.0.1:{bound_port}", log_path,
-                        session or requests.Session())
+            chain = cls(process, f"http://127.0.0.1:{bound_port}", log_path, session or requests.Session())
             chain.account = to_checksum_address(chain.rpc("eth_accounts", [])[0])
             if load_state is None:
                 chain._deploy()
@@ -165,8 +177,9 @@ class DevChain:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # --- raw access ------------------------------------------------------------------------------
@@ -194,8 +207,9 @@ class DevChain:
 
     def write_contracts_config(self, path: Path) -> Path:
         """Write the SPEC ``contracts_config.json`` (name -> {"address", "abi"}) for this chain."""
-        config = {name: {"address": self.addresses[name], "abi": self.artifacts[name]["abi"]}
-                  for name in CONTRACT_NAMES}
+        config = {
+            name: {"address": self.addresses[name], "abi": self.artifacts[name]["abi"]} for name in CONTRACT_NAMES
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return path
@@ -210,9 +224,14 @@ class DevChain:
             Call(nft, calldata("cancel(uint256)", ["uint256"], [token + 1])),
             Call(proofs, calldata("registerProof(string)", ["string"], [doc])),
             Call(proofs, calldata("revokeProof(string)", ["string"], [doc])),
-            Call(proofs, calldata("storeProofDual(bytes32,bytes20,bytes32,uint256)",
-                                  ["bytes32", "bytes20", "bytes32", "uint256"],
-                                  [keccak(text=doc), keccak(text=doc)[:20], keccak(text=doc + "sig"), token])),
+            Call(
+                proofs,
+                calldata(
+                    "storeProofDual(bytes32,bytes20,bytes32,uint256)",
+                    ["bytes32", "bytes20", "bytes32", "uint256"],
+                    [keccak(text=doc), keccak(text=doc)[:20], keccak(text=doc + "sig"), token],
+                ),
+            ),
             Call(failsafe, calldata("trigger(uint256)", ["uint256"], [token])),
         ]
 
@@ -329,4 +348,3 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
