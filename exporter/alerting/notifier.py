@@ -67,10 +67,6 @@ class Notifier:
         self._stopping = threading.Event()
         self._deadline: float | None = None  # clock.monotonic() after which nothing more is attempted
 
-    @property
-    def channel_names(self) -> list[str]:
-        return [w.channel.name for w in self._workers]
-
     def start(self) -> None:
         for worker in self._workers:
             if worker.thread is None:
