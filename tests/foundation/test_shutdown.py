@@ -1,0 +1,69 @@
+"""SIGTERM while a check round is in flight: the round finishes, its result is stored, exit 0 in < 10 s
+(issue 3, acceptance 6)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tests.support.exporter_process import ExporterProcess
+
+SLOW_REQUEST = 3  # the request during which the signal is sent
+
+
+class _Target(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.slow_request_arrived = threading.Event()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Target
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.requests += 1
+            number = self.server.requests
+        if number == SLOW_REQUEST:
+            self.server.slow_request_arrived.set()
+            time.sleep(1.5)  # still answering when SIGTERM arrives
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_sigterm_finishes_the_round_in_flight_and_loses_nothing(tmp_path: Path) -> None:
+    target = _Target()
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "checks:\n  interval: 3s\n  include_defaults: false\n  items:\n"
+        f"    - name: slow.page\n      url: http://127.0.0.1:{target.server_address[1]}/\n      timeout: 5s\n"
+        f"listener:\n  enabled: false\nstore:\n  sqlite_path: {tmp_path}/store.db\n"
+    )
+    try:
+        with ExporterProcess(["run", "--config", str(config)], cwd=tmp_path) as exporter:
+            assert target.slow_request_arrived.wait(30), exporter.read_log()
+            code, elapsed = exporter.stop()
+    finally:
+        target.shutdown()
+    assert code == 0, exporter.output
+    assert elapsed < 10
+    conn = sqlite3.connect(tmp_path / "store.db")
+    rows = conn.execute("SELECT ok, details FROM monitor_metrics WHERE check_name = 'slow.page'").fetchall()
+    conn.close()
+    assert len(rows) == target.requests >= SLOW_REQUEST  # every request answered became a stored row
+    assert all(ok for (ok, _details) in rows), rows
