@@ -140,6 +140,15 @@ class ApiSettings(_Section):
     token_refresh_margin: Duration = 60.0
 
 
+def _condition(text: str) -> str:
+    from exporter.probes.conditions import parse  # the language is documented there
+
+    parse(text)  # ConditionSyntaxError is a ValueError, reported with the key path
+    return text
+
+
+Condition = Annotated[str, AfterValidator(_condition)]
+
 # The kinds exporter/probes/registry.py implements (a test keeps the two in step).
 CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress")
 
@@ -155,7 +164,7 @@ class CheckSpec(_Section):
     auth: bool = False  # send the JWT session's Bearer token
     json_body: dict[str, Any] | None = None
     expected_status: list[int] = Field(default_factory=lambda: [200])
-    conditions: list[str] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
     timeout: Interval | None = None  # defaults to checks.timeout
     severity: Severity = "warn"
     failure_threshold: int | None = Field(default=None, ge=1)
@@ -169,18 +178,6 @@ class CheckSpec(_Section):
         if self.kind in ("http", "synthetic.hash") and (self.path is None) == (self.url is None):
             raise ValueError(f"a {self.kind} check needs exactly one of path or url")
         return self
-
-    @field_validator("conditions")
-    @classmethod
-    def _parse_conditions(cls, value: list[str]) -> list[str]:
-        from exporter.probes.conditions import parse  # the language is documented there
-
-        for index, text in enumerate(value):
-            try:
-                parse(text)
-            except ValueError as exc:
-                raise ValueError(f"conditions[{index}]: {exc}") from None
-        return value
 
 
 class ChecksSettings(_Section):

@@ -75,7 +75,8 @@ def test_user_defined_http_checks_from_a_config_file_run_end_to_end(harness: Any
 
 def test_a_bad_condition_in_the_config_file_names_the_check(harness: Any, tmp_path: Path) -> None:
     bad = USER_CONFIG.replace('"[BODY].offset == 20"', '"[BODY].offset = 20"')
-    with pytest.raises(ConfigError, match=r"config\.yaml.*checks\.items\[1\]\.conditions.*conditions\[1\]"):
+    expected = r"config\.yaml: checks\.items\[1\]\.conditions\[1\]: unexpected '= 20' in condition"
+    with pytest.raises(ConfigError, match=expected):
         _load(harness, tmp_path, bad)
 
 
