@@ -49,6 +49,9 @@ DEFAULT_TITLES = {
 # Rows that are not check results (the listener's heartbeat) never raise an incident.
 NOT_CHECKS = frozenset({"listener.tick"})
 UNSAVED = 0  # the id of an incident the store has not taken yet (SERIAL ids start at 1)
+# After a failed store call the engine leaves the store alone this long: with the store down each
+# call may wait for a connect timeout, and the engine runs on the check round's thread.
+STORE_RETRY_SECONDS = 30.0
 _MAX_DETAIL = 500
 
 
@@ -143,6 +146,8 @@ class AlertEngine:
         self._open: dict[str, Incident] = {}
         self._held_resolved: dict[str, Alert] = {}  # resolved inside a maintenance window
         self._unwritten: list[tuple[Incident, datetime]] = []  # resolved, but the store missed it
+        self._unnoted: dict[int, datetime] = {}  # notices the store missed: incident id -> when
+        self._store_paused_until = float("-inf")  # clock.monotonic()
         self._loaded = False
         with self._lock:
             self._sync()
@@ -194,11 +199,23 @@ class AlertEngine:
     # ------------------------------------------------------------------------------ state
     def _sync(self) -> None:
         """Adopt the store's open incidents once, then write what the store missed while it was down."""
+        if not self._store_usable():
+            return
         try:
             self._load()
             self._write_back()
         except StoreError as exc:
-            log.warning("alert engine cannot reach the store yet (will retry): %s", self._redact(str(exc)))
+            self._store_failed("catching up with the store", exc)
+
+    def _store_usable(self) -> bool:
+        return self._clock.monotonic() >= self._store_paused_until
+
+    def _store_failed(self, what: str, exc: StoreError) -> None:
+        self._store_paused_until = self._clock.monotonic() + STORE_RETRY_SECONDS
+        log.error(
+            "alert engine: %s failed (notifying from memory; next store attempt in %.0fs): %s",
+            what, STORE_RETRY_SECONDS, self._redact(str(exc)),
+        )
 
     def _load(self) -> None:
         if self._loaded:
@@ -223,6 +240,9 @@ class AlertEngine:
         for check_name, incident in list(self._open.items()):
             if incident.id == UNSAVED:
                 self._open[check_name] = self._save(incident)
+        for incident_id, notified_at in list(self._unnoted.items()):
+            self._store.mark_notified(incident_id, notified_at)
+            del self._unnoted[incident_id]
 
     def _save(self, incident: Incident) -> Incident:
         stored = self._store.open_incident(
@@ -270,16 +290,14 @@ class AlertEngine:
     def _open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> None:
         title, detail = self._redact(title), self._redact(detail)
         unsaved = Incident(UNSAVED, check_name, severity, title, detail, at, None, None)
-        if any(earlier.check_name == check_name for earlier, _ in self._unwritten):
-            incident = unsaved  # its predecessor must reach the store first (one open per check)
+        # An earlier incident of the same check must reach the store first (one open per check).
+        if not self._store_usable() or any(earlier.check_name == check_name for earlier, _ in self._unwritten):
+            incident = unsaved
         else:
             try:
                 incident = self._store.open_incident(check_name, severity, title, detail, at)
             except StoreError as exc:
-                log.error(
-                    "cannot record incident for %s (notifying anyway; recorded when the store is back): %s",
-                    check_name, self._redact(str(exc)),
-                )
+                self._store_failed(f"recording the incident of {check_name}", exc)
                 incident = unsaved
         self._open[check_name] = incident
         log.warning("incident opened for %s: %s", check_name, incident.title)
@@ -287,15 +305,13 @@ class AlertEngine:
         # (another engine before a restart) has last_notified_at set and is not announced again.
 
     def _resolve(self, incident: Incident, at: datetime) -> None:
-        if incident.id == UNSAVED or self._unwritten:
+        if incident.id == UNSAVED or self._unwritten or not self._store_usable():
             self._unwritten.append((incident, at))  # after the earlier ones, to keep the history in order
         else:
             try:
                 self._store.resolve_incident(incident.id, at)
             except StoreError as exc:
-                log.error(
-                    "cannot record that incident %d resolved (will retry): %s", incident.id, self._redact(str(exc))
-                )
+                self._store_failed(f"recording that incident {incident.id} resolved", exc)
                 self._unwritten.append((incident, at))
         del self._open[incident.check_name]
         self._streaks.pop(incident.check_name, None)
@@ -326,11 +342,14 @@ class AlertEngine:
     def _notify(self, incident: Incident, now: datetime, *, reminder: bool) -> None:
         self._sink.submit(self._alert(incident, "firing", now, reminder=reminder))
         if incident.id != UNSAVED:  # an unsaved incident records its last notice when it is saved
-            try:
-                self._store.mark_notified(incident.id, now)
-            except StoreError as exc:
-                # Remembered in memory anyway: better one duplicate after a restart than one per round.
-                log.error("cannot record notice of incident %d: %s", incident.id, self._redact(str(exc)))
+            if not self._store_usable():
+                self._unnoted[incident.id] = now
+            else:
+                try:
+                    self._store.mark_notified(incident.id, now)
+                except StoreError as exc:
+                    self._store_failed(f"recording the notice of incident {incident.id}", exc)
+                    self._unnoted[incident.id] = now
         self._open[incident.check_name] = dataclasses.replace(incident, last_notified_at=now)
 
     def _alert(self, incident: Incident, state: AlertState, at: datetime, *, reminder: bool = False) -> Alert:

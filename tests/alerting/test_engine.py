@@ -4,7 +4,7 @@ thresholds, severities, incidents, reminders, immediate incidents, store outages
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -182,11 +182,13 @@ class FlakyStore:
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.down = True
+        self.refused = 0
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
         if name in ("open_incidents", "open_incident", "resolve_incident", "mark_notified") and self.down:
             def refuse(*args: Any) -> Any:
+                self.refused += 1
                 raise StoreError("connection refused")
             return refuse
         return attr
@@ -224,6 +226,25 @@ def test_incidents_that_began_and_ended_during_a_store_outage_are_recorded_in_or
     assert still_open.last_notified_at == START.replace(minute=5)
     rounds(engine, clock, "x")
     assert len(sink.alerts) == 3  # nothing announced twice
+
+
+def test_with_the_store_down_a_round_waits_for_at_most_one_store_call(
+    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
+) -> None:
+    flaky = FlakyStore(db)
+    engine = engine_for(flaky, sink, clock, metrics)
+    checks = ["api.health", "api.events", "api.stats", "api.contracts", "synthetic.hash"]
+    for _ in range(4):
+        before = flaky.refused
+        engine.observe([result(name, False, clock.now()) for name in checks])
+        engine.tick()
+        assert flaky.refused - before <= 1  # each refused call may have cost a connect timeout
+        clock.advance(ROUND)
+    assert sorted(a.check_name for a in sink.alerts) == sorted(checks)  # all announced anyway
+    flaky.down = False
+    engine.tick()
+    assert sorted(i.check_name for i in db.open_incidents()) == sorted(checks)
+    assert all(i.last_notified_at == START + timedelta(seconds=ROUND) for i in db.open_incidents())
 
 
 @pytest.mark.parametrize(
