@@ -168,6 +168,10 @@ def build_runtime(config: Config, parts: frozenset[str] = ALL_PARTS, clock: Cloc
     rt = Runtime(config, clock, registry, metrics, store, writer, Scheduler(metrics))
     rt.scheduler.add(Job("store", rt.store_job, STORE_RETRY_SECONDS, run_at_start=False))
     try:
+        rt.ensure_schema()  # before the components, which read the store as they start
+    except StoreError as exc:
+        log.error("store unreachable at start; will retry every %gs error=%r", STORE_RETRY_SECONDS, str(exc))
+    try:
         _add_components(rt, parts)
     except ConfigError as exc:
         store.close()
@@ -234,10 +238,6 @@ def serve(
     rt = build_runtime(config, parts)
     for line in banner_lines(config, rt.parts, title=title):
         print(line, file=sys.stderr, flush=True)
-    try:
-        rt.ensure_schema()
-    except StoreError as exc:
-        log.error("store unreachable at start; will retry every %gs error=%r", STORE_RETRY_SECONDS, str(exc))
     if prime_listener and rt.listener is not None and rt.schema_ready.is_set():
         rt.listener.poll_once()  # so the first check round already sees a heartbeat
     try:
@@ -346,9 +346,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from exporter import demo  # the demo pulls in the dev chain tooling, which `run` never needs
+    from exporter.demo import run as run_demo  # pulls in the dev chain tooling, which `run` never needs
 
-    return demo.run(args, load(args))
+    return run_demo(args, load(args))
 
 
 def cmd_version(_args: argparse.Namespace) -> int:
