@@ -183,13 +183,12 @@ def _burn_alert(sli: _Sli, tier: BurnTier, config: Config) -> dict[str, object]:
     threshold = _go_float(round(tier.threshold(sli.budget), 10))
     exhausted_in = duration(config.slo.window / tier.factor)
     alert = f"BlocktrustSLO{sli.key.capitalize()}Burn"
-    icon = "🚨" if tier.severity == "crit" else "⚠️"
     return {
         "alert": alert,
         "expr": f"{sli.ratio_name(long_w)} > {threshold}\nand\n{sli.ratio_name(short_w)} > {threshold}",
         "labels": {"severity": tier.severity, "slo": sli.key, "burn": tier.name, "window": long_w},
         "annotations": {
-            "summary": f"{icon} [{tier.severity.upper()}] {{{{ $labels.check }}}} is spending its "
+            "summary": f"{{{{ $labels.check }}}} is spending its "
             f"{sli.key} error budget {tier.factor:g}x too fast",
             "description": (
                 f"{{{{ $value | humanizePercentage }}}} {sli.what} over the last {long_w} "
@@ -213,7 +212,7 @@ def _objective_alerts(config: Config) -> dict[str, object]:
             "for": duration(2 * config.listener.poll_interval),
             "labels": {"severity": "warn"},
             "annotations": {
-                "summary": "⚠️ [WARN] Chain listener is lagging",
+                "summary": "Chain listener is lagging",
                 "description": f"The newest listener heartbeat is {{{{ $value | humanizeDuration }}}} "
                 f"old (allowed: {duration(config.listener.max_lag)}).",
                 "runbook_url": f"{RUNBOOK_BASE}#blocktrustlistenerlagging",
@@ -229,7 +228,7 @@ def _objective_alerts(config: Config) -> dict[str, object]:
             "for": not_run,
             "labels": {"severity": "warn"},
             "annotations": {
-                "summary": "⚠️ [WARN] {{ $labels.check }} has stopped running",
+                "summary": "{{ $labels.check }} has stopped running",
                 "description": "The last run of {{ $labels.check }} was {{ $value | humanizeDuration }} ago "
                 f"(expected every {duration(config.checks.interval)}).",
                 "runbook_url": f"{RUNBOOK_BASE}#blocktrustchecknotrunning",

@@ -1,0 +1,31 @@
+# blocktrust-exporter: the exporter (and the API simulator used by the compose demo profile).
+# No secret is baked in: credentials, webhook URLs and DATABASE_URL come from the environment
+# (or X_FILE files) at run time. Build: docker build -t blocktrust-exporter .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY exporter ./exporter
+RUN pip install . \
+    && useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin blocktrust \
+    && mkdir -p /data /etc/blocktrust-exporter \
+    && chown blocktrust:blocktrust /data \
+    && rm -rf /src
+COPY config.yaml /etc/blocktrust-exporter/config.yaml
+
+# The embedded SQLite store (when DATABASE_URL is unset) lives in /data: mount a volume there.
+WORKDIR /data
+USER 10001:10001
+EXPOSE 9108
+
+# /healthz answers while the process serves; /readyz would also need the store.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4).status == 200 else 1)"]
+
+ENTRYPOINT ["blocktrust-exporter"]
+CMD ["run", "--config", "/etc/blocktrust-exporter/config.yaml"]
