@@ -1,4 +1,5 @@
-"""Reading the listener's heartbeat for the ``listener.*`` kinds (one place for its failures)."""
+"""Reading the listener's heartbeat for the ``listener.*`` kinds, with one place for the ways it
+can be missing (no store, store down, no heartbeat yet). Not for judging it: each kind does that."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """From a check's ``kind`` to its probe function (blackbox_exporter's prober table).
 
-Adding a kind is one module with a ``ProbeFn`` and one line here. Config validation uses
-``KINDS`` to reject an unknown kind at load time.
+Adding a kind is one module with a ``ProbeFn``, one line here and its name in
+``exporter.config.CHECK_KINDS`` (config validation rejects unknown kinds at load time; a test
+keeps the two lists equal). Not for running probes: ``round.py`` does that.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from exporter.probes.defaults import default_checks
+from exporter.probes.round import CheckRound
+from exporter.store import open_store
 from exporter.store.base import CheckResult
 
 HTTP_CHECKS = {
@@ -246,3 +249,21 @@ def test_login_and_request_share_one_timeout(harness: Any) -> None:
     assert result.details["error"] == "timeout"
     assert harness.sim.logins == 1
     harness.assert_recorded(result)
+
+
+@pytest.mark.parametrize("name", ["listener.lag", "listener.progress"])
+def test_listener_checks_fail_clearly_when_the_store_is_down(harness: Any, name: str, unused_port: int) -> None:
+    down = open_store(f"postgresql://postgres@127.0.0.1:{unused_port}/gone", connect_timeout=1)
+    spec = next(spec for spec in default_checks() if spec.name == name)
+    checks = CheckRound(harness.config([spec]), metrics=harness.metrics, record=harness.writer.record,
+                        clock=harness.clock, store=down)
+    try:
+        [result] = checks.run_once()
+    finally:
+        checks.close()
+        down.close()
+    assert not result.ok
+    assert result.details["error"] == "store_error"
+    assert "cannot read the heartbeat" in result.details["reason"]
+    harness.assert_recorded(result)  # the round's row still lands in the (working) result store
+
