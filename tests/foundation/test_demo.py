@@ -1,0 +1,51 @@
+"""``blocktrust-exporter demo`` (what ``make demo`` runs): all nine checks up on /metrics, and a
+``--fail`` flag turns exactly the matching check to 0 (issue 3 acceptance 2, issue 4 acceptance 4)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.exporter_process import ExporterProcess
+
+NINE = ["api.health", "api.events", "api.contracts", "api.stats", "listener.lag", "listener.progress",
+        "synthetic.hash", "synthetic.wallet_info", "synthetic.nft_status"]
+
+
+def _check_up(body: str) -> dict[str, float]:
+    return {m[0]: float(m[1]) for m in re.findall(r'^blocktrust_check_up\{check="([^"]+)"\} (\S+)$', body, re.M)}
+
+
+def _wait_for_all_checks(exporter: ExporterProcess, timeout: float = 40) -> str:
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        try:
+            body = exporter.metrics()
+        except requests.ConnectionError:
+            body = ""
+        if set(_check_up(body)) >= set(NINE):
+            return body
+        assert exporter.proc.poll() is None, exporter.read_log()
+        time.sleep(0.3)
+    raise AssertionError(f"not all nine checks on /metrics:\n{body}\n{exporter.read_log()}")
+
+
+@pytest.mark.parametrize("fail", [None, "/api/explorer/stats=500"], ids=["healthy", "stats-failing"])
+def test_demo_serves_the_nine_checks_and_exits_zero(tmp_path: Path, fail: str | None) -> None:
+    args = ["demo", "--duration", "60s", "--workdir", str(tmp_path / "demo")]
+    if fail:
+        args += ["--fail", fail]
+    with ExporterProcess(args, cwd=tmp_path) as exporter:
+        body = _wait_for_all_checks(exporter)
+        assert "blocktrust_exporter_build_info" in body
+        assert requests.get(exporter.url + "/readyz", timeout=5).status_code == 200
+        code, _ = exporter.stop()
+        assert code == 0, exporter.output
+    up = _check_up(body)
+    expected = {name: 0.0 if fail and name == "api.stats" else 1.0 for name in NINE}
+    assert {name: up[name] for name in NINE} == expected
