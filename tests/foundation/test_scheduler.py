@@ -1,0 +1,89 @@
+"""Scheduler: a failing job is logged and counted and never stops the others; stop waits for runs in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from prometheus_client import CollectorRegistry
+
+from exporter.metrics import Metrics
+from exporter.scheduler import Job, Scheduler
+
+
+def _wait(predicate: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_a_raising_job_is_counted_and_the_others_keep_running(registry: CollectorRegistry, metrics: Metrics) -> None:
+    scheduler = Scheduler(metrics)
+    runs = {"good": 0, "bad": 0}
+
+    def good() -> None:
+        runs["good"] += 1
+
+    def bad() -> None:
+        runs["bad"] += 1
+        raise RuntimeError("boom")
+
+    scheduler.add(Job("good", good, 0.05))
+    scheduler.add(Job("bad", bad, 0.05))
+    scheduler.start()
+    _wait(lambda: runs["bad"] >= 3 and runs["good"] >= 3)
+    assert scheduler.stop(5)
+    errors = registry.get_sample_value("blocktrust_job_runs_total", {"job": "bad", "outcome": "error"})
+    successes = registry.get_sample_value("blocktrust_job_runs_total", {"job": "good", "outcome": "success"})
+    assert errors is not None and errors >= 3
+    assert successes is not None and successes >= 3
+
+
+def test_stop_waits_for_the_run_in_flight(metrics: Metrics) -> None:
+    scheduler = Scheduler(metrics)
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(5)
+        finished.set()
+
+    scheduler.add(Job("slow", slow, 60))
+    scheduler.start()
+    assert started.wait(5)
+    threading.Timer(0.3, release.set).start()
+    assert scheduler.stop(5)
+    assert finished.is_set()
+    assert not scheduler.running
+
+
+def test_stop_gives_up_after_its_deadline(metrics: Metrics) -> None:
+    scheduler = Scheduler(metrics)
+    started, release = threading.Event(), threading.Event()
+    scheduler.add(Job("stuck", lambda: (started.set(), release.wait(10)), 60))
+    scheduler.start()
+    assert started.wait(5)
+    assert scheduler.stop(0.2) is False
+    release.set()
+
+
+def test_a_job_never_overlaps_itself(metrics: Metrics) -> None:
+    scheduler = Scheduler(metrics)
+    active, overlaps, runs = [0], [0], [0]
+    lock = threading.Lock()
+
+    def job() -> None:
+        with lock:
+            active[0] += 1
+            overlaps[0] = max(overlaps[0], active[0])
+        time.sleep(0.15)  # longer than the interval: max_instances=1 must skip, not stack
+        with lock:
+            active[0] -= 1
+            runs[0] += 1
+
+    scheduler.add(Job("long", job, 0.05))
+    scheduler.start()
+    _wait(lambda: runs[0] >= 3)
+    scheduler.stop(5)
+    assert overlaps[0] == 1
