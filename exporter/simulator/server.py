@@ -240,6 +240,8 @@ ROUTES: dict[tuple[str, str], tuple[bool, Route]] = {
 # ------------------------------------------------------------------------------ server
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs under concurrent probes (then a 1 s retransmit).
+    request_queue_size = 1024
     sim: BlocktrustSimulator
 
     def handle_error(self, request: Any, client_address: Any) -> None:
