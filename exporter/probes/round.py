@@ -132,7 +132,8 @@ class CheckRound:
             if future.done() and not future.cancelled():
                 timed.append(future.result())  # _run_check never raises
                 continue
-            # Still queued or (impossible with hard deadlines, but never trusted) still running.
+            # Queued behind slow checks, or running past the round (a timeout longer than the
+            # interval): record the miss now; a late verdict is dropped rather than delaying this round.
             future.cancel()
             outcome = Outcome(
                 ok=False, error="round_timeout", reason=f"not finished within the {self._budget:g}s round"
