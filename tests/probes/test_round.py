@@ -35,6 +35,13 @@ checks:
       conditions:
         - "len([BODY].events) == 5"
         - "[BODY].offset == 20"
+    - name: hash.known
+      method: POST
+      path: /api/signature/hash-file
+      auth: true
+      json_body: {"file_content": "abc"}
+      conditions:
+        - "[BODY].file_hash == ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     - name: health.degraded
       path: /api/health
       conditions: ["[BODY].status == degraded"]
@@ -60,9 +67,10 @@ def test_user_defined_http_checks_from_a_config_file_run_end_to_end(harness: Any
     seen: list[Any] = []
     checks = harness.round(_load(harness, tmp_path), on_results=seen.append)
     results = {result.check_name: result for result in checks.run_once()}
-    assert set(results) == {"public.health", "explorer.events.page", "health.degraded"}
+    assert set(results) == {"public.health", "explorer.events.page", "hash.known", "health.degraded"}
     assert results["public.health"].ok
     assert results["explorer.events.page"].ok
+    assert results["hash.known"].ok, results["hash.known"].details
     degraded = results["health.degraded"]
     assert not degraded.ok
     assert degraded.details["error"] == "condition_failed"
