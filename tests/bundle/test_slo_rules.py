@@ -1,0 +1,161 @@
+"""The SLO rules generator (exporter/rules.py) and the rule files it and we ship, checked with promtool."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.config import Config, load_config
+from exporter.metrics import Metrics
+from exporter.rules import MIN_FAILED_RUNS, burn_tiers, duration, render_rules
+from tests.bundle.conftest import REPO, tool
+
+PROMETHEUS_DIR = REPO / "prometheus"
+SPEC_VARS = ("SLO_UPTIME_TARGET", "SLO_LATENCY_MS", "MONITOR_CHECK_INTERVAL", "MAX_LISTENER_LAG_SEC")
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in SPEC_VARS and not k.startswith(("ALERT_", "JWT_"))}
+
+
+def test_committed_slo_rules_are_what_the_cli_generates_from_config_yaml() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "exporter", "rules", "--config", "config.yaml"],
+        cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    committed = (PROMETHEUS_DIR / "rules" / "slo.yml").read_text()
+    assert printed == committed, (
+        "prometheus/rules/slo.yml is stale: run `blocktrust-exporter rules > prometheus/rules/slo.yml`"
+    )
+    assert committed == render_rules(load_config(REPO / "config.yaml", env={}))
+
+
+def test_the_workbook_tiers_come_back_for_a_30_day_slo_with_plenty_of_runs() -> None:
+    tiers = burn_tiers(30 * 86_400, 0.001, 1.0)
+    assert [(t.factor, duration(t.long_window_s), duration(t.short_window_s)) for t in tiers] == [
+        (14.4, "1h", "5m"), (6.0, "6h", "30m"), (3.0, "1d", "2h"), (1.0, "3d", "6h"),
+    ]
+    assert [t.severity for t in tiers] == ["crit", "crit", "warn", "warn"]
+
+
+def test_the_default_24h_slo_gets_windows_sized_for_one_run_a_minute() -> None:
+    tiers = burn_tiers(86_400, 0.005, 60.0)
+    assert [(t.factor, duration(t.long_window_s), duration(t.short_window_s)) for t in tiers] == [
+        (14.4, "35m", "13m"), (6.0, "1h24m", "33m"), (3.0, "2h47m", "1h6m"), (1.0, "8h20m", "3h19m"),
+    ]
+
+
+@pytest.mark.parametrize("period", [3_600.0, 86_400.0, 7 * 86_400.0, 30 * 86_400.0])
+@pytest.mark.parametrize("target", [90.0, 99.0, 99.5, 99.9, 99.99])
+@pytest.mark.parametrize("interval", [1.0, 15.0, 60.0, 300.0])
+def test_every_tier_needs_several_failures_and_its_short_window_sees_one(
+    period: float, target: float, interval: float
+) -> None:
+    budget = 1 - target / 100
+    for tier in burn_tiers(period, budget, interval):
+        threshold = tier.threshold(budget)
+        long_runs = round(tier.long_window_s / interval)
+        short_runs = round(tier.short_window_s / interval)
+        assert long_runs * interval == pytest.approx(tier.long_window_s), "windows hold whole runs"
+        assert short_runs * interval == pytest.approx(tier.short_window_s)
+        assert 0 < threshold < 1, f"{tier.name}: a threshold of {threshold} could never be crossed"
+        assert tier.short_window_s <= tier.long_window_s
+        failures_needed = int(threshold * long_runs) + 1  # the ratio must exceed the threshold
+        if tier.budget_spent < 1.0:  # (a period too short to afford MIN_FAILED_RUNS caps the share at 1)
+            assert failures_needed >= MIN_FAILED_RUNS, f"{tier.name}: fires on {failures_needed} failure(s)"
+        # Either one failure in the short window is enough, and the window is the longest for which
+        # that holds (a steady burn just over the threshold always keeps one failure in it: no
+        # flapping between failures), or the workbook's long/12 is longer still.
+        one_failure_is_enough = short_runs * threshold < 1 <= (short_runs + 1) * threshold
+        workbook_short = short_runs == math.ceil(long_runs / 12 - 1e-9) or short_runs == long_runs
+        assert one_failure_is_enough or workbook_short, f"{tier.name}: short window of {short_runs} runs"
+
+
+@pytest.mark.parametrize("latency_ms", [800, 1000, 250, 1500])
+def test_the_latency_rules_use_the_bucket_bound_the_exporter_exposes(latency_ms: int) -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, slo_latency_seconds=latency_ms / 1000, version="test")
+    metrics.record_check("api.health", ok=True, seconds=0.1, at_unix=0)
+    exposed = generate_latest(registry).decode()
+    rules = render_rules(Config.model_validate({"slo": {"latency_ms": latency_ms}}))
+    bounds = {line.split('le="')[1].split('"')[0] for line in rules.splitlines() if 'le="' in line}
+    assert len(bounds) == 1
+    assert f'blocktrust_check_duration_seconds_bucket{{check="api.health",le="{bounds.pop()}"}}' in exposed
+
+
+def test_objectives_from_the_configuration_reach_the_rules() -> None:
+    config = Config.model_validate(
+        {"slo": {"uptime_target": 99.9, "window": "7d"}, "listener": {"max_lag": "5m"}, "checks": {"interval": "30s"}}
+    )
+    doc = yaml.safe_load(render_rules(config))
+    rules = [rule for group in doc["groups"] for rule in group["rules"]]
+    objective = next(r for r in rules if r.get("record") == "blocktrust_slo:availability_objective:ratio")
+    assert objective["expr"] == "vector(0.999)"
+    lag = next(r for r in rules if r.get("alert") == "BlocktrustListenerLagging")
+    assert lag["expr"] == "blocktrust_listener_lag_seconds > 300.0"
+    budget = next(r for r in rules if r.get("record") == "check:blocktrust_slo_availability_budget:remaining_ratio")
+    assert "ratio_rate7d / 0.001" in budget["expr"]
+    fast = next(r for r in rules if r.get("labels", {}).get("burn") == "page-fast")
+    assert "> 0.0144" in fast["expr"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"slo": {"uptime_target": 99.9, "window": "30d"}}, {"checks": {"interval": "1s"}, "slo": {"latency_ms": 250}}],
+    ids=["defaults", "30d-99.9", "fast-checks"],
+)
+def test_generated_rules_pass_promtool(settings: dict[str, object], tmp_path: Path) -> None:
+    rules = tmp_path / "slo.yml"
+    rules.write_text(render_rules(Config.model_validate(settings)))
+    result = subprocess.run(
+        [tool("promtool"), "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------------------- promtool
+def test_prometheus_config_is_valid() -> None:
+    result = subprocess.run(
+        [tool("promtool"), "check", "config", "prometheus.yml"],
+        cwd=PROMETHEUS_DIR, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 rule files found" in result.stdout
+
+
+def test_shipped_rule_files_are_valid() -> None:
+    files = sorted(str(p) for p in (PROMETHEUS_DIR / "rules").glob("*.yml"))
+    assert [Path(f).name for f in files] == ["blocktrust.yml", "slo.yml"]
+    result = subprocess.run([tool("promtool"), "check", "rules", *files], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_pass() -> None:
+    """Fast burn pages in time, slow burn tickets, steady state is silent, listener lag fires, ..."""
+    tests = sorted(str(p) for p in (PROMETHEUS_DIR / "tests").glob("*_test.yml"))
+    assert len(tests) == 2
+    result = subprocess.run([tool("promtool"), "test", "rules", *tests], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == 2
+
+
+def test_rule_unit_tests_can_fail(tmp_path: Path) -> None:
+    """With the fast-burn threshold loosened, the fast-burn unit test notices."""
+    shutil.copytree(PROMETHEUS_DIR, tmp_path / "prometheus")
+    slo = tmp_path / "prometheus" / "rules" / "slo.yml"
+    slo.write_text(slo.read_text().replace("> 0.072", "> 0.2"))
+    unit = tmp_path / "prometheus" / "tests" / "slo_test.yml"
+    doc = yaml.safe_load(unit.read_text())
+    doc["tests"] = [t for t in doc["tests"] if t["name"].startswith("fast burn")]  # the rest is slow
+    unit.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    result = subprocess.run([tool("promtool"), "test", "rules", str(unit)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "fast burn" in result.stdout + result.stderr
