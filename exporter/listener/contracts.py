@@ -19,11 +19,13 @@ from eth_abi.abi import is_encodable_type
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from exporter.config import ConfigError
+
 REQUIRED_CONTRACTS = ("IdentityNFT", "ProofRegistry", "FailSafe")  # SPEC §1
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
-class ContractsConfigError(Exception):
+class ContractsConfigError(ConfigError):
     """``contracts_config.json`` is missing or invalid; ``str()`` is one line naming the culprit."""
 
 

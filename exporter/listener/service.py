@@ -154,6 +154,7 @@ class Listener:
         events = 0
         reorgs = 0
         cursor = self._store.load_checkpoint(CHECKPOINT_NAME)
+        before = cursor.block_number if cursor is not None else None
         for _ in range(MAX_CHAIN_RETRIES):
             try:
                 if cursor is not None and cursor.block_hash:
@@ -179,7 +180,7 @@ class Listener:
         processed = cursor.block_number if cursor.block_hash else None
         if processed is not None:
             self._metrics.listener_processed_block.set(processed)
-        status: Status = "ingested" if events or reorgs else "idle"
+        status: Status = "ingested" if processed != before or reorgs else "idle"
         return PollOutcome(status, head, processed, events, reorgs)
 
     def _head_and_target(self) -> tuple[int, int]:
