@@ -1,0 +1,124 @@
+"""Reorgs on a real anvil chain (anvil_reorg) while following the head with 0 confirmations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.clock import FakeClock
+from exporter.devchain import DevChain
+from exporter.listener import Listener
+from exporter.metrics import Metrics
+from exporter.store import Store
+from tests.listener.conftest import chain_keys, listener_settings, stored_checkpoint, stored_keys
+
+
+def _reorgs(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("blocktrust_listener_reorgs_total") or 0.0
+
+
+@pytest.mark.parametrize("depth", [1, 5, 30])
+def test_reorg_removes_orphaned_events_and_ingests_the_new_branch(
+    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics, depth: int
+) -> None:
+    chain.mine(40)
+    chain.emit_each_event()  # 7 blocks, one event each
+    chain.mine(max(0, depth - 7))  # so the orphaned blocks hold events whatever the depth
+    critical: list[tuple[str, str]] = []
+    listener = Listener(listener_settings(chain.rpc_url, contracts_path), store, metrics, FakeClock(),
+                        on_critical=lambda title, detail: critical.append((title, detail)))
+    try:
+        assert listener.poll_once().status == "ingested"
+        before = stored_keys(store_url)
+        head = chain.head()
+        orphaned = {k for k in before if k[2] > head - depth}
+        assert orphaned, "the test must orphan at least one stored event"
+
+        replacement = chain.each_event_calls()
+        chain.reorg(depth, [(call, i % depth) for i, call in enumerate(replacement)])
+        assert chain.head() == head
+
+        outcome = listener.poll_once()
+        after = stored_keys(store_url)
+        assert outcome.status == "ingested" and outcome.reorgs == 1
+        assert _reorgs(metrics) == 1
+        assert after == chain_keys(chain)
+        assert not orphaned & set(after)  # orphaned events gone
+        new_branch = [k for k in after if k[2] > head - depth]
+        assert len(new_branch) >= 6 and not set(new_branch) & set(before)  # the new branch's events are in
+        assert stored_checkpoint(store_url) == head
+
+        chain.emit_each_event()  # and it keeps following the new branch
+        assert listener.poll_once().reorgs == 0
+        assert stored_keys(store_url) == chain_keys(chain)
+        assert _reorgs(metrics) == 1
+    finally:
+        listener.close()
+    assert critical == []
+
+
+def test_reorg_deeper_than_the_maximum_halts_and_raises_a_critical_incident(
+    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
+) -> None:
+    chain.mine(20)
+    chain.emit_each_event()
+    critical: list[tuple[str, str]] = []
+    settings = listener_settings(chain.rpc_url, contracts_path, max_reorg_depth=4)
+    listener = Listener(settings, store, metrics, FakeClock(),
+                        on_critical=lambda title, detail: critical.append((title, detail)))
+    try:
+        listener.poll_once()
+        stored = stored_keys(store_url)
+        checkpoint = stored_checkpoint(store_url)
+        chain.reorg(6, [(call, 0) for call in chain.each_event_calls()])
+        chain.emit_each_event()  # the new branch grows: still nothing may be ingested
+
+        for _ in range(3):
+            outcome = listener.poll_once()
+            assert outcome.status == "halted"
+            assert "max_reorg_depth" in outcome.message or "4 blocks" in outcome.message
+        assert len(critical) == 1  # raised once, not on every poll
+        title, detail = critical[0]
+        assert "deeper than max_reorg_depth" in title
+        assert f"block {checkpoint}" in detail
+        assert stored_checkpoint(store_url) == checkpoint  # never silent corruption
+        assert stored_keys(store_url) == stored
+        assert _reorgs(metrics) == 0
+    finally:
+        listener.close()
+
+
+def test_reorg_exactly_at_the_maximum_depth_is_rolled_back(
+    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
+) -> None:
+    chain.mine(20)
+    chain.emit_each_event()
+    listener = Listener(listener_settings(chain.rpc_url, contracts_path, max_reorg_depth=4), store, metrics,
+                        FakeClock())
+    try:
+        listener.poll_once()
+        chain.reorg(4, [(call, 3) for call in chain.each_event_calls()])
+        assert listener.poll_once().reorgs == 1
+        assert stored_keys(store_url) == chain_keys(chain)
+    finally:
+        listener.close()
+
+
+def test_chain_rolled_back_below_the_checkpoint_is_handled_as_a_reorg(
+    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
+) -> None:
+    chain.mine(10)
+    snap = chain.snapshot()
+    chain.emit_each_event()
+    listener = Listener(listener_settings(chain.rpc_url, contracts_path), store, metrics, FakeClock())
+    try:
+        listener.poll_once()
+        chain.revert(snap)  # the chain is now shorter than our checkpoint
+        chain.mine(2)
+        outcome = listener.poll_once()
+        assert outcome.reorgs == 1
+        assert stored_keys(store_url) == chain_keys(chain) == []
+        assert stored_checkpoint(store_url) == chain.head()
+    finally:
+        listener.close()
