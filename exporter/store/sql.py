@@ -174,6 +174,10 @@ class SqlStore(ABC):
     def write_results(self, results: Sequence[CheckResult]) -> None:
         if not results:
             return
+        with self._tx() as cur:
+            self._insert_results(cur, results)
+
+    def _insert_results(self, cur: Any, results: Sequence[CheckResult]) -> int:
         rows = [
             (
                 self._encode_time(r.ts),
@@ -185,10 +189,6 @@ class SqlStore(ABC):
             )
             for r in results
         ]
-        with self._tx() as cur:
-            self._insert_results(cur, rows)
-
-    def _insert_results(self, cur: Any, rows: Sequence[Sequence[Any]]) -> int:
         return self._insert_many(
             cur,
             "INSERT INTO monitor_metrics (ts, check_name, ok, latency_ms, details, uid) VALUES %s "
@@ -284,19 +284,7 @@ class SqlStore(ABC):
                 )
             self._save_checkpoint(cur, name, checkpoint)
             if heartbeat is not None:
-                self._insert_results(
-                    cur,
-                    [
-                        (
-                            self._encode_time(heartbeat.ts),
-                            heartbeat.check_name,
-                            heartbeat.ok,
-                            heartbeat.latency_ms,
-                            json.dumps(heartbeat.details, sort_keys=True, default=str),
-                            heartbeat.uid,
-                        )
-                    ],
-                )
+                self._insert_results(cur, [heartbeat])
         return inserted
 
     def rewind(self, name: str, checkpoint: Checkpoint) -> int:
