@@ -6,48 +6,22 @@ when it cannot be reached the tests that need it fail loudly: no silent skips.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics import Metrics
 from exporter.store import Store, open_store
-
-PG_ADMIN_URL = os.environ.get("BLOCKTRUST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _admin() -> psycopg2.extensions.connection:
-    try:
-        conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL} (run `make test`, which starts it): {exc}")
-    conn.autocommit = True
-    return conn
-
-
-def pg_url_for(database: str) -> str:
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
+from tests.support.postgres import throwaway_database
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database, dropped after the test."""
-    name = f"bt_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin()
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield pg_url_for(name)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ sink, injected registry) and reads back metrics and ``monitor_metrics`` rows."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,6 +20,7 @@ from exporter.simulator.server import BlocktrustSimulator
 from exporter.store import Store, open_store
 from exporter.store.base import CheckResult
 from exporter.store.buffer import BufferedWriter
+from tests.support.postgres import throwaway_database
 
 EMAIL = "monitor@example.org"
 PASSWORD = "s3cret-Pa55word"  # a test-only value; tests assert it never leaks
@@ -42,22 +41,11 @@ def sim(clock: FakeClock) -> Iterator[BlocktrustSimulator]:
 def probes_database() -> Iterator[str]:
     """One PostgreSQL database for this area's tests (creating one per test costs ~0.5 s each);
     ``pg_store`` empties its tables before every test."""
-    admin_url = os.environ.get("BLOCKTRUST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"bt_probes_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(admin_url, connect_timeout=5)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = f"{admin_url.rpartition('/')[0]}/{name}"
-    store = open_store(url)
-    store.migrate()
-    store.close()
-    try:
+    with throwaway_database("bt_probes") as url:
+        store = open_store(url)
+        store.migrate()
+        store.close()
         yield url
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture
