@@ -80,12 +80,14 @@ class Process:
 
 
 class Prometheus(Process):
-    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+    """``config`` maps Prometheus' own port to its configuration (it may scrape itself)."""
+
+    def __init__(self, config: Callable[[int], dict[str, Any]], workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config_path = workdir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        config_path.write_text(yaml.safe_dump(config(self.port), sort_keys=False))
         super().__init__(
             "prometheus",
             [

@@ -19,8 +19,7 @@ from tests.bundle.grafana import (
     expand_postgres_macros,
     load,
     provisioned_datasources,
-    replace_variables,
-    targets,
+    run_sql_panels,
 )
 
 CHECKS = ("api.health", "api.events", "synthetic.hash")
@@ -87,28 +86,6 @@ def test_provisioning_files_are_consistent_with_compose() -> None:
 
 
 # ----------------------------------------------------------------------------- SQL on PostgreSQL
-def sql_variables(checks: tuple[str, ...]) -> dict[str, str]:
-    """Grafana's SQL formatting of a multi-value variable: quoted, comma-separated."""
-    return {"check": ",".join(f"'{c}'" for c in checks), "__interval": "1m", "__interval_ms": "60000"}
-
-
-def run_sql_panels(database_url: str, checks: tuple[str, ...], start: datetime, end: datetime) -> dict[str, int]:
-    """Rows returned by each SQL target, keyed ``<dashboard>#<panel id>``; any SQL error fails."""
-    rows: dict[str, int] = {}
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        for target in targets():
-            if target.datasource_uid != "blocktrust-postgres":
-                continue
-            sql = expand_postgres_macros(replace_variables(target.query, sql_variables(checks)), start, end)
-            assert "$" not in sql, f"unexpanded variable or macro in {target.dashboard}#{target.panel_id}: {sql}"
-            try:
-                cur.execute(sql)
-            except psycopg2.Error as exc:
-                pytest.fail(f"{target.dashboard} panel {target.panel_id} ({target.panel_title}): {exc}\n{sql}")
-            rows[f"{target.dashboard}#{target.panel_id}"] = len(cur.fetchall())
-    return rows
-
-
 def seed_rows(database_url: str, now: datetime) -> None:
     """A few minutes of check results (one failure), a heartbeat, an incident and an event."""
     store = open_store(database_url)

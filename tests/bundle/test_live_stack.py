@@ -1,0 +1,294 @@
+"""The bundle against the real thing: the exporter (``python -m exporter run``) probing the API
+simulator (``python -m exporter simulate``) with /api/health failing, storing into PostgreSQL;
+Debian's Prometheus scraping it with the bundled rules (generated for a 1 s check interval, so the
+burn-rate windows are seconds long) and evaluation every second; Debian's Alertmanager with the
+bundled configuration (shorter group timings) whose Slack and Telegram URLs point at local
+recording receivers.
+
+In order: every PromQL expression of the rules and dashboards runs without error, the SLO
+overview's main panels return series, the SQL panels return the exporter's rows, and finally the
+end-to-end path: the failing endpoint pages on Slack and Telegram with the expected labels, the
+tickets of the same check are inhibited, and a resolved notice follows once the fault is removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from exporter.config import load_config
+from exporter.rules import render_rules
+from tests.bundle.conftest import (
+    REPO,
+    Alertmanager,
+    Process,
+    Prometheus,
+    alertmanager_test_config,
+    wait_until,
+)
+from tests.bundle.grafana import replace_variables, run_sql_panels, targets
+from tests.support.exporter_process import ExporterProcess, free_port
+from tests.support.http_receiver import HttpReceiver, Recorded, Reply
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+EMAIL = "monitor@example.org"
+PASSWORD = "live-stack-test-password"  # the simulator's and the exporter's, for this run only
+TELEGRAM_TOKEN = "123456:live-stack-test"
+TELEGRAM_CHAT = "-1001234567"
+TELEGRAM_OK = {"ok": True, "result": {"message_id": 1, "date": 0, "chat": {"id": int(TELEGRAM_CHAT), "type": "group"}}}
+FAILING_PATH = "/api/health"
+FAILING_CHECK = "api.health"
+# The SLO overview's main panels: each must return at least one series from a running exporter.
+MAIN_PANELS = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+PROMQL_VARIABLES = {"check": ".*", "__rate_interval": "20s", "__interval": "5s", "__range": "1m"}
+
+
+@dataclass
+class Stack:
+    simulator_url: str
+    database_url: str
+    exporter: ExporterProcess
+    prometheus: Prometheus
+    alertmanager: Alertmanager
+    slack: HttpReceiver
+    telegram: HttpReceiver
+    test_rules: Path
+
+
+def _exporter_config(path: Path, simulator_url: str, database_url: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "store": {"url": database_url},
+                "api": {"base_url": simulator_url, "email": EMAIL},
+                "checks": {"interval": "1s", "timeout": "2s"},
+                "listener": {"enabled": False},
+                "slo": {"report_interval": "2s"},
+            }
+        )
+    )
+    return path
+
+
+def _prometheus_config(port: int, rules_dir: Path, exporter_port: int, alertmanager_port: int) -> dict[str, Any]:
+    """The bundled prometheus.yml with loopback targets and one-second intervals."""
+    config: dict[str, Any] = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(rules_dir / "*.yml")]
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{alertmanager_port}"]
+    ports = {"blocktrust-exporter": exporter_port, "prometheus": port, "alertmanager": alertmanager_port}
+    assert {job["job_name"] for job in config["scrape_configs"]} == set(ports)
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("live-stack")
+    started: list[Any] = []
+    slack = HttpReceiver()
+    telegram = HttpReceiver(default=Reply(200, TELEGRAM_OK))
+    try:
+        sim_port = free_port()
+        simulator = Process(
+            "simulator",
+            [sys.executable, "-m", "exporter", "simulate", "--host", "127.0.0.1", "--port", str(sim_port),
+             "--fail", f"{FAILING_PATH}=503"],
+            workdir,
+            env={"JWT_MONITOR_EMAIL": EMAIL, "JWT_MONITOR_PASS": PASSWORD, "PYTHONPATH": str(REPO)},
+        )
+        started.append(simulator)
+        simulator_url = f"http://127.0.0.1:{sim_port}"
+        wait_until("the simulator", lambda: requests.get(simulator_url + "/_simulator/state", timeout=1).ok, 30)
+
+        config_path = _exporter_config(workdir / "exporter.yaml", simulator_url, module_postgres_url)
+        exporter = ExporterProcess(
+            ["run", "--config", str(config_path)], env={"JWT_MONITOR_PASS": PASSWORD}, cwd=workdir
+        )
+        started.append(exporter)
+        exporter.wait_ready()
+
+        # The rules Prometheus loads: generated from the exporter's own (test) configuration, as
+        # `blocktrust-exporter rules` would, plus the hand-written direct alerts.
+        rules_dir = workdir / "rules"
+        rules_dir.mkdir()
+        test_rules = rules_dir / "slo.yml"
+        test_rules.write_text(render_rules(load_config(config_path, env={})))
+        shutil.copy(REPO / "prometheus" / "rules" / "blocktrust.yml", rules_dir / "blocktrust.yml")
+
+        am_config = alertmanager_test_config(
+            workdir / "am-config", group_wait="1s", group_interval="2s", repeat_interval="1h"
+        )
+        alertmanager = Alertmanager(
+            am_config,
+            workdir / "alertmanager",
+            {
+                "ALERT_SLACK_WEBHOOK": slack.url + "/services/T000/B000/XXXX",
+                "ALERT_TELEGRAM_BOT": TELEGRAM_TOKEN,
+                "ALERT_TELEGRAM_CHAT": TELEGRAM_CHAT,
+                "ALERT_TELEGRAM_API_URL": telegram.url,
+            },
+        )
+        started.append(alertmanager)
+        prometheus = Prometheus(
+            lambda port: _prometheus_config(port, rules_dir, exporter.port, alertmanager.port), workdir / "prometheus"
+        )
+        started.append(prometheus)
+        yield Stack(simulator_url, module_postgres_url, exporter, prometheus, alertmanager, slack, telegram, test_rules)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        slack.close()
+        telegram.close()
+
+
+def _rule_expressions(path: Path) -> list[tuple[str, str]]:
+    doc = yaml.safe_load(path.read_text())
+    return [
+        (f"{path.name}:{rule.get('record') or rule.get('alert')}", rule["expr"])
+        for group in doc["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def _wait_for_rule_data(stack: Stack) -> None:
+    """Until the recorded burn rate exists: scrapes happened and the rule groups evaluated."""
+    wait_until(
+        "recorded SLO series",
+        lambda: stack.prometheus.series(f'check:blocktrust_slo_availability:burn_rate{{check="{FAILING_CHECK}"}}'),
+        timeout=30,
+    )
+
+
+def test_every_rule_and_dashboard_expression_runs_on_real_prometheus(stack: Stack) -> None:
+    _wait_for_rule_data(stack)
+    expressions = [
+        *_rule_expressions(REPO / "prometheus" / "rules" / "slo.yml"),
+        *_rule_expressions(REPO / "prometheus" / "rules" / "blocktrust.yml"),
+        *_rule_expressions(stack.test_rules),
+    ]
+    for target in targets():
+        if target.datasource_uid == "blocktrust-prometheus":
+            name = f"{target.dashboard}#{target.panel_id} {target.panel_title}"
+            expressions.append((name, replace_variables(target.query, PROMQL_VARIABLES)))
+    assert len(expressions) > 60
+    now = time.time()
+    failures = []
+    for name, expr in expressions:
+        assert "$" not in expr, f"{name}: unexpanded variable in {expr}"
+        for params in ({"time": now}, {"start": now - 60, "end": now, "step": 5}):
+            body = stack.prometheus.query(expr, **params)
+            if body.get("status") != "success" or body.get("warnings"):
+                failures.append(f"{name}: {body.get('error') or body.get('warnings')}")
+    assert not failures, "\n".join(failures)
+
+
+def test_slo_overview_main_panels_return_series(stack: Stack) -> None:
+    _wait_for_rule_data(stack)
+    by_panel: dict[int, list[str]] = {}
+    for target in targets():
+        if target.dashboard == "blocktrust-slo.json" and target.datasource_uid == "blocktrust-prometheus":
+            by_panel.setdefault(target.panel_id, []).append(replace_variables(target.query, PROMQL_VARIABLES))
+    assert set(by_panel) >= MAIN_PANELS
+
+    def empty_panels() -> list[int]:
+        now = time.time()
+        empty = []
+        for panel_id in sorted(MAIN_PANELS):
+            answers = [stack.prometheus.query(e, start=now - 30, end=now, step=1) for e in by_panel[panel_id]]
+            if not any(a["data"]["result"] for a in answers):
+                empty.append(panel_id)
+        return empty
+
+    # The latency quantiles need two scrapes of the histogram inside the rate window; a few seconds.
+    wait_until("every main panel to have data", lambda: not empty_panels(), timeout=30)
+    up = stack.prometheus.series('blocktrust_check_up{job="blocktrust-exporter"}')
+    assert {s["metric"]["check"] for s in up} >= {FAILING_CHECK, "api.events", "synthetic.hash"}
+
+
+def test_sql_panels_return_the_exporters_rows(stack: Stack) -> None:
+    checks = tuple(s["metric"]["check"] for s in stack.prometheus.series("blocktrust_check_up"))
+    now = datetime.now(UTC)
+
+    def rows() -> dict[str, int]:
+        end = datetime.now(UTC) + timedelta(minutes=1)
+        return run_sql_panels(stack.database_url, checks, now - timedelta(hours=1), end)
+
+    # The incident opens after the exporter's failure threshold; the panels then all have rows,
+    # except "Events stored": this stack runs without the chain listener (see test_dashboards).
+    counts = wait_until(
+        "rows in every SQL panel but the events one",
+        lambda: (r := rows()) and all(n > 0 for k, n in r.items() if k != "blocktrust-postgres.json#8") and r,
+        timeout=30,
+    )
+    assert counts["blocktrust-slo.json#16"] >= 1, "the incident of the failing check"
+
+
+def _slack_titles(stack: Stack) -> list[str]:
+    titles = []
+    for request in stack.slack.requests:
+        for attachment in request.json().get("attachments", []):
+            titles.append(attachment.get("title", ""))
+    return titles
+
+
+def _telegram_messages(stack: Stack) -> list[Recorded]:
+    return [r for r in stack.telegram.requests if r.path == f"/bot{TELEGRAM_TOKEN}/sendMessage"]
+
+
+def test_failing_endpoint_pages_and_resolves_through_alertmanager(stack: Stack) -> None:
+    # 1. The page arrives on Slack, in the exporter's message style.
+    page = wait_until(
+        "the page on Slack",
+        lambda: [t for t in _slack_titles(stack) if t.startswith("🚨 [CRIT]") and FAILING_CHECK in t],
+        timeout=60,
+    )
+    assert "availability error budget" in page[0] or "BlocktrustSLOAvailabilityBurn" in page[0]
+    slack_request = stack.slack.requests[0]
+    assert slack_request.path == "/services/T000/B000/XXXX"
+
+    # 2. ... with the expected labels, as Alertmanager holds them.
+    firing = [
+        a for a in stack.alertmanager.alerts()
+        if a["labels"]["alertname"] == "BlocktrustSLOAvailabilityBurn" and a["labels"]["check"] == FAILING_CHECK
+    ]
+    pages = [a for a in firing if a["labels"]["severity"] == "crit"]
+    assert pages, firing
+    assert {"page-fast", "page-slow"} >= {a["labels"]["burn"] for a in pages}
+    for alert in pages:
+        labels = alert["labels"]
+        assert labels["job"] == "blocktrust-exporter" and labels["slo"] == "availability"
+        assert set(alert["annotations"]) == {"summary", "description", "runbook_url", "dashboard"}
+        assert alert["status"]["state"] == "active"
+    # The tickets of the same check are held back while it pages.
+    for ticket in (a for a in firing if a["labels"]["severity"] == "warn"):
+        assert ticket["status"]["state"] == "suppressed", ticket
+
+    # 3. Crit also goes to Telegram, to the configured chat.
+    message = wait_until("the page on Telegram", lambda: _telegram_messages(stack), timeout=30)[0].json()
+    assert str(message["chat_id"]) == TELEGRAM_CHAT
+    assert message["text"].startswith("🚨 [CRIT]") and FAILING_CHECK in message["text"]
+    assert "Dashboard: " in message["text"] and "Since " in message["text"]
+
+    # 4. Remove the fault: the resolved notice follows once the short windows are clean.
+    requests.delete(stack.simulator_url + "/_simulator/faults", params={"path": FAILING_PATH}, timeout=5)
+    resolved = wait_until(
+        "the resolved notice on Slack",
+        lambda: [t for t in _slack_titles(stack) if t.startswith("✅ [RESOLVED]") and FAILING_CHECK in t],
+        timeout=90,
+    )
+    assert resolved
+    up = stack.prometheus.series(f'blocktrust_check_up{{check="{FAILING_CHECK}"}}')
+    assert up and up[0]["value"][1] == "1"
