@@ -159,3 +159,17 @@ def test_rule_unit_tests_can_fail(tmp_path: Path) -> None:
     result = subprocess.run([tool("promtool"), "test", "rules", str(unit)], capture_output=True, text=True, check=False)
     assert result.returncode != 0
     assert "fast burn" in result.stdout + result.stderr
+
+
+def test_every_alert_is_labelled_annotated_and_has_a_runbook_section() -> None:
+    runbook = (REPO / "docs" / "runbooks.md").read_text()
+    anchors = {line[3:].strip().lower() for line in runbook.splitlines() if line.startswith("## ")}
+    for path in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in (r for r in group["rules"] if "alert" in r):
+                where = f"{path.name}:{rule['alert']}"
+                assert rule["labels"]["severity"] in ("crit", "warn", "info"), where
+                assert set(rule["annotations"]) == {"summary", "description", "runbook_url", "dashboard"}, where
+                anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)[1]
+                assert anchor in anchors, f"{where}: no '## ' section for #{anchor} in docs/runbooks.md"
+                assert "/d/blocktrust-slo/" in rule["annotations"]["dashboard"], where
