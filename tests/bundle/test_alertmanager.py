@@ -107,22 +107,27 @@ def test_entrypoint_rejects_a_non_numeric_chat_id(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------- inhibition, for real
 @pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
+def slack() -> Iterator[HttpReceiver]:
+    with HttpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory, slack: HttpReceiver) -> Iterator[Alertmanager]:
     workdir = tmp_path_factory.mktemp("am-inhibit")
     config = alertmanager_test_config(workdir / "config", group_wait="1s")
-    with HttpReceiver() as slack:
-        manager = Alertmanager(config, workdir, {"ALERT_SLACK_WEBHOOK": slack.url + "/slack"})
-        try:
-            yield manager
-        finally:
-            manager.stop()
+    manager = Alertmanager(config, workdir, {"ALERT_SLACK_WEBHOOK": slack.url + "/slack"})
+    try:
+        yield manager
+    finally:
+        manager.stop()
 
 
-def _alert(name: str, severity: str, **labels: str) -> dict[str, object]:
+def _alert(name: str, severity: str, annotations: dict[str, str] | None = None, **labels: str) -> dict[str, object]:
     now = datetime.now(UTC)
     return {
         "labels": {"alertname": name, "severity": severity, "job": "blocktrust-exporter", **labels},
-        "annotations": {"summary": f"{name} test"},
+        "annotations": annotations or {"summary": f"{name} test"},
         "startsAt": now.isoformat(),
         "endsAt": (now + timedelta(minutes=10)).isoformat(),
     }
@@ -168,3 +173,32 @@ def test_exporter_down_inhibits_every_check_alert(alertmanager: Alertmanager) ->
     assert inhibited["state"] == "suppressed"
     down = _state(alertmanager, "BlocktrustExporterDown")
     assert down is not None and down["state"] == "active"
+
+
+def test_slack_message_follows_the_exporters_style(alertmanager: Alertmanager, slack: HttpReceiver) -> None:
+    annotations = {
+        "summary": "synthetic.hash is spending its availability error budget 14.4x too fast",
+        "description": "8.571% failed runs over the last 35m",
+        "runbook_url": "https://example.org/runbooks.md#blocktrustsloavailabilityburn",
+        "dashboard": "http://localhost:3000/d/blocktrust-slo/blocktrust-slo-overview?var-check=synthetic.hash",
+    }
+    # Another job: the ExporterDown posted above inhibits everything of job blocktrust-exporter.
+    alertmanager.post_alerts(
+        [_alert("BlocktrustSLOAvailabilityBurn", "crit", annotations, check="synthetic.hash", job="format-test")]
+    )
+
+    def attachment() -> dict[str, str] | None:
+        for request in slack.requests:
+            for item in request.json().get("attachments", []):
+                if "synthetic.hash" in item.get("title", ""):
+                    found: dict[str, str] = item
+                    return found
+        return None
+
+    message = wait_until("the Slack notification", attachment, timeout=15)
+    assert message["title"] == "🚨 [CRIT] synthetic.hash is spending its availability error budget 14.4x too fast"
+    lines = message["text"].split("\n")
+    assert lines[0] == "8.571% failed runs over the last 35m"
+    assert lines[1].startswith("Since ") and lines[1].endswith(" UTC")
+    assert lines[2:] == [f"Dashboard: {annotations['dashboard']}", f"Runbook: {annotations['runbook_url']}"]
+    assert message["color"] == "danger"
