@@ -111,3 +111,13 @@ def test_interval_mining_still_waits_for_the_receipt(tmp_path: Path) -> None:
         tx_hash = chain.send(chain.each_event_calls()[0])
         receipt = chain.rpc("eth_getTransactionReceipt", [tx_hash])
         assert receipt["status"] == "0x1" and len(receipt["logs"]) == 1
+
+
+def test_reorg_depth_is_bounded_by_the_kept_state_history(tmp_path: Path) -> None:
+    with DevChain.start(tmp_path, state_history=8) as chain:
+        chain.mine(40)
+        head = chain.head()
+        with pytest.raises(DevChainError, match="anvil_reorg"):
+            chain.reorg(20)
+        chain.reorg(5)
+        assert chain.head() == head
