@@ -14,6 +14,7 @@ import platform
 import re
 import subprocess
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -114,6 +115,8 @@ class DevChain:
         self, process: subprocess.Popen[bytes], rpc_url: str, log_path: Path, session: requests.Session
     ) -> None:
         self._process = process
+        # A test that fails before stop() must not leave anvil running after the interpreter exits.
+        self._finalizer = weakref.finalize(self, _terminate, process)
         self.rpc_url = rpc_url
         self.log_path = log_path
         self._session = session
@@ -180,7 +183,7 @@ class DevChain:
 
     def stop(self) -> None:
         """Stop anvil (gracefully, so ``dump_state`` is written) and wait for it to exit."""
-        _terminate(self._process)
+        self._finalizer()
         self._session.close()
 
     def __enter__(self) -> Self:
