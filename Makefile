@@ -7,12 +7,12 @@ DURATION ?=
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup venv tools system-deps postgres lint typecheck pytest contracts rules bench clean
+.PHONY: demo test setup venv tools system-deps postgres lint typecheck pytest contracts contracts-check rules clean
 
 demo: venv tools ## run the exporter on embedded defaults (SQLite, simulator, local anvil)
 	$(BIN)/blocktrust-exporter demo $(if $(DURATION),--duration $(DURATION)s) $(DEMO_ARGS)
 
-test: setup lint typecheck pytest ## set up everything, then lint, type-check and run the whole suite
+test: setup lint typecheck contracts-check pytest ## set up everything, then lint, type-check and run the whole suite
 
 setup: venv tools system-deps postgres
 
@@ -23,7 +23,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 tools: tools/node_modules/.installed
-tools/node_modules/.installed: tools/package.json tools/package-lock.json
+tools/node_modules/.installed: tools/package.json tools/package-lock.json tools/.npmrc
 	cd tools && npm ci --no-audit --no-fund --loglevel=error
 	tools/node_modules/.bin/anvil --version >/dev/null
 	touch $@
@@ -44,7 +44,10 @@ pytest: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 contracts: tools ## recompile contracts/*.sol into exporter/contracts/build/
-	cd tools && node ../scripts/compile_contracts.mjs
+	node scripts/compile_contracts.mjs
+
+contracts-check: tools ## fail if the committed ABI/bytecode are stale
+	node scripts/compile_contracts.mjs --check
 
 rules: venv ## regenerate the SLO recording and alerting rules from config.yaml
 	$(BIN)/blocktrust-exporter rules --config config.yaml > prometheus/rules/slo.yml
