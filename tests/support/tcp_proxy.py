@@ -58,6 +58,12 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 # SO_LINGER 0 sends a reset, like a dead server, instead of a polite FIN.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            with contextlib.suppress(OSError):
+                # close() alone does not wake a pipe thread blocked in recv() on this socket, and the
+                # kernel keeps the connection open until that recv returns: an idle peer (e.g. a
+                # PostgreSQL session holding an advisory lock) would never see the cut.
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 sock.close()
 
     def _accept_loop(self) -> None:
