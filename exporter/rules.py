@@ -3,8 +3,9 @@
 A pure function from ``Config`` to the text of ``prometheus/rules/slo.yml``: recording rules for each
 check's availability and latency error ratios, multiwindow multi-burn-rate alerts in the manner of the
 SRE workbook with windows computed for the configured SLO period, budget and check interval, and the
-alerts whose thresholds are configuration values (listener lag, a check that stopped running). Keeping
-the objectives in one place means ``config.yaml`` and Prometheus cannot disagree.
+alerts whose thresholds or labels come from the configuration (listener lag, a check failing with
+its own severity, a check that stopped running). Keeping the objectives in one place means
+``config.yaml`` and Prometheus cannot disagree.
 
 Not for the alerts that need no objective (exporter down, store write errors: hand-written in
 ``prometheus/rules/blocktrust.yml``) and not for evaluating anything: Prometheus does that. The
@@ -14,13 +15,15 @@ arithmetic is explained in ``docs/slo-alerting.md``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import yaml
 from prometheus_client import utils as _client_utils
 
-from exporter.config import Config, Severity
+from exporter.config import CheckSpec, Config, Severity
+from exporter.probes.defaults import default_checks
 
 # The SRE workbook's tiers for a 30-day period: (name, severity, share of the error budget spent
 # when the alert fires, long window). burn factor = share * 30 d / long window -> 14.4, 6, 3, 1.
@@ -40,7 +43,6 @@ LATENCY_OBJECTIVE_RATIO = 0.99
 RUNBOOK_BASE = "https://github.com/blocktrust/blocktrust-exporter/blob/main/docs/runbooks.md"
 DEFAULT_GRAFANA_URL = "http://localhost:3000"
 DASHBOARD_PATH = "/d/blocktrust-slo/blocktrust-slo-overview"
-JOB = "blocktrust-exporter"
 
 # How client_python writes a float (the ``le`` label among others); untyped upstream.
 _go_float: Callable[[float], str] = _client_utils.floatToGoString
@@ -88,8 +90,9 @@ def burn_tiers(period_s: float, budget: float, check_interval_s: float) -> list[
 
     The burn factors (how much faster than "exactly spends the budget") are the workbook's; the
     share of the budget spent before firing is raised until it is worth ``MIN_FAILED_RUNS`` failed
-    runs, and the long window follows from share, period and factor. The short window must fire on a
-    single failed run at the threshold rate, or a steady low-rate burn would make the alert flap.
+    runs, and the long window follows from share, period and factor. The short window is the longest
+    in which one failed run still crosses the threshold (but no shorter than the workbook's long/12):
+    shorter, a steady low-rate burn would leave it empty between failures and the alert would flap.
     """
     budget_runs = period_s * budget / check_interval_s  # failed runs the whole period may afford
     max_factor = 1.0 / budget  # every run failing
@@ -149,9 +152,9 @@ def _windows(tiers: list[BurnTier], period_s: float) -> list[float]:
     return sorted(found)
 
 
-def _dashboard(config: Config) -> str:
+def _dashboard(config: Config, *, per_check: bool = True) -> str:
     base = config.alerting.dashboard_url or DEFAULT_GRAFANA_URL
-    return f"{base}{DASHBOARD_PATH}?var-check={{{{ $labels.check }}}}"
+    return f"{base}{DASHBOARD_PATH}" + ("?var-check={{ $labels.check }}" if per_check else "")
 
 
 def _ratio_rules(sli: _Sli, tiers: list[BurnTier], config: Config, le: str) -> list[dict[str, object]]:
@@ -216,10 +219,11 @@ def _objective_alerts(config: Config) -> dict[str, object]:
                 "description": f"The newest listener heartbeat is {{{{ $value | humanizeDuration }}}} "
                 f"old (allowed: {duration(config.listener.max_lag)}).",
                 "runbook_url": f"{RUNBOOK_BASE}#blocktrustlistenerlagging",
-                "dashboard": _dashboard(config).split("?")[0],
+                "dashboard": _dashboard(config, per_check=False),
             },
         },
     ]
+    rules += _check_failing_alerts(config)
     rules.append(
         {
             "alert": "BlocktrustCheckNotRunning",
@@ -237,6 +241,46 @@ def _objective_alerts(config: Config) -> dict[str, object]:
         }
     )
     return {"name": "blocktrust-objectives", "rules": rules}
+
+
+def declared_checks(config: Config) -> list[CheckSpec]:
+    """Every check the configuration can run: SPEC's nine (unless excluded) overlaid by
+    ``checks.items``, enabled ones only. Unlike the prober's list it does not depend on API_BASE or
+    the listener being set where the rules are generated."""
+    by_name = {spec.name: spec for spec in (default_checks() if config.checks.include_defaults else [])}
+    by_name.update((item.name, item) for item in config.checks.items)
+    return [spec for spec in by_name.values() if spec.enabled]
+
+
+def _check_failing_alerts(config: Config) -> list[dict[str, object]]:
+    """``BlocktrustCheckFailing`` with each check's own severity (as the exporter's alerts use it),
+    after ``alerting.failure_threshold`` failed runs. Checks not named here are ``warn``."""
+    names: dict[str, list[str]] = {"crit": [], "info": []}
+    for spec in declared_checks(config):
+        if spec.severity in names:
+            names[spec.severity].append(re.escape(spec.name))
+    hold = (config.alerting.failure_threshold - 1) * config.checks.interval
+    selectors = [(sev, f"check=~`{'|'.join(found)}`") for sev, found in names.items() if found]
+    others = [n for found in names.values() for n in found]
+    selectors.append(("warn", f"check!~`{'|'.join(others)}`" if others else ""))
+    rules: list[dict[str, object]] = []
+    for severity, selector in selectors:
+        rule: dict[str, object] = {
+            "alert": "BlocktrustCheckFailing",
+            "expr": f"blocktrust_check_up{{{selector}}} == 0",
+        }
+        if hold > 0:
+            rule["for"] = duration(hold)
+        rule["labels"] = {"severity": severity}
+        rule["annotations"] = {
+            "summary": "{{ $labels.check }} failing",
+            "description": f"The last {config.alerting.failure_threshold} runs of {{{{ $labels.check }}}} failed; "
+            "the exporter's log (and its own alert) give the reason.",
+            "runbook_url": f"{RUNBOOK_BASE}#blocktrustcheckfailing",
+            "dashboard": _dashboard(config),
+        }
+        rules.append(rule)
+    return rules
 
 
 def build_rule_groups(config: Config) -> dict[str, object]:

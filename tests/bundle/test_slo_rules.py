@@ -109,8 +109,13 @@ def test_objectives_from_the_configuration_reach_the_rules() -> None:
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"slo": {"uptime_target": 99.9, "window": "30d"}}, {"checks": {"interval": "1s"}, "slo": {"latency_ms": 250}}],
-    ids=["defaults", "30d-99.9", "fast-checks"],
+    [
+        {},
+        {"slo": {"uptime_target": 99.9, "window": "30d"}},
+        {"checks": {"interval": "1s"}, "slo": {"latency_ms": 250}},
+        {"checks": {"include_defaults": False}, "alerting": {"failure_threshold": 1}},
+    ],
+    ids=["defaults", "30d-99.9", "fast-checks", "no-checks-declared"],
 )
 def test_generated_rules_pass_promtool(settings: dict[str, object], tmp_path: Path) -> None:
     rules = tmp_path / "slo.yml"
@@ -173,3 +178,35 @@ def test_every_alert_is_labelled_annotated_and_has_a_runbook_section() -> None:
                 anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)[1]
                 assert anchor in anchors, f"{where}: no '## ' section for #{anchor} in docs/runbooks.md"
                 assert "/d/blocktrust-slo/" in rule["annotations"]["dashboard"], where
+
+
+def _failing_rules(config: Config) -> dict[str, str]:
+    doc = yaml.safe_load(render_rules(config))
+    rules = [r for g in doc["groups"] for r in g["rules"] if r.get("alert") == "BlocktrustCheckFailing"]
+    return {r["labels"]["severity"]: r["expr"] for r in rules}
+
+
+def test_check_failing_uses_each_checks_configured_severity() -> None:
+    defaults = _failing_rules(Config())
+    assert defaults == {
+        "crit": r"blocktrust_check_up{check=~`api\.health|api\.events|listener\.lag`} == 0",
+        "warn": r"blocktrust_check_up{check!~`api\.health|api\.events|listener\.lag`} == 0",
+    }
+    custom = Config.model_validate({
+        "api": {"base_url": "https://api.example.org"},
+        "checks": {
+            "include_defaults": False,
+            "items": [
+                {"name": "shop.home", "path": "/", "severity": "crit"},
+                {"name": "shop.about", "path": "/about", "severity": "info"},
+                {"name": "shop.old", "path": "/old", "severity": "crit", "enabled": False},
+            ],
+        },
+    })
+    assert _failing_rules(custom) == {
+        "crit": r"blocktrust_check_up{check=~`shop\.home`} == 0",
+        "info": r"blocktrust_check_up{check=~`shop\.about`} == 0",
+        "warn": r"blocktrust_check_up{check!~`shop\.home|shop\.about`} == 0",
+    }
+    alone = Config.model_validate({"checks": {"include_defaults": False}, "alerting": {"failure_threshold": 1}})
+    assert _failing_rules(alone) == {"warn": "blocktrust_check_up{} == 0"}
