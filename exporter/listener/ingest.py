@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from exporter.clock import Clock
 from exporter.listener.ranges import Backoff, RangeSizer
-from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
+from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, TransientRpcError
 from exporter.store.base import BlockRef, Checkpoint
 
 log = logging.getLogger(__name__)
+
+HEADER_BATCH = 50  # headers per JSON-RPC batch: well under providers' batch limits
+_T = TypeVar("_T")
 
 
 class ChainMovedError(Exception):
@@ -45,45 +49,25 @@ class FetchedRange:
     headers: tuple[BlockRef, ...]  # ascending; always ends with the header of ``end``
 
 
-class RangeFetcher:
-    """Fetches [start, ≤last] ranges with retries; safe to call from one worker thread at a time."""
+class Retrier:
+    """Runs one RPC call, retrying transient failures with back-off on the injected clock.
 
-    def __init__(
-        self,
-        rpc: RpcClient,
-        log_filter: LogFilter,
-        sizer: RangeSizer,
-        backoff: Backoff,
-        clock: Clock,
-        *,
-        max_attempts: int = 5,
-    ) -> None:
-        self._rpc = rpc
-        self._filter = log_filter
-        self._sizer = sizer
+    Retrying per call (not per range) matters: a range near the head takes a header batch and a
+    getLogs, and restarting the whole range on every 429 would make progress ever less likely.
+    """
+
+    def __init__(self, backoff: Backoff, clock: Clock, *, max_attempts: int = 5) -> None:
         self._backoff = backoff
         self._clock = clock
         self._max_attempts = max_attempts
 
-    def fetch(self, start: int, last: int, unsafe_from: int, cancel: threading.Event) -> FetchedRange:
-        """The next range beginning at ``start`` and ending at most at ``last``.
-
-        Blocks from ``unsafe_from`` on get every header; a range never straddles that boundary.
-        """
-        limit = last if start >= unsafe_from else min(last, unsafe_from - 1)
+    def __call__(self, call: Callable[[], _T], cancel: threading.Event | None = None) -> _T:
         attempt = 0
         while True:
-            if cancel.is_set():
+            if cancel is not None and cancel.is_set():
                 raise FetchCancelledError()
-            end = min(limit, start + self._sizer.size - 1)
             try:
-                fetched = self._fetch_once(start, end, unsafe=start >= unsafe_from)
-            except RangeRefusedError as exc:
-                if end == start:
-                    raise RpcError(f"the provider refuses even a one-block range: {exc}") from None
-                self._sizer.refused(start, end, exc.suggested)
-                log.info("listener: range %d-%d refused, now %d blocks wide", start, end, self._sizer.size)
-                continue
+                return call()
             except TransientRpcError as exc:
                 attempt += 1
                 if attempt >= self._max_attempts:
@@ -91,32 +75,70 @@ class RangeFetcher:
                 wait = self._backoff.delay(attempt, exc.retry_after)
                 log.info("listener: %s; retry %d in %.2fs", exc, attempt, wait)
                 self._clock.sleep(wait)
-                continue
-            self._sizer.succeeded(end - start + 1)
-            return fetched
 
-    def _fetch_once(self, start: int, end: int, *, unsafe: bool) -> FetchedRange:
-        if unsafe:
-            headers = tuple(self._header(n) for n in range(start, end + 1))
-            logs = self._rpc.get_logs(start, end, self._filter)
-        else:
-            logs = self._rpc.get_logs(start, end, self._filter)
-            headers = (self._header(end),)
-        known = {h.number: h.hash for h in headers}
-        for entry in logs:
+
+class RangeFetcher:
+    """Fetches [start, ≤last] ranges; called from one worker thread at a time."""
+
+    def __init__(self, rpc: RpcClient, log_filter: LogFilter, sizer: RangeSizer, retrier: Retrier) -> None:
+        self._rpc = rpc
+        self._filter = log_filter
+        self._sizer = sizer
+        self._retry = retrier
+
+    def fetch(self, start: int, last: int, unsafe_from: int, cancel: threading.Event) -> FetchedRange:
+        """The next range beginning at ``start`` and ending at most at ``last``.
+
+        Blocks from ``unsafe_from`` on get every header; a range never straddles that boundary.
+        """
+        unsafe = start >= unsafe_from
+        limit = last if unsafe else min(last, unsafe_from - 1)
+        headers: dict[int, BlockRef] = {}
+        while True:
+            end = min(limit, start + self._sizer.size - 1)
+            if unsafe:  # headers first: a reorg between the two calls then shows as a hash mismatch
+                wanted = [n for n in range(start, end + 1) if n not in headers]
+                for offset in range(0, len(wanted), HEADER_BATCH):
+                    part = wanted[offset:offset + HEADER_BATCH]
+                    headers.update(zip(part, self._retry(partial(self._headers, part), cancel), strict=True))
+            try:
+                logs = self._retry(partial(self._get_logs, start, end), cancel)
+            except RangeRefusedError as exc:
+                self._sizer.refused(start, end, exc.suggested)
+                log.info("listener: range %d-%d refused, now %d blocks wide", start, end, self._sizer.size)
+                continue
+            if not unsafe:
+                headers[end] = self._retry(partial(self._headers, [end]), cancel)[0]
+            self._sizer.succeeded(end - start + 1)
+            in_range = tuple(headers[n] for n in sorted(headers) if n <= end)
+            return self._checked(FetchedRange(start, end, logs, in_range))
+
+    def _get_logs(self, start: int, end: int) -> list[dict[str, Any]]:
+        try:
+            return self._rpc.get_logs(start, end, self._filter)
+        except RangeRefusedError as exc:
+            if start == end:  # nothing narrower to ask for: treat as a passing provider hiccup
+                raise TransientRpcError(f"a one-block range was refused: {exc}", "range_refused") from None
+            raise
+
+    def _headers(self, numbers: list[int]) -> list[BlockRef]:
+        found = self._rpc.blocks(numbers) if len(numbers) > 1 else [self._rpc.block(numbers[0])]
+        for number, header in zip(numbers, found, strict=True):
+            if header is None:
+                raise ChainMovedError(f"block {number} is no longer on the chain")
+        return [h for h in found if h is not None]
+
+    @staticmethod
+    def _checked(fetched: FetchedRange) -> FetchedRange:
+        known = {h.number: h.hash for h in fetched.headers}
+        for entry in fetched.logs:
             expected = known.get(_int(entry.get("blockNumber")))
             if expected is not None and entry.get("blockHash") != expected:
                 raise ChainMovedError(f"block {entry.get('blockNumber')} changed while it was fetched")
             if entry.get("removed"):
                 raise ChainMovedError("the node returned a removed (reorged) log")
-        check_links(headers)
-        return FetchedRange(start, end, logs, headers)
-
-    def _header(self, number: int) -> BlockRef:
-        header = self._rpc.block(number)
-        if header is None:
-            raise ChainMovedError(f"block {number} is no longer on the chain")
-        return header
+        check_links(fetched.headers)
+        return fetched
 
 
 def _int(value: object) -> int:
@@ -140,14 +162,18 @@ def check_links(headers: Sequence[BlockRef], previous: BlockRef | Checkpoint | N
         before = (header.number, header.hash)
 
 
-def find_common_ancestor(rpc: RpcClient, checkpoint: Checkpoint, head: int, max_depth: int) -> BlockRef | None:
-    """The newest recent block the chain still has, walking back at most ``max_depth`` blocks; None if none."""
+def find_common_ancestor(
+    header: Callable[[int], BlockRef | None], checkpoint: Checkpoint, head: int, max_depth: int
+) -> BlockRef | None:
+    """The newest recent block the chain still has, walking back at most ``max_depth`` blocks; None if none.
+
+    ``header(number)`` reads the chain's current header at ``number``."""
     for ref in reversed(checkpoint.recent):
         if checkpoint.block_number - ref.number > max_depth:
             return None
         if ref.number > head:
             continue  # the chain is now shorter than our checkpoint
-        current = rpc.block(ref.number)
+        current = header(ref.number)
         if current is not None and current.hash == ref.hash:
             return ref
     return None

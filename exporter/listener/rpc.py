@@ -23,8 +23,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -41,6 +42,7 @@ _RANGE_PHRASES = re.compile(
     re.IGNORECASE,
 )
 _RATE_PHRASES = re.compile(r"rate.?limit|too many requests|capacity exceeded", re.IGNORECASE)
+_T = TypeVar("_T")
 _SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 
 
@@ -112,10 +114,34 @@ class RpcClient:
 
     def call(self, method: str, params: list[Any]) -> Any:
         """One JSON-RPC call; returns ``result`` or raises one of the module's three errors."""
+        request = self._request(method, params)
+        return self._measured(method, 1, lambda: self._answer(method, self._post(method, request)))
+
+    def batch(self, method: str, params_list: list[list[Any]]) -> list[Any]:
+        """Several calls of one method in one HTTP request (a JSON-RPC batch); results in order.
+
+        Counted as ``len(params_list)`` calls of ``method``; any failed element fails the batch.
+        """
+        requests_ = [self._request(method, params) for params in params_list]
+
+        def run() -> list[Any]:
+            answers = self._post(method, requests_)
+            if not isinstance(answers, list):
+                raise self._answer_error(method, answers)
+            by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+            missing = [r for r in requests_ if r["id"] not in by_id]
+            if missing:
+                raise _transient(f"{method}: batch answer lacks {len(missing)} of {len(requests_)} results",
+                                 "invalid_response")
+            return [self._answer(method, by_id[r["id"]]) for r in requests_]
+
+        return self._measured(method, len(params_list), run)
+
+    def _measured(self, method: str, calls: int, run: Callable[[], _T]) -> _T:
         started = self._clock.monotonic()
         outcome = "success"
         try:
-            return self._call(method, params)
+            return run()
         except RangeRefusedError:
             outcome = "range_refused"
             raise
@@ -126,14 +152,18 @@ class RpcClient:
             outcome = "rpc_error"
             raise
         finally:
-            self._metrics.rpc_requests.labels(method=method, outcome=outcome).inc()
+            self._metrics.rpc_requests.labels(method=method, outcome=outcome).inc(calls)
             self._metrics.rpc_duration.labels(method=method).observe(self._clock.monotonic() - started)
 
-    def _call(self, method: str, params: list[Any]) -> Any:
-        body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params})
+    def _request(self, method: str, params: list[Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+
+    def _post(self, method: str, payload: object) -> Any:
+        """POST ``payload``; the parsed JSON answer, or a transient error for transport trouble."""
         try:
             response = self._session.post(
-                self._url, data=body, headers={"Content-Type": "application/json"}, timeout=self._timeout
+                self._url, data=json.dumps(payload), headers={"Content-Type": "application/json"},
+                timeout=self._timeout,
             )
             content = response.content
         except requests.Timeout:
@@ -150,14 +180,24 @@ class RpcClient:
         except ValueError:
             raise _transient(f"{method}: invalid JSON in the answer (HTTP {response.status_code})",
                              "invalid_response") from None
-        if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):
-            if response.status_code >= 400:
-                raise RpcError(f"{method}: HTTP {response.status_code}")
-            raise _transient(f"{method}: answer is not a JSON-RPC response", "invalid_response")
-        error = answer.get("error")
-        if error is not None:
-            raise _classify(method, error if isinstance(error, dict) else {"message": str(error)})
-        return answer["result"]
+        jsonrpc_shaped = isinstance(answer, list) or (
+            isinstance(answer, dict) and ("result" in answer or "error" in answer)
+        )
+        if response.status_code >= 400 and not jsonrpc_shaped:
+            raise RpcError(f"{method}: HTTP {response.status_code}")  # e.g. 401/403: a bad URL or key
+        return answer
+
+    def _answer(self, method: str, answer: Any) -> Any:
+        if isinstance(answer, dict) and "result" in answer and answer.get("error") is None:
+            return answer["result"]
+        raise self._answer_error(method, answer)
+
+    @staticmethod
+    def _answer_error(method: str, answer: Any) -> Exception:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if error is None:
+            return _transient(f"{method}: answer is not a JSON-RPC response", "invalid_response")
+        return _classify(method, error if isinstance(error, dict) else {"message": str(error)})
 
     # ------------------------------------------------------------------------------ calls
     def block_number(self) -> int:
@@ -167,13 +207,12 @@ class RpcClient:
         """The header of a block by number or tag ("latest", "safe", "finalized"); None if unknown."""
         tag = hex(number_or_tag) if isinstance(number_or_tag, int) else number_or_tag
         result = self.call("eth_getBlockByNumber", [tag, False])
-        if result is None:
-            return None
-        try:
-            return BlockRef(number=int(result["number"], 16), hash=result["hash"],
-                            parent_hash=result["parentHash"])
-        except (KeyError, TypeError, ValueError):
-            raise _transient("eth_getBlockByNumber: malformed block header", "invalid_response") from None
+        return None if result is None else _block_ref(result)
+
+    def blocks(self, numbers: list[int]) -> list[BlockRef | None]:
+        """Headers of several blocks by number, in one batch request."""
+        results = self.batch("eth_getBlockByNumber", [[hex(n), False] for n in numbers])
+        return [None if r is None else _block_ref(r) for r in results]
 
     def get_logs(self, start: int, end: int, log_filter: LogFilter) -> list[dict[str, Any]]:
         """All logs of the followed addresses and topics in [start, end]: one call."""
@@ -205,6 +244,13 @@ def _classify(method: str, error: dict[str, Any]) -> Exception:
         # A load-balanced provider whose backend lags behind: the block will be there shortly.
         return _transient(text, "transient")
     return RpcError(text)
+
+
+def _block_ref(result: Any) -> BlockRef:
+    try:
+        return BlockRef(number=int(result["number"], 16), hash=result["hash"], parent_hash=result["parentHash"])
+    except (KeyError, TypeError, ValueError):
+        raise _transient("eth_getBlockByNumber: malformed block header", "invalid_response") from None
 
 
 def _quantity(value: object, method: str) -> int:

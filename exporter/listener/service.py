@@ -32,6 +32,7 @@ from exporter.listener.ingest import (
     ChainMovedError,
     FetchedRange,
     RangeFetcher,
+    Retrier,
     check_links,
     find_common_ancestor,
     trim_recent,
@@ -39,7 +40,7 @@ from exporter.listener.ingest import (
 from exporter.listener.ranges import Backoff, RangeSizer
 from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
 from exporter.metrics import Metrics
-from exporter.store.base import Checkpoint, CheckResult, EventRecord, Store, StoreError
+from exporter.store.base import BlockRef, Checkpoint, CheckResult, EventRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,9 @@ class Listener:
             addresses=tuple(sorted({s.address for s in self.specs})),
             topics0=tuple(sorted({s.topic0 for s in self.specs})),
         )
+        self._retry = Retrier(Backoff(), clock)
         self._fetcher = RangeFetcher(
-            self._rpc, log_filter, RangeSizer(settings.chunk_size, settings.max_chunk_size), Backoff(), clock
+            self._rpc, log_filter, RangeSizer(settings.chunk_size, settings.max_chunk_size), self._retry
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-fetch")
         self._leader = False
@@ -184,10 +186,11 @@ class Listener:
         return PollOutcome(status, head, processed, events, reorgs)
 
     def _head_and_target(self) -> tuple[int, int]:
-        head = self._rpc.block_number()
+        head = self._retry(self._rpc.block_number)
         followed = head
         if self._settings.follow != "latest":
-            tagged = self._rpc.block(self._settings.follow)
+            tag = self._settings.follow
+            tagged = self._retry(lambda: self._rpc.block(tag))
             if tagged is None:
                 raise RpcError(f"the node does not know the {self._settings.follow!r} block tag")
             followed = tagged.number
@@ -202,11 +205,11 @@ class Listener:
 
     def _ensure_on_chain(self, cursor: Checkpoint, head: int) -> Checkpoint | None:
         """None if the checkpoint block is still on the chain, else the checkpoint after rolling back."""
-        current = self._rpc.block(cursor.block_number) if cursor.block_number <= head else None
+        current = self._header(cursor.block_number) if cursor.block_number <= head else None
         if current is not None and current.hash == cursor.block_hash:
             return None
         max_depth = self._settings.max_reorg_depth
-        ancestor = find_common_ancestor(self._rpc, cursor, head, max_depth)
+        ancestor = find_common_ancestor(self._header, cursor, head, max_depth)
         if ancestor is None:
             raise _ReorgTooDeepError(
                 "Chain reorganisation deeper than max_reorg_depth",
@@ -223,6 +226,9 @@ class Listener:
             cursor.block_number - ancestor.number, cursor.block_number, ancestor.number, deleted,
         )
         return rolled_back
+
+    def _header(self, number: int) -> BlockRef | None:
+        return self._retry(lambda: self._rpc.block(number))
 
     def _halt(self, halt: _ReorgTooDeepError, head: int) -> PollOutcome:
         if self._halted is None:

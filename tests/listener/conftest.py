@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -89,3 +90,14 @@ def stored_keys(url: str) -> list[EventKey]:
 def stored_checkpoint(url: str) -> int | None:
     rows = query(url, "SELECT block_number FROM listener_checkpoints WHERE name = 'listener'")
     return int(rows[0][0]) if rows else None
+
+
+def wait_leader_lock_released(url: str, timeout: float = 10.0) -> None:
+    """Wait until PostgreSQL has ended the backend of a dead connection (and so freed its advisory
+    lock): the server notices a reset connection asynchronously, a few milliseconds later."""
+    deadline = time.monotonic() + timeout
+    sql = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    while query(url, sql)[0][0]:
+        assert time.monotonic() < deadline, "a dead connection's advisory lock was never released"
+        time.sleep(0.01)

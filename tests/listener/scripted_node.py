@@ -24,7 +24,7 @@ class Reply:
 class ScriptedNode:
     def __init__(self) -> None:
         self.replies: deque[Reply] = deque()
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[Any] = []
         node = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,14 +32,14 @@ class ScriptedNode:
                 pass
 
             def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))  # a call or a batch
                 node.requests.append(request)
                 reply = node.replies.popleft() if node.replies else Reply(result=None)
                 if reply.delay:
                     time.sleep(reply.delay)
                 body = reply.body
                 if body is None:
-                    answer: dict[str, Any] = {"jsonrpc": "2.0", "id": request["id"]}
+                    answer: dict[str, Any] = {"jsonrpc": "2.0", "id": request.get("id")}
                     if reply.error is not None:
                         answer["error"] = reply.error
                     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -124,3 +125,23 @@ def test_other_node_errors_are_permanent(node: ScriptedNode, client: RpcClient, 
     with pytest.raises(RpcError, match="-32602"):
         client.get_logs(0, 1, FILTER)
     assert _count(metrics, "eth_getLogs", "rpc_error") == 1
+
+
+def test_headers_in_one_batch_request(node: ScriptedNode, client: RpcClient, metrics: Metrics) -> None:
+    def header(n: int) -> dict[str, str]:
+        return {"number": hex(n), "hash": f"0x{n:064x}", "parentHash": f"0x{n - 1:064x}"}
+
+    # One JSON array for the batch, deliberately out of order; ids are 1..3 on a fresh client.
+    answers = [{"jsonrpc": "2.0", "id": 2, "result": header(8)}, {"jsonrpc": "2.0", "id": 1, "result": header(7)},
+               {"jsonrpc": "2.0", "id": 3, "result": None}]
+    node.replies.append(Reply(body=json.dumps(answers).encode()))
+    found = client.blocks([7, 8, 9])
+    assert [h.number if h else None for h in found] == [7, 8, None]  # answers matched by id, not order
+    assert len(node.requests) == 1 and isinstance(node.requests[0], list) and len(node.requests[0]) == 3
+    assert _count(metrics, "eth_getBlockByNumber", "success") == 3
+
+
+def test_a_batch_answer_missing_an_element_is_transient(node: ScriptedNode, client: RpcClient) -> None:
+    node.replies.append(Reply(body=b'[{"jsonrpc":"2.0","id":1,"result":null}]'))
+    with pytest.raises(TransientRpcError, match="lacks 1 of 2"):
+        client.blocks([1, 2])
