@@ -213,7 +213,8 @@ def _objective_alerts(config: Config) -> dict[str, object]:
             "alert": "BlocktrustListenerLagging",
             "expr": f"blocktrust_listener_lag_seconds > {max_lag}",
             "for": duration(2 * config.listener.poll_interval),
-            "labels": {"severity": "warn"},
+            # The check that measures the same thing: a failing listener.lag (crit) inhibits this.
+            "labels": {"severity": "warn", "check": "listener.lag"},
             "annotations": {
                 "summary": "Chain listener is lagging",
                 "description": f"The newest listener heartbeat is {{{{ $value | humanizeDuration }}}} "
