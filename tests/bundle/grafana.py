@@ -64,6 +64,15 @@ def targets() -> Iterator[Target]:
                 yield Target(path.name, panel["id"], panel["title"], uid, query, bool(target.get("instant")))
 
 
+def variable_queries(datasource_uid: str) -> Iterator[tuple[str, str]]:
+    """(dashboard file, query) of every templating variable on ``datasource_uid``."""
+    for path in DASHBOARDS:
+        for variable in load(path)["templating"]["list"]:
+            if variable.get("datasource", {}).get("uid") == datasource_uid:
+                query = variable["query"]
+                yield path.name, query["query"] if isinstance(query, dict) else query
+
+
 def interval_seconds(text: str) -> float:
     match = re.fullmatch(r"(\d+)(ms|s|m|h|d|w)", text.strip().strip("'\""))
     if not match:

@@ -20,6 +20,7 @@ from tests.bundle.grafana import (
     load,
     provisioned_datasources,
     run_sql_panels,
+    variable_queries,
 )
 
 CHECKS = ("api.health", "api.events", "synthetic.hash")
@@ -123,6 +124,16 @@ def test_every_sql_panel_runs_on_postgresql_and_returns_rows(postgres_url: str) 
     assert rows, "no SQL panel found"
     empty = [key for key, count in rows.items() if count == 0]
     assert not empty, f"SQL panels without rows: {empty} (all: {rows})"
+
+
+def test_the_postgresql_check_variable_lists_the_checks(postgres_url: str) -> None:
+    seed_rows(postgres_url, datetime.now(UTC))
+    queries = list(variable_queries("blocktrust-postgres"))
+    assert queries
+    with psycopg2.connect(postgres_url) as conn, conn.cursor() as cur:
+        for _, query in queries:
+            cur.execute(query)
+            assert sorted(row[0] for row in cur.fetchall()) == sorted(CHECKS)
 
 
 def test_sql_panels_honour_the_time_range(postgres_url: str) -> None:

@@ -13,6 +13,7 @@ tickets of the same check are inhibited, and a resolved notice follows once the 
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
@@ -36,7 +37,7 @@ from tests.bundle.conftest import (
     alertmanager_test_config,
     wait_until,
 )
-from tests.bundle.grafana import replace_variables, run_sql_panels, targets
+from tests.bundle.grafana import replace_variables, run_sql_panels, targets, variable_queries
 from tests.support.exporter_process import ExporterProcess, free_port
 from tests.support.http_receiver import HttpReceiver, Recorded, Reply
 
@@ -216,6 +217,21 @@ def test_slo_overview_main_panels_return_series(stack: Stack) -> None:
     wait_until("every main panel to have data", lambda: not empty_panels(), timeout=30)
     up = stack.prometheus.series('blocktrust_check_up{job="blocktrust-exporter"}')
     assert {s["metric"]["check"] for s in up} >= {FAILING_CHECK, "api.events", "synthetic.hash"}
+
+
+def test_the_check_variable_lists_the_exporters_checks(stack: Stack) -> None:
+    """Grafana runs ``label_values(metric, label)`` as a label-values API call."""
+    queries = list(variable_queries("blocktrust-prometheus"))
+    assert queries
+    for dashboard, query in queries:
+        match = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", query)
+        assert match, f"{dashboard}: unexpected variable query {query}"
+        answer = requests.get(
+            f"{stack.prometheus.url}/api/v1/label/{match.group(2)}/values",
+            params={"match[]": match.group(1)}, timeout=5,
+        ).json()
+        assert answer["status"] == "success"
+        assert FAILING_CHECK in answer["data"] and "api.events" in answer["data"]
 
 
 def test_sql_panels_return_the_exporters_rows(stack: Stack) -> None:
