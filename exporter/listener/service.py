@@ -239,25 +239,29 @@ class Listener:
 
     # ---------------------------------------------------------------------------- ranges
     def _ingest(self, cursor: Checkpoint, head: int, target: int, started: float) -> tuple[Checkpoint, int]:
-        """Fetch and commit every range after ``cursor`` up to ``target``; the next range is fetched
-        while the previous one is stored. Returns the new cursor and how many events were stored."""
+        """Fetch and commit every range after ``cursor`` up to ``target``. The worker thread fetches
+        and decodes the next range while this thread stores the previous one (the store is the
+        slowest step, and waiting on it releases the GIL). Returns the new cursor and how many
+        events were stored."""
         if cursor.block_number >= target:
             self._commit(cursor, [], cursor, head, started)
             return cursor, 0
         unsafe_from = self._unsafe_from(head, target)
         cancel = threading.Event()
-        pending: Future[FetchedRange] | None = self._pool.submit(
-            self._fetcher.fetch, cursor.block_number + 1, target, unsafe_from, cancel
+
+        def fetch(start: int) -> tuple[FetchedRange, list[EventRecord]]:
+            fetched = self._fetcher.fetch(start, target, unsafe_from, cancel)
+            return fetched, self._decoder.decode_all(fetched.logs)
+
+        pending: Future[tuple[FetchedRange, list[EventRecord]]] | None = self._pool.submit(
+            fetch, cursor.block_number + 1
         )
         stored = 0
         try:
             while pending is not None:
-                fetched = pending.result()
-                pending = None
-                if fetched.end < target:
-                    pending = self._pool.submit(self._fetcher.fetch, fetched.end + 1, target, unsafe_from, cancel)
+                fetched, records = pending.result()
+                pending = self._pool.submit(fetch, fetched.end + 1) if fetched.end < target else None
                 check_links(fetched.headers, cursor)
-                records = self._decoder.decode_all(fetched.logs)
                 following = Checkpoint(
                     fetched.end,
                     fetched.headers[-1].hash,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import pytest
+from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode
+from eth_abi.exceptions import DecodingError
 from eth_utils.crypto import keccak
 
 from exporter.listener.contracts import parse_contracts
-from exporter.listener.decode import LogDecoder
+from exporter.listener.decode import LogDecoder, converter_for, word_decoder
 from exporter.metrics import Metrics
 from tests.listener.spec_abi import ADDRESSES, contracts_document
 
@@ -136,3 +139,48 @@ def test_decode_all_keeps_known_logs_in_order(decoder: LogDecoder) -> None:
     unknown = dict(CASES[0][0], topics=["0x" + "ab" * 32])
     records = decoder.decode_all([CASES[1][0], unknown, CASES[6][0]])
     assert [r.type for r in records] == ["Canceled", "FailSafeTriggered"]
+
+
+WORD_TYPES = ["uint256", "uint8", "uint64", "int256", "int8", "int128", "address", "bool", "bytes32", "bytes20",
+              "bytes1"]
+
+
+def _random_word(rng: random.Random, abi_type: str) -> bytes:
+    """A valid encoding most of the time, sometimes an arbitrary (often invalid) word."""
+    if rng.random() < 0.3:
+        return rng.choice([bytes(32), b"\xff" * 32, rng.randbytes(32), b"\x00" * 31 + b"\x02"])
+    if abi_type.startswith("uint"):
+        bits = int(abi_type[4:])
+        return encode([abi_type], [rng.choice([0, 1, 2**bits - 1, rng.getrandbits(bits)])])
+    if abi_type.startswith("int"):
+        bits = int(abi_type[3:])
+        return encode([abi_type], [rng.choice([-(2 ** (bits - 1)), -1, 0, 2 ** (bits - 1) - 1,
+                                               rng.getrandbits(bits) - 2 ** (bits - 1)])])
+    if abi_type == "address":
+        return encode([abi_type], ["0x" + rng.randbytes(20).hex()])
+    if abi_type == "bool":
+        return encode([abi_type], [rng.random() < 0.5])
+    return encode([abi_type], [rng.randbytes(int(abi_type[5:]))])
+
+
+@pytest.mark.parametrize("abi_type", WORD_TYPES)
+def test_word_fast_path_agrees_with_eth_abi(abi_type: str) -> None:
+    fast = word_decoder(abi_type)
+    slow = converter_for(abi_type)
+    assert fast is not None
+    rng = random.Random(abi_type)
+    for _ in range(400):
+        word = _random_word(rng, abi_type)
+        try:
+            expected = slow(abi_decode([abi_type], word)[0])
+        except DecodingError:
+            with pytest.raises(ValueError):
+                fast(word.hex())
+            continue
+        assert fast(word.hex()) == expected
+        assert fast(word.hex().upper()) == expected  # nodes may answer in upper-case hex
+
+
+@pytest.mark.parametrize("abi_type", ["string", "bytes", "uint256[]", "(uint256,address)", "fixed128x18"])
+def test_types_that_are_not_one_word_use_eth_abi(abi_type: str) -> None:
+    assert word_decoder(abi_type) is None

@@ -1,0 +1,241 @@
+"""Listener benchmark (issue 5, acceptance 7): how close the listener's catch-up comes to what the
+RPC node can serve, and how far it is from the seed's algorithm. Not a test.
+
+    .venv/bin/python bench/listener.py [--rounds 100 --per-type 31 --blocks-per-round 500] [--skip-seed]
+
+On one anvil backlog (bench/listener_backlog.py; default 21,700 events over 50,000 blocks) it times:
+  (a) the floor: one raw ``eth_getLogs`` over the whole range (HTTP, body read and JSON parse;
+      no decoding, no storage);
+  (b) the seed's algorithm: web3 ``get_logs`` once per event type, then per event a new
+      PostgreSQL connection, one INSERT, commit, close;
+  (c) this listener (``Listener.poll_once``) from the first backlog block to head, into PostgreSQL.
+Each phase runs in its own Python process so that its peak RSS is its own. It prints events/s,
+c/a, b/c and the peak RSS of each phase, and checks that (b) and (c) stored every event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))  # listener_backlog, when run as a script
+
+from listener_backlog import BacklogSpec, start_backlog_chain  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("BLOCKTRUST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# ---------------------------------------------------------------------------------- phases
+def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
+    contracts = json.loads(Path(args.contracts).read_text())
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [{
+        "fromBlock": hex(args.first), "toBlock": hex(args.last),
+        "address": [c["address"] for c in contracts.values()],
+    }]}
+    with requests.Session() as session:
+        started = time.perf_counter()
+        response = session.post(args.rpc, json=body, timeout=600)
+        content = response.content
+        transferred = time.perf_counter() - started
+        logs = json.loads(content)["result"]
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "transfer_seconds": transferred, "events": len(logs),
+            "bytes": len(content), "peak_rss_mb": _peak_rss_mb()}
+
+
+def phase_seed(args: argparse.Namespace) -> dict[str, Any]:
+    """The seed's listener loop, reduced to its data path (see the module docstring)."""
+    from web3 import Web3
+
+    contracts = json.loads(Path(args.contracts).read_text())
+    w3 = Web3(Web3.HTTPProvider(args.rpc, request_kwargs={"timeout": 600}))
+    stored = 0
+    started = time.perf_counter()
+    for spec in contracts.values():
+        contract = w3.eth.contract(address=Web3.to_checksum_address(spec["address"]), abi=spec["abi"])
+        for event in contract.events:
+            for entry in event.get_logs(from_block=args.first, to_block=args.last):
+                data = {
+                    "blockNumber": entry["blockNumber"],
+                    "transactionHash": entry["transactionHash"].hex(),
+                    "args": {k: (v.hex() if isinstance(v, bytes) else str(v)) for k, v in entry["args"].items()},
+                }
+                conn = psycopg2.connect(args.db)  # the seed: one connection per event
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO events (type, data) VALUES (%s, %s)", (entry["event"], json.dumps(data)))
+                conn.commit()
+                conn.close()
+                stored += 1
+    return {"seconds": time.perf_counter() - started, "events": stored, "peak_rss_mb": _peak_rss_mb()}
+
+
+def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
+    from prometheus_client import CollectorRegistry
+
+    from exporter.clock import SystemClock
+    from exporter.config import ListenerSettings
+    from exporter.listener import Listener
+    from exporter.metrics import Metrics
+    from exporter.store import open_store
+
+    store = open_store(args.db)
+    settings = ListenerSettings(
+        rpc_url=args.rpc, contracts_config=args.contracts, start_block=args.first,
+        chunk_size=args.chunk_size, max_chunk_size=args.max_chunk_size,
+    )
+    listener = Listener(settings, store, Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="bench"),
+                        SystemClock())
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    outcome = listener.poll_once()
+    seconds = time.perf_counter() - started
+    if args.profile:
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(35)
+    listener.close()
+    store.close()
+    if outcome.processed_block != args.last:
+        raise SystemExit(f"listener stopped at {outcome.processed_block}, expected {args.last}: {outcome}")
+    return {"seconds": seconds, "events": outcome.events, "peak_rss_mb": _peak_rss_mb()}
+
+
+PHASES = {"raw": phase_raw, "seed": phase_seed, "listener": phase_listener}
+
+
+# ---------------------------------------------------------------------------------- driver
+def _create_db() -> str:
+    """A fresh database with the SPEC §2 schema (so (b) and (c) write the same table)."""
+    from exporter.store import open_store
+
+    name = f"bt_bench_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(PG_ADMIN_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    url = PG_ADMIN_URL.rpartition("/")[0] + "/" + name
+    store = open_store(url)
+    store.migrate()
+    store.close()
+    return url
+
+
+def _drop_db(url: str) -> None:
+    admin = psycopg2.connect(PG_ADMIN_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+    admin.close()
+
+
+def _count_events(url: str) -> int:
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM events")
+        row = cur.fetchone()
+    conn.close()
+    return int(row[0]) if row else 0
+
+
+def _run_phase(phase: str, common: list[str], extra: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, *common, *extra],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=BacklogSpec.rounds)
+    parser.add_argument("--per-type", type=int, default=BacklogSpec.per_type)
+    parser.add_argument("--blocks-per-round", type=int, default=BacklogSpec.blocks_per_round)
+    parser.add_argument("--chunk-size", type=int, default=2_000)
+    parser.add_argument("--max-chunk-size", type=int, default=10_000)
+    parser.add_argument("--skip-seed", action="store_true", help="skip (b): it takes minutes")
+    parser.add_argument("--profile", action="store_true", help="cProfile (c) to stderr")
+    parser.add_argument("--workdir", type=Path, default=REPO / "var" / "bench" / "listener")
+    # internal: one phase in this process
+    parser.add_argument("--phase", choices=sorted(PHASES))
+    parser.add_argument("--rpc")
+    parser.add_argument("--db")
+    parser.add_argument("--contracts")
+    parser.add_argument("--first", type=int)
+    parser.add_argument("--last", type=int)
+    args = parser.parse_args(argv)
+
+    if args.phase:
+        print(json.dumps(PHASES[args.phase](args)))
+        return 0
+
+    spec = BacklogSpec(args.rounds, args.per_type, args.blocks_per_round)
+    started = time.monotonic()
+    chain, backlog = start_backlog_chain(args.workdir / "anvil", spec)
+    print(f"backlog: {backlog.events} events over {backlog.blocks} blocks, built in {time.monotonic() - started:.1f} s")
+    databases: list[str] = []
+    try:
+        contracts = chain.write_contracts_config(args.workdir / "contracts_config.json")
+        common = ["--rpc", chain.rpc_url, "--contracts", str(contracts),
+                  "--first", str(backlog.first_block), "--last", str(backlog.last_block)]
+        results: dict[str, dict[str, Any]] = {}
+        results["a"] = _run_phase("raw", common)
+        if not args.skip_seed:
+            seed_db = _create_db()
+            databases.append(seed_db)
+            results["b"] = _run_phase("seed", common, ["--db", seed_db])
+            results["b"]["stored"] = _count_events(seed_db)
+        databases.append(_create_db())
+        listener_db = databases[-1]
+        extra = ["--db", listener_db, "--chunk-size", str(args.chunk_size),
+                 "--max-chunk-size", str(args.max_chunk_size), *(["--profile"] if args.profile else [])]
+        results["c"] = _run_phase("listener", common, extra)
+        results["c"]["stored"] = _count_events(listener_db)
+    finally:
+        chain.stop()
+        for url in databases:
+            _drop_db(url)
+
+    print(f"{'run':<42} {'seconds':>9} {'events':>8} {'events/s':>10} {'peak RSS':>10}")
+    labels = {"a": "(a) one raw eth_getLogs (floor)", "b": "(b) seed: get_logs per type, conn+INSERT/event",
+              "c": "(c) this listener, into PostgreSQL"}
+    for key, result in results.items():
+        rate = result["events"] / result["seconds"] if result["seconds"] else float("inf")
+        print(f"{labels[key]:<42} {result['seconds']:>9.2f} {result['events']:>8} {rate:>10.0f} "
+              f"{result['peak_rss_mb']:>7.0f} MB")
+    a, c = results["a"]["seconds"], results["c"]["seconds"]
+    print(f"(a) transfer only (no JSON parse): {results['a']['transfer_seconds']:.2f} s, "
+          f"{results['a']['bytes'] / 1e6:.1f} MB")
+    print(f"c/a = {c / a:.2f}   (target <= 1.5; against transfer only: {c / results['a']['transfer_seconds']:.2f})")
+    if "b" in results:
+        print(f"b/c = {results['b']['seconds'] / c:.1f}   (target >= 50)")
+    print(f"peak RSS of (c) = {results['c']['peak_rss_mb']:.0f} MB   (target <= 150 MB)")
+    exact = results["c"]["stored"] == backlog.events and results.get("b", {}).get("stored", backlog.events) == (
+        backlog.events)
+    print("stored event counts match the backlog" if exact else f"MISMATCH: {results}")
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
