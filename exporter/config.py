@@ -331,6 +331,8 @@ class AlertingSettings(_Section):
     success_threshold: int = Field(default=2, ge=1)
     reminder_interval: Interval = 3600.0
     dashboard_url: HttpUrl | None = None
+    # Where your team serves docs/runbooks.md; alert rules link to <runbook_url>#<alert name>.
+    runbook_url: str = "docs/runbooks.md"
     timeout: Interval = 10.0
     max_tries: int = Field(default=5, ge=1, le=20)
     backoff: Interval = 1.0  # first wait between tries; doubles each retry, capped at backoff_max

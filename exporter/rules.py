@@ -39,8 +39,6 @@ _WORKBOOK_TIERS: tuple[tuple[str, Severity, float, float], ...] = (
 MIN_FAILED_RUNS = 3
 # The seed's latency objective is "p99 under SLO_LATENCY_MS": 99 % of runs must be that fast.
 LATENCY_OBJECTIVE_RATIO = 0.99
-# Rule texts point here; the runbook lives in the repository (docs/runbooks.md).
-RUNBOOK_BASE = "https://github.com/blocktrust/blocktrust-exporter/blob/main/docs/runbooks.md"
 DEFAULT_GRAFANA_URL = "http://localhost:3000"
 DASHBOARD_PATH = "/d/blocktrust-slo/blocktrust-slo-overview"
 
@@ -199,7 +197,7 @@ def _burn_alert(sli: _Sli, tier: BurnTier, config: Config) -> dict[str, object]:
                 f"{sli.budget * 100:g} % over {duration(config.slo.window)}. "
                 f"At this rate the error budget is gone in {exhausted_in}."
             ),
-            "runbook_url": f"{RUNBOOK_BASE}#{alert.lower()}",
+            "runbook_url": f"{config.alerting.runbook_url}#{alert.lower()}",
             "dashboard": _dashboard(config),
         },
     }
@@ -219,7 +217,7 @@ def _objective_alerts(config: Config) -> dict[str, object]:
                 "summary": "Chain listener is lagging",
                 "description": f"The newest listener heartbeat is {{{{ $value | humanizeDuration }}}} "
                 f"old (allowed: {duration(config.listener.max_lag)}).",
-                "runbook_url": f"{RUNBOOK_BASE}#blocktrustlistenerlagging",
+                "runbook_url": f"{config.alerting.runbook_url}#blocktrustlistenerlagging",
                 "dashboard": _dashboard(config, per_check=False),
             },
         },
@@ -236,7 +234,7 @@ def _objective_alerts(config: Config) -> dict[str, object]:
                 "summary": "{{ $labels.check }} has stopped running",
                 "description": "The last run of {{ $labels.check }} was {{ $value | humanizeDuration }} ago "
                 f"(expected every {duration(config.checks.interval)}).",
-                "runbook_url": f"{RUNBOOK_BASE}#blocktrustchecknotrunning",
+                "runbook_url": f"{config.alerting.runbook_url}#blocktrustchecknotrunning",
                 "dashboard": _dashboard(config),
             },
         }
@@ -277,7 +275,7 @@ def _check_failing_alerts(config: Config) -> list[dict[str, object]]:
             "summary": "{{ $labels.check }} failing",
             "description": f"The last {config.alerting.failure_threshold} runs of {{{{ $labels.check }}}} failed; "
             "the exporter's log (and its own alert) give the reason.",
-            "runbook_url": f"{RUNBOOK_BASE}#blocktrustcheckfailing",
+            "runbook_url": f"{config.alerting.runbook_url}#blocktrustcheckfailing",
             "dashboard": _dashboard(config),
         }
         rules.append(rule)
