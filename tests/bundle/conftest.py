@@ -11,20 +11,18 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import requests
 import yaml
 
 from tests.support.exporter_process import free_port
+from tests.support.postgres import throwaway_database
 
 REPO = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("BLOCKTRUST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def tool(name: str) -> str:
@@ -171,18 +169,5 @@ def alertmanager_test_config(workdir: Path, **route_overrides: str) -> Path:
 @pytest.fixture(scope="module")
 def module_postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database shared by one test module, dropped afterwards."""
-    name = f"bt_bundle_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL}: {exc}")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database("bt_bundle") as url:
+        yield url
