@@ -1,16 +1,18 @@
 """The PostgreSQL store: the production backend.
 
-A small thread-safe pool (callers block when all connections are busy, instead of failing),
-batched inserts with ``execute_values``, sessions pinned to UTC, TCP keepalives so that a dead
-server is noticed, and advisory locks for migrations and for the single listener leader.
+A small thread-safe pool (callers block when all connections are busy, instead of failing; idle
+connections are kept for reuse), batched inserts (``execute_values``; ``COPY`` for the listener's
+events), sessions pinned to UTC, TCP keepalives on both ends so that a dead peer is noticed, and
+advisory locks for migrations and for the single listener leader.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
@@ -18,7 +20,6 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
-import psycopg2.pool
 
 from exporter.store.base import SloRow, StoreError
 from exporter.store.schema import Migration
@@ -27,8 +28,6 @@ from exporter.store.sql import HEARTBEAT_CHECK, SqlStore, as_utc
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = "blocktrust-exporter:migrate"
-# Connection-level errors after which a pooled connection must not be reused.
-_BROKEN = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 def lock_key(name: str) -> int:
@@ -44,6 +43,45 @@ def libpq_dsn(url: str) -> str:
     return url
 
 
+class _Pool:
+    """At most ``size`` connections, idle ones reused newest first.
+
+    psycopg2's own pools close every connection returned beyond ``minconn``, and a non-zero
+    ``minconn`` connects at construction (a server down at start-up would be fatal), hence this.
+    """
+
+    def __init__(self, connect: Callable[[], Any], size: int) -> None:
+        self._connect = connect
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        with self._slots:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self._connect()
+            reusable = False
+            try:
+                yield conn
+                reusable = True
+            finally:
+                idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+                if reusable and not conn.closed and conn.info.transaction_status == idle:
+                    with self._lock:
+                        self._idle.append(conn)
+                else:
+                    _close_quietly(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close_quietly(conn)
+
+
 class PostgresStore(SqlStore):
     kind = "postgresql"
 
@@ -51,42 +89,35 @@ class PostgresStore(SqlStore):
         self._dsn = libpq_dsn(url)
         self._connect_kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(connect_timeout)),
-            "options": "-c timezone=UTC",
+            # Server-side keepalives too: after a partition the server must drop our session (and
+            # the leader's advisory lock) within a minute, not after the kernel's two hours.
+            "options": "-c timezone=UTC -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+            "-c tcp_keepalives_count=3",
             "application_name": "blocktrust-exporter",
             "keepalives": 1,
             "keepalives_idle": 10,
             "keepalives_interval": 5,
             "keepalives_count": 3,
         }
-        # minconn=0: construction never connects, so a server that is down at start-up is not fatal.
-        self._pool = psycopg2.pool.ThreadedConnectionPool(0, pool_size, self._dsn, **self._connect_kwargs)
-        self._slots = threading.BoundedSemaphore(pool_size)
+        self._pool = _Pool(lambda: psycopg2.connect(self._dsn, **self._connect_kwargs), pool_size)
         self._leaders: dict[str, Any] = {}
         self._leader_lock = threading.Lock()
 
     # ------------------------------------------------------------------ connections
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        with self._slots:
-            try:
-                conn = self._pool.getconn()
-            except psycopg2.Error as exc:
-                raise StoreError(f"postgresql: cannot connect: {_reason(exc)}") from None
-            broken = False
-            try:
+        try:
+            with self._pool.connection() as conn:
                 yield conn
-            except psycopg2.Error as exc:
-                broken = isinstance(exc, _BROKEN) or bool(conn.closed)
-                raise StoreError(f"postgresql: {_reason(exc)}") from None
-            finally:
-                self._pool.putconn(conn, close=broken or bool(conn.closed))
+        except psycopg2.Error as exc:
+            raise StoreError(f"postgresql: {_reason(exc)}") from None
 
     def close(self) -> None:
         with self._leader_lock:
             for conn in self._leaders.values():
                 _close_quietly(conn)
             self._leaders.clear()
-        self._pool.closeall()
+        self._pool.close()
 
     # ------------------------------------------------------------------ dialect hooks
     def _migration_statements(self, migration: Migration) -> Sequence[str]:
@@ -98,6 +129,33 @@ class PostgresStore(SqlStore):
     def _insert_many(self, cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         returned = psycopg2.extras.execute_values(cursor, sql + " RETURNING 1", rows, page_size=1000, fetch=True)
         return len(returned)
+
+    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]]) -> int:
+        """COPY into a per-session staging table, then one INSERT … ON CONFLICT: about twice as
+        fast as ``execute_values`` for a catch-up range of thousands of events."""
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS events_staging (type VARCHAR(50), data JSONB, block_number BIGINT, "
+            "block_hash TEXT, tx_hash TEXT, log_index INTEGER) ON COMMIT DELETE ROWS"
+        )
+        buffer = io.StringIO()
+        for row in rows:
+            buffer.write("\t".join(_copy_text(value) for value in row))
+            buffer.write("\n")
+        buffer.seek(0)
+        cursor.copy_expert(
+            "COPY events_staging (type, data, block_number, block_hash, tx_hash, log_index) FROM STDIN", buffer
+        )
+        cursor.execute(
+            "INSERT INTO events (type, data, block_number, block_hash, tx_hash, log_index) "
+            "SELECT type, data, block_number, block_hash, tx_hash, log_index FROM events_staging "
+            "ON CONFLICT (tx_hash, log_index) DO NOTHING"
+        )
+        return int(cursor.rowcount)
+
+    def _relax_durability(self, cursor: Any) -> None:
+        # Events and checkpoint share the transaction: a crash loses both or neither, and the
+        # listener re-ingests from the checkpoint, so waiting for the WAL flush buys nothing here.
+        cursor.execute("SET LOCAL synchronous_commit = off")
 
     def slo_report(self, since: datetime, until: datetime) -> list[SloRow]:
         with self._tx() as cur:
@@ -171,6 +229,14 @@ def _reason(exc: psycopg2.Error) -> str:
     """The first line of a driver error: never the DSN, which may carry a password."""
     text = (exc.pgerror or str(exc) or type(exc).__name__).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _copy_text(value: object) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return "\\N"
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _close_quietly(conn: Any) -> None:

@@ -102,6 +102,17 @@ class SqlStore(ABC):
     def _insert_many(self, cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """``INSERT … VALUES %s …`` for many rows; returns how many were inserted."""
 
+    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]]) -> int:
+        return self._insert_many(
+            cursor,
+            "INSERT INTO events (type, data, block_number, block_hash, tx_hash, log_index) "
+            "VALUES %s ON CONFLICT (tx_hash, log_index) DO NOTHING",
+            rows,
+        )
+
+    def _relax_durability(self, cursor: Any) -> None:  # noqa: B027 - a hook; most dialects need nothing
+        """Hook: let the listener's transaction skip waiting for durability where that is safe."""
+
     @abstractmethod
     def slo_report(self, since: datetime, until: datetime) -> list[SloRow]: ...
 
@@ -263,25 +274,13 @@ class SqlStore(ABC):
         heartbeat: CheckResult | None = None,
     ) -> int:
         rows = [
-            (
-                e.type,
-                json.dumps(e.data, sort_keys=True, default=str),
-                e.block_number,
-                e.block_hash,
-                e.tx_hash,
-                e.log_index,
-            )
+            (e.type, json.dumps(e.data, separators=(",", ":"), default=str), e.block_number, e.block_hash,
+             e.tx_hash, e.log_index)
             for e in events
         ]
         with self._tx() as cur:
-            inserted = 0
-            if rows:
-                inserted = self._insert_many(
-                    cur,
-                    "INSERT INTO events (type, data, block_number, block_hash, tx_hash, log_index) "
-                    "VALUES %s ON CONFLICT (tx_hash, log_index) DO NOTHING",
-                    rows,
-                )
+            self._relax_durability(cur)
+            inserted = self._insert_events(cur, rows) if rows else 0
             self._save_checkpoint(cur, name, checkpoint)
             if heartbeat is not None:
                 self._insert_results(cur, [heartbeat])

@@ -172,3 +172,37 @@ def test_only_one_leader_at_a_time(store_url: str) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_event_data_round_trips_exactly_with_awkward_characters(store: Store, store_url: str) -> None:
+    awkward = {"args": {"docHash": "back\\slash\ttab\nnewline\r \"quote\" ünï ✓", "n": "1" * 78}, "logIndex": 0}
+    events = [EventRecord("ProofStored", awkward, 1, "0xb1", "0xtx", 0)]
+    assert store.commit_blocks("main", events, Checkpoint(1, "0xb1")) == 1
+    if store_url.startswith("sqlite:///"):
+        import json
+        import sqlite3
+
+        conn = sqlite3.connect(store_url[len("sqlite:///"):])
+        (data,) = conn.execute("SELECT data FROM events").fetchone()
+        conn.close()
+        assert json.loads(data) == awkward
+    else:
+        conn = psycopg2.connect(store_url)
+        with conn.cursor() as cur:
+            cur.execute("SELECT data FROM events")
+            assert cur.fetchone() == (awkward,)
+        conn.close()
+
+
+def test_postgresql_connections_are_reused_not_opened_per_write(postgres_url: str) -> None:
+    store = open_store(postgres_url, pool_size=4)
+    store.migrate()
+    for n in range(20):
+        store.write_results([result(at=T0 + timedelta(seconds=n))])
+    conn = psycopg2.connect(postgres_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'blocktrust-exporter'")
+        assert cur.fetchone() == (1,)  # sequential writes share one pooled connection
+    conn.close()
+    store.close()
