@@ -12,6 +12,7 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from exporter.clock import FakeClock
+from exporter.config import ConfigError, ListenerSettings
 from exporter.devchain import DevChain
 from exporter.listener import Listener
 from exporter.metrics import Metrics
@@ -175,3 +176,27 @@ def test_finality_modes_stop_at_the_followed_block(
     beat = query(store_url, "SELECT details FROM monitor_metrics WHERE check_name = 'listener.tick'")[-1][0]
     beat = json.loads(beat) if isinstance(beat, str) else beat
     assert beat == {"processed_block": followed, "head_block": chain.head(), "blocks_behind": lag}
+
+
+def test_rpc_unreachable_is_one_error_outcome_not_an_exception(
+    contracts_path: Path, store: Store, store_url: str, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    settings = listener_settings("http://127.0.0.1:9/v3/secret-key", contracts_path)
+    listener = Listener(settings, store, metrics, clock)
+    try:
+        outcome = listener.poll_once()
+    finally:
+        listener.close()
+    assert outcome.status == "error"
+    assert "connection failed" in outcome.message
+    assert len(clock.slept) == 4  # retried with back-off on the injected clock, then gave up
+    assert query(store_url, "SELECT count(*) FROM listener_checkpoints")[0][0] == 0
+    assert "secret-key" not in caplog.text
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "checkpoint kept" in errors[0].getMessage()
+
+
+def test_listener_needs_an_rpc_url(contracts_path: Path, store: Store, metrics: Metrics) -> None:
+    with pytest.raises(ConfigError, match="POLYGON_RPC_URL"):
+        Listener(ListenerSettings(contracts_config=str(contracts_path)), store, metrics, FakeClock())
