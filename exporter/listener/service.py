@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "listener"  # the checkpoint row and the leader lock
 HEARTBEAT_CHECK = "listener.tick"
-MAX_CHAIN_RETRIES = 3  # a reorg racing our fetch is retried this often within one poll
+MAX_CHAIN_RETRIES = 3
+MIN_POLL_BUDGET_SECONDS = 10.0  # a reorg racing our fetch is retried this often within one poll
 
 Status = Literal["ingested", "idle", "standby", "halted", "error"]
 CriticalCallback = Callable[[str, str], None]
@@ -115,6 +116,10 @@ class Listener:
             self._rpc, log_filter, RangeSizer(settings.chunk_size, settings.max_chunk_size), self._retry
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-fetch")
+        self._closing = threading.Event()
+        # A long backlog is worked off over several polls, so that one poll never holds the
+        # scheduler (or a shutdown) for long; every committed range keeps the heartbeat fresh.
+        self._poll_budget = max(settings.poll_interval, MIN_POLL_BUDGET_SECONDS)
         self._leader = False
         self._halted: str | None = None
 
@@ -140,6 +145,8 @@ class Listener:
             return PollOutcome("error", message=str(exc))
 
     def close(self) -> None:
+        """Stop after the range being stored (a poll in progress returns), release everything."""
+        self._closing.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._own_session:
             self._session.close()
@@ -260,7 +267,9 @@ class Listener:
         try:
             while pending is not None:
                 fetched, records = pending.result()
-                pending = self._pool.submit(fetch, fetched.end + 1) if fetched.end < target else None
+                pending = None
+                if fetched.end < target and not self._out_of_time(started):
+                    pending = self._pool.submit(fetch, fetched.end + 1)
                 check_links(fetched.headers, cursor)
                 following = Checkpoint(
                     fetched.end,
@@ -275,6 +284,14 @@ class Listener:
                 # The worker stops at its next check; its result (or error) no longer matters.
                 pending.add_done_callback(lambda f: f.exception())
         return cursor, stored
+
+    def _out_of_time(self, started: float) -> bool:
+        if self._closing.is_set():
+            return True
+        if self._clock.monotonic() - started > self._poll_budget:
+            log.info("listener: poll time budget used; the backlog continues at the next poll")
+            return True
+        return False
 
     def _unsafe_from(self, head: int, target: int) -> int:
         """The first block that may still be reorganised (and so needs every header)."""

@@ -200,3 +200,30 @@ def test_rpc_unreachable_is_one_error_outcome_not_an_exception(
 def test_listener_needs_an_rpc_url(contracts_path: Path, store: Store, metrics: Metrics) -> None:
     with pytest.raises(ConfigError, match="POLYGON_RPC_URL"):
         Listener(ListenerSettings(contracts_config=str(contracts_path)), store, metrics, FakeClock())
+
+
+class _SlowClock(FakeClock):
+    """Every monotonic reading finds 3 s passed: a backlog that takes long to work off."""
+
+    def monotonic(self) -> float:
+        self.advance(3.0)
+        return super().monotonic()
+
+
+def test_a_long_backlog_is_worked_off_over_several_time_boxed_polls(
+    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
+) -> None:
+    for _ in range(5):
+        chain.emit_each_event()
+        chain.mine(20)
+    settings = listener_settings(chain.rpc_url, contracts_path, chunk_size=10, max_chunk_size=10, poll_interval=1)
+    listener = Listener(settings, store, metrics, _SlowClock())
+    try:
+        outcomes = [listener.poll_once() for _ in range(40)]
+    finally:
+        listener.close()
+    processed = [o.processed_block for o in outcomes]
+    assert processed[0] is not None and processed[0] < chain.head()  # the first poll stopped early
+    assert processed == sorted(processed)  # ...and each next one went on from there
+    assert processed[-1] == chain.head()
+    assert stored_keys(store_url) == chain_keys(chain)
