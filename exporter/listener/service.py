@@ -241,7 +241,12 @@ class Listener:
         if self._halted is None:
             self._halted = halt.detail
             log.critical("listener: %s: %s", halt.title, halt.detail)
-            self._on_critical(halt.title, halt.detail)
+            try:
+                self._on_critical(halt.title, halt.detail)
+            except Exception:
+                # The halt itself must hold even if raising the incident fails; retry next poll.
+                log.exception("listener: raising the critical incident failed")
+                self._halted = None
         return PollOutcome("halted", head, message=halt.detail)
 
     # ---------------------------------------------------------------------------- ranges
