@@ -122,3 +122,28 @@ def test_chain_rolled_back_below_the_checkpoint_is_handled_as_a_reorg(
         assert stored_checkpoint(store_url) == chain.head()
     finally:
         listener.close()
+
+
+def test_a_failing_critical_callback_keeps_the_halt_and_is_retried(
+    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
+) -> None:
+    chain.mine(10)
+    chain.emit_each_event()
+    calls: list[str] = []
+
+    def on_critical(title: str, detail: str) -> None:
+        calls.append(title)
+        if len(calls) == 1:
+            raise RuntimeError("alert store down")
+
+    settings = listener_settings(chain.rpc_url, contracts_path, max_reorg_depth=2)
+    listener = Listener(settings, store, metrics, FakeClock(), on_critical=on_critical)
+    try:
+        listener.poll_once()
+        checkpoint = stored_checkpoint(store_url)
+        chain.reorg(5, [(call, 0) for call in chain.each_event_calls()])
+        assert [listener.poll_once().status for _ in range(3)] == ["halted"] * 3
+        assert len(calls) == 2  # failed once, raised again at the next poll, then not repeated
+        assert stored_checkpoint(store_url) == checkpoint
+    finally:
+        listener.close()
