@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
@@ -131,24 +132,30 @@ class PostgresStore(SqlStore):
         return len(returned)
 
     def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]]) -> int:
-        """COPY into a per-session staging table, then one INSERT … ON CONFLICT: about twice as
-        fast as ``execute_values`` for a catch-up range of thousands of events."""
+        """COPY, the fastest way in (about twice ``execute_values``' speed for a catch-up range).
+
+        Above the checkpoint nothing is stored yet (events and checkpoint move in one transaction),
+        so the rows are first COPYed straight into ``events``. A duplicate (a database adopted from
+        the seed, a range replayed by hand) fails that COPY as a whole; the savepoint then lets the
+        rows go through a staging table and ``INSERT … ON CONFLICT DO NOTHING`` instead.
+        """
+        columns = "(type, data, block_number, block_hash, tx_hash, log_index)"
+        cursor.execute("SAVEPOINT events_copy")
+        try:
+            cursor.copy_expert(f"COPY events {columns} FROM STDIN", _copy_buffer(rows))
+        except psycopg2.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT events_copy")
+        else:
+            cursor.execute("RELEASE SAVEPOINT events_copy")
+            return len(rows)
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS events_staging (type VARCHAR(50), data JSONB, block_number BIGINT, "
             "block_hash TEXT, tx_hash TEXT, log_index INTEGER) ON COMMIT DELETE ROWS"
         )
-        buffer = io.StringIO()
-        for row in rows:
-            buffer.write("\t".join(_copy_text(value) for value in row))
-            buffer.write("\n")
-        buffer.seek(0)
-        cursor.copy_expert(
-            "COPY events_staging (type, data, block_number, block_hash, tx_hash, log_index) FROM STDIN", buffer
-        )
+        cursor.copy_expert(f"COPY events_staging {columns} FROM STDIN", _copy_buffer(rows))
         cursor.execute(
-            "INSERT INTO events (type, data, block_number, block_hash, tx_hash, log_index) "
-            "SELECT type, data, block_number, block_hash, tx_hash, log_index FROM events_staging "
-            "ON CONFLICT (tx_hash, log_index) DO NOTHING"
+            f"INSERT INTO events {columns} SELECT type, data, block_number, block_hash, tx_hash, log_index "
+            "FROM events_staging ON CONFLICT (tx_hash, log_index) DO NOTHING"
         )
         return int(cursor.rowcount)
 
@@ -229,6 +236,15 @@ def _reason(exc: psycopg2.Error) -> str:
     """The first line of a driver error: never the DSN, which may carry a password."""
     text = (exc.pgerror or str(exc) or type(exc).__name__).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _copy_buffer(rows: Sequence[Sequence[Any]]) -> io.StringIO:
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write("\t".join(_copy_text(value) for value in row))
+        buffer.write("\n")
+    buffer.seek(0)
+    return buffer
 
 
 def _copy_text(value: object) -> str:
