@@ -239,20 +239,20 @@ def _reason(exc: psycopg2.Error) -> str:
 
 
 def _copy_buffer(rows: Sequence[Sequence[Any]]) -> io.StringIO:
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write("\t".join(_copy_text(value) for value in row))
-        buffer.write("\n")
-    buffer.seek(0)
-    return buffer
+    """The rows in COPY's text format (tab-separated, ``\\N`` for NULL, backslash escapes)."""
+    lines = ["\t".join(_copy_text(value) for value in row) for row in rows]
+    lines.append("")
+    return io.StringIO("\n".join(lines))
 
 
 def _copy_text(value: object) -> str:
-    """One field in COPY's text format."""
     if value is None:
         return "\\N"
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    text = value if isinstance(value, str) else str(value)
+    # Hashes, numbers and type names never need escaping; only JSON text can hold a backslash.
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
 
 def _close_quietly(conn: Any) -> None:
