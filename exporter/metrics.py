@@ -7,7 +7,13 @@ modules receive the ``Metrics`` object and only update it; none defines a metric
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Check latencies: fine below a second (where the SLO objective usually is), coarse above.
 _CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -20,10 +26,44 @@ def check_buckets(slo_latency_seconds: float) -> tuple[float, ...]:
     return tuple(sorted({*_CHECK_BUCKETS, round(slo_latency_seconds, 6)}))
 
 
+class HeartbeatAge(Collector):
+    """``blocktrust_listener_lag_seconds``, computed at scrape time from the newest heartbeat seen.
+
+    A gauge set by a job would freeze at its last value exactly when the listener (or the job)
+    stops, which is when the lag matters; this one keeps growing. Absent until a heartbeat is seen.
+    """
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self._newest: float | None = None
+        self._lock = threading.Lock()
+
+    def seen(self, unix_time: float) -> None:
+        with self._lock:
+            self._newest = unix_time if self._newest is None else max(self._newest, unix_time)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            newest = self._newest
+        if newest is not None:
+            yield GaugeMetricFamily(
+                "blocktrust_listener_lag_seconds",
+                "Age of the listener's newest heartbeat.",
+                value=max(0.0, self._now() - newest),
+            )
+
+
 class Metrics:
     """The exporter's metrics, registered on ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry, *, slo_latency_seconds: float, version: str) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        slo_latency_seconds: float,
+        version: str,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.registry = registry
         # --- checks ---
         self.check_up = Gauge(
@@ -49,9 +89,8 @@ class Metrics:
         self.listener_processed_block = Gauge(
             "blocktrust_listener_processed_block", "Last block whose events are stored.", registry=registry,
         )
-        self.listener_lag = Gauge(
-            "blocktrust_listener_lag_seconds", "Age of the listener's newest heartbeat.", registry=registry,
-        )
+        self.listener_lag = HeartbeatAge(now)
+        registry.register(self.listener_lag)
         self.listener_events = Counter(
             "blocktrust_listener_events", "Contract events stored, by type.", ["type"], registry=registry,
         )
@@ -110,6 +149,10 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=version).set(1)
+
+    def heartbeat_seen(self, unix_time: float) -> None:
+        """A ``listener.tick`` heartbeat written at ``unix_time`` was written or read."""
+        self.listener_lag.seen(unix_time)
 
     def record_check(self, check: str, ok: bool, seconds: float, at_unix: float) -> None:
         """Update the four check metrics for one result."""

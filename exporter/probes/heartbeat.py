@@ -4,9 +4,9 @@ can be missing (no store, store down, no heartbeat yet). Not for judging it: eac
 from __future__ import annotations
 
 from exporter.probes.base import Outcome, ProbeContext
-from exporter.store.base import CheckResult, StoreError
+from exporter.store.base import HEARTBEAT_CHECK, CheckResult, StoreError
 
-HEARTBEAT_CHECK = "listener.tick"
+__all__ = ["HEARTBEAT_CHECK", "newest_heartbeat"]
 
 
 def newest_heartbeat(ctx: ProbeContext) -> CheckResult | Outcome:

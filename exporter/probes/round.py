@@ -172,8 +172,8 @@ class CheckRound:
                 log.exception("cannot update the metrics of %s", result.check_name)
             lag = result.details.get("lag_seconds")
             if isinstance(lag, float | int):
-                # SPEC §4's listener lag gauge: the age the listener.lag check just measured.
-                self._metrics.listener_lag.set(lag)
+                # The heartbeat the listener.lag check read (also when the listener runs elsewhere).
+                self._metrics.heartbeat_seen(result.ts.timestamp() - lag)
             if not result.ok:
                 log.info(
                     "check failed check=%s error=%s reason=%r",

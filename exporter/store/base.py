@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+# The listener's heartbeat rows in monitor_metrics (SPEC §2): not a check, never alerted on.
+HEARTBEAT_CHECK = "listener.tick"
+
 
 class StoreError(Exception):
     """The store could not be reached or refused a statement; the caller may retry later."""

@@ -22,9 +22,9 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from exporter.store.base import SloRow, StoreError
+from exporter.store.base import HEARTBEAT_CHECK, SloRow, StoreError
 from exporter.store.schema import Migration
-from exporter.store.sql import HEARTBEAT_CHECK, SqlStore, as_utc
+from exporter.store.sql import SqlStore, as_utc
 
 log = logging.getLogger(__name__)
 

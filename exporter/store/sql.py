@@ -28,7 +28,6 @@ from exporter.store.schema import MIGRATIONS, Migration
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_CHECK = "listener.tick"
 
 
 def as_utc(value: object) -> datetime | None:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from exporter.clock import utc_naive
-from exporter.store.base import SloRow, StoreError
+from exporter.store.base import HEARTBEAT_CHECK, SloRow, StoreError
 from exporter.store.schema import Migration
-from exporter.store.sql import HEARTBEAT_CHECK, SqlStore, as_utc, percentile_cont
+from exporter.store.sql import SqlStore, as_utc, percentile_cont
 
 # SQLite before 3.32 allows 999 bound variables per statement; stay under it.
 _MAX_VARIABLES = 990

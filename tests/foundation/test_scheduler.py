@@ -87,3 +87,17 @@ def test_a_job_never_overlaps_itself(metrics: Metrics) -> None:
     _wait(lambda: runs[0] >= 3)
     scheduler.stop(5)
     assert overlaps[0] == 1
+
+
+def test_listener_lag_keeps_growing_when_nothing_updates_it(registry: CollectorRegistry) -> None:
+    from exporter.clock import FakeClock
+
+    clock = FakeClock()
+    metrics = Metrics(registry, slo_latency_seconds=0.8, version="t", now=lambda: clock.now().timestamp())
+    assert registry.get_sample_value("blocktrust_listener_lag_seconds") is None  # no heartbeat seen yet
+    metrics.heartbeat_seen(clock.now().timestamp() - 5)
+    assert registry.get_sample_value("blocktrust_listener_lag_seconds") == 5
+    clock.advance(100)  # the listener died: no one updates anything, the lag still shows it
+    assert registry.get_sample_value("blocktrust_listener_lag_seconds") == 105
+    metrics.heartbeat_seen(clock.now().timestamp() - 200)  # an older heartbeat never moves it back
+    assert registry.get_sample_value("blocktrust_listener_lag_seconds") == 105

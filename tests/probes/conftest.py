@@ -75,7 +75,9 @@ class Harness:
         self.store = store
         self.postgres_url = postgres_url
         self.registry = CollectorRegistry()
-        self.metrics = Metrics(self.registry, slo_latency_seconds=0.8, version="test")
+        self.metrics = Metrics(
+            self.registry, slo_latency_seconds=0.8, version="test", now=lambda: clock.now().timestamp()
+        )
         self.writer = BufferedWriter(store, self.metrics, capacity=1000)
         self.rounds: list[CheckRound] = []
         self.email, self.password = EMAIL, PASSWORD
