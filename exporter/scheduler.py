@@ -48,15 +48,20 @@ class Scheduler:
         return bool(self._scheduler.running) and not self._stopping
 
     def add(self, job: Job) -> None:
+        options: dict[str, object] = {}
+        if job.run_at_start:
+            options["next_run_time"] = datetime.now(UTC)
+        # Otherwise APScheduler's default: one interval from now. (An explicit next_run_time=None
+        # would add the job *paused*: it would never run.)
         self._scheduler.add_job(
             self._wrap(job),
             "interval",
             seconds=job.interval,
             id=job.name,
             name=job.name,
-            next_run_time=datetime.now(UTC) if job.run_at_start else None,
             # A run late by more than half an interval is skipped; the next one is near anyway.
             misfire_grace_time=max(1, int(job.interval / 2)),
+            **options,
         )
 
     def _wrap(self, job: Job) -> Callable[[], None]:

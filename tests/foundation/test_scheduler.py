@@ -101,3 +101,14 @@ def test_listener_lag_keeps_growing_when_nothing_updates_it(registry: CollectorR
     assert registry.get_sample_value("blocktrust_listener_lag_seconds") == 105
     metrics.heartbeat_seen(clock.now().timestamp() - 200)  # an older heartbeat never moves it back
     assert registry.get_sample_value("blocktrust_listener_lag_seconds") == 105
+
+
+def test_a_job_not_run_at_start_runs_one_interval_later(metrics: Metrics) -> None:
+    scheduler = Scheduler(metrics)
+    ran = threading.Event()
+    scheduler.add(Job("later", ran.set, 0.2, run_at_start=False))
+    scheduler.start()
+    try:
+        assert ran.wait(10), "a job added with run_at_start=False must still run"
+    finally:
+        scheduler.stop(5)
