@@ -32,6 +32,15 @@ def public_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{hidden}"
 
 
+def _without_userinfo(url: str | None) -> str | None:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def store_display(config: Config) -> str:
     if config.store.url is None:
         return f"sqlite (embedded) {config.store.sqlite_path}"
@@ -64,7 +73,7 @@ def banner_lines(config: Config, parts: dict[str, bool], *, title: str = "BLOCKT
         f"  config:      {config.source}",
         f"  listen:      {config.server.listen}  (/metrics /healthz /readyz)",
         f"  store:       {store_display(config)}",
-        f"  api:         {config.api.base_url or '(not set: API checks disabled)'}",
+        f"  api:         {_without_userinfo(config.api.base_url) or '(not set: API checks disabled)'}",
         f"  rpc:         {public_url(rpc.get_secret_value()) if rpc else '(not set: listener disabled)'}",
         f"  checks:      every {config.checks.interval:g}s",
         f"  listener:    every {config.listener.poll_interval:g}s, max lag {config.listener.max_lag:g}s",

@@ -90,7 +90,7 @@ def make_store(config: Config) -> Store:
     except ValueError as exc:
         raise CliError(f"{config.source}: store.url: {exc}", EXIT_USAGE) from None
     except StoreError as exc:
-        raise CliError(str(exc), EXIT_FAILURE) from None
+        raise CliError(Redactor(config.secrets())(str(exc)), EXIT_FAILURE) from None
 
 
 def effective_config_yaml(config: Config) -> str:
@@ -107,7 +107,8 @@ def effective_config_yaml(config: Config) -> str:
             return "***"
         return node
 
-    return yaml.safe_dump(mask(tree), sort_keys=False, allow_unicode=True)
+    # Belt and braces: whatever a field holds (a password inside api.base_url, say) is masked too.
+    return Redactor(config.secrets())(yaml.safe_dump(mask(tree), sort_keys=False, allow_unicode=True))
 
 
 # ------------------------------------------------------------------------------ run
@@ -154,7 +155,7 @@ class Runtime:
         try:
             self.store.ping()
         except StoreError as exc:
-            return False, f"store unreachable: {exc}"
+            return False, Redactor(self.config.secrets())(f"store unreachable: {exc}")
         return True, "ready"
 
 
@@ -316,7 +317,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         version = store.migrate()
     except StoreError as exc:
-        raise CliError(f"migrate: {exc}", EXIT_FAILURE) from None
+        raise CliError(Redactor(config.secrets())(f"migrate: {exc}"), EXIT_FAILURE) from None
     finally:
         store.close()
     print(f"schema version {version} ({store.kind})")
@@ -330,7 +331,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         return report_command(store, config.slo, SystemClock(), args, sys.stdout)
     except StoreError as exc:
-        raise CliError(f"report: {exc}", EXIT_FAILURE) from None
+        raise CliError(Redactor(config.secrets())(f"report: {exc}"), EXIT_FAILURE) from None
     finally:
         store.close()
 

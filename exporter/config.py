@@ -368,7 +368,10 @@ class Config(_Section):
             self.alerting.telegram.bot_token,
             self.alerting.webhook.url,
         ]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        # A password in API_BASE's userinfo (https://user:pass@host) is a secret too.
+        base_password = urlsplit(self.api.base_url).password if self.api.base_url else None
+        return [*found, base_password] if base_password else found
 
 
 # ------------------------------------------------------------------------- environment overlay

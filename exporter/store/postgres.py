@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import psycopg2
 import psycopg2.errors
@@ -88,6 +89,11 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str, *, pool_size: int = 4, connect_timeout: float = 5.0) -> None:
         self._dsn = libpq_dsn(url)
+        password = urlsplit(url).password if "://" in url else None
+        # Longest first, so the whole URL is masked before its password would leave the rest visible.
+        self._hidden = sorted(
+            {v for v in (url, self._dsn, password, password and unquote(password)) if v}, key=len, reverse=True
+        )
         self._connect_kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(connect_timeout)),
             # Server-side keepalives too: after a partition the server must drop our session (and
@@ -111,7 +117,16 @@ class PostgresStore(SqlStore):
             with self._pool.connection() as conn:
                 yield conn
         except psycopg2.Error as exc:
-            raise StoreError(f"postgresql: {_reason(exc)}") from None
+            raise StoreError(f"postgresql: {self._reason(exc)}") from None
+
+    def _reason(self, exc: psycopg2.Error) -> str:
+        """The first line of a driver error with our URL and password masked: libpq quotes the
+        DSN (or a piece of it) in some messages, e.g. ``invalid dsn: … "s3cr%zz"``."""
+        text = (exc.pgerror or str(exc) or type(exc).__name__).strip()
+        line = text.splitlines()[0] if text else type(exc).__name__
+        for secret in self._hidden:
+            line = line.replace(secret, "***")
+        return line
 
     def close(self) -> None:
         with self._leader_lock:
@@ -218,7 +233,7 @@ class PostgresStore(SqlStore):
                     cur.execute("SELECT pg_try_advisory_lock(%s)", (lock_key("leader:" + name),))
                     row = cur.fetchone()
             except psycopg2.Error as exc:
-                raise StoreError(f"postgresql: leader lock: {_reason(exc)}") from None
+                raise StoreError(f"postgresql: leader lock: {self._reason(exc)}") from None
             if row is not None and row[0]:
                 self._leaders[name] = conn
                 return True
@@ -232,10 +247,6 @@ class PostgresStore(SqlStore):
             _close_quietly(conn)  # closing the session releases its advisory locks
 
 
-def _reason(exc: psycopg2.Error) -> str:
-    """The first line of a driver error: never the DSN, which may carry a password."""
-    text = (exc.pgerror or str(exc) or type(exc).__name__).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _copy_buffer(rows: Sequence[Sequence[Any]]) -> io.StringIO:
