@@ -14,29 +14,37 @@ from collections.abc import Iterable
 from urllib.parse import quote, unquote, urlsplit
 
 MASK = "***"
-# Shorter fragments (a "/" path, a 3-letter password) would mask ordinary words all over the logs.
+# Derived fragments shorter than this (a "/" path, a 3-letter query value) would mask ordinary words all
+# over the logs. The secret itself and a URL's password are masked whatever their length: a short
+# password is still the password (the seed's was "123").
 MIN_FRAGMENT = 6
+
+
+def no_redaction(text: str) -> str:
+    """The redactor to use when there are no secrets to mask (the default of every ``redact=``)."""
+    return text
 
 
 def secret_fragments(secret: str) -> set[str]:
     """The secret and the parts of it that travel alone: a URL's password, path and query values,
     a bot token's secret half, and their percent-encoded forms."""
-    fragments = {secret, quote(secret, safe=""), quote(secret, safe="/:@"), unquote(secret)}
+    whole = {secret}
+    derived = {quote(secret, safe=""), quote(secret, safe="/:@"), unquote(secret)}
     parts = urlsplit(secret)
     if parts.scheme and parts.netloc:
         if parts.password:
-            fragments.update({parts.password, unquote(parts.password)})
-        if parts.scheme not in ("http", "https"):
-            return {f for f in fragments if len(f) >= MIN_FRAGMENT}  # a DB URL's path is a DB name
-        if parts.path not in ("", "/"):
-            fragments.add(parts.path)  # webhook and RPC keys live in the path
-        if parts.query:
-            fragments.add(parts.query)
-            fragments.update(value for _, _, value in (p.partition("=") for p in parts.query.split("&")))
+            whole.update({parts.password, unquote(parts.password)})
+        # A DB URL's path is a DB name, not a credential; webhook and RPC keys live in an http(s) path.
+        if parts.scheme in ("http", "https"):
+            if parts.path not in ("", "/"):
+                derived.add(parts.path)
+            if parts.query:
+                derived.add(parts.query)
+                derived.update(value for _, _, value in (p.partition("=") for p in parts.query.split("&")))
     elif ":" in secret:
         # A Telegram bot token is "<bot id>:<secret>"; the secret half alone is still a credential.
-        fragments.add(secret.split(":", 1)[1])
-    return {f for f in fragments if len(f) >= MIN_FRAGMENT}
+        derived.add(secret.split(":", 1)[1])
+    return {f for f in whole if f} | {f for f in derived if len(f) >= MIN_FRAGMENT}
 
 
 class Redactor:

@@ -110,3 +110,25 @@ def test_a_filter_on_the_root_handler_covers_records_from_child_loggers(redact: 
     finally:
         root.removeHandler(handler)
     assert lines == [f"retrying {MASK}"]
+
+
+def test_short_secrets_and_short_url_passwords_are_masked_whatever_their_length() -> None:
+    redact = Redactor(["123", "abcde", "postgresql://u:pw@h/db"])
+    text = "api password 123, token abcde, db password pw in postgresql://u:pw@h/db"
+    masked = redact(text)
+    for secret in ("123", "abcde", "pw"):
+        assert secret not in masked
+    assert masked == f"api password {MASK}, token {MASK}, db password {MASK} in {MASK}"
+
+
+@pytest.mark.parametrize(
+    ("secret", "text"),
+    [
+        ("https://hooks.test/a?k=v1", "GET /a with k=v1"),  # a short path and a short query value
+        ("12345:ab", "chat ab"),  # a bot token's short secret half
+    ],
+)
+def test_short_derived_fragments_are_not_masked_alone(secret: str, text: str) -> None:
+    redact = Redactor([secret])
+    assert redact(text) == text
+    assert redact(f"posting to {secret}") == f"posting to {MASK}"
