@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -50,21 +51,39 @@ class _Pool:
 
     psycopg2's own pools close every connection returned beyond ``minconn``, and a non-zero
     ``minconn`` connects at construction (a server down at start-up would be fatal), hence this.
+    A connection idle for longer than ``_PING_AFTER`` is pinged before use: after a server restart
+    or a network cut every idle connection is dead, and the first write after the recovery should
+    not fail on one of them.
     """
+
+    _PING_AFTER = 5.0  # seconds
 
     def __init__(self, connect: Callable[[], Any], size: int) -> None:
         self._connect = connect
         self._slots = threading.BoundedSemaphore(size)
-        self._idle: list[Any] = []
+        self._idle: list[tuple[Any, float]] = []  # (connection, when it was returned)
         self._lock = threading.Lock()
+
+    def _checkout(self) -> Any:
+        with self._lock:
+            conn, since = self._idle.pop() if self._idle else (None, 0.0)
+        if conn is not None and not conn.closed and time.monotonic() - since > self._PING_AFTER:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+                conn.rollback()
+            except psycopg2.Error:
+                _close_quietly(conn)
+                self.close()  # its idle siblings died the same way
+                conn = None
+        if conn is None or conn.closed:
+            conn = self._connect()
+        return conn
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
         with self._slots:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None or conn.closed:
-                conn = self._connect()
+            conn = self._checkout()
             reusable = False
             try:
                 yield conn
@@ -73,14 +92,14 @@ class _Pool:
                 idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
                 if reusable and not conn.closed and conn.info.transaction_status == idle:
                     with self._lock:
-                        self._idle.append(conn)
+                        self._idle.append((conn, time.monotonic()))
                 else:
                     _close_quietly(conn)
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             _close_quietly(conn)
 
 

@@ -6,11 +6,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
+import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics import Metrics
 from exporter.store import CheckResult, open_store
 from exporter.store.buffer import BufferedWriter
+from exporter.store.postgres import _Pool
 from tests.support.tcp_proxy import TcpProxy
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -78,3 +80,24 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them(
     kept = [r.uid for batch in rounds for r in batch][3:]
     assert sorted(stored_uids(postgres_url)) == sorted(kept)
     assert registry.get_sample_value("blocktrust_store_dropped_results_total") == 3
+
+
+def test_the_first_write_after_a_server_side_disconnect_succeeds(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle pooled connections killed while unused (server restart, failover) are replaced, not used."""
+    store = open_store(postgres_url, pool_size=2)
+    store.migrate()
+    store.write_results(round_of(0))
+    admin = psycopg2.connect(postgres_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'blocktrust-exporter'")
+    admin.close()
+    monkeypatch.setattr(_Pool, "_PING_AFTER", 0.0)  # the connection has been idle "long enough"
+    try:
+        store.write_results(round_of(1))  # must not raise StoreError
+    finally:
+        store.close()
+    assert len(stored_uids(postgres_url)) == 10
