@@ -25,10 +25,11 @@ from typing import Any, Protocol
 
 from exporter.alerting.alert import Alert, AlertState
 from exporter.alerting.maintenance import MaintenanceCalendar
+from exporter.alerting.redact import no_redaction
 from exporter.clock import Clock
 from exporter.config import AlertingSettings, CheckSpec
 from exporter.metrics import Metrics
-from exporter.store.base import CheckResult, Incident, Store, StoreError
+from exporter.store.base import HEARTBEAT_CHECK, CheckResult, Incident, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ DEFAULT_TITLES = {
     "synthetic.nft_status": "Synthetic test nft/status failing",
 }
 # Rows that are not check results (the listener's heartbeat) never raise an incident.
-NOT_CHECKS = frozenset({"listener.tick"})
+NOT_CHECKS = frozenset({HEARTBEAT_CHECK})
 UNSAVED = 0  # the id of an incident the store has not taken yet (SERIAL ids start at 1)
 # After a failed store call the engine leaves the store alone this long: with the store down each
 # call may wait for a connect timeout, and the engine runs on the check round's thread.
@@ -114,10 +115,6 @@ class _Streak:
     detail: str = ""
 
 
-def _identity(text: str) -> str:
-    return text
-
-
 class AlertEngine:
     """Turns check results into incidents and notices. Thread-safe; every method returns quickly."""
 
@@ -130,7 +127,7 @@ class AlertEngine:
         settings: AlertingSettings,
         *,
         policies: Mapping[str, CheckPolicy] | None = None,
-        redact: Callable[[str], str] = _identity,
+        redact: Callable[[str], str] = no_redaction,
     ) -> None:
         self._store = store
         self._sink = sink

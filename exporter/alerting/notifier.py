@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import requests
 
 from exporter.alerting.alert import Alert
+from exporter.alerting.redact import no_redaction
 from exporter.alerting.sender import Channel, HttpSender, RetryPolicy
 from exporter.alerting.slack import SlackChannel
 from exporter.alerting.telegram import TelegramChannel
@@ -194,12 +195,9 @@ def build_notifier(
     metrics: Metrics,
     clock: Clock,
     session: requests.Session,
-    redact: Callable[[str], str] | None = None,
+    redact: Callable[[str], str] = no_redaction,
 ) -> Notifier:
     """The notifier for the configured channels, sending with one shared ``requests.Session``
     (thread-safe for plain POSTs) and masking secrets in what it logs with ``redact``."""
-    if redact is None:
-        sender = HttpSender(session, clock, metrics, retry_policy(settings))
-    else:
-        sender = HttpSender(session, clock, metrics, retry_policy(settings), redact=redact)
+    sender = HttpSender(session, clock, metrics, retry_policy(settings), redact=redact)
     return Notifier(channels_from_settings(settings), sender, metrics, clock, queue_size=settings.queue_size)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import requests
 
 from exporter.alerting.alert import Alert
+from exporter.alerting.redact import no_redaction
 from exporter.clock import Clock
 from exporter.metrics import Metrics
 
@@ -57,10 +58,6 @@ class _Try:
     retry_after: float | None = None
 
 
-def _identity(text: str) -> str:
-    return text
-
-
 class HttpSender:
     """POSTs JSON with retries; ``send`` returns True once the channel accepted the alert."""
 
@@ -70,7 +67,7 @@ class HttpSender:
         clock: Clock,
         metrics: Metrics,
         policy: RetryPolicy | None = None,
-        redact: Callable[[str], str] = _identity,
+        redact: Callable[[str], str] = no_redaction,
     ) -> None:
         self._session = session
         self._clock = clock

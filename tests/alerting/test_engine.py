@@ -15,6 +15,7 @@ from exporter.clock import FakeClock
 from exporter.config import AlertingSettings, CheckSpec
 from exporter.metrics import Metrics
 from exporter.store import Store, StoreError, open_store
+from exporter.store.base import HEARTBEAT_CHECK
 from tests.alerting.kit import RecordingSink, result, table_rows
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -134,7 +135,7 @@ def test_listener_heartbeat_rows_never_alert(
     db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics
 ) -> None:
     engine = engine_for(db, sink, clock, metrics)
-    rounds(engine, clock, "xxxx", check="listener.tick")
+    rounds(engine, clock, "xxxx", check=HEARTBEAT_CHECK)
     assert sink.alerts == [] and db.open_incidents() == []
 
 
