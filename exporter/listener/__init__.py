@@ -5,6 +5,7 @@ contracts (config), rpc (JSON-RPC client), ranges (range sizing, back-off), deco
 ingest (range fetching and reorg detection).
 """
 
-from exporter.listener.service import CHECKPOINT_NAME, HEARTBEAT_CHECK, Listener, PollOutcome
+from exporter.listener.service import CHECKPOINT_NAME, Listener, PollOutcome
+from exporter.store.base import HEARTBEAT_CHECK
 
 __all__ = ["CHECKPOINT_NAME", "HEARTBEAT_CHECK", "Listener", "PollOutcome"]

@@ -39,10 +39,6 @@ def _hex(value: bytes) -> str:
     return "0x" + value.hex()
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 def converter_for(abi_type: str) -> Converter:
     """A function mapping eth-abi's decoded value of ``abi_type`` to its JSON form."""
     node = parse(abi_type)
@@ -59,7 +55,7 @@ def converter_for(abi_type: str) -> Converter:
         return _checksum
     if node.base == "bytes":
         return _hex
-    return _identity  # bool, string
+    return lambda value: value  # bool, string: eth-abi's value is already JSON
 
 
 def _is_dynamic(abi_type: str) -> bool:

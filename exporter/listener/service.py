@@ -8,7 +8,7 @@ range is fetched on a worker thread while the previous one is decoded and stored
 
 ``poll_once`` never raises for RPC or store trouble: it logs one line and returns, and the
 checkpoint stays at the last fully stored range. Not for scheduling (``scheduler.py`` runs it) or
-for the ``listen`` command's loop and banner (``runner.py``).
+for the ``listen`` command's loop and banner (``cli.py``).
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ from exporter.listener.ingest import (
 from exporter.listener.ranges import Backoff, RangeSizer
 from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
 from exporter.metrics import Metrics
-from exporter.store.base import BlockRef, Checkpoint, CheckResult, EventRecord, Store, StoreError
+from exporter.store.base import HEARTBEAT_CHECK, BlockRef, Checkpoint, CheckResult, EventRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "listener"  # the checkpoint row and the leader lock
-HEARTBEAT_CHECK = "listener.tick"
 MAX_CHAIN_RETRIES = 3
 MIN_POLL_BUDGET_SECONDS = 10.0  # a reorg racing our fetch is retried this often within one poll
 
