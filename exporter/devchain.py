@@ -36,6 +36,9 @@ _RECEIPT_TIMEOUT_S = 30.0
 _RPC_TIMEOUT_S = 120.0
 # Batched emits stay well under anvil's default 30M block gas limit.
 _BATCH_CHUNK = 400
+# Gas of each anvil_reorg replacement transaction: above any single-event call, and 7 of them
+# (one of each event type) fit one 30M block.
+REORG_TX_GAS = 1_000_000
 # Enough for the listener's reorg tests (depth 30, and deeper than its maximum) at small memory cost.
 DEFAULT_STATE_HISTORY = 128
 _NPM_PLATFORMS = {
@@ -293,7 +296,10 @@ class DevChain:
         ``txs`` are (call, block offset) pairs placed in the new blocks, offset 0 being the first
         replaced block (head - depth + 1). The replaced blocks' own transactions are dropped.
         """
-        pairs = [[_tx_request(self.account, call), offset] for call, offset in txs or []]
+        # An explicit gas limit: anvil would estimate each replacement against the state before the
+        # new blocks, where e.g. a revokeProof of a proof registered in the same new block reverts,
+        # so the estimate (and then the mined transaction) fails.
+        pairs = [[_tx_request(self.account, call, gas=REORG_TX_GAS), offset] for call, offset in txs or []]
         self.rpc("anvil_reorg", [depth, pairs])
 
     # --- internals -------------------------------------------------------------------------------
@@ -333,8 +339,11 @@ class DevChain:
             time.sleep(0.05)
 
 
-def _tx_request(sender: str, call: Call) -> dict[str, str]:
-    return {"from": sender, "to": call.to, "data": call.data}
+def _tx_request(sender: str, call: Call, gas: int | None = None) -> dict[str, str]:
+    request = {"from": sender, "to": call.to, "data": call.data}
+    if gas is not None:
+        request["gas"] = hex(gas)
+    return request
 
 
 def _wait_listening(process: subprocess.Popen[bytes], log_path: Path) -> int:
