@@ -9,7 +9,9 @@ queueing: the ``notifier`` calls this from its worker threads, off the check pat
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
@@ -17,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
+import urllib3
 
 from exporter.alerting.alert import Alert
 from exporter.alerting.redact import no_redaction
@@ -24,6 +27,11 @@ from exporter.clock import Clock
 from exporter.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# Of a refused alert's answer we only need the status, Retry-After and Telegram's retry_after: the start
+# of the body is plenty, and reading no more keeps a channel that answers with megabytes cheap.
+MAX_BODY_BYTES = 64 * 1024
+_READ_PIECE = 4096
 
 
 class Channel(Protocol):
@@ -41,7 +49,7 @@ class Channel(Protocol):
 @dataclass(frozen=True)
 class RetryPolicy:
     max_tries: int = 5
-    timeout: float = 10.0  # per request (connect and read)
+    timeout: float = 10.0  # per request: connect, each read, and in all the reading of an answer's body
     backoff: float = 1.0  # first wait; doubled after every failed try
     backoff_max: float = 60.0
     retry_after_max: float = 300.0  # a longer Retry-After means "not now": give up instead of blocking
@@ -107,24 +115,28 @@ class HttpSender:
         try:
             # No redirects: a webhook that moved is a configuration error to surface, and following
             # one would turn the POST into a GET (or hand the alert to another host).
+            # A real-time bound (not the domain clock): it limits how long a socket can hold a worker.
+            deadline = time.monotonic() + self._policy.timeout
+            # stream=True: the body is read by _read_body, capped and within the deadline.
             with self._session.post(
-                url, json=body, timeout=self._policy.timeout, allow_redirects=False
+                url, json=body, timeout=self._policy.timeout, allow_redirects=False, stream=True
             ) as response:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return _Try(delivered=True, retryable=False, reason="ok")
+                    return _Try(delivered=True, retryable=False, reason="ok")  # the body is not needed
+                text = _read_body(response, deadline)
                 reason = f"HTTP {status}"
-                snippet = self._redact(response.text[:200].strip())
+                snippet = self._redact(text[:200].strip())
                 if snippet:
                     reason += f": {snippet}"
                 if status == 429 or status >= 500:
-                    return _Try(False, True, reason, self._retry_after(response))
+                    return _Try(False, True, reason, self._retry_after(response, text))
                 return _Try(False, False, reason)
         except requests.RequestException as exc:
             # The message names the URL, which may hold a token: mask before it goes anywhere.
             return _Try(False, True, self._redact(f"{type(exc).__name__}: {exc}"))
 
-    def _retry_after(self, response: requests.Response) -> float | None:
+    def _retry_after(self, response: requests.Response, text: str) -> float | None:
         """Seconds the server asked us to wait: the ``Retry-After`` header (seconds or an HTTP date),
         else Telegram's JSON ``{"parameters": {"retry_after": N}}``."""
         header = response.headers.get("Retry-After")
@@ -142,7 +154,7 @@ class HttpSender:
                 when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
                 return max((when - self._clock.now()).total_seconds(), 0.0)
         try:
-            payload = response.json()
+            payload = json.loads(text)
         except ValueError:
             return None
         parameters = payload.get("parameters") if isinstance(payload, dict) else None
@@ -150,3 +162,29 @@ class HttpSender:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return max(float(value), 0.0)
         return None
+
+
+def _read_body(response: requests.Response, deadline: float) -> str:
+    """At most ``MAX_BODY_BYTES`` of the body, read until ``deadline`` (``time.monotonic()``) at the latest.
+
+    ``requests`` only bounds each read, so a peer trickling a byte a second would hold the worker (and
+    every alert queued behind it) for as long as it likes. ``read1`` returns whatever has arrived, and
+    each wait is cut to the time left; what arrived by then is enough to report the failure.
+    """
+    raw = response.raw
+    data = bytearray()
+    try:
+        while len(data) < MAX_BODY_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock = getattr(raw.connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(left)
+            piece = raw.read1(min(_READ_PIECE, MAX_BODY_BYTES - len(data)), decode_content=True)
+            if not piece:
+                break
+            data += piece
+    except (OSError, urllib3.exceptions.HTTPError):
+        pass  # a body cut short (timeout, reset) still leaves the status to report
+    return bytes(data).decode(response.encoding or "utf-8", errors="replace")

@@ -4,6 +4,8 @@ every outcome counted. A FakeClock records each wait instead of sleeping."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -12,7 +14,7 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from exporter.alerting.sender import HttpSender, RetryPolicy
+from exporter.alerting.sender import MAX_BODY_BYTES, HttpSender, RetryPolicy
 from exporter.clock import FakeClock
 from exporter.metrics import Metrics
 from tests.support.http_receiver import HttpReceiver, Reply, refused_url
@@ -114,4 +116,72 @@ def test_no_retry_past_the_deadline(
             "slack", peer.url, {}, deadline=clock.monotonic() + 5.0
         )
         assert not ok and len(peer.requests) == 1
+    assert sent(registry, "failure") == 1
+
+
+class SlowAnswer:
+    """A raw socket peer that answers 500 and then sends its body in ``pieces`` of ``piece_size`` bytes,
+    ``pause`` real seconds apart; it notes whether the client hung up before the body was all sent."""
+
+    def __init__(self, pieces: int, piece_size: int, pause: float) -> None:
+        self.pieces, self.piece_size, self.pause = pieces, piece_size, pause
+        self.cut_short = threading.Event()
+        self.finished = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn:
+            conn.recv(65536)  # the request (small: headers and a tiny JSON body)
+            size = self.pieces * self.piece_size
+            head = f"HTTP/1.1 500 Internal Server Error\r\nContent-Length: {size}\r\n\r\n"
+            try:
+                conn.sendall(head.encode())
+                for _ in range(self.pieces):
+                    if self._stop.wait(self.pause):
+                        return
+                    conn.sendall(b"x" * self.piece_size)
+            except OSError:
+                self.cut_short.set()
+                return
+            self.finished.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(5)
+
+
+@pytest.mark.timeout(30)
+def test_a_trickling_answer_cannot_hold_the_worker_past_the_timeout(
+    session: requests.Session, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    # One byte every 20 ms never trips a per-read timeout; only a deadline on the whole body stops it.
+    peer = SlowAnswer(pieces=500, piece_size=1, pause=0.02)
+    try:
+        assert not sender(session, clock, metrics, max_tries=1, timeout=0.5).send("slack", peer.url, {})
+        assert peer.cut_short.wait(5)  # we hung up long before the 10 s of trickle were over
+        assert not peer.finished.is_set()
+    finally:
+        peer.close()
+    assert sent(registry, "failure") == 1
+
+
+@pytest.mark.timeout(30)
+def test_only_the_start_of_a_huge_error_body_is_read(
+    session: requests.Session, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    peer = SlowAnswer(pieces=512, piece_size=64 * 1024, pause=0.0)  # 32 MiB, as fast as loopback goes
+    try:
+        assert not sender(session, clock, metrics, max_tries=1).send("slack", peer.url, {})
+        assert peer.cut_short.wait(5) and not peer.finished.is_set()
+    finally:
+        peer.close()
+    assert MAX_BODY_BYTES <= 64 * 1024
+    assert "HTTP 500: xxx" in caplog.text  # the start of the body still explains the failure
     assert sent(registry, "failure") == 1
