@@ -5,8 +5,9 @@ and SQLite).
 ``SloReporter.run_once`` is the scheduled job (every 12 minutes by default): it logs the table, sets
 ``blocktrust_slo_uptime_ratio`` / ``blocktrust_slo_latency_p99_seconds`` and opens a warn incident
 through the alert engine while a check misses its objective (``slo.<check>``), resolving it once the
-check is back within. ``report_command`` is ``blocktrust-exporter report``: the same numbers, printed,
-with no side effects. Not for deleting old rows: that is ``retention``.
+check is back within, or once the check has no run left in the window (removed, renamed, stopped).
+``report_command`` is ``blocktrust-exporter report``: the same numbers, printed, with no side effects.
+Not for deleting old rows: that is ``retention``.
 """
 
 from __future__ import annotations
@@ -222,14 +223,23 @@ class SloReporter:
             gauge.remove(check_name)
 
     def _judge(self, report: SloReport, engine: IncidentRaiser) -> None:
+        judged: set[str] = set()
         for line in report.lines:
             name = INCIDENT_PREFIX + line.check_name
+            judged.add(name)
             if line.ok:
                 engine.resolve(name)
             else:
                 engine.raise_incident(
                     name, "warn", f"SLO missed: {line.check_name}", breach_detail(line, self._settings)
                 )
+        # A check with no run left in the window will never be judged back within its objective, so
+        # its SLO incident would stay open (and remind) for ever. Asked of the store, not of memory,
+        # so an incident left by an earlier run of the exporter is found too.
+        for incident in self._store.open_incidents():
+            name = incident.check_name
+            if name.startswith(INCIDENT_PREFIX) and name not in judged:
+                engine.resolve(name)
 
 
 # ----------------------------------------------------------------------------- the CLI command

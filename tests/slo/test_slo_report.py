@@ -114,15 +114,37 @@ def test_reporter_sets_gauges_and_opens_then_resolves_warn_incidents(
     reporter.run_once()  # still out of objective: nothing new
     assert len(sink.alerts) == 3
 
-    # A day (and a round) later only healthy api.health runs are in the window.
+    # A day (and a round) later only healthy api.health runs are in the window: api.health is back
+    # within, and api.events / api.stats, with no run left to judge, are over too.
     clock.advance(86_400 + 60)
     store.write_results([result("api.health", True, clock.now() - timedelta(minutes=m)) for m in range(1, 4)])
     reporter.run_once()
-    assert sorted(i.check_name for i in store.open_incidents()) == ["slo.api.events", "slo.api.stats"]
-    assert sink.kinds()[3:] == [("slo.api.health", "resolved", False)]
+    assert store.open_incidents() == []
+    assert sorted(sink.kinds()[3:]) == [
+        ("slo.api.events", "resolved", False), ("slo.api.health", "resolved", False),
+        ("slo.api.stats", "resolved", False),
+    ]
     assert gauge("blocktrust_slo_uptime_ratio", "api.health") == 1.0
     assert gauge("blocktrust_slo_uptime_ratio", "api.events") is None  # no run left in the window
     assert gauge("blocktrust_slo_latency_p99_seconds", "api.events") is None
+
+
+def test_a_restarted_reporter_resolves_slo_incidents_of_checks_gone_from_the_window(
+    store: Store, clock: FakeClock, metrics: Metrics
+) -> None:
+    write_fixture(store)
+    SloReporter(store, metrics, SloSettings(), clock, AlertEngine(store, RecordingSink(), clock, metrics,
+                AlertingSettings())).run_once()
+    assert len(store.open_incidents()) == 3
+    clock.advance(86_400 + 60)  # nothing ran since: every check is gone from the window
+    sink = RecordingSink()
+    engine = AlertEngine(store, sink, clock, metrics, AlertingSettings())  # a new process
+    SloReporter(store, metrics, SloSettings(), clock, engine).run_once()
+    assert store.open_incidents() == []
+    assert sorted(sink.kinds()) == [
+        ("slo.api.events", "resolved", False), ("slo.api.health", "resolved", False),
+        ("slo.api.stats", "resolved", False),
+    ]
 
 
 def test_report_command_prints_a_table_or_json(store: Store, clock: FakeClock) -> None:
