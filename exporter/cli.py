@@ -13,9 +13,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import NoReturn
 
 import requests
 import yaml
@@ -45,8 +47,11 @@ from exporter.store.buffer import BufferedWriter
 log = logging.getLogger("exporter")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-# SIGTERM to exit must stay under 10 s (Docker's default stop timeout): jobs get this long to finish.
-SHUTDOWN_GRACE_SECONDS = 7.0
+# SIGTERM to exit must stay under 10 s (Docker's default stop timeout). Jobs get SHUTDOWN_JOBS_SECONDS
+# to finish once told to stop; the final store flush and the rest share what is left of the deadline.
+SHUTDOWN_DEADLINE_SECONDS = 9.0
+SHUTDOWN_JOBS_SECONDS = 5.0
+SHUTDOWN_ABANDON_SECONDS = 1.0  # for jobs told to abandon their work to return
 STORE_RETRY_SECONDS = 5.0
 ALERT_TICK_SECONDS = 15.0  # reminders and end-of-maintenance notices are checked this often
 RETENTION_SECONDS = 3600.0
@@ -129,7 +134,9 @@ class Runtime:
     parts: dict[str, bool] = field(default_factory=dict)
     listener: Listener | None = None
     schema_ready: threading.Event = field(default_factory=threading.Event)
-    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    on_signal: list[Callable[[], None]] = field(default_factory=list)  # wrap up now (nothing is lost)
+    on_overdue: list[Callable[[], None]] = field(default_factory=list)  # the grace is over: abandon work
+    on_stop: list[Callable[[], None]] = field(default_factory=list)  # release resources once it has
 
     def ensure_schema(self) -> None:
         """Migrate once the store answers; until then results wait in the buffer."""
@@ -205,6 +212,7 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
             config, metrics=metrics, record=rt.writer.record, clock=clock, store=store,
             on_results=engine.observe if rt.parts["alerts"] else None,
         )
+        rt.on_overdue.append(round_.cancel)
         rt.on_stop.append(round_.close)
         rt.scheduler.add(Job("checks", round_.run_once, config.checks.interval))
 
@@ -258,8 +266,9 @@ def serve(
     rt.scheduler.start()
     log.info("exporter started version=%s listen=%s", exporter_version(), config.server.listen)
     stop.wait(duration)
-    shutdown(rt, server)
-    return EXIT_OK
+    deadline = time.monotonic() + SHUTDOWN_DEADLINE_SECONDS
+    shutdown(rt, server, deadline)
+    exit_by(deadline, EXIT_OK)
 
 
 def with_listen(config: Config, listen: str | None) -> Config:
@@ -287,20 +296,57 @@ def cmd_listen(args: argparse.Namespace) -> int:
                  title="BLOCKTRUST BLOCKCHAIN EVENT LISTENER")
 
 
-def shutdown(rt: Runtime, server: HttpServer) -> None:
-    """Finish in-flight work, flush the store, release everything; bounded by the grace period."""
-    finished = rt.scheduler.stop(SHUTDOWN_GRACE_SECONDS)
+def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> bool:
+    """Finish in-flight work, flush the store, release everything, before ``deadline``.
+    Returns False when something was still running or unflushed."""
+    for wrap_up in rt.on_signal:
+        wrap_up()
+    finished = rt.scheduler.stop(SHUTDOWN_JOBS_SECONDS)
+    if not finished:
+        for abandon in rt.on_overdue:
+            abandon()
+        finished = rt.scheduler.stop(SHUTDOWN_ABANDON_SECONDS)
     for hook in rt.on_stop:
         try:
             hook()
         except Exception:
             log.exception("shutdown hook failed")
-    flushed = rt.writer.flush()
+    flushed = _flush_before(rt.writer, deadline)
     if not flushed:
         log.error("store unreachable at shutdown; results lost count=%d", len(rt.writer))
-    rt.store.close()
+    if finished:
+        rt.store.close()  # a job still running may yet write; its results then go with the process
     server.stop()
     log.info("exporter stopped jobs_finished=%s store_flushed=%s", finished, flushed)
+    return finished and flushed
+
+
+def _flush_before(writer: BufferedWriter, deadline: float) -> bool:
+    """The final flush, given up at the deadline (a store that hangs must not hold the exit)."""
+    done = threading.Event()
+    outcome: list[bool] = []
+
+    def flush() -> None:
+        outcome.append(writer.flush())
+        done.set()
+
+    threading.Thread(target=flush, name="final-flush", daemon=True).start()
+    return done.wait(max(0.0, deadline - time.monotonic())) and outcome == [True]
+
+
+def exit_by(deadline: float, code: int) -> NoReturn:
+    """End the process once shutdown is done. Worker threads of libraries (APScheduler's pool, a
+    check still waiting on a socket) would otherwise be joined at interpreter exit (concurrent.futures
+    joins its workers even when they are daemons): give the non-daemon ones until the deadline, then go."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    lingering = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    log.debug("exiting threads_left=%s", ",".join(sorted(lingering)) or "none")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ------------------------------------------------------------------------------ other subcommands

@@ -91,7 +91,8 @@ class Scheduler:
         """Start no new runs, wait up to ``timeout`` s for runs in flight; True if all finished."""
         with self._idle:
             self._stopping = True
-        self._scheduler.shutdown(wait=False)
+        if self._scheduler.running:  # stop() may be called again to wait longer
+            self._scheduler.shutdown(wait=False)
         deadline = time.monotonic() + timeout
         with self._idle:
             while self._in_flight:

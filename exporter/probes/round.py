@@ -13,6 +13,7 @@ Not for scheduling (``scheduler.py`` calls ``run_once``) nor for storage or aler
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from exporter.probes.httpclient import HttpClient
 from exporter.probes.registry import PROBES
 from exporter.probes.session import JwtSession
 from exporter.store.base import CheckResult
+
+_CANCEL_POLL_SECONDS = 0.1  # how quickly a round in flight notices cancel()
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ class CheckRound:
         self._owns_client = client is None
         self._client = client or HttpClient(timer=timer)
         self._budget = config.checks.interval
+        self._cancelled = threading.Event()
         self.session = _session(config, self._client, clock) if config.api.base_url else None
         self._ctx = ProbeContext(
             client=self._client,
@@ -102,6 +106,11 @@ class CheckRound:
         )
         workers = max(1, min(config.checks.concurrency, len(self.checks)))
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
+
+    def cancel(self) -> None:
+        """Shutting down: a round in flight returns at once, recording the checks that finished and
+        dropping those still running (they were not failures; there is just no time left)."""
+        self._cancelled.set()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -126,11 +135,20 @@ class CheckRound:
         futures: list[tuple[CheckSpec, Future[tuple[CheckResult, float]]]] = [
             (spec, self._pool.submit(self._run_check, spec)) for spec in self.checks
         ]
-        wait([future for _, future in futures], timeout=self._budget)
+        pending = {future for _, future in futures}
+        while pending and not self._cancelled.is_set():
+            remaining = self._budget - (self._timer() - round_start)
+            if remaining <= 0:
+                break
+            _, pending = wait(pending, timeout=min(remaining, _CANCEL_POLL_SECONDS))
         timed: list[tuple[CheckResult, float]] = []
         for spec, future in futures:
             if future.done() and not future.cancelled():
                 timed.append(future.result())  # _run_check never raises
+                continue
+            if self._cancelled.is_set():
+                future.cancel()
+                log.info("check interrupted by shutdown; not recorded check=%s", spec.name)
                 continue
             # Queued behind slow checks, or running past the round (a timeout longer than the
             # interval): record the miss now; a late verdict is dropped rather than delaying this round.

@@ -67,3 +67,26 @@ def test_sigterm_finishes_the_round_in_flight_and_loses_nothing(tmp_path: Path) 
     conn.close()
     assert len(rows) == target.requests >= SLOW_REQUEST  # every request answered became a stored row
     assert all(ok for (ok, _details) in rows), rows
+
+
+def test_sigterm_exits_in_time_even_when_a_check_hangs_far_longer(tmp_path: Path) -> None:
+    """A check with a 30 s timeout against a server that never answers: the exit still comes within 10 s."""
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "checks:\n  interval: 60s\n  include_defaults: false\n  items:\n"
+        f"    - name: hung.page\n      url: http://127.0.0.1:{silent.getsockname()[1]}/\n      timeout: 30s\n"
+        f"listener:\n  enabled: false\nstore:\n  sqlite_path: {tmp_path}/store.db\n"
+    )
+    try:
+        with ExporterProcess(["run", "--config", str(config)], cwd=tmp_path) as exporter:
+            exporter.wait_ready()
+            time.sleep(0.5)  # the round is in flight, waiting on the silent server
+            code, elapsed = exporter.stop()
+    finally:
+        silent.close()
+    assert code == 0, exporter.output
+    assert elapsed < 10, exporter.output
+    assert "check interrupted by shutdown; not recorded check=hung.page" in exporter.output
