@@ -67,8 +67,9 @@ class CliError(Exception):
 
 
 # ------------------------------------------------------------------------------ helpers
-def load(args: argparse.Namespace) -> Config:
-    """The configuration named by ``--config``; the default file may be absent (defaults + env)."""
+def load(args: argparse.Namespace, *, with_checks: bool = True) -> Config:
+    """The configuration named by ``--config``; the default file may be absent (defaults + env).
+    ``with_checks``: also validate the checks (not for commands that never run them)."""
     path: str | None = args.config
     if path == DEFAULT_CONFIG_PATH and not os.path.exists(path) and not args.config_given:
         path = None
@@ -77,7 +78,8 @@ def load(args: argparse.Namespace) -> Config:
         if config.listener.enabled and config.listener.rpc_url is not None:
             # Fail at start (and in check-config) rather than on the first poll.
             load_contracts(config.listener.contracts_config, config.listener.event_types)
-        resolve_checks(config)
+        if with_checks:
+            resolve_checks(config)
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     return config
@@ -197,7 +199,7 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
     notifier = build_notifier(config.alerting, metrics, clock, session, redact=redact)
     engine = AlertEngine(
         store, notifier, clock, metrics, config.alerting,
-        policies=check_policies(config.alerting, checks or resolve_checks(config)), redact=redact,
+        policies=check_policies(config.alerting, checks), redact=redact,
     )
     rt.parts["alerts"] = "alerts" in parts
     if rt.parts["alerts"]:
@@ -288,7 +290,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_listen(args: argparse.Namespace) -> int:
     """The seed's listener worker: only the listener (and the alerts its reorg guard raises)."""
-    config = with_listen(load(args), args.listen)
+    config = with_listen(load(args, with_checks=False), args.listen)
     setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
     if config.listener.rpc_url is None:
         raise CliError(f"{config.source}: listener.rpc_url: required by listen (POLYGON_RPC_URL)", EXIT_USAGE)
@@ -357,7 +359,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = load(args, with_checks=False)
     setup_logging(fmt=config.log.format, level=config.log.level, secrets=config.secrets())
     store = make_store(config)
     try:
@@ -371,7 +373,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = load(args, with_checks=False)
     setup_logging(fmt=config.log.format, level="warning", secrets=config.secrets())
     store = make_store(config)
     try:

@@ -76,3 +76,19 @@ def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> 
     assert proc.stderr.strip() == (
         "blocktrust-exporter: missing.yaml: cannot read the configuration file: No such file or directory"
     )
+
+
+def test_listen_does_not_need_the_api_checks_to_be_configured(tmp_path: Path) -> None:
+    """API_BASE without credentials stops `run` (its checks need a login), never `listen` or `migrate`."""
+    env = {"PATH": "/usr/bin:/bin", "API_BASE": "https://api.example.org", "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
+    run = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", "/dev/null"],
+                         capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    assert run.returncode == 2 and "api.email and api.password" in run.stderr
+    migrate = subprocess.run([sys.executable, "-m", "exporter", "migrate", "--config", "/dev/null"],
+                             capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    assert migrate.returncode == 0, migrate.stderr
+    listen = subprocess.run([sys.executable, "-m", "exporter", "listen", "--config", "/dev/null"],
+                            capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    # It gets past the checks and stops at what `listen` really needs.
+    assert listen.returncode == 2
+    assert listen.stderr.strip().endswith("listener.rpc_url: required by listen (POLYGON_RPC_URL)")
