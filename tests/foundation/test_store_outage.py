@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
@@ -10,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics import Metrics
-from exporter.store import CheckResult, open_store
+from exporter.store import CheckResult, Store, StoreError, open_store
 from exporter.store.buffer import BufferedWriter
 from exporter.store.postgres import _Pool
 from tests.support.tcp_proxy import TcpProxy
@@ -101,3 +102,36 @@ def test_the_first_write_after_a_server_side_disconnect_succeeds(
     finally:
         store.close()
     assert len(stored_uids(postgres_url)) == 10
+
+
+class _LostAcknowledgement:
+    """The real store, except that the first write commits and then reports failure, as when the
+    connection dies between COMMIT and its answer."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.failures_left = 1
+
+    def write_results(self, results: Sequence[CheckResult]) -> None:
+        self.store.write_results(results)
+        if self.failures_left:
+            self.failures_left -= 1
+            raise StoreError("connection lost after COMMIT")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_batch_committed_but_reported_failed_is_not_written_twice(
+    backend: str, postgres_url: str, sqlite_url: str, metrics: Metrics
+) -> None:
+    store = open_store(postgres_url if backend == "postgresql" else sqlite_url)
+    store.migrate()
+    flaky = _LostAcknowledgement(store)
+    writer = BufferedWriter(flaky, metrics, capacity=100)  # type: ignore[arg-type]
+    first, second = round_of(0), round_of(1)
+    writer.record(first)  # committed, but the writer believes it failed and keeps it queued
+    assert len(writer) == 5
+    writer.record(second)  # the retry writes the first batch again, with the second
+    assert len(writer) == 0
+    report = store.slo_report(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert sum(row.total for row in report) == 10  # not 15
+    store.close()
