@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from exporter.clock import Clock
+from exporter.clock import Clock, SystemClock
 from exporter.listener.ranges import Backoff, RangeSizer
 from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, TransientRpcError
 from exporter.store.base import BlockRef, Checkpoint
@@ -38,7 +38,7 @@ class ChainMovedError(Exception):
 
 
 class FetchCancelledError(Exception):
-    """The poll gave up (e.g. the store failed) while this range was still being fetched."""
+    """The poll gave up (the store failed, or a stop was requested) while RPC work was pending."""
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,21 @@ class Retrier:
 
     Retrying per call (not per range) matters: a range near the head takes a header batch and a
     getLogs, and restarting the whole range on every 429 would make progress ever less likely.
+    Setting ``stop`` (the listener's stop request) ends any retry loop at once, even mid-wait.
     """
 
-    def __init__(self, backoff: Backoff, clock: Clock, *, max_attempts: int = 5) -> None:
+    def __init__(
+        self, backoff: Backoff, clock: Clock, *, stop: threading.Event | None = None, max_attempts: int = 5
+    ) -> None:
         self._backoff = backoff
         self._clock = clock
+        self._stop = stop or threading.Event()
         self._max_attempts = max_attempts
 
     def __call__(self, call: Callable[[], _T], cancel: threading.Event | None = None) -> _T:
         attempt = 0
         while True:
-            if cancel is not None and cancel.is_set():
+            if self._stop.is_set() or (cancel is not None and cancel.is_set()):
                 raise FetchCancelledError()
             try:
                 return call()
@@ -74,7 +78,15 @@ class Retrier:
                     raise
                 wait = self._backoff.delay(attempt, exc.retry_after)
                 log.info("listener: %s; retry %d in %.2fs", exc, attempt, wait)
-                self._clock.sleep(wait)
+                self._pause(wait)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``: on the real clock on the stop event (so a stop request cuts the wait
+        short); an injected test clock just advances, as its ``sleep`` does."""
+        if isinstance(self._clock, SystemClock):
+            self._stop.wait(seconds)
+        else:
+            self._clock.sleep(seconds)
 
 
 class RangeFetcher:

@@ -6,6 +6,12 @@ deeper than ``max_reorg_depth``), then fetch ranges up to the target block and c
 events together with the checkpoint and a ``listener.tick`` heartbeat in one transaction. The next
 range is fetched on a worker thread while the previous one is decoded and stored.
 
+A node that is only behind our checkpoint (a load-balanced provider with a lagging backend) is
+not a reorg: the poll waits (status idle, heartbeat still written); only a hash that differs at a
+block the node has is. ``request_stop`` makes a running poll return within about a second (no new
+range, back-off waits cut short, an in-flight fetch abandoned); a range is committed whole or not
+at all either way.
+
 ``poll_once`` never raises for RPC or store trouble: it logs one line and returns, and the
 checkpoint stays at the last fully stored range. Not for scheduling (``scheduler.py`` runs it) or
 for the ``listen`` command's loop and banner (``cli.py``).
@@ -20,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import requests
 
@@ -30,6 +36,7 @@ from exporter.listener.contracts import EventSpec, load_contracts
 from exporter.listener.decode import LogDecoder
 from exporter.listener.ingest import (
     ChainMovedError,
+    FetchCancelledError,
     FetchedRange,
     RangeFetcher,
     Retrier,
@@ -47,9 +54,13 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "listener"  # the checkpoint row and the leader lock
 MAX_CHAIN_RETRIES = 3
 MIN_POLL_BUDGET_SECONDS = 10.0  # a reorg racing our fetch is retried this often within one poll
+STOP_CHECK_SECONDS = 0.05  # how often a poll waiting on RPC work looks at the stop request
+CLOSE_WAIT_SECONDS = 30.0  # close() waits this long for a running poll's commit to finish
 
-Status = Literal["ingested", "idle", "standby", "halted", "error"]
+Status = Literal["ingested", "idle", "standby", "halted", "error", "stopped"]
 CriticalCallback = Callable[[str, str], None]
+RecoveredCallback = Callable[[], None]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,14 @@ class PollOutcome:
 
 def _log_critical(title: str, detail: str) -> None:
     log.critical("%s: %s", title, detail)
+
+
+def _nothing() -> None:
+    """The default ``on_recovered``: nothing to resolve."""
+
+
+class _NodeBehindError(Exception):
+    """The node does not (yet) have our checkpoint block, and nothing it has contradicts it."""
 
 
 class _ReorgTooDeepError(Exception):
@@ -88,6 +107,7 @@ class Listener:
         clock: Clock,
         *,
         on_critical: CriticalCallback = _log_critical,
+        on_recovered: RecoveredCallback = _nothing,
         session: requests.Session | None = None,
         specs: list[EventSpec] | None = None,
     ) -> None:
@@ -98,6 +118,7 @@ class Listener:
         self._metrics = metrics
         self._clock = clock
         self._on_critical = on_critical
+        self._on_recovered = on_recovered
         self.specs = specs if specs is not None else load_contracts(
             settings.contracts_config, settings.event_types
         )
@@ -110,21 +131,67 @@ class Listener:
             addresses=tuple(sorted({s.address for s in self.specs})),
             topics0=tuple(sorted({s.topic0 for s in self.specs})),
         )
-        self._retry = Retrier(Backoff(), clock)
+        self._stop = threading.Event()
+        self._retry = Retrier(Backoff(), clock, stop=self._stop)
         self._fetcher = RangeFetcher(
             self._rpc, log_filter, RangeSizer(settings.chunk_size, settings.max_chunk_size), self._retry
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-fetch")
-        self._closing = threading.Event()
+        # The poll's own RPC calls (head, headers) run here too, so a stop request never waits
+        # for a slow answer: the call is abandoned and its thread ends at the RPC deadline.
+        self._calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-rpc")
+        self._poll_lock = threading.Lock()  # close() waits for a running poll's commit
         # A long backlog is worked off over several polls, so that one poll never holds the
         # scheduler (or a shutdown) for long; every committed range keeps the heartbeat fresh.
         self._poll_budget = max(settings.poll_interval, MIN_POLL_BUDGET_SECONDS)
         self._leader = False
         self._halted: str | None = None
+        self._recovery_pending = True  # on_recovered is due at the first commit after start or halt
 
     # ---------------------------------------------------------------------------- public
     def poll_once(self) -> PollOutcome:
         """One scheduler tick (see the module docstring). Never raises for RPC or store trouble."""
+        with self._poll_lock:
+            if self._stop.is_set():
+                return PollOutcome("stopped", message="stop requested")
+            return self._poll()
+
+    def request_stop(self) -> None:
+        """Ask a running (and every later) ``poll_once`` to return soon; returns at once, any thread.
+
+        The poll starts no new range, cuts back-off waits short and abandons an in-flight RPC call;
+        a range being committed is committed whole. Call ``close()`` afterwards to release resources.
+        """
+        if not self._stop.is_set():
+            log.info("listener: stop requested")
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop (as ``request_stop``), wait for a running poll to return, release everything.
+
+        Safe from another thread while ``poll_once`` runs, and more than once."""
+        self._stop.set()
+        finished = self._poll_lock.acquire(timeout=CLOSE_WAIT_SECONDS)
+        try:
+            # Abandoned RPC work ends on its own at the RPC deadline; nothing waits for it.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._calls.shutdown(wait=False, cancel_futures=True)
+            if self._own_session:
+                self._session.close()
+            if not finished:
+                # A commit still running would hold the lock; closing the store releases it.
+                log.warning("listener: a poll is still running; the leader lock is left to the store")
+                return
+            try:
+                self._store.release_leader(CHECKPOINT_NAME)
+            except StoreError as exc:
+                log.warning("listener: could not release the leader lock: %s", exc)
+        finally:
+            if finished:
+                self._poll_lock.release()
+
+    # ---------------------------------------------------------------------------- one poll
+    def _poll(self) -> PollOutcome:
         try:
             if not self._store.try_acquire_leader(CHECKPOINT_NAME):
                 if self._leader:
@@ -142,19 +209,10 @@ class Listener:
         except (TransientRpcError, RpcError, RangeRefusedError) as exc:
             log.error("listener: RPC failed, checkpoint kept: %s", exc)
             return PollOutcome("error", message=str(exc))
+        except FetchCancelledError:
+            log.info("listener: poll stopped on request; checkpoint kept")
+            return PollOutcome("stopped", message="stop requested")
 
-    def close(self) -> None:
-        """Stop after the range being stored (a poll in progress returns), release everything."""
-        self._closing.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._own_session:
-            self._session.close()
-        try:
-            self._store.release_leader(CHECKPOINT_NAME)
-        except StoreError as exc:
-            log.warning("listener: could not release the leader lock: %s", exc)
-
-    # ---------------------------------------------------------------------------- one poll
     def _poll_as_leader(self) -> PollOutcome:
         started = self._clock.monotonic()
         head, target = self._head_and_target()
@@ -178,6 +236,9 @@ class Listener:
             except ChainMovedError as exc:
                 log.info("listener: %s; checking for a reorg", exc)
                 cursor = self._store.load_checkpoint(CHECKPOINT_NAME)
+            except _NodeBehindError as behind:
+                assert cursor is not None  # only raised about a stored checkpoint
+                return self._behind(cursor, head, started, str(behind))
             except _ReorgTooDeepError as halt:
                 return self._halt(halt, head)
         else:
@@ -191,12 +252,21 @@ class Listener:
         status: Status = "ingested" if processed != before or reorgs else "idle"
         return PollOutcome(status, head, processed, events, reorgs)
 
+    def _behind(self, cursor: Checkpoint, head: int, started: float, why: str) -> PollOutcome:
+        """The node lags behind our checkpoint: store nothing, roll nothing back, wait for it."""
+        if self._halted is not None:
+            return PollOutcome("halted", head, message=self._halted)  # nothing proves the chain agrees
+        log.info("listener: %s; waiting for the node to catch up", why)
+        # The listener is alive and has nothing to do: a heartbeat, not a staleness alert.
+        self._commit(cursor, [], cursor, head, started, resumes=False)
+        return PollOutcome("idle", head, cursor.block_number, message=why)
+
     def _head_and_target(self) -> tuple[int, int]:
-        head = self._retry(self._rpc.block_number)
+        head = self._rpc_call(self._rpc.block_number)
         followed = head
         if self._settings.follow != "latest":
             tag = self._settings.follow
-            tagged = self._retry(lambda: self._rpc.block(tag))
+            tagged = self._rpc_call(lambda: self._rpc.block(tag))
             if tagged is None:
                 raise RpcError(f"the node does not know the {self._settings.follow!r} block tag")
             followed = tagged.number
@@ -210,10 +280,25 @@ class Listener:
         return Checkpoint(first - 1, "")  # no hash: nothing stored yet to compare with the chain
 
     def _ensure_on_chain(self, cursor: Checkpoint, head: int) -> Checkpoint | None:
-        """None if the checkpoint block is still on the chain, else the checkpoint after rolling back."""
-        current = self._header(cursor.block_number) if cursor.block_number <= head else None
-        if current is not None and current.hash == cursor.block_hash:
-            return None
+        """None if the checkpoint block is still on the chain, else the checkpoint after rolling back.
+
+        Raises ``_NodeBehindError`` when the node cannot show a difference: it lacks the checkpoint
+        block, and the newest block we stored at or below its head is unknown to it or the same.
+        """
+        if cursor.block_number <= head:
+            compared = BlockRef(cursor.block_number, cursor.block_hash, "")
+        else:
+            known = [ref for ref in cursor.recent if ref.number <= head]
+            if not known:
+                raise _NodeBehindError(f"the node's head {head} is below our checkpoint {cursor.block_number}")
+            compared = known[-1]
+        current = self._header(compared.number)
+        if current is None:
+            raise _NodeBehindError(f"the node does not know block {compared.number} (its head: {head})")
+        if current.hash == compared.hash:
+            if compared.number == cursor.block_number:
+                return None
+            raise _NodeBehindError(f"the node's head {head} is below our checkpoint {cursor.block_number}")
         max_depth = self._settings.max_reorg_depth
         ancestor = find_common_ancestor(self._header, cursor, head, max_depth)
         if ancestor is None:
@@ -234,11 +319,25 @@ class Listener:
         return rolled_back
 
     def _header(self, number: int) -> BlockRef | None:
-        return self._retry(lambda: self._rpc.block(number))
+        return self._rpc_call(lambda: self._rpc.block(number))
+
+    def _rpc_call(self, call: Callable[[], _T]) -> _T:
+        """One RPC call of the poll itself, retried, abandoned at a stop request."""
+        return self._retry(lambda: self._await(self._calls.submit(call)))
+
+    def _await(self, future: Future[_T]) -> _T:
+        """The future's result; ``FetchCancelledError`` as soon as a stop is requested."""
+        while True:
+            try:
+                return future.result(timeout=STOP_CHECK_SECONDS)
+            except TimeoutError:
+                if self._stop.is_set():
+                    raise FetchCancelledError() from None
 
     def _halt(self, halt: _ReorgTooDeepError, head: int) -> PollOutcome:
         if self._halted is None:
             self._halted = halt.detail
+            self._recovery_pending = True
             log.critical("listener: %s: %s", halt.title, halt.detail)
             try:
                 self._on_critical(halt.title, halt.detail)
@@ -270,7 +369,7 @@ class Listener:
         stored = 0
         try:
             while pending is not None:
-                fetched, records = pending.result()
+                fetched, records = self._await(pending)
                 pending = None
                 if fetched.end < target and not self._out_of_time(started):
                     pending = self._pool.submit(fetch, fetched.end + 1)
@@ -290,7 +389,7 @@ class Listener:
         return cursor, stored
 
     def _out_of_time(self, started: float) -> bool:
-        if self._closing.is_set():
+        if self._stop.is_set():
             return True
         if self._clock.monotonic() - started > self._poll_budget:
             log.info("listener: poll time budget used; the backlog continues at the next poll")
@@ -304,8 +403,11 @@ class Listener:
         return max(0, head - self._settings.max_reorg_depth)
 
     def _commit(
-        self, before: Checkpoint, records: list[EventRecord], after: Checkpoint, head: int, started: float
+        self, before: Checkpoint, records: list[EventRecord], after: Checkpoint, head: int, started: float,
+        *, resumes: bool = True,
     ) -> int:
+        """Store one range (or only a heartbeat) in one transaction. ``resumes``: this commit shows the
+        listener agrees with the chain again (``on_recovered`` is due if it was pending)."""
         if not self._store.try_acquire_leader(CHECKPOINT_NAME):
             raise StoreError("lost the leader lock before committing; another replica ingests")
         processed = after.block_number
@@ -319,12 +421,43 @@ class Listener:
         )
         if not after.block_hash:  # nothing stored yet and nothing to store: only the heartbeat
             self._store.write_results([heartbeat])
-            return 0
-        inserted = self._store.commit_blocks(CHECKPOINT_NAME, records, after, heartbeat)
-        for event_type, count in Counter(r.type for r in records).items():
-            self._metrics.listener_events.labels(type=event_type).inc(count)
-        self._metrics.listener_processed_block.set(processed)
+            inserted = 0
+        else:
+            inserted = self._store.commit_blocks(CHECKPOINT_NAME, records, after, heartbeat)
+            self._count_inserted(records, inserted)
+            self._metrics.listener_processed_block.set(processed)
+        self._metrics.heartbeat_seen(heartbeat.ts.timestamp())
+        if resumes:
+            self._resumed()
         if after.block_number != before.block_number:
             log.debug("listener: stored blocks %d-%d: %d events (%d new)",
                       before.block_number + 1, after.block_number, len(records), inserted)
         return inserted
+
+    def _count_inserted(self, records: list[EventRecord], inserted: int) -> None:
+        """Count the rows actually inserted (a re-fetched range's duplicates are not new events).
+
+        The store returns only a total: when it is not all or none of the records and they are of
+        several types, which ones were new is unknown, so they are not counted (logged instead)."""
+        if inserted <= 0:
+            return
+        by_type = Counter(r.type for r in records)
+        if inserted == len(records):
+            for event_type, count in by_type.items():
+                self._metrics.listener_events.labels(type=event_type).inc(count)
+        elif len(by_type) == 1:
+            self._metrics.listener_events.labels(type=next(iter(by_type))).inc(inserted)
+        else:
+            log.warning("listener: %d of %d events were new (the rest already stored); "
+                        "not counted in listener_events by type", inserted, len(records))
+
+    def _resumed(self) -> None:
+        if not self._recovery_pending:
+            return
+        self._recovery_pending = False
+        try:
+            self._on_recovered()
+        except Exception:
+            # Like on_critical: the incident stays open; try again at the next commit.
+            log.exception("listener: the on_recovered callback failed")
+            self._recovery_pending = True
