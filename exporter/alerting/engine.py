@@ -6,6 +6,12 @@ Per check it counts consecutive failures (``failure_threshold`` before firing) a
 open; maintenance windows hold notifications back and the engine sends what is still relevant when
 the window ends. State is rebuilt from the open incidents, so a restart sends no duplicate.
 
+More than one engine may share the store (the ``listen`` process, another replica): every ``tick``
+reconciles the open incidents in memory with the store's (one query), dropping those resolved
+elsewhere and adopting those opened elsewhere without announcing them again. ``owned`` limits what an
+engine adopts, so the ``listen`` process manages only its own incidents (``listener.reorg``) and the
+main process leaves those alone.
+
 It knows nothing of any channel: alerts go to an ``AlertSink`` (the ``notifier``), whose ``submit``
 never blocks. Store errors never reach the caller, and never silence an alert: the exporter often
 shares its PostgreSQL with the API it watches, so "the database is down" is exactly when the API's
@@ -16,6 +22,7 @@ notified as usual, and written (opened, notified, resolved) once the store answe
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -107,6 +114,24 @@ def describe_failure(details: Mapping[str, Any]) -> str:
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
 
 
+def owned_checks(include: Iterable[str] = ("*",), exclude: Iterable[str] = ()) -> Callable[[str], bool]:
+    """An ``owned`` predicate from shell-style patterns: a check is owned when it matches one of
+    ``include`` and none of ``exclude`` (``owned_checks(["listener.reorg"])`` for the ``listen``
+    process, ``owned_checks(exclude=["listener.reorg"])`` for the main one)."""
+    included, excluded = tuple(include), tuple(exclude)
+
+    def owned(check_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(check_name, p) for p in included) and not any(
+            fnmatch.fnmatchcase(check_name, p) for p in excluded
+        )
+
+    return owned
+
+
+def _own_everything(check_name: str) -> bool:
+    return True
+
+
 @dataclass
 class _Streak:
     failures: int = 0
@@ -128,7 +153,11 @@ class AlertEngine:
         *,
         policies: Mapping[str, CheckPolicy] | None = None,
         redact: Callable[[str], str] = no_redaction,
+        owned: Callable[[str], bool] | None = None,
     ) -> None:
+        """``owned(check_name)`` says which incidents found in the store this engine adopts (at start and
+        at each ``tick``), reminds about and resolves; None: all of them. Incidents the engine opens
+        itself are always its own."""
         self._store = store
         self._sink = sink
         self._clock = clock
@@ -136,6 +165,7 @@ class AlertEngine:
         self._settings = settings
         self._policies = dict(policies or {})
         self._redact = redact
+        self._owned = owned or _own_everything
         self._maintenance = MaintenanceCalendar(settings.maintenance)
         self._reminder = timedelta(seconds=settings.reminder_interval)
         self._lock = threading.Lock()
@@ -165,16 +195,20 @@ class AlertEngine:
             self._update_gauge()
 
     def tick(self) -> None:
-        """Time-driven work: reminders, and notices held back by a maintenance window that ended."""
+        """Time-driven work: catching up with the store (incidents opened or resolved by another engine),
+        reminders, and notices held back by a maintenance window that ended."""
         with self._lock:
-            self._sync()
+            self._sync(reconcile=True)
             self._send_due()
             self._update_gauge()
 
     def raise_incident(self, check_name: str, severity: str, title: str, detail: str) -> None:
-        """Open (and notify) an incident at once, without a threshold; no-op if one is open for the check."""
+        """Open (and notify) an incident at once, without a threshold; no-op if one is open for the check.
+
+        Like ``resolve``, it first reconciles with the store (one query): the incident this engine holds
+        may have been resolved elsewhere, and a new one must not be taken for it."""
         with self._lock:
-            self._sync()
+            self._sync(reconcile=True)
             if check_name not in self._open:
                 self._open_incident(check_name, severity, title, detail, self._clock.now())
             self._send_due()
@@ -185,22 +219,31 @@ class AlertEngine:
         self.raise_incident(check_name, "crit", title, detail)
 
     def resolve(self, check_name: str) -> None:
-        """Resolve the open incident of ``check_name``, if any (e.g. an SLO back within its objective)."""
+        """Resolve the open incident of ``check_name``, if any: an SLO back within its objective, the
+        listener ingesting again after ``listener.reorg``. It reconciles with the store first (one
+        query), so an owned incident opened by another engine since the last ``tick`` is resolved too,
+        and one already resolved elsewhere is not announced as resolved twice."""
         with self._lock:
-            self._sync()
+            self._sync(reconcile=True)
             incident = self._open.get(check_name)
             if incident is not None:
                 self._resolve(incident, self._clock.now())
             self._update_gauge()
 
     # ------------------------------------------------------------------------------ state
-    def _sync(self) -> None:
-        """Adopt the store's open incidents once, then write what the store missed while it was down."""
+    def _sync(self, *, reconcile: bool = False) -> None:
+        """Write what the store missed while it was down, then adopt the store's open incidents (at the
+        first chance, and again when ``reconcile`` is set). At most one query when there is nothing to
+        write back; none while the store back-off is active."""
         if not self._store_usable():
             return
         try:
-            self._load()
+            # Writing back first: a resolution the store missed must not be read back as "still open".
             self._write_back()
+            if not self._loaded:
+                self._load()
+            elif reconcile:
+                self._reconcile()
         except StoreError as exc:
             self._store_failed("catching up with the store", exc)
 
@@ -215,15 +258,44 @@ class AlertEngine:
         )
 
     def _load(self) -> None:
-        if self._loaded:
-            return
-        incidents = self._store.open_incidents()
+        """The first look at the store: our own incidents from before a restart. One never announced
+        (the process died first) is announced now."""
+        incidents = [i for i in self._store.open_incidents() if self._owned(i.check_name)]
         for incident in incidents:
             self._open.setdefault(incident.check_name, incident)
         self._loaded = True
         if incidents:
             log.info("alert engine resumed %d open incident(s)", len(incidents))
         self._update_gauge()
+
+    def _reconcile(self) -> None:
+        """Make the open incidents in memory those of the store, where another engine may have changed them.
+
+        Called only after a complete write-back, so every incident in memory has its id and every
+        resolution is recorded: what differs from the store was done elsewhere.
+        """
+        stored = {incident.check_name: incident for incident in self._store.open_incidents()}
+        for check_name, mine in list(self._open.items()):
+            theirs = stored.get(check_name)
+            if theirs is None or theirs.id != mine.id:
+                # Resolved elsewhere; whoever resolved it announced the end (if the start was announced).
+                del self._open[check_name]
+                log.info("incident %d of %s was resolved by another process", mine.id, check_name)
+            elif theirs.last_notified_at is not None and (
+                mine.last_notified_at is None or theirs.last_notified_at > mine.last_notified_at
+            ):
+                # Another engine reminded: the next reminder counts from its notice, not ours.
+                self._open[check_name] = dataclasses.replace(mine, last_notified_at=theirs.last_notified_at)
+        now = self._clock.now()
+        for check_name, theirs in stored.items():
+            if check_name in self._open or not self._owned(check_name):
+                continue
+            # Opened elsewhere: the engine that opened it sends the firing notice; this one only reminds,
+            # counting from now if the opener has not recorded its notice yet.
+            self._open[check_name] = (
+                theirs if theirs.last_notified_at is not None else dataclasses.replace(theirs, last_notified_at=now)
+            )
+            log.info("adopted incident %d of %s, opened by another process", theirs.id, check_name)
 
     def _write_back(self) -> None:
         """Record, in order, the incidents that lived only in memory while the store was down."""

@@ -1,0 +1,161 @@
+"""Several engines on one store (the main process, the ``listen`` process, a replica), on PostgreSQL and
+SQLite: each tick reconciles with the store, so an incident resolved elsewhere is no longer reminded,
+one opened elsewhere is adopted without a second firing notice, reminders are not doubled, and
+``owned`` keeps each process to its own incidents. ``resolve`` works for immediate incidents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.alerting.engine import AlertEngine, owned_checks
+from exporter.clock import FakeClock
+from exporter.config import AlertingSettings
+from exporter.metrics import Metrics
+from exporter.store import Store, open_store
+from tests.alerting.kit import RecordingSink, result
+
+START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+ROUND = 60.0
+REORG = "listener.reorg"
+
+
+class Process:
+    """One engine as one process would have it: its own store connection, sink and registry."""
+
+    def __init__(
+        self, store_url: str, clock: FakeClock, owned: Callable[[str], bool] | None = None, **settings: Any
+    ) -> None:
+        self.store = open_store(store_url)
+        self.store.migrate()
+        self.sink = RecordingSink()
+        self.registry = CollectorRegistry()
+        metrics = Metrics(self.registry, slo_latency_seconds=0.8, version="test")
+        alerting = AlertingSettings.model_validate(settings)
+        self.engine = AlertEngine(self.store, self.sink, clock, metrics, alerting, owned=owned)
+
+    def open_gauge(self, severity: str) -> float | None:
+        return self.registry.get_sample_value("blocktrust_incidents_open", {"severity": severity})
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def processes(store_url: str, clock: FakeClock) -> Iterator[Callable[..., Process]]:
+    started: list[Process] = []
+
+    def start(owned: Callable[[str], bool] | None = None, **settings: Any) -> Process:
+        started.append(Process(store_url, clock, owned, **{"reminder_interval": "10m", **settings}))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.store.close()
+
+
+def run(clock: FakeClock, minutes: int, *steps: Callable[[], None]) -> None:
+    """``minutes`` rounds; in each, every step in order, then the clock moves on a minute."""
+    for _ in range(minutes):
+        for step in steps:
+            step()
+        clock.advance(ROUND)
+
+
+def test_an_incident_resolved_by_another_engine_is_no_longer_reminded(
+    processes: Callable[..., Process], clock: FakeClock
+) -> None:
+    a = processes()
+    run(clock, 2, lambda: a.engine.observe([result("api.events", False, clock.now())]))
+    b = processes()  # starts while the incident is open: it resumes it
+    assert b.open_gauge("warn") == 1
+    run(clock, 2, lambda: a.engine.observe([result("api.events", True, clock.now())]))
+    assert a.sink.kinds() == [("api.events", "firing", False), ("api.events", "resolved", False)]
+    run(clock, 30, b.engine.tick)
+    assert b.sink.alerts == []
+    assert b.open_gauge("warn") == 0
+
+
+def test_an_incident_opened_elsewhere_is_adopted_and_reminded_without_a_second_firing_notice(
+    processes: Callable[..., Process], clock: FakeClock
+) -> None:
+    a, b = processes(), processes()
+    run(clock, 2, lambda: a.engine.observe([result("api.events", False, clock.now())]), b.engine.tick)
+    assert a.sink.kinds() == [("api.events", "firing", False)]
+    assert b.sink.alerts == [] and b.open_gauge("warn") == 1
+    # Both alive for 25 minutes: one reminder every 10 minutes between them, not one each.
+    run(clock, 25, a.engine.tick, b.engine.tick)
+    reminders = sorted(alert.at for alert in a.sink.alerts + b.sink.alerts if alert.reminder)
+    assert [at.minute for at in reminders] == [11, 21]
+    # A goes away: B keeps reminding, as reminders only.
+    run(clock, 20, b.engine.tick)
+    assert [(state, reminder) for _, state, reminder in b.sink.kinds()][-2:] == [("firing", True)] * 2
+    assert all(alert.reminder for alert in b.sink.alerts)
+
+
+def test_each_process_manages_only_the_incidents_it_owns(
+    processes: Callable[..., Process], clock: FakeClock
+) -> None:
+    main = processes(owned_checks(exclude=[REORG]))
+    run(clock, 2, lambda: main.engine.observe([result("api.events", False, clock.now())]))
+    listen = processes(owned_checks([REORG]))
+    listen.engine.raise_critical(REORG, "Reorg deeper than 64 blocks", "Block 1200: hash mismatch")
+    run(clock, 30, main.engine.tick, listen.engine.tick)
+    assert {alert.check_name for alert in main.sink.alerts} == {"api.events"}
+    assert {alert.check_name for alert in listen.sink.alerts} == {REORG}
+    assert sum(alert.reminder for alert in listen.sink.alerts) == 2  # the listen process reminds about its own
+    assert (main.open_gauge("crit"), listen.open_gauge("warn")) == (0, 0)
+    listen.engine.resolve(REORG)
+    assert listen.sink.kinds()[-1] == (REORG, "resolved", False)
+    assert [i.check_name for i in main.store.open_incidents()] == ["api.events"]
+
+
+def test_resolve_closes_an_immediate_incident_opened_by_an_earlier_or_another_engine(
+    processes: Callable[..., Process], clock: FakeClock
+) -> None:
+    first = processes(owned_checks([REORG]))
+    elsewhere = processes()  # started before the incident existed, and no tick since
+    first.engine.raise_critical(REORG, "Reorg deeper than 64 blocks", "Block 1200: hash mismatch")
+    clock.advance(ROUND)
+    elsewhere.engine.resolve(REORG)  # e.g. the listener, through the wiring, once ingestion resumes
+    assert elsewhere.sink.kinds() == [(REORG, "resolved", False)]
+    assert elsewhere.store.open_incidents() == []
+
+    first.engine.raise_critical(REORG, "Reorg deeper than 64 blocks", "Block 1300: hash mismatch")
+    restarted = processes(owned_checks([REORG]))  # the listen process after a restart
+    clock.advance(ROUND)
+    restarted.engine.resolve(REORG)
+    assert restarted.sink.kinds() == [(REORG, "resolved", False)]
+    assert restarted.store.open_incidents() == []
+    first.engine.resolve(REORG)  # already resolved elsewhere: not announced twice
+    run(clock, 30, first.engine.tick)
+    # The first engine announced both reorgs (the second although it still held the first one, resolved
+    # elsewhere meanwhile) and nothing more: no reminder, no second "resolved".
+    assert first.sink.kinds() == [(REORG, "firing", False)] * 2
+
+
+class CountingStore:
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "open_incidents":
+            self.reads += 1
+        return getattr(self.inner, name)
+
+
+def test_reconciling_costs_one_query_per_tick(processes: Callable[..., Process], clock: FakeClock) -> None:
+    process = processes()
+    counting = CountingStore(process.store)
+    metrics = Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="test")
+    engine = AlertEngine(counting, process.sink, clock, metrics, AlertingSettings())  # type: ignore[arg-type]
+    assert counting.reads == 1
+    run(clock, 5, engine.tick, lambda: engine.observe([result("api.events", False, clock.now())]))
+    assert counting.reads == 1 + 5  # observe() reads nothing
