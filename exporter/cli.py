@@ -24,7 +24,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from exporter.alerting.engine import AlertEngine, check_policies
+from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.notifier import build_notifier
 from exporter.alerting.redact import Redactor
 from exporter.banner import banner_lines, exporter_version
@@ -193,13 +193,21 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
     config, clock, metrics, store = rt.config, rt.clock, rt.metrics, rt.store
     redact = Redactor(config.secrets())
     checks = resolve_checks(config) if "checks" in parts else []
+    listener_on = "listener" in parts and config.listener.enabled and config.listener.rpc_url is not None
 
-    # Alerts: the engine decides, the notifier's workers send (off the check path).
+    # Alerts: the engine decides, the notifier's workers send (off the check path). When the listener
+    # runs in another process (`listen`), each process manages only its own incidents.
+    if listener_on and not checks:
+        owned: Callable[[str], bool] | None = owned_checks([LISTENER_INCIDENT])
+    elif not listener_on:
+        owned = owned_checks(exclude=[LISTENER_INCIDENT])
+    else:
+        owned = None
     session = requests.Session()
     notifier = build_notifier(config.alerting, metrics, clock, session, redact=redact)
     engine = AlertEngine(
         store, notifier, clock, metrics, config.alerting,
-        policies=check_policies(config.alerting, checks), redact=redact,
+        policies=check_policies(config.alerting, checks), redact=redact, owned=owned,
     )
     rt.parts["alerts"] = "alerts" in parts
     if rt.parts["alerts"]:
@@ -218,7 +226,6 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         rt.on_stop.append(round_.close)
         rt.scheduler.add(Job("checks", round_.run_once, config.checks.interval))
 
-    listener_on = "listener" in parts and config.listener.enabled and config.listener.rpc_url is not None
     rt.parts["listener"] = listener_on
     if listener_on:
         def on_critical(title: str, detail: str) -> None:
