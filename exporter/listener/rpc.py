@@ -6,8 +6,14 @@ It does exactly the calls the listener needs (``eth_blockNumber``, ``eth_getBloc
 
 * ``RangeRefusedError``: the provider will not serve that block range (too many results, range too
   wide; e.g. codes -32005 / -32614), possibly with a range it suggests instead;
-* ``TransientRpcError``: 429, 5xx, timeouts, refused connections, garbled JSON: retry later;
+* ``TransientRpcError``: 429, 5xx, timeouts, refused connections, garbled JSON, an answer larger
+  than ``max_response_bytes``: retry later;
 * ``RpcError``: anything else the node answered with an error.
+
+``timeout`` bounds each call as a whole, not only each socket read: the answer is streamed and
+reading stops at the call's deadline (and at ``max_response_bytes``), so a provider that trickles
+or floods its answer cannot hold a poll (or a shutdown). Limit: the status line and headers are
+bounded per socket read only (http.client reads them), the body is bounded in total.
 
 Why not web3.py: the listener needs the raw log dicts (it decodes with eth-abi itself) and full
 control over error classification; web3's formatters and middlewares cost more than the whole
@@ -23,11 +29,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
+import urllib3.exceptions
 
 from exporter.clock import Clock
 from exporter.metrics import Metrics
@@ -42,6 +50,10 @@ _RANGE_PHRASES = re.compile(
     re.IGNORECASE,
 )
 _RATE_PHRASES = re.compile(r"rate.?limit|too many requests|capacity exceeded", re.IGNORECASE)
+# The largest answer read: far above any real one (providers cap eth_getLogs at ~10k logs, a few
+# tens of MB), far below what would exhaust the sidecar's memory. Larger: a transient error.
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+_READ_CHUNK = 1 << 16
 _T = TypeVar("_T")
 _SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 
@@ -103,13 +115,15 @@ class RpcClient:
     """JSON-RPC over HTTP POST; one instance per listener, used from one thread at a time."""
 
     def __init__(
-        self, url: str, session: requests.Session, metrics: Metrics, clock: Clock, *, timeout: float
+        self, url: str, session: requests.Session, metrics: Metrics, clock: Clock, *, timeout: float,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._url = url
         self._session = session
         self._metrics = metrics
         self._clock = clock
         self._timeout = timeout
+        self._max_bytes = max_response_bytes
         self._ids = itertools.count(1)
 
     def call(self, method: str, params: list[Any]) -> Any:
@@ -160,15 +174,22 @@ class RpcClient:
 
     def _post(self, method: str, payload: object) -> Any:
         """POST ``payload``; the parsed JSON answer, or a transient error for transport trouble."""
+        # The deadline bounds real socket I/O, so it is on the real monotonic clock, never a test's.
+        deadline = time.monotonic() + self._timeout
         try:
             response = self._session.post(
                 self._url, data=json.dumps(payload), headers={"Content-Type": "application/json"},
-                timeout=self._timeout,
+                timeout=self._timeout, stream=True,
             )
-            content = response.content
-        except requests.Timeout:
+            try:
+                content = self._read_body(method, response, deadline)
+            except BaseException:
+                response.close()  # an unfinished answer: drop the connection, not reusable
+                raise
+            response.raw.release_conn()  # read to the end: keep the connection alive for reuse
+        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
             raise _transient(f"{method}: no answer within {self._timeout:g}s", "timeout") from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # str(exc) would name the URL; the exception type is enough to diagnose.
             raise _transient(f"{method}: connection failed ({type(exc).__name__})", "connection_error") from None
         if response.status_code == 429:
@@ -186,6 +207,30 @@ class RpcClient:
         if response.status_code >= 400 and not jsonrpc_shaped:
             raise RpcError(f"{method}: HTTP {response.status_code}")  # e.g. 401/403: a bad URL or key
         return answer
+
+    def _read_body(self, method: str, response: requests.Response, deadline: float) -> bytes:
+        """The whole body, read before ``deadline`` and within the byte cap, else a transient error."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise _transient(f"{method}: answer of {declared} bytes exceeds {self._max_bytes}", "invalid_response")
+        raw = response.raw
+        connection = getattr(raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        body = bytearray()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _transient(f"{method}: answer not complete within {self._timeout:g}s", "timeout")
+            if sock is not None:
+                # Each read may wait only for what is left of the call's time, not a full timeout.
+                sock.settimeout(remaining)
+            # read1: returns whatever arrived (at most a chunk), so a trickle reaches the checks above.
+            chunk = raw.read1(_READ_CHUNK)
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > self._max_bytes:
+                raise _transient(f"{method}: answer larger than {self._max_bytes} bytes", "invalid_response")
 
     def _answer(self, method: str, answer: Any) -> Any:
         if isinstance(answer, dict) and "result" in answer and answer.get("error") is None:

@@ -19,6 +19,8 @@ class Reply:
     error: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    trickle: float = 0.0  # seconds between the body's bytes (sent one at a time)
+    send_length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 class ScriptedNode:
@@ -49,9 +51,15 @@ class ScriptedNode:
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():
                         self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(body)))
+                    if reply.send_length:
+                        self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(body)
+                    if not reply.trickle:
+                        self.wfile.write(body)
+                    for index in range(len(body) if reply.trickle else 0):
+                        self.wfile.write(body[index:index + 1])
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
                 except OSError:
                     pass
 

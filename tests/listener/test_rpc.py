@@ -145,3 +145,26 @@ def test_a_batch_answer_missing_an_element_is_transient(node: ScriptedNode, clie
     node.replies.append(Reply(body=b'[{"jsonrpc":"2.0","id":1,"result":null}]'))
     with pytest.raises(TransientRpcError, match="lacks 1 of 2"):
         client.blocks([1, 2])
+
+
+def test_a_trickling_answer_ends_at_the_call_deadline(node: ScriptedNode, client: RpcClient,
+                                                      metrics: Metrics) -> None:
+    # Each byte comes well within the 0.5 s read timeout, the whole answer would take ~4 s.
+    node.replies.append(Reply(result=[{"logIndex": "0x" + "0" * 40}], trickle=0.05))
+    with pytest.raises(TransientRpcError, match=r"not complete within 0\.5s") as info:
+        client.get_logs(0, 10, FILTER)
+    assert info.value.outcome == "timeout"
+    assert _count(metrics, "eth_getLogs", "timeout") == 1
+
+
+@pytest.mark.parametrize("send_length", [True, False], ids=["declared", "undeclared"])
+def test_an_answer_over_the_byte_cap_is_transient(node: ScriptedNode, metrics: Metrics, send_length: bool) -> None:
+    node.replies.append(Reply(result=[{"data": "0x" + "ab" * 100_000}], send_length=send_length))
+    node.replies.append(Reply(result=[]))
+    with requests.Session() as session:
+        client = RpcClient(node.url, session, metrics, SystemClock(), timeout=5, max_response_bytes=150_000)
+        with pytest.raises(TransientRpcError, match="150000") as info:
+            client.get_logs(0, 10, FILTER)
+        assert info.value.outcome == "invalid_response"
+        assert client.get_logs(0, 10, FILTER) == []  # the next call works (a fresh connection)
+    assert _count(metrics, "eth_getLogs", "invalid_response") == 1
