@@ -323,7 +323,17 @@ class Listener:
 
     def _rpc_call(self, call: Callable[[], _T]) -> _T:
         """One RPC call of the poll itself, retried, abandoned at a stop request."""
-        return self._retry(lambda: self._await(self._calls.submit(call)))
+        return self._retry(lambda: self._await(self._submit(self._calls, call)))
+
+    def _submit(self, pool: ThreadPoolExecutor, call: Callable[..., _T], *args: int) -> Future[_T]:
+        """``pool.submit``, or ``FetchCancelledError`` once stopping (a pool shut down by ``close()``
+        after its wait for a stuck poll ran out refuses new work)."""
+        if self._stop.is_set():
+            raise FetchCancelledError()
+        try:
+            return pool.submit(call, *args)
+        except RuntimeError:
+            raise FetchCancelledError() from None
 
     def _await(self, future: Future[_T]) -> _T:
         """The future's result; ``FetchCancelledError`` as soon as a stop is requested."""
@@ -363,8 +373,8 @@ class Listener:
             fetched = self._fetcher.fetch(start, target, unsafe_from, cancel)
             return fetched, self._decoder.decode_all(fetched.logs)
 
-        pending: Future[tuple[FetchedRange, list[EventRecord]]] | None = self._pool.submit(
-            fetch, cursor.block_number + 1
+        pending: Future[tuple[FetchedRange, list[EventRecord]]] | None = self._submit(
+            self._pool, fetch, cursor.block_number + 1
         )
         stored = 0
         try:
@@ -372,7 +382,7 @@ class Listener:
                 fetched, records = self._await(pending)
                 pending = None
                 if fetched.end < target and not self._out_of_time(started):
-                    pending = self._pool.submit(fetch, fetched.end + 1)
+                    pending = self._submit(self._pool, fetch, fetched.end + 1)
                 check_links(fetched.headers, cursor)
                 following = Checkpoint(
                     fetched.end,
