@@ -210,7 +210,7 @@ class Listener:
             log.error("listener: RPC failed, checkpoint kept: %s", exc)
             return PollOutcome("error", message=str(exc))
         except FetchCancelledError:
-            log.info("listener: poll stopped on request; checkpoint kept")
+            log.info("listener: poll stopped on request; the checkpoint is at the last stored range")
             return PollOutcome("stopped", message="stop requested")
 
     def _poll_as_leader(self) -> PollOutcome:
@@ -238,7 +238,7 @@ class Listener:
                 cursor = self._store.load_checkpoint(CHECKPOINT_NAME)
             except _NodeBehindError as behind:
                 assert cursor is not None  # only raised about a stored checkpoint
-                return self._behind(cursor, head, started, str(behind))
+                return self._behind(cursor, head, started, str(behind), reorgs)
             except _ReorgTooDeepError as halt:
                 return self._halt(halt, head)
         else:
@@ -252,14 +252,14 @@ class Listener:
         status: Status = "ingested" if processed != before or reorgs else "idle"
         return PollOutcome(status, head, processed, events, reorgs)
 
-    def _behind(self, cursor: Checkpoint, head: int, started: float, why: str) -> PollOutcome:
+    def _behind(self, cursor: Checkpoint, head: int, started: float, why: str, reorgs: int) -> PollOutcome:
         """The node lags behind our checkpoint: store nothing, roll nothing back, wait for it."""
         if self._halted is not None:
             return PollOutcome("halted", head, message=self._halted)  # nothing proves the chain agrees
         log.info("listener: %s; waiting for the node to catch up", why)
         # The listener is alive and has nothing to do: a heartbeat, not a staleness alert.
         self._commit(cursor, [], cursor, head, started, resumes=False)
-        return PollOutcome("idle", head, cursor.block_number, message=why)
+        return PollOutcome("idle", head, cursor.block_number, reorgs=reorgs, message=why)
 
     def _head_and_target(self) -> tuple[int, int]:
         head = self._rpc_call(self._rpc.block_number)
