@@ -52,6 +52,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SHUTDOWN_DEADLINE_SECONDS = 9.0
 SHUTDOWN_JOBS_SECONDS = 5.0
 SHUTDOWN_ABANDON_SECONDS = 1.0  # for jobs told to abandon their work to return
+FLUSH_RESERVE_SECONDS = 1.5  # of the deadline, kept for the final store flush
 STORE_RETRY_SECONDS = 5.0
 ALERT_TICK_SECONDS = 15.0  # reminders and end-of-maintenance notices are checked this often
 RETENTION_SECONDS = 3600.0
@@ -231,7 +232,13 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         def on_critical(title: str, detail: str) -> None:
             engine.raise_critical(LISTENER_INCIDENT, title, detail)
 
-        rt.listener = Listener(config.listener, store, metrics, clock, on_critical=on_critical)
+        def on_recovered() -> None:
+            engine.resolve(LISTENER_INCIDENT)  # ingesting again: a halt's incident is over
+
+        rt.listener = Listener(
+            config.listener, store, metrics, clock, on_critical=on_critical, on_recovered=on_recovered
+        )
+        rt.on_signal.append(rt.listener.request_stop)
         rt.on_stop.append(rt.listener.close)
         rt.scheduler.add(Job("listener", rt.listener.poll_once, config.listener.poll_interval))
 
@@ -315,11 +322,7 @@ def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> bool:
         for abandon in rt.on_overdue:
             abandon()
         finished = rt.scheduler.stop(SHUTDOWN_ABANDON_SECONDS)
-    for hook in rt.on_stop:
-        try:
-            hook()
-        except Exception:
-            log.exception("shutdown hook failed")
+    _run_before(rt.on_stop, deadline - FLUSH_RESERVE_SECONDS)
     flushed = _flush_before(rt.writer, deadline)
     if not flushed:
         log.error("store unreachable at shutdown; results lost count=%d", len(rt.writer))
@@ -328,6 +331,23 @@ def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> bool:
     server.stop()
     log.info("exporter stopped jobs_finished=%s store_flushed=%s", finished, flushed)
     return finished and flushed
+
+
+def _run_before(hooks: Sequence[Callable[[], None]], deadline: float) -> None:
+    """Release resources in order, giving up (and leaving them to the exit) at the deadline."""
+
+    def run_all() -> None:
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+
+    worker = threading.Thread(target=run_all, name="shutdown-hooks", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if worker.is_alive():
+        log.warning("shutdown hooks still running at their deadline; moving on")
 
 
 def _flush_before(writer: BufferedWriter, deadline: float) -> bool:

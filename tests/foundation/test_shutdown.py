@@ -90,3 +90,45 @@ def test_sigterm_exits_in_time_even_when_a_check_hangs_far_longer(tmp_path: Path
     assert code == 0, exporter.output
     assert elapsed < 10, exporter.output
     assert "check interrupted by shutdown; not recorded check=hung.page" in exporter.output
+
+
+class _RateLimited(BaseHTTPRequestHandler):
+    """An RPC provider that always asks to come back in 30 s."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(429)
+        self.send_header("Retry-After", "30")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_sigterm_interrupts_the_listener_backing_off_from_a_rate_limit(tmp_path: Path) -> None:
+    import json
+
+    provider = ThreadingHTTPServer(("127.0.0.1", 0), _RateLimited)
+    provider.daemon_threads = True
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    build = Path(__file__).resolve().parents[2] / "exporter" / "contracts" / "build"
+    contracts = tmp_path / "contracts_config.json"
+    contracts.write_text(json.dumps({
+        name: {"address": "0x" + f"{n + 1:02x}" * 20, "abi": json.loads((build / f"{name}.json").read_text())["abi"]}
+        for n, name in enumerate(("IdentityNFT", "ProofRegistry", "FailSafe"))
+    }))
+    env = {"POLYGON_RPC_URL": f"http://127.0.0.1:{provider.server_address[1]}",
+           "DATABASE_URL": f"sqlite:///{tmp_path}/store.db"}
+    config = tmp_path / "config.yaml"
+    config.write_text(f"listener:\n  contracts_config: {contracts}\n  start_block: 0\n")
+    try:
+        with ExporterProcess(["listen", "--config", str(config)], env=env, cwd=tmp_path) as exporter:
+            exporter.wait_ready()
+            time.sleep(1.0)  # the poll is now waiting out the 30 s Retry-After
+            code, elapsed = exporter.stop()
+    finally:
+        provider.shutdown()
+    assert "BLOCKTRUST BLOCKCHAIN EVENT LISTENER" in exporter.output
+    assert code == 0, exporter.output
+    assert elapsed < 10, exporter.output
