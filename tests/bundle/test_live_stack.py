@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,8 @@ import yaml
 
 from exporter.config import load_config
 from exporter.rules import render_rules
+from exporter.store import CheckResult, open_store
+from exporter.store.base import HEARTBEAT_CHECK
 from tests.bundle.conftest import (
     REPO,
     Alertmanager,
@@ -74,12 +77,23 @@ def _exporter_config(path: Path, simulator_url: str, database_url: str) -> Path:
                 "store": {"url": database_url},
                 "api": {"base_url": simulator_url, "email": EMAIL},
                 "checks": {"interval": "1s", "timeout": "2s"},
-                "listener": {"enabled": False},
+                # The listener runs elsewhere (the seed's separate worker): this exporter only checks
+                # its heartbeat, which the stack fixture writes.
+                "listener": {"enabled": True},
                 "slo": {"report_interval": "2s"},
             }
         )
     )
     return path
+
+
+def _write_listener_heartbeat(database_url: str) -> None:
+    """What a listener process running beside the exporter writes each poll."""
+    store = open_store(database_url)
+    store.migrate()
+    beat = {"processed_block": 100, "head_block": 100, "blocks_behind": 0}
+    store.write_results([CheckResult(HEARTBEAT_CHECK, True, 0, beat, datetime.now(UTC), uuid.uuid4().hex)])
+    store.close()
 
 
 def _prometheus_config(port: int, rules_dir: Path, exporter_port: int, alertmanager_port: int) -> dict[str, Any]:
@@ -114,6 +128,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) ->
         simulator_url = f"http://127.0.0.1:{sim_port}"
         wait_until("the simulator", lambda: requests.get(simulator_url + "/_simulator/state", timeout=1).ok, 30)
 
+        _write_listener_heartbeat(module_postgres_url)
         config_path = _exporter_config(workdir / "exporter.yaml", simulator_url, module_postgres_url)
         exporter = ExporterProcess(
             ["run", "--config", str(config_path)], env={"JWT_MONITOR_PASS": PASSWORD}, cwd=workdir
