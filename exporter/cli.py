@@ -258,8 +258,10 @@ def serve(
     duration: float | None = None,
     title: str = "BLOCKTRUST MONITORING SYSTEM",
     prime_listener: bool = False,
-) -> int:
-    """Run until SIGTERM/SIGINT (or ``duration``), then shut down cleanly. Logging must be set up."""
+    cleanup: Callable[[], None] | None = None,
+) -> NoReturn:
+    """Run until SIGTERM/SIGINT (or ``duration``), shut down cleanly, run ``cleanup`` (what the caller
+    started around the exporter) and end the process. Logging must be set up."""
     rt = build_runtime(config, parts)
     for line in banner_lines(config, rt.parts, title=title):
         print(line, file=sys.stderr, flush=True)
@@ -284,6 +286,8 @@ def serve(
     stop.wait(duration)
     deadline = time.monotonic() + SHUTDOWN_DEADLINE_SECONDS
     shutdown(rt, server, deadline)
+    if cleanup is not None:
+        _run_before([cleanup], deadline)
     exit_by(deadline, EXIT_OK)
 
 

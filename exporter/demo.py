@@ -71,6 +71,12 @@ def run(args: argparse.Namespace, base: Config) -> int:
         log.info("demo: simulator fault injected path=%s fault=%s", path, fault)
     stop = threading.Event()
     chain = DevChain.start(workdir / "anvil")
+
+    def cleanup() -> None:
+        stop.set()
+        chain.stop()
+        simulator.stop()
+
     try:
         contracts = chain.write_contracts_config(workdir / "contracts_config.json")
         chain.emit_each_event()
@@ -79,8 +85,7 @@ def run(args: argparse.Namespace, base: Config) -> int:
         config = demo_config(base, api_url=simulator.url, password=password, rpc_url=chain.rpc_url,
                              contracts=contracts, workdir=workdir, listen=args.listen)
         log.info("demo: simulator=%s chain=%s store=%s", simulator.url, chain.rpc_url, workdir / "demo.db")
-        return serve(config, duration=args.duration, prime_listener=True)
-    finally:
-        stop.set()
-        chain.stop()
-        simulator.stop()
+        serve(config, duration=args.duration, prime_listener=True, cleanup=cleanup)  # ends the process
+    except BaseException:
+        cleanup()
+        raise

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -14,6 +15,18 @@ from tests.support.exporter_process import ExporterProcess
 
 NINE = ["api.health", "api.events", "api.contracts", "api.stats", "listener.lag", "listener.progress",
         "synthetic.hash", "synthetic.wallet_info", "synthetic.nft_status"]
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """PIDs of live processes whose working directory is inside ``directory`` (the demo's anvil)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(directory):
+                pids.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return pids
 
 
 def _check_up(body: str) -> dict[str, float]:
@@ -44,8 +57,10 @@ def test_demo_serves_the_nine_checks_and_exits_zero(tmp_path: Path, fail: str | 
         body = _wait_for_all_checks(exporter)
         assert "blocktrust_exporter_build_info" in body
         assert requests.get(exporter.url + "/readyz", timeout=5).status_code == 200
+        assert _processes_in(tmp_path / "demo"), "the demo's anvil should be running"
         code, _ = exporter.stop()
         assert code == 0, exporter.output
+    assert _processes_in(tmp_path / "demo") == [], "the demo left processes behind"
     up = _check_up(body)
     expected = {name: 0.0 if fail and name == "api.stats" else 1.0 for name in NINE}
     assert {name: up[name] for name in NINE} == expected
