@@ -132,3 +132,6 @@ def test_sigterm_interrupts_the_listener_backing_off_from_a_rate_limit(tmp_path:
     assert "BLOCKTRUST BLOCKCHAIN EVENT LISTENER" in exporter.output
     assert code == 0, exporter.output
     assert elapsed < 10, exporter.output
+    # Stopped by the signal itself, not by running out the jobs' grace period.
+    assert "listener: poll stopped on request" in exporter.output
+    assert "jobs still running at shutdown" not in exporter.output
