@@ -213,8 +213,6 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
     rt.parts["alerts"] = "alerts" in parts
     if rt.parts["alerts"]:
         notifier.start()
-        rt.on_stop.append(lambda: notifier.stop(timeout=2.0))
-        rt.on_stop.append(session.close)
         rt.scheduler.add(Job("alerts", engine.tick, ALERT_TICK_SECONDS, run_at_start=False))
 
     rt.parts["checks"] = bool(checks)
@@ -249,6 +247,11 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         rt.scheduler.add(
             Job("retention", lambda: purge_old_results(store, clock, config.slo.retention), RETENTION_SECONDS)
         )
+
+    if rt.parts["alerts"]:
+        # Last, so that notices raised while the other parts stop still go out.
+        rt.on_stop.append(lambda: notifier.stop(timeout=2.0))
+    rt.on_stop.append(session.close)
 
 
 def serve(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -371,7 +371,7 @@ class Config(_Section):
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         # A password in API_BASE's userinfo (https://user:pass@host) is a secret too.
         base_password = urlsplit(self.api.base_url).password if self.api.base_url else None
-        return [*found, base_password] if base_password else found
+        return [*found, base_password, unquote(base_password)] if base_password else found
 
 
 # ------------------------------------------------------------------------- environment overlay

@@ -116,3 +116,8 @@ def test_errors_are_one_line() -> None:
         load_config(None, env={"SLO_UPTIME_TARGET": "lots"})
     assert "\n" not in str(info.value)
     assert str(info.value).startswith("environment variable SLO_UPTIME_TARGET: slo.uptime_target:")
+
+
+def test_a_password_in_api_base_is_a_secret_in_both_forms() -> None:
+    config = load_config(None, env={"API_BASE": "https://monitor:p%40ss@api.example.org"})
+    assert {"p%40ss", "p@ss"} <= set(config.secrets())
