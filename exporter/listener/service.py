@@ -256,9 +256,9 @@ class Listener:
         """The node lags behind our checkpoint: store nothing, roll nothing back, wait for it."""
         if self._halted is not None:
             return PollOutcome("halted", head, message=self._halted)  # nothing proves the chain agrees
-        log.info("listener: %s; waiting for the node to catch up", why)
-        # The listener is alive and has nothing to do: a heartbeat, not a staleness alert.
-        self._commit(cursor, [], cursor, head, started, resumes=False)
+        log.warning("listener: %s; waiting for the node to catch up", why)
+        # No heartbeat: the listener sees no chain progress, and a node that never catches up (a stuck
+        # backend, an RPC URL of another chain) must turn listener.lag red after max_lag, not stay green.
         return PollOutcome("idle", head, cursor.block_number, reorgs=reorgs, message=why)
 
     def _head_and_target(self) -> tuple[int, int]:
