@@ -225,7 +225,7 @@ class RpcClient:
                 # Each read may wait only for what is left of the call's time, not a full timeout.
                 sock.settimeout(remaining)
             # read1: returns whatever arrived (at most a chunk), so a trickle reaches the checks above.
-            chunk = raw.read1(_READ_CHUNK)
+            chunk = raw.read1(_READ_CHUNK, decode_content=True)  # gzip from hosted providers; cap counts decoded bytes
             if not chunk:
                 return bytes(body)
             body += chunk

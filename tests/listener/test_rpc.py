@@ -168,3 +168,13 @@ def test_an_answer_over_the_byte_cap_is_transient(node: ScriptedNode, metrics: M
         assert info.value.outcome == "invalid_response"
         assert client.get_logs(0, 10, FILTER) == []  # the next call works (a fresh connection)
     assert _count(metrics, "eth_getLogs", "invalid_response") == 1
+
+
+def test_a_gzip_compressed_answer_is_decoded(node: ScriptedNode, client: RpcClient) -> None:
+    """Hosted providers compress their answers (requests asks for it with Accept-Encoding)."""
+    import gzip
+    import json
+
+    body = gzip.compress(json.dumps({"jsonrpc": "2.0", "id": 1, "result": "0x10"}).encode())
+    node.replies.append(Reply(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}))
+    assert client.block_number() == 16
