@@ -3,7 +3,6 @@ or /metrics (issue 3, acceptance 8)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.contracts import write_fake_contracts_config
 from tests.support.exporter_process import ExporterProcess
 
 SENTINEL = "S3ntinel"
@@ -41,12 +41,7 @@ def test_no_secret_in_check_config_banner_logs_or_metrics(tmp_path: Path, databa
     else:
         database_url = f"postgresql://monitor:{SENTINEL}-db-password@127.0.0.1:1/blocktrust"
     env = {"PATH": "/usr/bin:/bin", **secret_env(tmp_path, database_url)}
-    contracts = tmp_path / "contracts_config.json"
-    build = REPO / "exporter" / "contracts" / "build"
-    contracts.write_text(json.dumps({
-        name: {"address": "0x" + f"{n + 1:02x}" * 20, "abi": json.loads((build / f"{name}.json").read_text())["abi"]}
-        for n, name in enumerate(("IdentityNFT", "ProofRegistry", "FailSafe"))
-    }))
+    contracts = write_fake_contracts_config(tmp_path / "contracts_config.json")
     config = tmp_path / "config.yaml"
     config.write_text(f"listener:\n  contracts_config: {contracts}\n")
 

@@ -9,6 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.support.contracts import write_fake_contracts_config
 from tests.support.exporter_process import ExporterProcess
 
 SLOW_REQUEST = 3  # the request during which the signal is sent
@@ -107,17 +108,10 @@ class _RateLimited(BaseHTTPRequestHandler):
 
 
 def test_sigterm_interrupts_the_listener_backing_off_from_a_rate_limit(tmp_path: Path) -> None:
-    import json
-
     provider = ThreadingHTTPServer(("127.0.0.1", 0), _RateLimited)
     provider.daemon_threads = True
     threading.Thread(target=provider.serve_forever, daemon=True).start()
-    build = Path(__file__).resolve().parents[2] / "exporter" / "contracts" / "build"
-    contracts = tmp_path / "contracts_config.json"
-    contracts.write_text(json.dumps({
-        name: {"address": "0x" + f"{n + 1:02x}" * 20, "abi": json.loads((build / f"{name}.json").read_text())["abi"]}
-        for n, name in enumerate(("IdentityNFT", "ProofRegistry", "FailSafe"))
-    }))
+    contracts = write_fake_contracts_config(tmp_path / "contracts_config.json")
     env = {"POLYGON_RPC_URL": f"http://127.0.0.1:{provider.server_address[1]}",
            "DATABASE_URL": f"sqlite:///{tmp_path}/store.db"}
     config = tmp_path / "config.yaml"
