@@ -15,7 +15,6 @@ from tests.support.contracts import write_fake_contracts_config
 from tests.support.exporter_process import ExporterProcess
 
 SENTINEL = "S3ntinel"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def secret_env(tmp_path: Path, database_url: str) -> dict[str, str]:
