@@ -319,9 +319,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
                  title="BLOCKTRUST BLOCKCHAIN EVENT LISTENER")
 
 
-def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> bool:
-    """Finish in-flight work, flush the store, release everything, before ``deadline``.
-    Returns False when something was still running or unflushed."""
+def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> None:
+    """Finish in-flight work, flush the store, release everything, before ``deadline``."""
     for wrap_up in rt.on_signal:
         wrap_up()
     finished = rt.scheduler.stop(SHUTDOWN_JOBS_SECONDS)
@@ -337,7 +336,6 @@ def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> bool:
         rt.store.close()  # a job still running may yet write; its results then go with the process
     server.stop()
     log.info("exporter stopped jobs_finished=%s store_flushed=%s", finished, flushed)
-    return finished and flushed
 
 
 def _run_before(hooks: Sequence[Callable[[], None]], deadline: float) -> None:
