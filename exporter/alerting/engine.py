@@ -36,13 +36,14 @@ from exporter.alerting.redact import no_redaction
 from exporter.clock import Clock
 from exporter.config import AlertingSettings, CheckSpec
 from exporter.metrics import Metrics
+from exporter.probes.defaults import default_checks
 from exporter.store.base import HEARTBEAT_CHECK, CheckResult, Incident, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 SEVERITIES = ("info", "warn", "crit")
-# Checks whose failure means the service (or our view of the chain) is down: crit unless configured.
-DEFAULT_SEVERITIES = {"api.health": "crit", "listener.lag": "crit"}
+# The default checks' severities (api.health and listener.lag are crit), declared once in the specs.
+DEFAULT_SEVERITIES = {spec.name: spec.severity for spec in default_checks()}
 DEFAULT_TITLES = {
     "api.health": "API /health unavailable",
     "api.events": "API /explorer/events failing",

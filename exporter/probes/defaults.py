@@ -21,7 +21,6 @@ def default_checks() -> list[CheckSpec]:
             name="api.events",
             path="/api/explorer/events?limit=10&offset=0",
             auth=True,
-            severity="crit",
             conditions=[
                 "[BODY].status == ok",
                 "len([BODY].events) >= 0",
