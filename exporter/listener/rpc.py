@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import requests
 import urllib3.exceptions
 
@@ -197,8 +198,8 @@ class RpcClient:
         if response.status_code >= 500:
             raise _transient(f"{method}: HTTP {response.status_code}", "http_error", _retry_after(response))
         try:
-            answer = json.loads(content)
-        except ValueError:
+            answer = orjson.loads(content)  # several times json.loads' speed on a catch-up's large answers
+        except ValueError:  # orjson.JSONDecodeError is a ValueError
             raise _transient(f"{method}: invalid JSON in the answer (HTTP {response.status_code})",
                              "invalid_response") from None
         jsonrpc_shaped = isinstance(answer, list) or (

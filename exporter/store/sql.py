@@ -79,6 +79,10 @@ def _incident(row: Sequence[Any]) -> Incident:
     )
 
 
+class DuplicateEventsError(Exception):
+    """A fast insert path met an event that is already stored (see ``_insert_events``)."""
+
+
 class SqlStore(ABC):
     """Implements ``exporter.store.base.Store`` on a DB-API connection supplied by a subclass."""
 
@@ -101,7 +105,9 @@ class SqlStore(ABC):
     def _insert_many(self, cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """``INSERT … VALUES %s …`` for many rows; returns how many were inserted."""
 
-    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]]) -> int:
+    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool) -> int:
+        """Insert, skipping duplicates. ``expect_new``: the caller believes no row is stored yet, so a
+        dialect may take a faster path that raises ``DuplicateEventsError`` on a duplicate instead."""
         return self._insert_many(
             cursor,
             "INSERT INTO events (type, data, block_number, block_hash, tx_hash, log_index) "
@@ -272,14 +278,20 @@ class SqlStore(ABC):
         checkpoint: Checkpoint,
         heartbeat: CheckResult | None = None,
     ) -> int:
-        rows = [
-            (e.type, json.dumps(e.data, separators=(",", ":"), default=str), e.block_number, e.block_hash,
-             e.tx_hash, e.log_index)
-            for e in events
-        ]
+        try:
+            return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=True)
+        except DuplicateEventsError:
+            # Rolled back whole; redo it the deduplicating way (a seed database, a replayed range).
+            return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=False)
+
+    def _commit_blocks(
+        self, name: str, events: Sequence[Any], checkpoint: Checkpoint, heartbeat: CheckResult | None,
+        *, expect_new: bool,
+    ) -> int:
+        rows = [(e.type, e.data_json, e.block_number, e.block_hash, e.tx_hash, e.log_index) for e in events]
         with self._tx() as cur:
             self._relax_durability(cur)
-            inserted = self._insert_events(cur, rows) if rows else 0
+            inserted = self._insert_events(cur, rows, expect_new=expect_new) if rows else 0
             self._save_checkpoint(cur, name, checkpoint)
             if heartbeat is not None:
                 self._insert_results(cur, [heartbeat])

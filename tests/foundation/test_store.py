@@ -194,6 +194,15 @@ def test_event_data_round_trips_exactly_with_awkward_characters(store: Store, st
         conn.close()
 
 
+def test_awkward_characters_outside_the_json_round_trip_too(store: Store) -> None:
+    """Hashes come from the RPC node: a tab, newline or backslash in one must not shift COPY's columns."""
+    hashes = ["0xb\\t1", "0xb\t2", "0xb\n3", "0xb\\\\4"]
+    events = [EventRecord("Minted", {"i": i}, i, h, f"0xtx{h}", i) for i, h in enumerate(hashes)]
+    assert store.commit_blocks("main", events, Checkpoint(3, "0xb3")) == 4
+    assert store.commit_blocks("main", events, Checkpoint(3, "0xb3")) == 0  # the same keys came back
+    assert store.rewind("main", Checkpoint(1, "0xb1")) == 2  # block numbers landed in their column
+
+
 def test_postgresql_connections_are_reused_not_opened_per_write(postgres_url: str) -> None:
     store = open_store(postgres_url, pool_size=4)
     store.migrate()
