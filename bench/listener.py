@@ -1,16 +1,21 @@
 """Listener benchmark (issue 5, acceptance 7): how close the listener's catch-up comes to what the
 RPC node can serve, and how far it is from the seed's algorithm. Not a test.
 
-    .venv/bin/python bench/listener.py [--rounds 100 --per-type 31 --blocks-per-round 500] [--skip-seed]
+    .venv/bin/python bench/listener.py [--rounds 100 --per-type 31 --blocks-per-round 500]
+                                       [--repeat 3] [--skip-seed] [--profile]
 
 On one anvil backlog (bench/listener_backlog.py; default 21,700 events over 50,000 blocks) it times:
-  (a) the floor: one raw ``eth_getLogs`` over the whole range (HTTP, body read and JSON parse;
-      no decoding, no storage);
+  (a) the floor: one raw ``eth_getLogs`` over the whole range (HTTP, body read and JSON parse with
+      the listener's own parser, orjson; no decoding, no storage);
   (b) the seed's algorithm: web3 ``get_logs`` once per event type, then per event a new
-      PostgreSQL connection, one INSERT, commit, close;
-  (c) this listener (``Listener.poll_once``) from the first backlog block to head, into PostgreSQL.
-Each phase runs in its own Python process so that its peak RSS is its own. It prints events/s,
-c/a, b/c and the peak RSS of each phase, and checks that (b) and (c) stored every event.
+      PostgreSQL connection, one INSERT, commit, close (run once: it takes minutes);
+  (c) this listener (``Listener.poll_once``) from the first backlog block to head, into a fresh
+      PostgreSQL database each time.
+(a) and (c) run ``--repeat`` times, alternating, and the medians are compared: one run of either
+swings by 30% on a busy two-core machine. Each phase runs in its own Python process so that its
+peak RSS is its own. It prints events/s, c/a, b/c, the peak RSS of each phase and where the CPU
+time of (c) went (the listener process, its PostgreSQL backends, anvil), and checks that (b) and
+(c) stored every event.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg2
 import requests
 
@@ -41,6 +47,35 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of another local process, from /proc; None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _backends_cpu_seconds(db_url: str) -> float | None:
+    """CPU used so far by the other PostgreSQL backends of this database (the listener's sessions);
+    None if the server is not on this machine."""
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+            pids = [int(row[0]) for row in cur.fetchall()]
+    finally:
+        conn.close()
+    seconds = [_process_cpu_seconds(pid) for pid in pids]
+    return None if not pids or None in seconds else sum(s for s in seconds if s is not None)
+
+
 # ---------------------------------------------------------------------------------- phases
 def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
     contracts = json.loads(Path(args.contracts).read_text())
@@ -53,7 +88,7 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
         response = session.post(args.rpc, json=body, timeout=600)
         content = response.content
         transferred = time.perf_counter() - started
-        logs = json.loads(content)["result"]
+        logs = orjson.loads(content)["result"]
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "transfer_seconds": transferred, "events": len(logs),
             "bytes": len(content), "peak_rss_mb": _peak_rss_mb()}
@@ -107,6 +142,8 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    anvil_before = _process_cpu_seconds(args.anvil_pid)
+    own_before = _own_cpu_seconds()
     started = time.perf_counter()
     events = 0
     while True:  # a poll has a time budget; a longer backlog takes several
@@ -115,6 +152,9 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
         if outcome.status == "error" or outcome.processed_block == args.last:
             break
     seconds = time.perf_counter() - started
+    own_cpu = _own_cpu_seconds() - own_before
+    anvil_after = _process_cpu_seconds(args.anvil_pid)
+    backends_cpu = _backends_cpu_seconds(args.db)  # the sessions are new: all their CPU is this run's
     if args.profile:
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(35)
@@ -122,7 +162,9 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
     store.close()
     if outcome.processed_block != args.last:
         raise SystemExit(f"listener stopped at {outcome.processed_block}, expected {args.last}: {outcome}")
-    return {"seconds": seconds, "events": events, "peak_rss_mb": _peak_rss_mb()}
+    anvil_cpu = None if anvil_before is None or anvil_after is None else anvil_after - anvil_before
+    return {"seconds": seconds, "events": events, "peak_rss_mb": _peak_rss_mb(),
+            "cpu": {"listener": own_cpu, "postgresql": backends_cpu, "anvil": anvil_cpu}}
 
 
 PHASES = {"raw": phase_raw, "seed": phase_seed, "listener": phase_listener}
@@ -179,6 +221,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--blocks-per-round", type=int, default=BacklogSpec.blocks_per_round)
     parser.add_argument("--chunk-size", type=int, default=2_000)
     parser.add_argument("--max-chunk-size", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and of (c); medians are compared")
     parser.add_argument("--skip-seed", action="store_true", help="skip (b): it takes minutes")
     parser.add_argument("--profile", action="store_true", help="cProfile (c) to stderr")
     parser.add_argument("--workdir", type=Path, default=REPO / "var" / "bench" / "listener")
@@ -189,6 +232,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--contracts")
     parser.add_argument("--first", type=int)
     parser.add_argument("--last", type=int)
+    parser.add_argument("--anvil-pid", type=int, default=0)
     args = parser.parse_args(argv)
 
     if args.phase:
@@ -199,47 +243,78 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     chain, backlog = start_backlog_chain(args.workdir / "anvil", spec)
     print(f"backlog: {backlog.events} events over {backlog.blocks} blocks, built in {time.monotonic() - started:.1f} s")
-    databases: list[str] = []
+    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
     try:
         contracts = chain.write_contracts_config(args.workdir / "contracts_config.json")
         common = ["--rpc", chain.rpc_url, "--contracts", str(contracts),
                   "--first", str(backlog.first_block), "--last", str(backlog.last_block)]
-        results: dict[str, dict[str, Any]] = {}
-        results["a"] = _run_phase("raw", common)
         if not args.skip_seed:
-            seed_db = _create_db()
-            databases.append(seed_db)
-            results["b"] = _run_phase("seed", common, ["--db", seed_db])
-            results["b"]["stored"] = _count_events(seed_db)
-        databases.append(_create_db())
-        listener_db = databases[-1]
-        extra = ["--db", listener_db, "--chunk-size", str(args.chunk_size),
-                 "--max-chunk-size", str(args.max_chunk_size), *(["--profile"] if args.profile else [])]
-        results["c"] = _run_phase("listener", common, extra)
-        results["c"]["stored"] = _count_events(listener_db)
+            runs["b"].append(_run_on_fresh_db("seed", common, []))
+        extra = ["--chunk-size", str(args.chunk_size), "--max-chunk-size", str(args.max_chunk_size),
+                 "--anvil-pid", str(chain.pid), *(["--profile"] if args.profile else [])]
+        for _ in range(args.repeat):  # alternating, so that a slow spell of the machine hits both
+            runs["a"].append(_run_phase("raw", common))
+            runs["c"].append(_run_on_fresh_db("listener", common, extra))
     finally:
         chain.stop()
-        for url in databases:
-            _drop_db(url)
+    return _report(runs, backlog.events)
 
-    print(f"{'run':<42} {'seconds':>9} {'events':>8} {'events/s':>10} {'peak RSS':>10}")
+
+def _run_on_fresh_db(phase: str, common: list[str], extra: list[str]) -> dict[str, Any]:
+    url = _create_db()
+    try:
+        result = _run_phase(phase, common, ["--db", url, *extra])
+        result["stored"] = _count_events(url)
+    finally:
+        _drop_db(url)
+    return result
+
+
+def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median time (the lower middle one for an even count)."""
+    ordered = sorted(results, key=lambda r: r["seconds"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _report(runs: dict[str, list[dict[str, Any]]], expected: int) -> int:
+    medians = {key: _median_run(results) for key, results in runs.items() if results}
+    print(f"{'run':<42} {'seconds (median; min-max)':>27} {'events':>8} {'events/s':>10} {'peak RSS':>9}")
     labels = {"a": "(a) one raw eth_getLogs (floor)", "b": "(b) seed: get_logs per type, conn+INSERT/event",
               "c": "(c) this listener, into PostgreSQL"}
-    for key, result in results.items():
+    for key, result in medians.items():
+        times = [r["seconds"] for r in runs[key]]
+        spread = f"{result['seconds']:.2f} ({min(times):.2f}-{max(times):.2f}, n={len(times)})"
         rate = result["events"] / result["seconds"] if result["seconds"] else float("inf")
-        print(f"{labels[key]:<42} {result['seconds']:>9.2f} {result['events']:>8} {rate:>10.0f} "
-              f"{result['peak_rss_mb']:>7.0f} MB")
-    a, c = results["a"]["seconds"], results["c"]["seconds"]
-    print(f"(a) transfer only (no JSON parse): {results['a']['transfer_seconds']:.2f} s, "
-          f"{results['a']['bytes'] / 1e6:.1f} MB")
-    print(f"c/a = {c / a:.2f}   (target <= 1.5; against transfer only: {c / results['a']['transfer_seconds']:.2f})")
-    if "b" in results:
-        print(f"b/c = {results['b']['seconds'] / c:.1f}   (target >= 50)")
-    print(f"peak RSS of (c) = {results['c']['peak_rss_mb']:.0f} MB   (target <= 150 MB)")
-    exact = results["c"]["stored"] == backlog.events and results.get("b", {}).get("stored", backlog.events) == (
-        backlog.events)
-    print("stored event counts match the backlog" if exact else f"MISMATCH: {results}")
+        print(f"{labels[key]:<42} {spread:>27} {result['events']:>8} {rate:>10.0f} {result['peak_rss_mb']:>6.0f} MB")
+    a, c = medians["a"]["seconds"], medians["c"]["seconds"]
+    print(f"(a) transfer only (no JSON parse): {medians['a']['transfer_seconds']:.2f} s, "
+          f"{medians['a']['bytes'] / 1e6:.1f} MB")
+    print(f"c/a = {c / a:.2f}   (medians; target <= 1.5)")
+    if "b" in medians:
+        print(f"b/c = {medians['b']['seconds'] / c:.1f}   (target >= 50)")
+    print(f"peak RSS of (c) = {max(r['peak_rss_mb'] for r in runs['c']):.0f} MB   (target <= 150 MB)")
+    _report_cpu(medians["c"], a)
+    counts = [r["stored"] for key in ("b", "c") for r in runs[key]]
+    exact = all(count == expected for count in counts)
+    print("stored event counts match the backlog" if exact else f"MISMATCH: expected {expected}, stored {counts}")
     return 0 if exact else 1
+
+
+def _report_cpu(listener_run: dict[str, Any], a: float) -> None:
+    """Where (c)'s CPU time went, and what that alone implies on this machine's cores."""
+    cpu = listener_run["cpu"]
+    parts = ", ".join(f"{name} {'n/a' if value is None else f'{value:.2f} s'}" for name, value in cpu.items())
+    print(f"CPU of the median (c): {parts} (PostgreSQL: the listener's backends only)")
+    if None in cpu.values():
+        return
+    cores = os.cpu_count() or 1
+    total = sum(cpu.values())
+    # However well the stages overlap, the three processes cannot finish before their CPU time,
+    # spread over every core, is spent. (The listener's own share mostly runs one thread at a
+    # time, under the GIL.)
+    bound = total / cores
+    print(f"  total {total:.2f} CPU s on {cores} cores: no schedule finishes (c) in under {bound:.2f} s, "
+          f"i.e. {bound / a:.2f}x the floor")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ class DevChain:
         self._finalizer = weakref.finalize(self, _terminate, process)
         self.rpc_url = rpc_url
         self.log_path = log_path
+        self.pid = process.pid  # benchmarks account anvil's CPU time by it
         self._session = session
         self._rpc_id = 0
         self.account: str = ""
