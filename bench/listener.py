@@ -278,14 +278,14 @@ def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _report(runs: dict[str, list[dict[str, Any]]], expected: int) -> int:
     medians = {key: _median_run(results) for key, results in runs.items() if results}
-    print(f"{'run':<42} {'seconds (median; min-max)':>27} {'events':>8} {'events/s':>10} {'peak RSS':>9}")
+    print(f"{'run':<47} {'seconds (median; min-max)':>27} {'events':>8} {'events/s':>10} {'peak RSS':>9}")
     labels = {"a": "(a) one raw eth_getLogs (floor)", "b": "(b) seed: get_logs per type, conn+INSERT/event",
               "c": "(c) this listener, into PostgreSQL"}
     for key, result in medians.items():
         times = [r["seconds"] for r in runs[key]]
         spread = f"{result['seconds']:.2f} ({min(times):.2f}-{max(times):.2f}, n={len(times)})"
         rate = result["events"] / result["seconds"] if result["seconds"] else float("inf")
-        print(f"{labels[key]:<42} {spread:>27} {result['events']:>8} {rate:>10.0f} {result['peak_rss_mb']:>6.0f} MB")
+        print(f"{labels[key]:<47} {spread:>27} {result['events']:>8} {rate:>10.0f} {result['peak_rss_mb']:>6.0f} MB")
     a, c = medians["a"]["seconds"], medians["c"]["seconds"]
     print(f"(a) transfer only (no JSON parse): {medians['a']['transfer_seconds']:.2f} s, "
           f"{medians['a']['bytes'] / 1e6:.1f} MB")
