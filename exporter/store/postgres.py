@@ -51,9 +51,10 @@ class _Pool:
 
     psycopg2's own pools close every connection returned beyond ``minconn``, and a non-zero
     ``minconn`` connects at construction (a server down at start-up would be fatal), hence this.
-    A connection idle for longer than ``_PING_AFTER`` is pinged before use: after a server restart
-    or a network cut every idle connection is dead, and the first write after the recovery should
-    not fail on one of them.
+    After a server restart or a network cut every idle connection is dead, and the first write
+    after the recovery should not fail on one of them: a connection idle for longer than
+    ``_PING_AFTER`` is pinged before use, and every idle connection is dropped as soon as one
+    connection breaks (``close()``; the store also calls it when its leader session breaks).
     """
 
     _PING_AFTER = 5.0  # seconds
@@ -94,6 +95,10 @@ class _Pool:
                     with self._lock:
                         self._idle.append((conn, time.monotonic()))
                 else:
+                    if conn.closed:
+                        # The connection itself broke (server restart, network cut): its idle
+                        # siblings, however recently used, most likely broke with it.
+                        self.close()
                     _close_quietly(conn)
 
     def close(self) -> None:
@@ -248,6 +253,9 @@ class PostgresStore(SqlStore):
                     log.warning("listener leader connection lost; the lock is gone name=%s", name)
                     _close_quietly(conn)
                     del self._leaders[name]
+                    # Whatever cut this session most likely cut the pooled idle ones too; the next
+                    # write after a recovery must not be the one that finds out.
+                    self._pool.close()
             try:
                 conn = psycopg2.connect(self._dsn, **self._connect_kwargs)
                 conn.autocommit = True

@@ -104,6 +104,45 @@ def test_the_first_write_after_a_server_side_disconnect_succeeds(
     assert len(stored_uids(postgres_url)) == 10
 
 
+def test_a_connection_that_breaks_drops_its_idle_siblings(postgres_url: str) -> None:
+    """A short cut (shorter than the idle ping's threshold) breaks the connection in use and the
+    idle ones alike: once one is seen broken, the others are not handed out after the recovery."""
+    database = postgres_url.rsplit("/", 1)[1]
+    with TcpProxy("127.0.0.1", 5432) as proxy:
+        store = open_store(f"postgresql://postgres@{proxy.address}/{database}", pool_size=2, connect_timeout=2)
+        store.migrate()
+        assert store.try_acquire_leader("main")
+        store.write_results(round_of(0))  # leaves one pooled connection idle
+        proxy.cut()
+        with pytest.raises(StoreError):
+            store.try_acquire_leader("main")  # the leader session is found broken first
+        proxy.restore()
+        try:
+            store.write_results(round_of(1))  # a recently idle, dead connection would fail this
+            assert store.try_acquire_leader("main")
+        finally:
+            store.close()
+    assert len(stored_uids(postgres_url)) == 10
+
+
+def test_the_pool_drops_idle_connections_once_one_breaks(postgres_url: str) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    with TcpProxy("127.0.0.1", 5432) as proxy:
+        pool = _Pool(lambda: psycopg2.connect(f"postgresql://postgres@{proxy.address}/{database}"), 2)
+        with pool.connection(), pool.connection():
+            pass  # two connections, both idle now
+        proxy.cut()
+        with pytest.raises(psycopg2.Error), pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        proxy.restore()
+        try:
+            with pool.connection() as conn, conn.cursor() as cur:  # not the other dead one
+                cur.execute("SELECT 1")
+                assert cur.fetchone() == (1,)
+        finally:
+            pool.close()
+
+
 class _LostAcknowledgement:
     """The real store, except that the first write commits and then reports failure, as when the
     connection dies between COMMIT and its answer."""
