@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -433,8 +432,9 @@ class Listener:
             self._store.write_results([heartbeat])
             inserted = 0
         else:
-            inserted = self._store.commit_blocks(CHECKPOINT_NAME, records, after, heartbeat)
-            self._count_inserted(records, inserted)
+            by_type = self._store.commit_blocks(CHECKPOINT_NAME, records, after, heartbeat)
+            self._count_inserted(by_type)
+            inserted = sum(by_type.values())
             self._metrics.listener_processed_block.set(processed)
         self._metrics.heartbeat_seen(heartbeat.ts.timestamp())
         if resumes:
@@ -444,22 +444,10 @@ class Listener:
                       before.block_number + 1, after.block_number, len(records), inserted)
         return inserted
 
-    def _count_inserted(self, records: list[EventRecord], inserted: int) -> None:
-        """Count the rows actually inserted (a re-fetched range's duplicates are not new events).
-
-        The store returns only a total: when it is not all or none of the records and they are of
-        several types, which ones were new is unknown, so they are not counted (logged instead)."""
-        if inserted <= 0:
-            return
-        by_type = Counter(r.type for r in records)
-        if inserted == len(records):
-            for event_type, count in by_type.items():
-                self._metrics.listener_events.labels(type=event_type).inc(count)
-        elif len(by_type) == 1:
-            self._metrics.listener_events.labels(type=next(iter(by_type))).inc(inserted)
-        else:
-            log.warning("listener: %d of %d events were new (the rest already stored); "
-                        "not counted in listener_events by type", inserted, len(records))
+    def _count_inserted(self, inserted: dict[str, int]) -> None:
+        """Count the rows actually inserted (a re-fetched range's duplicates are not new events)."""
+        for event_type, count in inserted.items():
+            self._metrics.listener_events.labels(type=event_type).inc(count)
 
     def _resumed(self) -> None:
         if not self._recovery_pending:

@@ -151,9 +151,11 @@ class Store(Protocol):
         events: Sequence[EventRecord],
         checkpoint: Checkpoint,
         heartbeat: CheckResult | None = None,
-    ) -> int:
+    ) -> dict[str, int]:
         """In one transaction: insert events (duplicates by (tx_hash, log_index) skipped), save the
-        checkpoint and optional heartbeat row. Returns the number of events newly inserted."""
+        checkpoint and optional heartbeat row. Returns how many events of each type were newly
+        inserted (a type with none is left out), so that counters by type stay exact when a
+        re-fetched range is partly stored already."""
 
     def rewind(self, name: str, checkpoint: Checkpoint) -> int:
         """In one transaction: delete events above ``checkpoint.block_number`` and save the checkpoint.

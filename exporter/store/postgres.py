@@ -13,6 +13,7 @@ import io
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -170,7 +171,9 @@ class PostgresStore(SqlStore):
         returned = psycopg2.extras.execute_values(cursor, sql + " RETURNING 1", rows, page_size=1000, fetch=True)
         return len(returned)
 
-    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool) -> int:
+    def _insert_events(
+        self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool
+    ) -> dict[str, int]:
         """COPY, the fastest way in (about twice ``execute_values``' speed for a catch-up range).
 
         Above the checkpoint nothing is stored yet (events and checkpoint move in one transaction),
@@ -189,7 +192,7 @@ class PostgresStore(SqlStore):
                 cursor.copy_expert(f"COPY events {columns} FROM STDIN", io.StringIO(text), size=len(text) + 1)
             except psycopg2.errors.UniqueViolation:
                 raise DuplicateEventsError() from None
-            return len(rows)
+            return dict(Counter(row[0] for row in rows))
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS events_staging (type VARCHAR(50), data JSONB, block_number BIGINT, "
             "block_hash TEXT, tx_hash TEXT, log_index INTEGER) ON COMMIT DELETE ROWS"
@@ -197,9 +200,9 @@ class PostgresStore(SqlStore):
         cursor.copy_expert(f"COPY events_staging {columns} FROM STDIN", io.StringIO(text), size=len(text) + 1)
         cursor.execute(
             f"INSERT INTO events {columns} SELECT type, data, block_number, block_hash, tx_hash, log_index "
-            "FROM events_staging ON CONFLICT (tx_hash, log_index) DO NOTHING"
+            "FROM events_staging ON CONFLICT (tx_hash, log_index) DO NOTHING RETURNING type"
         )
-        return int(cursor.rowcount)
+        return dict(Counter(row[0] for row in cursor.fetchall()))
 
     def _relax_durability(self, cursor: Any) -> None:
         # Events and checkpoint share the transaction: a crash loses both or neither, and the

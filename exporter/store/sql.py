@@ -7,6 +7,7 @@ subclasses. Not for connection management or outage buffering.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -105,15 +106,26 @@ class SqlStore(ABC):
     def _insert_many(self, cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """``INSERT … VALUES %s …`` for many rows; returns how many were inserted."""
 
-    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool) -> int:
-        """Insert, skipping duplicates. ``expect_new``: the caller believes no row is stored yet, so a
-        dialect may take a faster path that raises ``DuplicateEventsError`` on a duplicate instead."""
-        return self._insert_many(
-            cursor,
-            "INSERT INTO events (type, data, block_number, block_hash, tx_hash, log_index) "
-            "VALUES %s ON CONFLICT (tx_hash, log_index) DO NOTHING",
-            rows,
-        )
+    def _insert_events(
+        self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool
+    ) -> dict[str, int]:
+        """Insert, skipping duplicates; how many rows of each type (the first column) were new.
+        ``expect_new``: the caller believes no row is stored yet, so a dialect may take a faster
+        path that raises ``DuplicateEventsError`` on a duplicate instead.
+
+        One statement per run of consecutive rows of one type, so that each statement's row count
+        is that type's and the rows keep their chain order (ids follow it)."""
+        inserted: dict[str, int] = {}
+        for event_type, run in itertools.groupby(rows, key=lambda row: str(row[0])):
+            count = self._insert_many(
+                cursor,
+                "INSERT INTO events (type, data, block_number, block_hash, tx_hash, log_index) "
+                "VALUES %s ON CONFLICT (tx_hash, log_index) DO NOTHING",
+                list(run),
+            )
+            if count:
+                inserted[event_type] = inserted.get(event_type, 0) + count
+        return inserted
 
     def _relax_durability(self, cursor: Any) -> None:  # noqa: B027 - a hook; most dialects need nothing
         """Hook: let the listener's transaction skip waiting for durability where that is safe."""
@@ -277,7 +289,7 @@ class SqlStore(ABC):
         events: Sequence[Any],
         checkpoint: Checkpoint,
         heartbeat: CheckResult | None = None,
-    ) -> int:
+    ) -> dict[str, int]:
         try:
             return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=True)
         except DuplicateEventsError:
@@ -287,11 +299,11 @@ class SqlStore(ABC):
     def _commit_blocks(
         self, name: str, events: Sequence[Any], checkpoint: Checkpoint, heartbeat: CheckResult | None,
         *, expect_new: bool,
-    ) -> int:
+    ) -> dict[str, int]:
         rows = [(e.type, e.data_json, e.block_number, e.block_hash, e.tx_hash, e.log_index) for e in events]
         with self._tx() as cur:
             self._relax_durability(cur)
-            inserted = self._insert_events(cur, rows, expect_new=expect_new) if rows else 0
+            inserted = self._insert_events(cur, rows, expect_new=expect_new) if rows else {}
             self._save_checkpoint(cur, name, checkpoint)
             if heartbeat is not None:
                 self._insert_results(cur, [heartbeat])

@@ -134,12 +134,40 @@ def test_slo_report_matches_spec_sql_semantics(store: Store) -> None:
 
 def test_events_are_stored_once_per_tx_and_log_index_with_the_checkpoint(store: Store) -> None:
     events = [EventRecord("Minted", {"args": {"tokenId": str(i)}}, 10 + i, f"0xb{i}", "0xtx", i) for i in range(3)]
-    assert store.commit_blocks("main", events, Checkpoint(12, "0xb2")) == 3
-    assert store.commit_blocks("main", events, Checkpoint(12, "0xb2")) == 0
+    assert store.commit_blocks("main", events, Checkpoint(12, "0xb2")) == {"Minted": 3}
+    assert store.commit_blocks("main", events, Checkpoint(12, "0xb2")) == {}
     checkpoint = store.load_checkpoint("main")
     assert checkpoint is not None and (checkpoint.block_number, checkpoint.block_hash) == (12, "0xb2")
     assert store.rewind("main", Checkpoint(10, "0xb0")) == 2
-    assert store.commit_blocks("main", events, Checkpoint(12, "0xb2")) == 2
+    assert store.commit_blocks("main", events, Checkpoint(12, "0xb2")) == {"Minted": 2}
+
+
+def test_new_events_are_counted_by_type_when_some_were_stored_already(store: Store, store_url: str) -> None:
+    """A re-fetched range mixing stored and new events of several types: each type's new ones."""
+    minted = [EventRecord("Minted", {"i": i}, 10 + i, f"0xb{i}", f"0xtx{i}", 0) for i in range(3)]
+    proofs = [EventRecord("ProofStored", {"i": i}, 10 + i, f"0xb{i}", f"0xtx{i}", 1) for i in range(3)]
+    assert store.commit_blocks("main", [minted[0], proofs[1]], Checkpoint(11, "0xb1")) == {
+        "Minted": 1, "ProofStored": 1}
+    interleaved = [event for pair in zip(minted, proofs, strict=True) for event in pair]
+    assert store.commit_blocks("main", interleaved, Checkpoint(12, "0xb2")) == {"Minted": 2, "ProofStored": 2}
+    # The new ones got their ids in the order they were given (the chain order), after the first two.
+    assert _stored_order(store_url) == [(10, 0), (11, 1), (10, 1), (11, 0), (12, 0), (12, 1)]
+
+
+def _stored_order(store_url: str) -> list[tuple[int, int]]:
+    if store_url.startswith("sqlite:///"):
+        import sqlite3
+
+        conn = sqlite3.connect(store_url[len("sqlite:///"):])
+        rows = conn.execute("SELECT block_number, log_index FROM events ORDER BY id").fetchall()
+        conn.close()
+        return [tuple(row) for row in rows]
+    pg = psycopg2.connect(store_url)
+    with pg.cursor() as cur:
+        cur.execute("SELECT block_number, log_index FROM events ORDER BY id")
+        result = [tuple(row) for row in cur.fetchall()]
+    pg.close()
+    return result
 
 
 def test_one_open_incident_per_check(store: Store) -> None:
@@ -177,7 +205,7 @@ def test_only_one_leader_at_a_time(store_url: str) -> None:
 def test_event_data_round_trips_exactly_with_awkward_characters(store: Store, store_url: str) -> None:
     awkward = {"args": {"docHash": "back\\slash\ttab\nnewline\r \"quote\" ünï ✓", "n": "1" * 78}, "logIndex": 0}
     events = [EventRecord("ProofStored", awkward, 1, "0xb1", "0xtx", 0)]
-    assert store.commit_blocks("main", events, Checkpoint(1, "0xb1")) == 1
+    assert store.commit_blocks("main", events, Checkpoint(1, "0xb1")) == {"ProofStored": 1}
     if store_url.startswith("sqlite:///"):
         import json
         import sqlite3
@@ -198,8 +226,8 @@ def test_awkward_characters_outside_the_json_round_trip_too(store: Store) -> Non
     """Hashes come from the RPC node: a tab, newline or backslash in one must not shift COPY's columns."""
     hashes = ["0xb\\t1", "0xb\t2", "0xb\n3", "0xb\\\\4"]
     events = [EventRecord("Minted", {"i": i}, i, h, f"0xtx{h}", i) for i, h in enumerate(hashes)]
-    assert store.commit_blocks("main", events, Checkpoint(3, "0xb3")) == 4
-    assert store.commit_blocks("main", events, Checkpoint(3, "0xb3")) == 0  # the same keys came back
+    assert store.commit_blocks("main", events, Checkpoint(3, "0xb3")) == {"Minted": 4}
+    assert store.commit_blocks("main", events, Checkpoint(3, "0xb3")) == {}  # the same keys came back
     assert store.rewind("main", Checkpoint(1, "0xb1")) == 2  # block numbers landed in their column
 
 
