@@ -47,6 +47,16 @@ def secret_fragments(secret: str) -> set[str]:
     return {f for f in whole if f} | {f for f in derived if len(f) >= MIN_FRAGMENT}
 
 
+def _alternative(fragment: str) -> str:
+    """The pattern of one fragment. A short one (the seed's password was "123") is masked where it
+    stands alone, not inside a longer word or number: "block 1234" stays readable, and "block ***4"
+    would even tell the reader what the secret is."""
+    escaped = re.escape(fragment)
+    if len(fragment) >= MIN_FRAGMENT:
+        return escaped
+    return rf"(?<![0-9A-Za-z]){escaped}(?![0-9A-Za-z])"
+
+
 class Redactor:
     """Replaces every occurrence of any secret (or a fragment of one) with ``***``."""
 
@@ -57,7 +67,7 @@ class Redactor:
                 fragments |= secret_fragments(secret)
         # Longest first, so a whole URL is masked before its path would leave the host visible.
         ordered = sorted(fragments, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._pattern = re.compile("|".join(map(_alternative, ordered))) if ordered else None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not text:

@@ -121,6 +121,12 @@ def test_short_secrets_and_short_url_passwords_are_masked_whatever_their_length(
     assert masked == f"api password {MASK}, token {MASK}, db password {MASK} in {MASK}"
 
 
+def test_a_short_secret_inside_a_longer_word_or_number_is_left_alone() -> None:
+    redact = Redactor(["123"])
+    text = "block 1234 at 0x123abc; password 123; postgresql://u:123@h/db; 123"
+    assert redact(text) == f"block 1234 at 0x123abc; password {MASK}; postgresql://u:{MASK}@h/db; {MASK}"
+
+
 @pytest.mark.parametrize(
     ("secret", "text"),
     [
