@@ -369,9 +369,11 @@ class Config(_Section):
             self.alerting.webhook.url,
         ]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
-        # A password in API_BASE's userinfo (https://user:pass@host) is a secret too.
-        base_password = urlsplit(self.api.base_url).password if self.api.base_url else None
-        return [*found, base_password, unquote(base_password)] if base_password else found
+        # A password in a URL's userinfo (https://user:pass@host), API_BASE's or a check's own, is a
+        # secret too. (Other parts of a check's URL are not: a query value may well be an address.)
+        urls = [self.api.base_url, *(check.url for check in self.checks.items)]
+        passwords = {p for p in (urlsplit(url).password for url in urls if url) if p}
+        return [*found, *sorted(passwords | {unquote(p) for p in passwords})]
 
 
 # ------------------------------------------------------------------------- environment overlay
