@@ -54,7 +54,10 @@ def _alternative(fragment: str) -> str:
     escaped = re.escape(fragment)
     if len(fragment) >= MIN_FRAGMENT:
         return escaped
-    return rf"(?<![0-9A-Za-z]){escaped}(?![0-9A-Za-z])"
+    # Only an alphanumeric edge can continue a word; a secret like "-x1" or "ab:" ends one itself.
+    before = r"(?<![0-9A-Za-z])" if fragment[0].isascii() and fragment[0].isalnum() else ""
+    after = r"(?![0-9A-Za-z])" if fragment[-1].isascii() and fragment[-1].isalnum() else ""
+    return before + escaped + after
 
 
 class Redactor:

@@ -136,6 +136,10 @@ def test_a_short_secret_inside_a_longer_word_or_number_is_left_alone() -> None:
     assert redact(text) == f"block 1234 at 0x123abc; password {MASK}; postgresql://u:{MASK}@h/db; {MASK}"
 
 
+def test_a_short_secret_with_a_punctuation_edge_is_masked_next_to_letters() -> None:
+    assert Redactor(["-x1", "ab:"])("id-x1 ab:cd x1 abc") == f"id{MASK} {MASK}cd x1 abc"
+
+
 @pytest.mark.parametrize(
     ("secret", "text"),
     [
