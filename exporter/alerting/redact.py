@@ -15,9 +15,14 @@ from urllib.parse import quote, unquote, urlsplit
 
 MASK = "***"
 # Derived fragments shorter than this (a "/" path, a 3-letter query value) would mask ordinary words all
-# over the logs. The secret itself and a URL's password are masked whatever their length: a short
-# password is still the password (the seed's was "123").
+# over the logs. The secret itself and a URL's password are masked whatever their length (a short
+# password is still the password; the seed's was "123"), but a shorter one only where it is not
+# part of a longer word or number (see ``_alternative``).
 MIN_FRAGMENT = 6
+# What may stand right before a short secret: no letter or digit, unless it ends a percent-escape
+# ("%3A123") or a backslash escape ("\n123"), whose last character is a letter or digit.
+_START = r"(?:(?<![0-9A-Za-z])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbf]))"
+_END = r"(?![0-9A-Za-z])"
 
 
 def no_redaction(text: str) -> str:
@@ -55,8 +60,8 @@ def _alternative(fragment: str) -> str:
     if len(fragment) >= MIN_FRAGMENT:
         return escaped
     # Only an alphanumeric edge can continue a word; a secret like "-x1" or "ab:" ends one itself.
-    before = r"(?<![0-9A-Za-z])" if fragment[0].isascii() and fragment[0].isalnum() else ""
-    after = r"(?![0-9A-Za-z])" if fragment[-1].isascii() and fragment[-1].isalnum() else ""
+    before = _START if fragment[0].isascii() and fragment[0].isalnum() else ""
+    after = _END if fragment[-1].isascii() and fragment[-1].isalnum() else ""
     return before + escaped + after
 
 

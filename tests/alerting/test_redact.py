@@ -136,6 +136,20 @@ def test_a_short_secret_inside_a_longer_word_or_number_is_left_alone() -> None:
     assert redact(text) == f"block 1234 at 0x123abc; password {MASK}; postgresql://u:{MASK}@h/db; {MASK}"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dsn=postgresql%3A%2F%2Fu%3A123%40h%2Fdb",  # percent-encoded: "%3A" ends in a letter
+        "password%3D123%26x",
+        "line\\n123",  # a JSON or repr escape before it
+        "a\\t123",
+    ],
+)
+def test_a_short_secret_after_an_escape_is_masked(text: str) -> None:
+    masked = Redactor(["123"])(text)
+    assert "123" not in masked and MASK in masked
+
+
 def test_a_short_secret_with_a_punctuation_edge_is_masked_next_to_letters() -> None:
     assert Redactor(["-x1", "ab:"])("id-x1 ab:cd x1 abc") == f"id{MASK} {MASK}cd x1 abc"
 
