@@ -86,13 +86,13 @@ class _Pool:
     def connection(self) -> Iterator[Any]:
         with self._slots:
             conn = self._checkout()
-            reusable = False
             try:
                 yield conn
-                reusable = True
             finally:
+                # Reused whenever libpq says it is open and outside any transaction, also after an
+                # exception the caller rolled back (a duplicate event redoing its commit, say).
                 idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
-                if reusable and not conn.closed and conn.info.transaction_status == idle:
+                if not conn.closed and conn.info.transaction_status == idle:
                     with self._lock:
                         self._idle.append((conn, time.monotonic()))
                 else:
@@ -193,14 +193,15 @@ class PostgresStore(SqlStore):
             except psycopg2.errors.UniqueViolation:
                 raise DuplicateEventsError() from None
             return dict(Counter(row[0] for row in rows))
+        # ``position`` keeps the given (chain) order through the INSERT … SELECT, so ids follow it.
         cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS events_staging (type VARCHAR(50), data JSONB, block_number BIGINT, "
-            "block_hash TEXT, tx_hash TEXT, log_index INTEGER) ON COMMIT DELETE ROWS"
+            "CREATE TEMP TABLE IF NOT EXISTS events_staging (position BIGSERIAL, type VARCHAR(50), data JSONB, "
+            "block_number BIGINT, block_hash TEXT, tx_hash TEXT, log_index INTEGER) ON COMMIT DELETE ROWS"
         )
         cursor.copy_expert(f"COPY events_staging {columns} FROM STDIN", io.StringIO(text), size=len(text) + 1)
         cursor.execute(
             f"INSERT INTO events {columns} SELECT type, data, block_number, block_hash, tx_hash, log_index "
-            "FROM events_staging ON CONFLICT (tx_hash, log_index) DO NOTHING RETURNING type"
+            "FROM events_staging ORDER BY position ON CONFLICT (tx_hash, log_index) DO NOTHING RETURNING type"
         )
         return dict(Counter(row[0] for row in cursor.fetchall()))
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg2
 import pytest
@@ -151,20 +152,23 @@ def test_new_events_are_counted_by_type_when_some_were_stored_already(store: Sto
     interleaved = [event for pair in zip(minted, proofs, strict=True) for event in pair]
     assert store.commit_blocks("main", interleaved, Checkpoint(12, "0xb2")) == {"Minted": 2, "ProofStored": 2}
     # The new ones got their ids in the order they were given (the chain order), after the first two.
-    assert _stored_order(store_url) == [(10, 0), (11, 1), (10, 1), (11, 0), (12, 0), (12, 1)]
+    assert _stored_columns(store_url, "block_number, log_index") == [
+        (10, 0), (11, 1), (10, 1), (11, 0), (12, 0), (12, 1)]
 
 
-def _stored_order(store_url: str) -> list[tuple[int, int]]:
+def _stored_columns(store_url: str, columns: str) -> list[tuple[Any, ...]]:
+    """``columns`` of every stored event, in id order."""
+    query = f"SELECT {columns} FROM events ORDER BY id"
     if store_url.startswith("sqlite:///"):
         import sqlite3
 
         conn = sqlite3.connect(store_url[len("sqlite:///"):])
-        rows = conn.execute("SELECT block_number, log_index FROM events ORDER BY id").fetchall()
+        rows = conn.execute(query).fetchall()
         conn.close()
         return [tuple(row) for row in rows]
     pg = psycopg2.connect(store_url)
     with pg.cursor() as cur:
-        cur.execute("SELECT block_number, log_index FROM events ORDER BY id")
+        cur.execute(query)
         result = [tuple(row) for row in cur.fetchall()]
     pg.close()
     return result
@@ -222,13 +226,39 @@ def test_event_data_round_trips_exactly_with_awkward_characters(store: Store, st
         conn.close()
 
 
-def test_awkward_characters_outside_the_json_round_trip_too(store: Store) -> None:
-    """Hashes come from the RPC node: a tab, newline or backslash in one must not shift COPY's columns."""
-    hashes = ["0xb\\t1", "0xb\t2", "0xb\n3", "0xb\\\\4"]
+def test_awkward_characters_outside_the_json_round_trip_too(store: Store, store_url: str) -> None:
+    """Hashes come from the RPC node: a tab, newline or backslash in one must arrive as it was."""
+    hashes = ["0xb\\t1", "0xb\t2", "0xb\n3", "0xb\\\\4", "0xb\r5"]
     events = [EventRecord("Minted", {"i": i}, i, h, f"0xtx{h}", i) for i, h in enumerate(hashes)]
-    assert store.commit_blocks("main", events, Checkpoint(3, "0xb3")) == {"Minted": 4}
-    assert store.commit_blocks("main", events, Checkpoint(3, "0xb3")) == {}  # the same keys came back
-    assert store.rewind("main", Checkpoint(1, "0xb1")) == 2  # block numbers landed in their column
+    assert store.commit_blocks("main", events, Checkpoint(4, "0xb4")) == {"Minted": 5}
+    assert _stored_columns(store_url, "block_number, block_hash, tx_hash, log_index") == [
+        (i, h, f"0xtx{h}", i) for i, h in enumerate(hashes)
+    ]
+    assert store.commit_blocks("main", events, Checkpoint(4, "0xb4")) == {}  # the same keys came back
+
+
+def test_a_commit_redone_for_duplicates_keeps_its_pooled_connection(postgres_url: str) -> None:
+    store = open_store(postgres_url, pool_size=4)
+    store.migrate()
+    events = [EventRecord("Minted", {"i": i}, i, f"0xb{i}", f"0xtx{i}", 0) for i in range(3)]
+    try:
+        store.commit_blocks("main", events[:2], Checkpoint(1, "0xb1"))
+        sessions = _exporter_sessions(postgres_url)
+        for _ in range(3):  # each one fails its COPY on a duplicate and is redone
+            store.commit_blocks("main", events, Checkpoint(2, "0xb2"))
+        assert _exporter_sessions(postgres_url) == sessions and len(sessions) == 1  # the same backend
+    finally:
+        store.close()
+
+
+def _exporter_sessions(postgres_url: str) -> set[int]:
+    conn = psycopg2.connect(postgres_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'blocktrust-exporter'")
+        pids = {int(row[0]) for row in cur.fetchall()}
+    conn.close()
+    return pids
 
 
 def test_postgresql_connections_are_reused_not_opened_per_write(postgres_url: str) -> None:
