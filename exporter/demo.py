@@ -2,9 +2,10 @@
 
 Starts the Blocktrust API simulator and a local anvil chain with the project's contracts, keeps a
 trickle of contract events flowing, and runs the exporter against them on the embedded SQLite
-store. The monitoring account's password is generated for this run (there are no default
-credentials). ``--fail PATH=FAULT`` makes the simulator fail one endpoint so the matching check
-turns 0 on ``/metrics``. Not for production: it exists to see the exporter work in a minute.
+store, new for each run like the chain. The monitoring account's password is generated for this
+run (there are no default credentials). ``--fail PATH=FAULT`` makes the simulator fail one
+endpoint so the matching check turns 0 on ``/metrics``. Not for production: it exists to see the
+exporter work in a minute.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def _trickle(chain: DevChain, stop: threading.Event) -> None:
                 log.warning("demo: could not emit events error=%r", str(exc))
 
 
+def _discard_old_store(path: Path) -> None:
+    """The demo chain is new on every run, so a store an earlier run left describes another chain:
+    its checkpoint would look like a reorg deeper than any limit and halt the listener."""
+    for stale in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        stale.unlink(missing_ok=True)
+
+
 def demo_config(base: Config, *, api_url: str, password: str, rpc_url: str, contracts: Path, workdir: Path,
                 listen: str | None) -> Config:
     tree = base.model_dump(by_alias=True)
@@ -59,6 +67,7 @@ def run(args: argparse.Namespace, base: Config) -> int:
 
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    _discard_old_store(workdir / "demo.db")
     password = secrets.token_urlsafe(18)
     setup_logging(fmt=args.log_format or base.log.format, level=base.log.level, secrets=[password])
     try:

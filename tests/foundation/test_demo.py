@@ -64,3 +64,23 @@ def test_demo_serves_the_nine_checks_and_exits_zero(tmp_path: Path, fail: str | 
     up = _check_up(body)
     expected = {name: 0.0 if fail and name == "api.stats" else 1.0 for name in NINE}
     assert {name: up[name] for name in NINE} == expected
+
+
+def test_a_second_demo_run_starts_over_with_its_new_chain(tmp_path: Path) -> None:
+    """Each run starts a new anvil chain; the store of the run before must not halt the listener."""
+    workdir = tmp_path / "demo"
+    for run in (1, 2):
+        with ExporterProcess(["demo", "--duration", "60s", "--workdir", str(workdir)], cwd=tmp_path) as exporter:
+            deadline = time.monotonic() + 40
+            body = ""
+            while 'blocktrust_listener_events_total{type="Minted"}' not in body:
+                assert time.monotonic() < deadline, f"run {run}: no event ingested\n{exporter.read_log()}"
+                assert exporter.proc.poll() is None, exporter.read_log()
+                time.sleep(0.3)
+                try:
+                    body = exporter.metrics()
+                except requests.ConnectionError:
+                    body = ""
+            code, _ = exporter.stop()
+            assert code == 0, exporter.output
+        assert "max_reorg_depth" not in exporter.output, exporter.output
