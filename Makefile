@@ -7,7 +7,7 @@ DURATION ?=
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup venv tools system-deps postgres lint typecheck pytest contracts contracts-check rules clean
+.PHONY: demo test fast setup venv tools system-deps postgres lint typecheck pytest contracts contracts-check rules clean
 
 demo: venv tools ## run the exporter on embedded defaults (SQLite, simulator, local anvil)
 	$(BIN)/blocktrust-exporter demo $(if $(DURATION),--duration $(DURATION)s) $(DEMO_ARGS)
@@ -36,6 +36,7 @@ postgres:
 
 lint: venv
 	$(BIN)/ruff check exporter tests bench
+	$(BIN)/ruff format --check exporter tests bench
 
 typecheck: venv
 	$(BIN)/mypy
@@ -43,7 +44,10 @@ typecheck: venv
 pytest: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-contracts: tools ## recompile contracts/*.sol into exporter/contracts/build/
+fast: venv ## the fast loop: pure tests only (no PostgreSQL, no anvil, nothing slow)
+	$(BIN)/python -m pytest -q -m "not postgres and not anvil and not slow" $(PYTEST_ARGS)
+
+contracts: tools ## recompile contracts/*.sol into exporter/demo/contracts/build/
 	node scripts/compile_contracts.mjs
 
 contracts-check: tools ## fail if the committed ABI/bytecode are stale

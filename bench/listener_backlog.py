@@ -12,7 +12,7 @@ Why it is cheap (the seed's set-up took 950 s here):
   of the round's blocks: about 400 JSON-RPC calls for the whole backlog;
 * anvil runs with ``--hardfork cancun --prune-history`` (``state_history=0``): under its
   defaults the cost of mining a block grows with the chain's length, and 20,000 empty blocks alone
-  take minutes (see ``exporter.devchain``);
+  take minutes (see ``exporter.demo.devchain``);
 * optionally the chain is dumped (``--dump-state``) and later loaded (``--load-state``) instead of
   being rebuilt; with the above, rebuilding is about as fast, so this is only a convenience.
 
@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 
 SEVEN_TYPES = 7
 

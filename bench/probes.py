@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from exporter.clock import SystemClock  # noqa: E402
 from exporter.config import Config  # noqa: E402
 from exporter.metrics import Metrics  # noqa: E402
-from exporter.probes.round import CheckRound  # noqa: E402
+from exporter.probes.runner import CheckRound  # noqa: E402
 from exporter.store import open_store  # noqa: E402
 from exporter.store.buffer import BufferedWriter  # noqa: E402
 
@@ -84,7 +84,7 @@ def process(argv: list[str], env: dict[str, str] | None = None) -> Iterator[subp
 
 def simulator(port: int, *fail: str) -> Any:
     env = {**os.environ, "JWT_MONITOR_EMAIL": "bench@example.org", "JWT_MONITOR_PASS": "bench-only"}
-    argv = [sys.executable, "-m", "exporter.simulator", "--port", str(port)]
+    argv = [sys.executable, "-m", "exporter.demo.simulator", "--port", str(port)]
     for flag in fail:
         argv += ["--fail", flag]
     return process(argv, env)

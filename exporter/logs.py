@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from exporter.alerting.redact import RedactingFilter, Redactor
+from exporter.redact import RedactingFilter, Redactor
 
 
 def _logfmt_value(value: str) -> str:

@@ -23,7 +23,7 @@ import yaml
 from prometheus_client import utils as _client_utils
 
 from exporter.config import CheckSpec, Config, Severity
-from exporter.probes.defaults import default_checks
+from exporter.config.checks import default_checks
 
 # The SRE workbook's tiers for a 30-day period: (name, severity, share of the error budget spent
 # when the alert fires, long window). burn factor = share * 30 d / long window -> 14.4, 6, 3, 1.

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TextIO
 from prometheus_client import Gauge
 
 from exporter.clock import Clock
-from exporter.config import SloSettings, parse_duration
+from exporter.config import HEARTBEAT_CHECK, SloSettings, parse_duration
 from exporter.metrics import Metrics
 from exporter.store.base import SloRow, Store
 
@@ -161,7 +161,7 @@ def compute_report(store: Store, settings: SloSettings, clock: Clock, window: fl
     """The report over the ``window`` seconds (default: the configured SLO window) ending now."""
     until = clock.now()
     since = until - timedelta(seconds=settings.window if window is None else window)
-    return build_report(store.slo_report(since, until), settings, since, until)
+    return build_report(store.slo_report(since, until, exclude=[HEARTBEAT_CHECK]), settings, since, until)
 
 
 def breach_detail(line: SloLine, settings: SloSettings) -> str:

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Compiles contracts/*.sol with the pinned npm `solc` (tools/package.json) and writes
-// exporter/contracts/build/<Name>.json = {"abi": [...], "bytecode": "0x..."}.
+// exporter/demo/contracts/build/<Name>.json = {"abi": [...], "bytecode": "0x..."}.
 // The build artifacts are committed, so only someone changing a contract needs Node; the
 // output is deterministic (fixed compiler, settings, and no metadata hash) so a rebuild of
 // unchanged sources gives a byte-identical diff-free result.
@@ -16,7 +16,7 @@ const require = createRequire(path.join(root, 'tools', 'package.json'))
 const solc = require('solc')
 
 const sourceDir = path.join(root, 'contracts')
-const buildDir = path.join(root, 'exporter', 'contracts', 'build')
+const buildDir = path.join(root, 'exporter', 'demo', 'contracts', 'build')
 const check = process.argv.includes('--check')
 
 const sources = {}

@@ -2,6 +2,11 @@
 
 PostgreSQL is a real server (``BLOCKTRUST_TEST_PG``, default the project machines' local one);
 when it cannot be reached the tests that need it fail loudly: no silent skips.
+
+Markers follow from fixtures: a test that uses a fixture of ``SERVICE_FIXTURES`` (directly or
+through another fixture), or the PostgreSQL side of ``store_url``, is marked ``postgres`` or
+``anvil``, so that ``pytest -m "not postgres and not anvil and not slow"`` is a fast loop of pure
+tests. A test that reaches a service some other way carries the marker itself.
 """
 
 from __future__ import annotations
@@ -16,6 +21,22 @@ from exporter.metrics import Metrics
 from exporter.store import Store, open_store
 from tests.support.postgres import throwaway_database
 
+# Fixtures that reach an outside service -> the marker of every test that uses them.
+SERVICE_FIXTURES = {
+    "postgres_url": "postgres",
+    "probes_database": "postgres",
+    "module_postgres_url": "postgres",
+    "chain": "anvil",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in SERVICE_FIXTURES.items():
+            if fixture in used:
+                item.add_marker(marker)
+
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
@@ -29,7 +50,7 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/store.db"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
 def store_url(request: pytest.FixtureRequest) -> str:
     """Each test using it runs once per backend."""
     fixture = "postgres_url" if request.param == "postgresql" else "sqlite_url"

@@ -13,10 +13,11 @@ engine adopts, so the ``listen`` process manages only its own incidents (``liste
 main process leaves those alone.
 
 It knows nothing of any channel: alerts go to an ``AlertSink`` (the ``notifier``), whose ``submit``
-never blocks. Store errors never reach the caller, and never silence an alert: the exporter often
-shares its PostgreSQL with the API it watches, so "the database is down" is exactly when the API's
-failure must still be announced. An incident the store cannot take is kept in memory (id 0),
-notified as usual, and written (opened, notified, resolved) once the store answers again.
+never blocks. Nor does it touch the store: the ``IncidentLedger`` (ledger.py) records incidents, and
+store errors never reach the engine or silence an alert: the exporter often shares its PostgreSQL
+with the API it watches, so "the database is down" is exactly when the API's failure must still be
+announced. An incident the store cannot take is kept in memory, notified as usual, and written
+(opened, notified, resolved) by the ledger once the store answers again.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from exporter.alerting.alert import Alert, AlertState
+from exporter.alerting.ledger import UNSAVED, IncidentLedger
 from exporter.alerting.maintenance import MaintenanceCalendar
-from exporter.alerting.redact import no_redaction
 from exporter.clock import Clock
-from exporter.config import AlertingSettings, CheckSpec
+from exporter.config import HEARTBEAT_CHECK, AlertingSettings, CheckSpec, default_checks
 from exporter.metrics import Metrics
-from exporter.probes.defaults import default_checks
-from exporter.store.base import HEARTBEAT_CHECK, CheckResult, Incident, Store, StoreError
+from exporter.redact import no_redaction
+from exporter.store.base import CheckResult, Incident, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,6 @@ DEFAULT_TITLES = {
 }
 # Rows that are not check results (the listener's heartbeat) never raise an incident.
 NOT_CHECKS = frozenset({HEARTBEAT_CHECK})
-UNSAVED = 0  # the id of an incident the store has not taken yet (SERIAL ids start at 1)
-# After a failed store call the engine leaves the store alone this long: with the store down each
-# call may wait for a connect timeout, and the engine runs on the check round's thread.
-STORE_RETRY_SECONDS = 30.0
 _MAX_DETAIL = 500
 
 
@@ -159,7 +156,7 @@ class AlertEngine:
         """``owned(check_name)`` says which incidents found in the store this engine adopts (at start and
         at each ``tick``), reminds about and resolves; None: all of them. Incidents the engine opens
         itself are always its own."""
-        self._store = store
+        self._ledger = IncidentLedger(store, clock, redact=redact)
         self._sink = sink
         self._clock = clock
         self._metrics = metrics
@@ -173,9 +170,6 @@ class AlertEngine:
         self._streaks: dict[str, _Streak] = {}
         self._open: dict[str, Incident] = {}
         self._held_resolved: dict[str, Alert] = {}  # resolved inside a maintenance window
-        self._unwritten: list[tuple[Incident, datetime]] = []  # resolved, but the store missed it
-        self._unnoted: dict[int, datetime] = {}  # notices the store missed: incident id -> when
-        self._store_paused_until = float("-inf")  # clock.monotonic()
         self._loaded = False
         with self._lock:
             self._sync()
@@ -233,35 +227,21 @@ class AlertEngine:
 
     # ------------------------------------------------------------------------------ state
     def _sync(self, *, reconcile: bool = False) -> None:
-        """Write what the store missed while it was down, then adopt the store's open incidents (at the
-        first chance, and again when ``reconcile`` is set). At most one query when there is nothing to
-        write back; none while the store back-off is active."""
-        if not self._store_usable():
+        """Have the ledger write what the store missed while it was down, then adopt the store's open
+        incidents (at the first chance, and again when ``reconcile`` is set). At most one query when
+        there is nothing to write back; none while the ledger's store back-off is active."""
+        stored = self._ledger.catch_up(self._open, read=not self._loaded or reconcile)
+        if stored is None:
             return
-        try:
-            # Writing back first: a resolution the store missed must not be read back as "still open".
-            self._write_back()
-            if not self._loaded:
-                self._load()
-            elif reconcile:
-                self._reconcile()
-        except StoreError as exc:
-            self._store_failed("catching up with the store", exc)
+        if not self._loaded:
+            self._load(stored)
+        else:
+            self._reconcile(stored)
 
-    def _store_usable(self) -> bool:
-        return self._clock.monotonic() >= self._store_paused_until
-
-    def _store_failed(self, what: str, exc: StoreError) -> None:
-        self._store_paused_until = self._clock.monotonic() + STORE_RETRY_SECONDS
-        log.error(
-            "alert engine: %s failed (notifying from memory; next store attempt in %.0fs): %s",
-            what, STORE_RETRY_SECONDS, self._redact(str(exc)),
-        )
-
-    def _load(self) -> None:
+    def _load(self, stored: list[Incident]) -> None:
         """The first look at the store: our own incidents from before a restart. One never announced
         (the process died first) is announced now."""
-        incidents = [i for i in self._store.open_incidents() if self._owned(i.check_name)]
+        incidents = [i for i in stored if self._owned(i.check_name)]
         for incident in incidents:
             self._open.setdefault(incident.check_name, incident)
         self._loaded = True
@@ -269,13 +249,13 @@ class AlertEngine:
             log.info("alert engine resumed %d open incident(s)", len(incidents))
         self._update_gauge()
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, open_in_store: list[Incident]) -> None:
         """Make the open incidents in memory those of the store, where another engine may have changed them.
 
         Called only after a complete write-back, so every incident in memory has its id and every
         resolution is recorded: what differs from the store was done elsewhere.
         """
-        stored = {incident.check_name: incident for incident in self._store.open_incidents()}
+        stored = {incident.check_name: incident for incident in open_in_store}
         for check_name, mine in list(self._open.items()):
             theirs = stored.get(check_name)
             if theirs is None or theirs.id != mine.id:
@@ -297,32 +277,6 @@ class AlertEngine:
                 theirs if theirs.last_notified_at is not None else dataclasses.replace(theirs, last_notified_at=now)
             )
             log.info("adopted incident %d of %s, opened by another process", theirs.id, check_name)
-
-    def _write_back(self) -> None:
-        """Record, in order, the incidents that lived only in memory while the store was down."""
-        while self._unwritten:
-            incident, resolved_at = self._unwritten[0]
-            if incident.id == UNSAVED:
-                incident = self._save(incident)
-                self._unwritten[0] = (incident, resolved_at)
-            self._store.resolve_incident(incident.id, resolved_at)
-            self._unwritten.pop(0)
-        for check_name, incident in list(self._open.items()):
-            if incident.id == UNSAVED:
-                self._open[check_name] = self._save(incident)
-        for incident_id, notified_at in list(self._unnoted.items()):
-            self._store.mark_notified(incident_id, notified_at)
-            del self._unnoted[incident_id]
-
-    def _save(self, incident: Incident) -> Incident:
-        stored = self._store.open_incident(
-            incident.check_name, incident.severity, incident.title, incident.detail, incident.opened_at
-        )
-        if incident.last_notified_at is not None and stored.last_notified_at is None:
-            self._store.mark_notified(stored.id, incident.last_notified_at)
-            stored = dataclasses.replace(stored, last_notified_at=incident.last_notified_at)
-        log.info("incident %d recorded for %s after a store outage", stored.id, stored.check_name)
-        return stored
 
     def _policy(self, check_name: str) -> CheckPolicy:
         policy = self._policies.get(check_name)
@@ -358,31 +312,14 @@ class AlertEngine:
             self._resolve(incident, result.ts)
 
     def _open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> None:
-        title, detail = self._redact(title), self._redact(detail)
-        unsaved = Incident(UNSAVED, check_name, severity, title, detail, at, None, None)
-        # An earlier incident of the same check must reach the store first (one open per check).
-        if not self._store_usable() or any(earlier.check_name == check_name for earlier, _ in self._unwritten):
-            incident = unsaved
-        else:
-            try:
-                incident = self._store.open_incident(check_name, severity, title, detail, at)
-            except StoreError as exc:
-                self._store_failed(f"recording the incident of {check_name}", exc)
-                incident = unsaved
+        incident = self._ledger.open(check_name, severity, self._redact(title), self._redact(detail), at)
         self._open[check_name] = incident
         log.warning("incident opened for %s: %s", check_name, incident.title)
         # The firing notice goes out from _send_due; an incident someone else already notified
         # (another engine before a restart) has last_notified_at set and is not announced again.
 
     def _resolve(self, incident: Incident, at: datetime) -> None:
-        if incident.id == UNSAVED or self._unwritten or not self._store_usable():
-            self._unwritten.append((incident, at))  # after the earlier ones, to keep the history in order
-        else:
-            try:
-                self._store.resolve_incident(incident.id, at)
-            except StoreError as exc:
-                self._store_failed(f"recording that incident {incident.id} resolved", exc)
-                self._unwritten.append((incident, at))
+        self._ledger.resolve(incident, at)
         del self._open[incident.check_name]
         self._streaks.pop(incident.check_name, None)
         log.info("incident resolved for %s", incident.check_name)
@@ -411,15 +348,7 @@ class AlertEngine:
 
     def _notify(self, incident: Incident, now: datetime, *, reminder: bool) -> None:
         self._sink.submit(self._alert(incident, "firing", now, reminder=reminder))
-        if incident.id != UNSAVED:  # an unsaved incident records its last notice when it is saved
-            if not self._store_usable():
-                self._unnoted[incident.id] = now
-            else:
-                try:
-                    self._store.mark_notified(incident.id, now)
-                except StoreError as exc:
-                    self._store_failed(f"recording the notice of incident {incident.id}", exc)
-                    self._unnoted[incident.id] = now
+        self._ledger.mark_notified(incident, now)
         self._open[incident.check_name] = dataclasses.replace(incident, last_notified_at=now)
 
     def _alert(self, incident: Incident, state: AlertState, at: datetime, *, reminder: bool = False) -> Alert:

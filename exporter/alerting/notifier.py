@@ -18,14 +18,14 @@ from typing import Any, Protocol
 import requests
 
 from exporter.alerting.alert import Alert
-from exporter.alerting.redact import no_redaction
+from exporter.alerting.channels.slack import SlackChannel
+from exporter.alerting.channels.telegram import TelegramChannel
+from exporter.alerting.channels.webhook import WebhookChannel
 from exporter.alerting.sender import Channel, HttpSender, RetryPolicy
-from exporter.alerting.slack import SlackChannel
-from exporter.alerting.telegram import TelegramChannel
-from exporter.alerting.webhook import WebhookChannel
 from exporter.clock import Clock
 from exporter.config import AlertingSettings
 from exporter.metrics import Metrics
+from exporter.redact import no_redaction
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import requests
 import urllib3
 
 from exporter.alerting.alert import Alert
-from exporter.alerting.redact import no_redaction
 from exporter.clock import Clock
 from exporter.metrics import Metrics
+from exporter.redact import no_redaction
 
 log = logging.getLogger(__name__)
 

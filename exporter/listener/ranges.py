@@ -1,15 +1,12 @@
-"""How wide the next ``eth_getLogs`` block range is, and how long to wait after a transient error.
+"""How wide the next ``eth_getLogs`` block range is.
 
 ``RangeSizer`` starts at the configured chunk size, shrinks to the provider's suggestion (or
 halves) when a range is refused, and grows back gradually after a run of successes, never past
-``max_chunk_size``. ``Backoff`` is exponential with full jitter ("AWS architecture blog" style),
-honouring a server's ``Retry-After`` when it sends one. Both are pure: no I/O, no sleeping (the
-caller sleeps on the injected Clock), so they are unit-tested on their own.
+``max_chunk_size``. Pure: no I/O, so it is unit-tested on its own. Not for waiting after errors:
+``retry.py``.
 """
 
 from __future__ import annotations
-
-import random
 
 GROW_AFTER_SUCCESSES = 3  # successes in a row before widening again: avoids refusal ping-pong
 GROW_FACTOR = 1.5
@@ -40,21 +37,3 @@ class RangeSizer:
         if self._successes >= GROW_AFTER_SUCCESSES and self.size < self.maximum:
             self.size = min(self.maximum, max(self.size + 1, int(self.size * GROW_FACTOR)))
             self._successes = 0
-
-
-class Backoff:
-    """Exponential back-off with full jitter: attempt n waits uniform(0, min(cap, base * 2**n))."""
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> None:
-        self.base = base
-        self.cap = cap
-        # Jitter only spreads retries of many clients; it needs no cryptographic randomness.
-        self._rng = rng or random.Random()  # noqa: S311
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
-        wait = self._rng.uniform(0, ceiling)
-        if retry_after is not None:
-            wait = max(wait, min(self.cap, retry_after))
-        return wait

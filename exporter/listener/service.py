@@ -14,7 +14,7 @@ at all either way.
 
 ``poll_once`` never raises for RPC or store trouble: it logs one line and returns, and the
 checkpoint stays at the last fully stored range. Not for scheduling (``scheduler.py`` runs it) or
-for the ``listen`` command's loop and banner (``cli.py``).
+for the ``listen`` command's wiring and banner (``exporter.runtime``).
 """
 
 from __future__ import annotations
@@ -30,23 +30,16 @@ from typing import Literal, TypeVar
 import requests
 
 from exporter.clock import Clock
-from exporter.config import ConfigError, ListenerSettings
+from exporter.config import HEARTBEAT_CHECK, ConfigError, ListenerSettings
+from exporter.listener.chain import ChainMovedError, check_links, find_common_ancestor, trim_recent
 from exporter.listener.contracts import EventSpec, load_contracts
 from exporter.listener.decode import LogDecoder
-from exporter.listener.ingest import (
-    ChainMovedError,
-    FetchCancelledError,
-    FetchedRange,
-    RangeFetcher,
-    Retrier,
-    check_links,
-    find_common_ancestor,
-    trim_recent,
-)
-from exporter.listener.ranges import Backoff, RangeSizer
+from exporter.listener.fetch import FetchedRange, RangeFetcher
+from exporter.listener.ranges import RangeSizer
+from exporter.listener.retry import Backoff, FetchCancelledError, Retrier
 from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
 from exporter.metrics import Metrics
-from exporter.store.base import HEARTBEAT_CHECK, BlockRef, Checkpoint, CheckResult, EventRecord, Store, StoreError
+from exporter.store.base import BlockRef, Checkpoint, CheckResult, EventRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 

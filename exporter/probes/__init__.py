@@ -1,7 +1,8 @@
-"""Probing the Blocktrust API and the listener: one module per kind of check.
+"""Probing the Blocktrust API and the listener.
 
-Start at ``round.py`` (``CheckRound``: run a round, record results), ``registry.py`` (kind ->
-probe), ``defaults.py`` (the nine checks of SPEC §1) and ``conditions.py`` (the condition
-language of ``checks.items``). Kept import-free so that ``exporter.config`` can import the
-condition parser without pulling in the probes.
+Start at ``runner.py`` (``CheckRound``: run a round of checks, record results), then ``kinds/``
+(one module per kind of check, all with the signature of ``probe.py``, and the table from kind to
+probe), ``session.py`` (the shared JWT session), ``httpclient.py`` (bounded HTTP exchanges) and
+``conditions.py`` (the condition language of ``checks.items``). The checks themselves are
+configuration: ``exporter.config.checks``.
 """

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from exporter.config.database_url import SQLITE_SCHEME, store_url_error
 from exporter.store.base import (
     BlockRef,
     Checkpoint,
@@ -17,7 +18,6 @@ from exporter.store.base import (
 )
 
 __all__ = [
-    "POSTGRES_SCHEMES",
     "BlockRef",
     "CheckResult",
     "Checkpoint",
@@ -27,25 +27,7 @@ __all__ = [
     "Store",
     "StoreError",
     "open_store",
-    "store_url_error",
 ]
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg2://", "postgres+psycopg2://")
-SQLITE_SCHEME = "sqlite:///"
-
-
-def store_url_error(url: str) -> str | None:
-    """Why ``url`` is not an accepted ``DATABASE_URL``, or None. Never echoes the URL (it may hold a password)."""
-    if url.startswith(POSTGRES_SCHEMES):
-        return None
-    if url.startswith(SQLITE_SCHEME) and len(url) > len(SQLITE_SCHEME):
-        return None
-    scheme = url.split("://", 1)[0] if "://" in url else "(none)"
-    return (
-        f"unsupported database URL scheme {scheme!r}: expected postgresql://, postgres://, "
-        "postgresql+psycopg2:// or sqlite:///path"
-    )
-
 
 def open_store(
     url: str | None,

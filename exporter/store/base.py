@@ -15,9 +15,6 @@ from typing import Any, Protocol
 
 import orjson
 
-# The listener's heartbeat rows in monitor_metrics (SPEC §2): not a check, never alerted on.
-HEARTBEAT_CHECK = "listener.tick"
-
 
 def json_text(value: Any) -> str:
     """Compact JSON for a JSON/JSONB column (orjson: about ten times ``json.dumps``' speed).
@@ -134,10 +131,10 @@ class Store(Protocol):
         """Insert all rows in one transaction; rows whose ``uid`` exists are skipped."""
 
     def latest_result(self, check_name: str) -> CheckResult | None:
-        """The newest row of ``check_name`` (e.g. the listener's ``listener.tick`` heartbeat)."""
+        """The newest row of ``check_name`` (e.g. the listener's heartbeat)."""
 
-    def slo_report(self, since: datetime, until: datetime) -> list[SloRow]:
-        """Per check (excluding ``listener.tick``), SPEC §2's uptime, p99 and failures over [since, until)."""
+    def slo_report(self, since: datetime, until: datetime, exclude: Sequence[str] = ()) -> list[SloRow]:
+        """Per check (but those named in ``exclude``), SPEC §2's uptime, p99 and failures over [since, until)."""
 
     def delete_results_before(self, cutoff: datetime, batch_size: int) -> int:
         """Delete at most ``batch_size`` rows older than ``cutoff``; returns how many."""

@@ -25,7 +25,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from exporter.store.base import HEARTBEAT_CHECK, SloRow, StoreError
+from exporter.store.base import SloRow, StoreError
 from exporter.store.schema import Migration
 from exporter.store.sql import DuplicateEventsError, SqlStore, as_utc
 
@@ -210,7 +210,7 @@ class PostgresStore(SqlStore):
         # listener re-ingests from the checkpoint, so waiting for the WAL flush buys nothing here.
         cursor.execute("SET LOCAL synchronous_commit = off")
 
-    def slo_report(self, since: datetime, until: datetime) -> list[SloRow]:
+    def slo_report(self, since: datetime, until: datetime, exclude: Sequence[str] = ()) -> list[SloRow]:
         with self._tx() as cur:
             cur.execute(
                 """
@@ -222,11 +222,11 @@ class PostgresStore(SqlStore):
                        COUNT(*) FILTER (WHERE NOT ok),
                        MAX(ts) FILTER (WHERE NOT ok)
                 FROM monitor_metrics
-                WHERE ts >= %s AND ts < %s AND check_name <> %s
+                WHERE ts >= %s AND ts < %s AND NOT (check_name = ANY(%s::text[]))
                 GROUP BY check_name
                 ORDER BY check_name
                 """,
-                (self._encode_time(since), self._encode_time(until), HEARTBEAT_CHECK),
+                (self._encode_time(since), self._encode_time(until), list(exclude)),
             )
             rows = cur.fetchall()
         return [

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from exporter.clock import utc_naive
-from exporter.store.base import HEARTBEAT_CHECK, SloRow, StoreError
+from exporter.store.base import SloRow, StoreError
 from exporter.store.schema import Migration
 from exporter.store.sql import SqlStore, as_utc, percentile_cont
 
@@ -83,23 +83,24 @@ class SqliteStore(SqlStore):
             inserted += max(cursor.rowcount, 0)
         return inserted
 
-    def slo_report(self, since: datetime, until: datetime) -> list[SloRow]:
-        bounds = (self._encode_time(since), self._encode_time(until), HEARTBEAT_CHECK)
+    def slo_report(self, since: datetime, until: datetime, exclude: Sequence[str] = ()) -> list[SloRow]:
+        bounds = (self._encode_time(since), self._encode_time(until), *exclude)
+        excluded = ",".join("?" * len(exclude))  # SQLite accepts an empty NOT IN ()
         with self._tx() as cur:
             cur.execute(
-                """
+                f"""
                 SELECT check_name, COUNT(*), SUM(CASE WHEN ok THEN 1 ELSE 0 END),
                        SUM(CASE WHEN ok THEN 0 ELSE 1 END), MAX(CASE WHEN ok THEN NULL ELSE ts END)
-                FROM monitor_metrics WHERE ts >= ? AND ts < ? AND check_name <> ?
+                FROM monitor_metrics WHERE ts >= ? AND ts < ? AND check_name NOT IN ({excluded})
                 GROUP BY check_name ORDER BY check_name
                 """,
                 bounds,
             )
             totals = cur.fetchall()
             cur.execute(
-                """
+                f"""
                 SELECT check_name, latency_ms FROM monitor_metrics
-                WHERE ts >= ? AND ts < ? AND check_name <> ? AND ok AND latency_ms IS NOT NULL
+                WHERE ts >= ? AND ts < ? AND check_name NOT IN ({excluded}) AND ok AND latency_ms IS NOT NULL
                 ORDER BY check_name, latency_ms
                 """,
                 bounds,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from exporter.alerting.alert import Alert, format_duration, render_text
-from exporter.alerting.slack import SlackChannel
-from exporter.alerting.telegram import TelegramChannel
-from exporter.alerting.webhook import WebhookChannel
+from exporter.alerting.channels.slack import SlackChannel
+from exporter.alerting.channels.telegram import TelegramChannel
+from exporter.alerting.channels.webhook import WebhookChannel
 
 SINCE = datetime(2026, 1, 5, 10, 0, 0, tzinfo=UTC)
 AT = datetime(2026, 1, 5, 10, 2, 0, tzinfo=UTC)

@@ -12,10 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from exporter.alerting.engine import AlertEngine, check_policies, describe_failure
 from exporter.clock import FakeClock
-from exporter.config import AlertingSettings, CheckSpec
+from exporter.config import HEARTBEAT_CHECK, AlertingSettings, CheckSpec
 from exporter.metrics import Metrics
 from exporter.store import Store, StoreError, open_store
-from exporter.store.base import HEARTBEAT_CHECK
 from tests.alerting.kit import RecordingSink, result, table_rows
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)

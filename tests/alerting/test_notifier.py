@@ -9,8 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from exporter.alerting.alert import Alert
+from exporter.alerting.channels.webhook import WebhookChannel
 from exporter.alerting.notifier import Notifier, channels_from_settings
-from exporter.alerting.webhook import WebhookChannel
 from exporter.clock import FakeClock
 from exporter.config import AlertingSettings
 from exporter.metrics import Metrics

@@ -8,8 +8,8 @@ import logging
 import pytest
 import requests
 
-from exporter.alerting.redact import MASK, RedactingFilter, Redactor
 from exporter.config import Config
+from exporter.redact import MASK, RedactingFilter, Redactor
 from tests.support.http_receiver import refused_url
 
 SLACK = "https://hooks.slack.test/services/T000/B000/XXXXSECRETXXXX"

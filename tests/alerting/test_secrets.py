@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.alerting.engine import DEFAULT_TITLES, AlertEngine
 from exporter.alerting.notifier import build_notifier
-from exporter.alerting.redact import RedactingFilter, Redactor
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.metrics import Metrics
+from exporter.redact import RedactingFilter, Redactor
 from exporter.store import open_store
 from tests.alerting.kit import result, table_rows
 from tests.support.http_receiver import HttpReceiver, Reply, refused_url

@@ -28,10 +28,9 @@ import pytest
 import requests
 import yaml
 
-from exporter.config import load_config
+from exporter.config import HEARTBEAT_CHECK, load_config
 from exporter.rules import render_rules
 from exporter.store import CheckResult, open_store
-from exporter.store.base import HEARTBEAT_CHECK
 from tests.bundle.conftest import (
     REPO,
     Alertmanager,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from eth_utils.crypto import keccak
 
-from exporter.devchain import DevChain, load_artifacts
+from exporter.demo.devchain import DevChain, load_artifacts
 
 pytestmark = pytest.mark.anvil
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.devchain import DevChain, DevChainError, anvil_path, create_address, load_artifacts
+from exporter.demo.devchain import DevChain, DevChainError, anvil_path, create_address, load_artifacts
 
 pytestmark = pytest.mark.anvil
 

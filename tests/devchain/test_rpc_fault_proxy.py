@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 from tests.support.rpc_fault_proxy import Fault, RpcFaultProxy
 
 pytestmark = pytest.mark.anvil

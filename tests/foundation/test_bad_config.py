@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter.cli import main
+
 CASES = sorted((Path(__file__).parent.parent / "data" / "bad_config").glob("*.yaml"))
 
 
@@ -32,6 +34,23 @@ def test_there_are_at_least_twelve_cases() -> None:
     assert len(CASES) >= 12
 
 
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_check_config_rejects_with_one_exact_line_in_process(
+    case: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same cases through ``main`` in this process (the fast loop's view of them)."""
+    expected, extra_env = _header(case)
+    for name in ("MONITOR_CHECK_INTERVAL", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in extra_env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config", "--config", str(case)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [f"blocktrust-exporter: {expected}"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
 def test_check_config_rejects_with_one_exact_line(case: Path) -> None:
     expected, extra_env = _header(case)

@@ -1,4 +1,4 @@
-"""Shared fixtures of the listener tests: a real anvil chain (exporter.devchain), listener settings,
+"""Shared fixtures of the listener tests: a real anvil chain (exporter.demo.devchain), listener settings,
 and the two sides every exactness check compares: the chain's logs and the ``events`` table."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from exporter.config import ListenerSettings
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 from exporter.store.postgres import libpq_dsn
 
 EventKey = tuple[str, int, int, str]  # (tx_hash, log_index, block_number, block_hash)

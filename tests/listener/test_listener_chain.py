@@ -13,7 +13,7 @@ from web3 import Web3
 
 from exporter.clock import FakeClock
 from exporter.config import ConfigError, ListenerSettings
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 from exporter.listener import Listener
 from exporter.metrics import Metrics
 from exporter.store import Store

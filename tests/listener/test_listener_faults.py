@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exporter.clock import FakeClock
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 from exporter.listener import Listener, PollOutcome
 from exporter.metrics import Metrics
 from exporter.store import open_store

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from exporter.clock import FakeClock, SystemClock
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 from exporter.listener import CHECKPOINT_NAME, Listener, PollOutcome
 from exporter.metrics import Metrics
 from exporter.store import Store, open_store

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from exporter.clock import FakeClock
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 from exporter.listener import Listener
 from exporter.metrics import Metrics
 from exporter.store import Store

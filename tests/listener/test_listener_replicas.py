@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from exporter.clock import FakeClock
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 from exporter.listener import Listener
 from exporter.metrics import Metrics
 from exporter.store import Store, open_store

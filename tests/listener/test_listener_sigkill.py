@@ -8,7 +8,7 @@ import random
 import time
 from pathlib import Path
 
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
 from exporter.store import open_store
 from tests.listener.conftest import chain_keys, stored_checkpoint, stored_keys
 from tests.support.exporter_process import ExporterProcess

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from exporter.listener.ranges import GROW_AFTER_SUCCESSES, Backoff, RangeSizer
+from exporter.listener.ranges import GROW_AFTER_SUCCESSES, RangeSizer
+from exporter.listener.retry import Backoff
 
 
 def test_starts_at_chunk_size_capped_by_maximum() -> None:

@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry
 
 from exporter.clock import FakeClock
 from exporter.config import CheckSpec, Config
+from exporter.config.checks import default_checks
+from exporter.demo.simulator.server import BlocktrustSimulator
 from exporter.metrics import Metrics
-from exporter.probes.defaults import default_checks
-from exporter.probes.round import CheckRound
-from exporter.simulator.server import BlocktrustSimulator
+from exporter.probes.runner import CheckRound
 from exporter.store import Store, open_store
 from exporter.store.base import CheckResult
 from exporter.store.buffer import BufferedWriter

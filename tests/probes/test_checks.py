@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from exporter.probes.defaults import default_checks
-from exporter.probes.round import CheckRound
+from exporter.config.checks import default_checks
+from exporter.probes.runner import CheckRound
 from exporter.store import open_store
 from exporter.store.base import CheckResult
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from exporter.config import CheckSpec
+from exporter.config import CheckSpec, ChecksSettings, Config, ConfigError
 from exporter.probes import conditions
+from exporter.probes.runner import validate_conditions
 
 BODY = {
     "status": "ok",
@@ -106,5 +107,7 @@ def test_bad_conditions_do_not_parse(text: str, message: str) -> None:
 
 
 def test_a_bad_condition_is_a_config_error_naming_its_index() -> None:
-    with pytest.raises(ValueError, match=r"conditions\.1\n.*unexpected"):
-        CheckSpec(name="x", path="/x", conditions=["[STATUS] == 200", "[STATUS] = 200"])
+    spec = CheckSpec(name="x", path="/x", conditions=["[STATUS] == 200", "[STATUS] = 200"])
+    config = Config(checks=ChecksSettings(items=[spec]))
+    with pytest.raises(ConfigError, match=r"checks\.items\[0\]\.conditions\[1\]: unexpected"):
+        validate_conditions(config)

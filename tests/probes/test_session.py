@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.probes.defaults import default_checks
+from exporter.config.checks import default_checks
 
 INTERVAL = 60.0
 MARGIN = 60.0

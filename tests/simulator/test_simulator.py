@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from exporter.clock import FakeClock
-from exporter.simulator import cli
-from exporter.simulator.faults import Fault, parse_fail_flag, parse_fault
-from exporter.simulator.server import BlocktrustSimulator
+from exporter.demo.simulator import cli
+from exporter.demo.simulator.faults import Fault, parse_fail_flag, parse_fault
+from exporter.demo.simulator.server import BlocktrustSimulator
 
 EMAIL, PASSWORD = "sim@example.org", "sim-pass"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from exporter.devchain import load_artifacts
+from exporter.demo.devchain import load_artifacts
 
 CONTRACTS = ("IdentityNFT", "ProofRegistry", "FailSafe")
 

@@ -8,8 +8,8 @@ Clock. Not for judging block progress (``listener_progress.py``).
 from __future__ import annotations
 
 from exporter.config import CheckSpec
-from exporter.probes.base import Outcome, ProbeContext
-from exporter.probes.heartbeat import HEARTBEAT_CHECK, newest_heartbeat
+from exporter.probes.kinds.heartbeat import HEARTBEAT_CHECK, newest_heartbeat
+from exporter.probes.probe import Outcome, ProbeContext
 
 
 def probe_lag(spec: CheckSpec, ctx: ProbeContext) -> Outcome:

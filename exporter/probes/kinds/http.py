@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from exporter.config import CheckSpec
 from exporter.probes import conditions
-from exporter.probes.base import Outcome, ProbeContext
 from exporter.probes.httpclient import HttpError, HttpRequest, HttpResponse
+from exporter.probes.probe import Outcome, ProbeContext
 from exporter.probes.session import LoginError
 
 

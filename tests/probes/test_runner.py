@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from exporter.config import CHECK_KINDS, Config, ConfigError, load_config
-from exporter.probes.defaults import default_checks
-from exporter.probes.registry import PROBES
-from exporter.probes.round import resolve_checks
+from exporter.config.checks import default_checks
+from exporter.probes.kinds import PROBES
+from exporter.probes.runner import resolve_checks, validate_conditions
 
 USER_CONFIG = """
 api:
@@ -85,7 +85,9 @@ def test_a_bad_condition_in_the_config_file_names_the_check(harness: Any, tmp_pa
     bad = USER_CONFIG.replace('"[BODY].offset == 20"', '"[BODY].offset = 20"')
     expected = r"config\.yaml: checks\.items\[1\]\.conditions\[1\]: unexpected '= 20' in condition"
     with pytest.raises(ConfigError, match=expected):
-        _load(harness, tmp_path, bad)
+        validate_conditions(_load(harness, tmp_path, bad))
+    with pytest.raises(ConfigError, match=expected):
+        resolve_checks(_load(harness, tmp_path, bad))
 
 
 def test_every_config_kind_has_a_probe() -> None:
@@ -143,12 +145,12 @@ def test_a_round_survives_failing_sinks_and_a_crashing_probe(harness: Any, monke
     def broken(_results: Any) -> None:
         raise RuntimeError("sink down")
 
-    from exporter.probes import round as round_module
+    from exporter.probes import runner as runner_module
 
     def crash(_spec: Any, _ctx: Any) -> Any:
         raise KeyError("bug")
 
-    monkeypatch.setitem(round_module.PROBES, "listener.lag", crash)
+    monkeypatch.setitem(runner_module.PROBES, "listener.lag", crash)
     checks = harness.round(harness.config(), on_results=broken, record=broken)
     results = {result.check_name: result for result in checks.run_once()}
     assert results["listener.lag"].details["error"] == "internal_error"

@@ -3,8 +3,9 @@ can be missing (no store, store down, no heartbeat yet). Not for judging it: eac
 
 from __future__ import annotations
 
-from exporter.probes.base import Outcome, ProbeContext
-from exporter.store.base import HEARTBEAT_CHECK, CheckResult, StoreError
+from exporter.config import HEARTBEAT_CHECK
+from exporter.probes.probe import Outcome, ProbeContext
+from exporter.store.base import CheckResult, StoreError
 
 __all__ = ["HEARTBEAT_CHECK", "newest_heartbeat"]
 

@@ -19,8 +19,8 @@ from types import FrameType
 
 from exporter.clock import SystemClock
 from exporter.config import parse_duration
-from exporter.simulator.faults import parse_fail_flag
-from exporter.simulator.server import BlocktrustSimulator
+from exporter.demo.simulator.faults import parse_fail_flag
+from exporter.demo.simulator.server import BlocktrustSimulator
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m exporter.simulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m exporter.demo.simulator", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args())

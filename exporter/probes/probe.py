@@ -2,8 +2,8 @@
 
 A probe performs one check and says whether it passed and why; it never raises for an
 expected failure, never records anything and never measures its own timestamp: the round
-runner (``round.py``) does that for every kind alike. Not for defining checks
-(``defaults.py``, config) nor for choosing a probe by kind (``registry.py``).
+runner (``runner.py``) does that for every kind alike. Not for defining checks
+(``exporter.config.checks``) nor for choosing a probe by kind (``kinds/``).
 """
 
 from __future__ import annotations

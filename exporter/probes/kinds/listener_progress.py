@@ -8,8 +8,8 @@ The first observation cannot show a stall and passes. Not for heartbeat age (``l
 from __future__ import annotations
 
 from exporter.config import CheckSpec
-from exporter.probes.base import Outcome, ProbeContext
-from exporter.probes.heartbeat import newest_heartbeat
+from exporter.probes.kinds.heartbeat import newest_heartbeat
+from exporter.probes.probe import Outcome, ProbeContext
 
 
 def probe_progress(spec: CheckSpec, ctx: ProbeContext) -> Outcome:

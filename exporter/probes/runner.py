@@ -21,12 +21,13 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 
 from exporter.clock import Clock
-from exporter.config import CheckSpec, Config, ConfigError
+from exporter.config import CheckSpec, Config, ConfigError, default_checks
+from exporter.config.checks import LISTENER_CHECKS
 from exporter.metrics import Metrics
-from exporter.probes.base import HeartbeatSource, Outcome, ProbeContext
-from exporter.probes.defaults import LISTENER_CHECKS, default_checks
+from exporter.probes import conditions
 from exporter.probes.httpclient import HttpClient
-from exporter.probes.registry import PROBES
+from exporter.probes.kinds import PROBES
+from exporter.probes.probe import HeartbeatSource, Outcome, ProbeContext
 from exporter.probes.session import JwtSession
 from exporter.store.base import CheckResult
 
@@ -37,12 +38,25 @@ log = logging.getLogger(__name__)
 ResultSink = Callable[[Sequence[CheckResult]], None]
 
 
+def validate_conditions(config: Config) -> None:
+    """Parse every condition of ``checks.items``; ``ConfigError`` naming the first that does not parse
+    (``config.yaml: checks.items[0].conditions[1]: ...``). The configuration keeps conditions as
+    text; their language belongs to the probes (``conditions.py``)."""
+    for i, spec in enumerate(config.checks.items):
+        for j, text in enumerate(spec.conditions):
+            try:
+                conditions.parse(text)
+            except conditions.ConditionSyntaxError as exc:
+                raise ConfigError(f"{config.source}: checks.items[{i}].conditions[{j}]: {exc}") from None
+
+
 def resolve_checks(config: Config) -> list[CheckSpec]:
     """The enabled checks: defaults (those the configuration can run) overlaid by ``checks.items``.
 
     Raises ``ConfigError`` when a check cannot work with this configuration, so the problem
     shows at start-up rather than as a check failing forever.
     """
+    validate_conditions(config)
     defaults = default_checks() if config.checks.include_defaults else []
     if config.api.base_url is None:
         defaults = [spec for spec in defaults if spec.path is None]  # no API to probe

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.listener.ingest import ChainMovedError, check_links, find_common_ancestor, trim_recent
+from exporter.listener.chain import ChainMovedError, check_links, find_common_ancestor, trim_recent
 from exporter.store.base import BlockRef, Checkpoint
 
 

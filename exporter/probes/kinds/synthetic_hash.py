@@ -12,8 +12,8 @@ import json
 import secrets
 
 from exporter.config import CheckSpec
-from exporter.probes.base import Outcome, ProbeContext
-from exporter.probes.http import exchange
+from exporter.probes.kinds.http import exchange
+from exporter.probes.probe import Outcome, ProbeContext
 
 
 def probe_hash(spec: CheckSpec, ctx: ProbeContext) -> Outcome:

@@ -28,7 +28,7 @@ from eth_utils.crypto import keccak
 
 CONTRACT_NAMES: tuple[str, ...] = ("IdentityNFT", "ProofRegistry", "FailSafe")
 BUILD_DIR = Path(__file__).resolve().parent / "contracts" / "build"
-TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools"
+TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools"  # the repository's tools/ (npm: anvil)
 
 _LISTENING = re.compile(r"Listening on 127\.0\.0\.1:(\d+)")
 _START_TIMEOUT_S = 20.0

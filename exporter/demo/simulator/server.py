@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from exporter.clock import Clock
-from exporter.simulator.faults import Fault, FaultTable, parse_fault
+from exporter.demo.simulator.faults import Fault, FaultTable, parse_fault
 
 log = logging.getLogger(__name__)
 

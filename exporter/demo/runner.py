@@ -19,10 +19,11 @@ from pathlib import Path
 
 from exporter.clock import SystemClock
 from exporter.config import Config
-from exporter.devchain import DevChain
+from exporter.demo.devchain import DevChain
+from exporter.demo.simulator.faults import parse_fail_flag
+from exporter.demo.simulator.server import BlocktrustSimulator
 from exporter.logs import setup_logging
-from exporter.simulator.faults import parse_fail_flag
-from exporter.simulator.server import BlocktrustSimulator
+from exporter.runtime import EXIT_USAGE, ExitError, serve
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ def demo_config(base: Config, *, api_url: str, password: str, rpc_url: str, cont
 
 
 def run(args: argparse.Namespace, base: Config) -> int:
-    from exporter.cli import CliError, serve  # cli imports this module lazily; no cycle at import time
-
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     _discard_old_store(workdir / "demo.db")
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace, base: Config) -> int:
     try:
         faults = [parse_fail_flag(flag) for flag in args.fail]
     except ValueError as exc:
-        raise CliError(f"--fail: {exc}", 2) from None
+        raise ExitError(f"--fail: {exc}", EXIT_USAGE) from None
     simulator = BlocktrustSimulator(email=DEMO_EMAIL, password=password, clock=SystemClock()).start()
     for path, fault in faults:
         simulator.set_fault(path, fault)

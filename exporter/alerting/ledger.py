@@ -1,0 +1,130 @@
+"""The incident ledger: the alert engine's only access to ``monitor_incidents``.
+
+It records incidents opened, notified and resolved, and never lets a store failure reach the
+engine: an incident the store cannot take is handed back unsaved (id ``UNSAVED``) and written,
+in order, once the store answers again, together with the resolutions and notices the store
+missed. After a failed call it leaves the store alone for ``STORE_RETRY_SECONDS``: with the store
+down each call may wait for a connect timeout, and the engine runs on the check round's thread.
+
+Not for deciding anything (thresholds, reminders, who owns what): that is ``engine.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, MutableMapping
+from datetime import datetime
+
+from exporter.clock import Clock
+from exporter.redact import no_redaction
+from exporter.store.base import Incident, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+UNSAVED = 0  # the id of an incident the store has not taken yet (SERIAL ids start at 1)
+STORE_RETRY_SECONDS = 30.0
+
+
+class IncidentLedger:
+    """``monitor_incidents`` as the engine sees it, with a write-back queue for store outages.
+
+    Not thread-safe on its own: the engine calls it under its lock."""
+
+    def __init__(self, store: Store, clock: Clock, *, redact: Callable[[str], str] = no_redaction) -> None:
+        self._store = store
+        self._clock = clock
+        self._redact = redact
+        self._unwritten: list[tuple[Incident, datetime]] = []  # resolved, but the store missed it
+        self._unnoted: dict[int, datetime] = {}  # notices the store missed: incident id -> when
+        self._paused_until = float("-inf")  # clock.monotonic()
+
+    def usable(self) -> bool:
+        """False while the back-off after a store failure lasts."""
+        return self._clock.monotonic() >= self._paused_until
+
+    def catch_up(self, open_now: MutableMapping[str, Incident], *, read: bool) -> list[Incident] | None:
+        """Write what the store missed, saving the unsaved incidents of ``open_now`` in place (check name
+        -> incident); then, if ``read``, return the store's open incidents. None when the store is in
+        back-off, fails, or was not to be read. Writing back comes first: a resolution the store missed
+        must not be read back as "still open"."""
+        if not self.usable():
+            return None
+        try:
+            self._write_back(open_now)
+            return self._store.open_incidents() if read else None
+        except StoreError as exc:
+            self._failed("catching up with the store", exc)
+            return None
+
+    def open(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> Incident:
+        """The incident recorded as opened at ``at``; unsaved (id ``UNSAVED``) when the store is not
+        taking it now, or an earlier incident of the same check still waits to be written (one open
+        per check)."""
+        unsaved = Incident(UNSAVED, check_name, severity, title, detail, at, None, None)
+        if not self.usable() or any(earlier.check_name == check_name for earlier, _ in self._unwritten):
+            return unsaved
+        try:
+            return self._store.open_incident(check_name, severity, title, detail, at)
+        except StoreError as exc:
+            self._failed(f"recording the incident of {check_name}", exc)
+            return unsaved
+
+    def resolve(self, incident: Incident, at: datetime) -> None:
+        """Record the end of ``incident``, now or (after the ones before it, in order) once the store answers."""
+        if incident.id == UNSAVED or self._unwritten or not self.usable():
+            self._unwritten.append((incident, at))
+            return
+        try:
+            self._store.resolve_incident(incident.id, at)
+        except StoreError as exc:
+            self._failed(f"recording that incident {incident.id} resolved", exc)
+            self._unwritten.append((incident, at))
+
+    def mark_notified(self, incident: Incident, at: datetime) -> None:
+        """Record a notice of ``incident``. An unsaved incident records its last notice when it is saved."""
+        if incident.id == UNSAVED:
+            return
+        if not self.usable():
+            self._unnoted[incident.id] = at
+            return
+        try:
+            self._store.mark_notified(incident.id, at)
+        except StoreError as exc:
+            self._failed(f"recording the notice of incident {incident.id}", exc)
+            self._unnoted[incident.id] = at
+
+    def _write_back(self, open_now: MutableMapping[str, Incident]) -> None:
+        """Record, in order, the incidents that lived only in memory while the store was down."""
+        while self._unwritten:
+            incident, resolved_at = self._unwritten[0]
+            if incident.id == UNSAVED:
+                incident = self._save(incident)
+                self._unwritten[0] = (incident, resolved_at)
+            self._store.resolve_incident(incident.id, resolved_at)
+            self._unwritten.pop(0)
+        for check_name, incident in list(open_now.items()):
+            if incident.id == UNSAVED:
+                open_now[check_name] = self._save(incident)
+        for incident_id, notified_at in list(self._unnoted.items()):
+            self._store.mark_notified(incident_id, notified_at)
+            del self._unnoted[incident_id]
+
+    def _save(self, incident: Incident) -> Incident:
+        stored = self._store.open_incident(
+            incident.check_name, incident.severity, incident.title, incident.detail, incident.opened_at
+        )
+        if incident.last_notified_at is not None and stored.last_notified_at is None:
+            self._store.mark_notified(stored.id, incident.last_notified_at)
+            stored = dataclasses.replace(stored, last_notified_at=incident.last_notified_at)
+        log.info("incident %d recorded for %s after a store outage", stored.id, stored.check_name)
+        return stored
+
+    def _failed(self, what: str, exc: StoreError) -> None:
+        self._paused_until = self._clock.monotonic() + STORE_RETRY_SECONDS
+        log.error(
+            "alert engine: %s failed (notifying from memory; next store attempt in %.0fs): %s",
+            what,
+            STORE_RETRY_SECONDS,
+            self._redact(str(exc)),
+        )

@@ -1,0 +1,56 @@
+"""Configuration: typed, frozen, validated; plain data that imports no feature of the exporter.
+
+``load_config`` (load.py) reads the file, expands ``${VAR}``, overlays SPEC §3's variables and
+``X_FILE`` secrets, and raises ``ConfigError`` (errors.py) with one line naming the culprit. The
+sections are in models.py, value types (durations, URLs, times) in types.py, checks and the nine
+defaults of SPEC §1 in checks.py, the accepted ``DATABASE_URL`` forms in database_url.py.
+"""
+
+from exporter.config.checks import CHECK_KINDS, HEARTBEAT_CHECK, CheckSpec, default_checks
+from exporter.config.errors import ConfigError
+from exporter.config.load import DEFAULT_CONFIG_PATH, ENV_VARS, SECRET_ENV_VARS, load_config
+from exporter.config.models import (
+    AlertingSettings,
+    ApiSettings,
+    ChecksSettings,
+    Config,
+    ListenerSettings,
+    LogSettings,
+    MaintenanceWindow,
+    ServerSettings,
+    SlackSettings,
+    SloSettings,
+    StoreSettings,
+    TelegramSettings,
+    WebhookSettings,
+)
+from exporter.config.types import Severity, parse_clock_time, parse_duration, parse_instant
+
+__all__ = [
+    "CHECK_KINDS",
+    "DEFAULT_CONFIG_PATH",
+    "ENV_VARS",
+    "HEARTBEAT_CHECK",
+    "SECRET_ENV_VARS",
+    "AlertingSettings",
+    "ApiSettings",
+    "CheckSpec",
+    "ChecksSettings",
+    "Config",
+    "ConfigError",
+    "ListenerSettings",
+    "LogSettings",
+    "MaintenanceWindow",
+    "ServerSettings",
+    "Severity",
+    "SlackSettings",
+    "SloSettings",
+    "StoreSettings",
+    "TelegramSettings",
+    "WebhookSettings",
+    "default_checks",
+    "load_config",
+    "parse_clock_time",
+    "parse_duration",
+    "parse_instant",
+]

@@ -1,0 +1,229 @@
+"""The sections of the configuration, and ``Config``, the whole of it: typed, frozen, validated.
+
+Kept in one module so that the whole shape of the configuration is readable in one place;
+``config.yaml`` at the repository root documents every key. Loading (files, environment,
+error messages) is ``load.py``; value types are ``types.py``; checks are ``checks.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from exporter.config.checks import CheckSpec
+from exporter.config.database_url import store_url_error
+from exporter.config.types import (
+    Duration,
+    HttpUrl,
+    Interval,
+    ListenAddress,
+    SecretHttpUrl,
+    Section,
+    parse_clock_time,
+    parse_instant,
+    yaml_clock_time,
+    yaml_instant,
+)
+
+
+class ServerSettings(Section):
+    listen: ListenAddress = "0.0.0.0:9108"
+
+
+class LogSettings(Section):
+    format: Literal["logfmt", "json"] = "logfmt"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StoreSettings(Section):
+    url: SecretStr | None = None  # DATABASE_URL; None = the embedded SQLite file below
+    sqlite_path: str = "blocktrust-exporter.db"
+    pool_size: int = Field(default=4, ge=1, le=64)
+    buffer_size: int = Field(default=10_000, ge=1)
+    connect_timeout: Interval = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = store_url_error(value.get_secret_value()) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class ApiSettings(Section):
+    base_url: HttpUrl | None = None  # API_BASE
+    email: str | None = None  # JWT_MONITOR_EMAIL
+    password: SecretStr | None = None  # JWT_MONITOR_PASS
+    login_path: str = "/api/explorer/login"
+    token_refresh_margin: Duration = 60.0
+
+
+class ChecksSettings(Section):
+    interval: Interval = 60.0  # MONITOR_CHECK_INTERVAL
+    timeout: Interval = 10.0
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    include_defaults: bool = True  # the nine checks of SPEC §1
+    items: list[CheckSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ChecksSettings:
+        seen: set[str] = set()
+        for spec in self.items:
+            if spec.name in seen:
+                raise ValueError(f"duplicate check name {spec.name!r}")
+            seen.add(spec.name)
+        return self
+
+
+class ListenerSettings(Section):
+    enabled: bool = True
+    rpc_url: SecretHttpUrl | None = None  # POLYGON_RPC_URL (often carries an API key)
+    contracts_config: str = "contracts_config.json"
+    poll_interval: Interval = 15.0  # LISTENER_POLL_INTERVAL
+    max_lag: Interval = 180.0  # MAX_LISTENER_LAG_SEC
+    start_block: int | Literal["latest"] = Field(default="latest")
+    chunk_size: int = Field(default=2_000, ge=1)
+    max_chunk_size: int = Field(default=10_000, ge=1)
+    follow: Literal["latest", "safe", "finalized"] = "latest"
+    confirmations: int = Field(default=0, ge=0)
+    max_reorg_depth: int = Field(default=64, ge=1)
+    rpc_timeout: Interval = 10.0
+    event_types: dict[str, str] = Field(
+        default_factory=lambda: {
+            "MintingEvent": "Minted",
+            "CancelamentoEvent": "Canceled",
+            "CancelamentoSimples": "CanceledSimple",
+            "ProofRegistered": "ProofStored",
+            "ProofRevoked": "ProofRevoked",
+            "ProofStoredDual": "ProofStoredDual",
+            "FailsafeEvent": "FailSafeTriggered",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _chunks(self) -> ListenerSettings:
+        if self.chunk_size > self.max_chunk_size:
+            raise ValueError("chunk_size must not exceed max_chunk_size")
+        if isinstance(self.start_block, int) and self.start_block < 0:
+            raise ValueError("start_block must be a block number >= 0 or 'latest'")
+        return self
+
+
+class SloSettings(Section):
+    uptime_target: float = Field(default=99.5, gt=0, lt=100)  # SLO_UPTIME_TARGET, percent
+    latency_ms: int = Field(default=800, gt=0)  # SLO_LATENCY_MS
+    window: Interval = 86_400.0
+    report_interval: Interval = 720.0
+    retention: Interval = 30 * 86_400.0
+
+
+class SlackSettings(Section):
+    webhook_url: SecretHttpUrl | None = None  # ALERT_SLACK_WEBHOOK
+    send_resolved: bool = True
+
+
+class TelegramSettings(Section):
+    bot_token: SecretStr | None = None  # ALERT_TELEGRAM_BOT
+    chat_id: str | None = None  # ALERT_TELEGRAM_CHAT
+    base_url: HttpUrl = "https://api.telegram.org"
+    send_resolved: bool = True
+
+    @model_validator(mode="after")
+    def _token_and_chat(self) -> TelegramSettings:
+        if (self.bot_token is None) != (self.chat_id is None):
+            raise ValueError("telegram needs both bot_token and chat_id (or neither)")
+        return self
+
+
+class WebhookSettings(Section):
+    url: SecretHttpUrl | None = None  # ALERT_WEBHOOK_URL
+    send_resolved: bool = True
+
+
+class MaintenanceWindow(Section):
+    """Either a fixed ``start``/``end`` (ISO 8601) or a weekly ``days`` + ``from``/``to`` (HH:MM, UTC).
+
+    A weekly window whose ``to`` is not after ``from`` runs past midnight into the next day.
+    ``checks`` are check names or shell-style patterns (``api.*``); empty means every check.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    checks: list[str] = Field(default_factory=list)  # empty = all checks
+    start: Annotated[str | None, BeforeValidator(yaml_instant)] = None
+    end: Annotated[str | None, BeforeValidator(yaml_instant)] = None
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
+    from_: Annotated[str | None, BeforeValidator(yaml_clock_time)] = Field(default=None, alias="from")
+    to: Annotated[str | None, BeforeValidator(yaml_clock_time)] = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> MaintenanceWindow:
+        fixed = self.start is not None or self.end is not None
+        weekly = bool(self.days) or self.from_ is not None or self.to is not None
+        if fixed == weekly:
+            raise ValueError("a maintenance window needs either start and end, or days with from and to")
+        if fixed:
+            if self.start is None or self.end is None:
+                raise ValueError("a fixed maintenance window needs both start and end")
+            if parse_instant(self.start) >= parse_instant(self.end):
+                raise ValueError("end must be after start")
+        else:
+            if not self.days or self.from_ is None or self.to is None:
+                raise ValueError("a weekly maintenance window needs days, from and to")
+            if parse_clock_time(self.from_) == parse_clock_time(self.to):
+                raise ValueError("from and to must differ")
+        return self
+
+
+class AlertingSettings(Section):
+    failure_threshold: int = Field(default=2, ge=1)
+    success_threshold: int = Field(default=2, ge=1)
+    reminder_interval: Interval = 3600.0
+    dashboard_url: HttpUrl | None = None
+    # Where your team serves docs/runbooks.md; alert rules link to <runbook_url>#<alert name>.
+    runbook_url: str = "docs/runbooks.md"
+    timeout: Interval = 10.0
+    max_tries: int = Field(default=5, ge=1, le=20)
+    backoff: Interval = 1.0  # first wait between tries; doubles each retry, capped at backoff_max
+    backoff_max: Interval = 60.0
+    retry_after_max: Interval = 300.0  # a channel asking to wait longer (Retry-After) is given up on
+    queue_size: int = Field(default=1000, ge=1)
+    slack: SlackSettings = SlackSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+
+
+class Config(Section):
+    """The whole configuration; ``source`` is the file it was read from (for messages)."""
+
+    source: str = "<defaults>"
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    checks: ChecksSettings = ChecksSettings()
+    listener: ListenerSettings = ListenerSettings()
+    slo: SloSettings = SloSettings()
+    alerting: AlertingSettings = AlertingSettings()
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, for log redaction."""
+        values = [
+            self.store.url,
+            self.api.password,
+            self.listener.rpc_url,
+            self.alerting.slack.webhook_url,
+            self.alerting.telegram.bot_token,
+            self.alerting.webhook.url,
+        ]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        # A password in a URL's userinfo (https://user:pass@host), API_BASE's or a check's own, is a
+        # secret too. (Other parts of a check's URL are not: a query value may well be an address.)
+        urls = [self.api.base_url, *(check.url for check in self.checks.items)]
+        passwords = {p for p in (urlsplit(url).password for url in urls if url) if p}
+        return [*found, *sorted(passwords | {unquote(p) for p in passwords})]
+

@@ -1,0 +1,107 @@
+"""The value types of the configuration: durations, URLs, times of day, severities, and the
+strict base model every section derives from. Pure parsing: no I/O, no feature knowledge."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, time
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """``"90s"``, ``"1m30s"``, ``"12m"``, ``"24h"``, ``"30d"``, ``"250ms"`` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f'expected a duration like "5s", got {value!r}')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if not text or "".join(n + u for n, u in parts) != text:
+                raise ValueError(f'expected a duration like "5s", got {value!r}') from None
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    else:
+        raise ValueError(f'expected a duration like "5s", got {value!r}')
+    if seconds < 0:
+        raise ValueError(f"must not be negative, got {value!r}")
+    return seconds
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be greater than 0")
+    return seconds
+
+
+def http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def listen_address(value: str) -> str:
+    _host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'expected HOST:PORT like "0.0.0.0:9108", got {value!r}')
+    return value
+
+
+def _secret_url(value: SecretStr) -> SecretStr:
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL (value hidden: it is a secret)")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+HttpUrl = Annotated[str, AfterValidator(http_url)]
+SecretHttpUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
+Severity = Literal["info", "warn", "crit"]
+
+ListenAddress = Annotated[str, AfterValidator(listen_address)]
+
+
+class Section(BaseModel):
+    """A configuration section: unknown keys are errors, values are frozen once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def parse_instant(value: str) -> datetime:
+    """An ISO 8601 instant; without an offset it is UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f'expected an ISO 8601 time like "2026-03-01T02:00:00Z", got {value!r}') from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_clock_time(value: str) -> time:
+    """``HH:MM`` (24 h); ``24:00`` is accepted as the end of the day and returned as ``time.max``."""
+    match = re.fullmatch(r"([01]?\d|2[0-4]):([0-5]\d)", value)
+    if not match or (match.group(1) == "24" and match.group(2) != "00"):
+        raise ValueError(f'expected a time of day like "02:30", got {value!r}')
+    return time.max if match.group(1) == "24" else time(int(match.group(1)), int(match.group(2)))
+
+
+def yaml_instant(value: object) -> object:
+    # Unquoted YAML turns 2026-03-01T02:00:00Z into a datetime; accept it as the text it was.
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def yaml_clock_time(value: object) -> object:
+    # Unquoted YAML 1.1 reads 22:00 as the base-60 integer 1320; turn it back into "22:00".
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value // 60:02d}:{value % 60:02d}"
+    return value
