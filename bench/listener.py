@@ -67,8 +67,9 @@ def _backends_cpu_seconds(db_url: str) -> float | None:
     conn = psycopg2.connect(db_url)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND pid <> pg_backend_pid()")
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
             pids = [int(row[0]) for row in cur.fetchall()]
     finally:
         conn.close()
@@ -79,10 +80,18 @@ def _backends_cpu_seconds(db_url: str) -> float | None:
 # ---------------------------------------------------------------------------------- phases
 def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
     contracts = json.loads(Path(args.contracts).read_text())
-    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [{
-        "fromBlock": hex(args.first), "toBlock": hex(args.last),
-        "address": [c["address"] for c in contracts.values()],
-    }]}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "eth_getLogs",
+        "params": [
+            {
+                "fromBlock": hex(args.first),
+                "toBlock": hex(args.last),
+                "address": [c["address"] for c in contracts.values()],
+            }
+        ],
+    }
     with requests.Session() as session:
         started = time.perf_counter()
         response = session.post(args.rpc, json=body, timeout=600)
@@ -90,8 +99,13 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
         transferred = time.perf_counter() - started
         logs = orjson.loads(content)["result"]
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "transfer_seconds": transferred, "events": len(logs),
-            "bytes": len(content), "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "seconds": seconds,
+        "transfer_seconds": transferred,
+        "events": len(logs),
+        "bytes": len(content),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def phase_seed(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,11 +145,15 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
 
     store = open_store(args.db)
     settings = ListenerSettings(
-        rpc_url=args.rpc, contracts_config=args.contracts, start_block=args.first,
-        chunk_size=args.chunk_size, max_chunk_size=args.max_chunk_size,
+        rpc_url=args.rpc,
+        contracts_config=args.contracts,
+        start_block=args.first,
+        chunk_size=args.chunk_size,
+        max_chunk_size=args.max_chunk_size,
     )
-    listener = Listener(settings, store, Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="bench"),
-                        SystemClock())
+    listener = Listener(
+        settings, store, Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="bench"), SystemClock()
+    )
     if args.profile:
         import cProfile
         import pstats
@@ -163,8 +181,12 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
     if outcome.processed_block != args.last:
         raise SystemExit(f"listener stopped at {outcome.processed_block}, expected {args.last}: {outcome}")
     anvil_cpu = None if anvil_before is None or anvil_after is None else anvil_after - anvil_before
-    return {"seconds": seconds, "events": events, "peak_rss_mb": _peak_rss_mb(),
-            "cpu": {"listener": own_cpu, "postgresql": backends_cpu, "anvil": anvil_cpu}}
+    return {
+        "seconds": seconds,
+        "events": events,
+        "peak_rss_mb": _peak_rss_mb(),
+        "cpu": {"listener": own_cpu, "postgresql": backends_cpu, "anvil": anvil_cpu},
+    }
 
 
 PHASES = {"raw": phase_raw, "seed": phase_seed, "listener": phase_listener}
@@ -208,7 +230,9 @@ def _count_events(url: str) -> int:
 def _run_phase(phase: str, common: list[str], extra: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
     out = subprocess.run(
         [sys.executable, __file__, "--phase", phase, *common, *extra],
-        check=True, stdout=subprocess.PIPE, text=True,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -246,12 +270,27 @@ def main(argv: list[str]) -> int:
     runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
     try:
         contracts = chain.write_contracts_config(args.workdir / "contracts_config.json")
-        common = ["--rpc", chain.rpc_url, "--contracts", str(contracts),
-                  "--first", str(backlog.first_block), "--last", str(backlog.last_block)]
+        common = [
+            "--rpc",
+            chain.rpc_url,
+            "--contracts",
+            str(contracts),
+            "--first",
+            str(backlog.first_block),
+            "--last",
+            str(backlog.last_block),
+        ]
         if not args.skip_seed:
             runs["b"].append(_run_on_fresh_db("seed", common, []))
-        extra = ["--chunk-size", str(args.chunk_size), "--max-chunk-size", str(args.max_chunk_size),
-                 "--anvil-pid", str(chain.pid), *(["--profile"] if args.profile else [])]
+        extra = [
+            "--chunk-size",
+            str(args.chunk_size),
+            "--max-chunk-size",
+            str(args.max_chunk_size),
+            "--anvil-pid",
+            str(chain.pid),
+            *(["--profile"] if args.profile else []),
+        ]
         for _ in range(args.repeat):  # alternating, so that a slow spell of the machine hits both
             runs["a"].append(_run_phase("raw", common))
             runs["c"].append(_run_on_fresh_db("listener", common, extra))
@@ -279,16 +318,21 @@ def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
 def _report(runs: dict[str, list[dict[str, Any]]], expected: int) -> int:
     medians = {key: _median_run(results) for key, results in runs.items() if results}
     print(f"{'run':<47} {'seconds (median; min-max)':>27} {'events':>8} {'events/s':>10} {'peak RSS':>9}")
-    labels = {"a": "(a) one raw eth_getLogs (floor)", "b": "(b) seed: get_logs per type, conn+INSERT/event",
-              "c": "(c) this listener, into PostgreSQL"}
+    labels = {
+        "a": "(a) one raw eth_getLogs (floor)",
+        "b": "(b) seed: get_logs per type, conn+INSERT/event",
+        "c": "(c) this listener, into PostgreSQL",
+    }
     for key, result in medians.items():
         times = [r["seconds"] for r in runs[key]]
         spread = f"{result['seconds']:.2f} ({min(times):.2f}-{max(times):.2f}, n={len(times)})"
         rate = result["events"] / result["seconds"] if result["seconds"] else float("inf")
         print(f"{labels[key]:<47} {spread:>27} {result['events']:>8} {rate:>10.0f} {result['peak_rss_mb']:>6.0f} MB")
     a, c = medians["a"]["seconds"], medians["c"]["seconds"]
-    print(f"(a) transfer only (no JSON parse): {medians['a']['transfer_seconds']:.2f} s, "
-          f"{medians['a']['bytes'] / 1e6:.1f} MB")
+    print(
+        f"(a) transfer only (no JSON parse): {medians['a']['transfer_seconds']:.2f} s, "
+        f"{medians['a']['bytes'] / 1e6:.1f} MB"
+    )
     print(f"c/a = {c / a:.2f}   (medians; target <= 1.5)")
     if "b" in medians:
         print(f"b/c = {medians['b']['seconds'] / c:.1f}   (target >= 50)")
@@ -313,8 +357,10 @@ def _report_cpu(listener_run: dict[str, Any], a: float) -> None:
     # spread over every core, is spent. (The listener's own share mostly runs one thread at a
     # time, under the GIL.)
     bound = total / cores
-    print(f"  total {total:.2f} CPU s on {cores} cores: no schedule finishes (c) in under {bound:.2f} s, "
-          f"i.e. {bound / a:.2f}x the floor")
+    print(
+        f"  total {total:.2f} CPU s on {cores} cores: no schedule finishes (c) in under {bound:.2f} s, "
+        f"i.e. {bound / a:.2f}x the floor"
+    )
 
 
 if __name__ == "__main__":

@@ -102,17 +102,20 @@ def self_cpu_seconds() -> float:
 
 # ---------------------------------------------------------------------------------- exporter
 def exporter_round(urls: list[str], concurrency: int, tmp: Path) -> CheckRound:
-    config = Config.model_validate({
-        "checks": {
-            "include_defaults": False,
-            "concurrency": concurrency,
-            "timeout": "10s",
-            "interval": "60s",
-            "items": [{"name": f"bench.{i}", "url": url, "conditions": ["[STATUS] == 200"]}
-                      for i, url in enumerate(urls)],
-        },
-        "listener": {"enabled": False},
-    })
+    config = Config.model_validate(
+        {
+            "checks": {
+                "include_defaults": False,
+                "concurrency": concurrency,
+                "timeout": "10s",
+                "interval": "60s",
+                "items": [
+                    {"name": f"bench.{i}", "url": url, "conditions": ["[STATUS] == 200"]} for i, url in enumerate(urls)
+                ],
+            },
+            "listener": {"enabled": False},
+        }
+    )
     store = open_store(f"sqlite:///{tmp}/bench-{len(urls)}.db")
     store.migrate()
     metrics = Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="bench")
@@ -132,8 +135,13 @@ def bench_exporter(urls: list[str], concurrency: int, rounds: int, tmp: Path) ->
         failures += sum(not result.ok for result in results)
     checks.close()
     wall, cpu = statistics.median(walls), statistics.median(cpus)
-    return {"wall": wall, "rate": len(urls) / wall, "cpu_ms": cpu * 1000 / len(urls), "failures": failures,
-            "worst_wall": max(walls)}
+    return {
+        "wall": wall,
+        "rate": len(urls) / wall,
+        "cpu_ms": cpu * 1000 / len(urls),
+        "failures": failures,
+        "worst_wall": max(walls),
+    }
 
 
 def exporter_latency_errors(url: str, count: int, concurrency: int, tmp: Path) -> list[float]:
@@ -202,7 +210,10 @@ def bench_blackbox(
         driver.pool.shutdown()
     wall, cpu = statistics.median(walls), statistics.median(cpus)
     return {
-        "wall": wall, "rate": len(urls) / wall, "cpu_ms": cpu * 1000 / len(urls), "failures": failures,
+        "wall": wall,
+        "rate": len(urls) / wall,
+        "cpu_ms": cpu * 1000 / len(urls),
+        "failures": failures,
         "latency_errors": [seconds * 1000 - DELAY_MS for _, seconds in delayed],
     }
 
@@ -219,8 +230,11 @@ def main() -> int:
         raise SystemExit("prometheus-blackbox-exporter is not installed (apt-get install prometheus-blackbox-exporter)")
 
     fast_port, slow_port = free_port(), free_port()
-    with simulator(fast_port), simulator(slow_port, f"/api/health=latency:{DELAY_MS}ms"), \
-            tempfile.TemporaryDirectory() as tmp_name:
+    with (
+        simulator(fast_port),
+        simulator(slow_port, f"/api/health=latency:{DELAY_MS}ms"),
+        tempfile.TemporaryDirectory() as tmp_name,
+    ):
         tmp = Path(tmp_name)
         wait_http(f"http://127.0.0.1:{fast_port}/api/health")
         wait_http(f"http://127.0.0.1:{slow_port}/_simulator/state")
@@ -235,15 +249,23 @@ def main() -> int:
     ratio = ours["cpu_ms"] / theirs["cpu_ms"]
     our_error = statistics.median(errors)
     their_error = statistics.median(theirs["latency_errors"])
-    print(f"machine: {os.cpu_count()} CPUs; {args.checks} checks per round, concurrency {args.concurrency}, "
-          f"median of {args.rounds} rounds")
-    print(f"exporter : round {ours['wall']:.2f}s (worst {ours['worst_wall']:.2f}s), {ours['rate']:.0f} checks/s, "
-          f"{ours['cpu_ms']:.3f} CPU ms/check, failures {ours['failures']}, peak RSS {peak_rss_mib:.0f} MiB")
-    print(f"blackbox : round {theirs['wall']:.2f}s, {theirs['rate']:.0f} probes/s, "
-          f"{theirs['cpu_ms']:.3f} CPU ms/probe, failures {theirs['failures']}")
+    print(
+        f"machine: {os.cpu_count()} CPUs; {args.checks} checks per round, concurrency {args.concurrency}, "
+        f"median of {args.rounds} rounds"
+    )
+    print(
+        f"exporter : round {ours['wall']:.2f}s (worst {ours['worst_wall']:.2f}s), {ours['rate']:.0f} checks/s, "
+        f"{ours['cpu_ms']:.3f} CPU ms/check, failures {ours['failures']}, peak RSS {peak_rss_mib:.0f} MiB"
+    )
+    print(
+        f"blackbox : round {theirs['wall']:.2f}s, {theirs['rate']:.0f} probes/s, "
+        f"{theirs['cpu_ms']:.3f} CPU ms/probe, failures {theirs['failures']}"
+    )
     print(f"CPU per check, exporter / blackbox: {ratio:.2f}x (target <= 2x)")
-    print(f"median latency error vs a {DELAY_MS} ms endpoint: exporter {our_error:+.1f} ms, "
-          f"blackbox {their_error:+.1f} ms (target |error| < 5 ms)")
+    print(
+        f"median latency error vs a {DELAY_MS} ms endpoint: exporter {our_error:+.1f} ms, "
+        f"blackbox {their_error:+.1f} ms (target |error| < 5 ms)"
+    )
     print(f"1,000 checks in one 60 s round: {'yes' if ours['worst_wall'] < 60 else 'NO'}")
     return 0
 

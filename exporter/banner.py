@@ -46,7 +46,7 @@ def store_display(config: Config) -> str:
         return f"sqlite (embedded) {config.store.sqlite_path}"
     url = config.store.url.get_secret_value()
     if url.startswith("sqlite:///"):
-        return f"sqlite {url[len('sqlite:///'):]}"
+        return f"sqlite {url[len('sqlite:///') :]}"
     parts = urlsplit(url)
     database = parts.path.lstrip("/") or "(default)"
     return f"postgresql {public_url(url).removesuffix('/…')}/{database}"

@@ -87,8 +87,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
     setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
     if config.listener.rpc_url is None:
         raise ExitError(f"{config.source}: listener.rpc_url: required by listen (POLYGON_RPC_URL)", EXIT_USAGE)
-    return serve(config, parts=frozenset({"listener", "alerts"}), duration=args.duration,
-                 title="BLOCKTRUST BLOCKCHAIN EVENT LISTENER")
+    return serve(
+        config,
+        parts=frozenset({"listener", "alerts"}),
+        duration=args.duration,
+        title="BLOCKTRUST BLOCKCHAIN EVENT LISTENER",
+    )
 
 
 # ------------------------------------------------------------------------------ other subcommands
@@ -176,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--duration", type=_duration_arg, help="stop by itself after this long (e.g. 60s)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str,
-            *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_text: str, *parents: argparse.ArgumentParser
+    ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, parents=[common, *parents], help=help_text, description=help_text)
         command.set_defaults(func=func)
         return command
@@ -191,8 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed here for --help; main() hands its arguments to the simulator's own parser.
     sub.add_parser("simulate", help=SIMULATE_HELP, add_help=False)
     demo_parser = add("demo", cmd_demo, "run everything locally: simulator, anvil chain, exporter", serving)
-    demo_parser.add_argument("--fail", action="append", default=[], metavar="PATH=FAULT",
-                             help="make the simulator fail an endpoint, e.g. /api/explorer/stats=500")
+    demo_parser.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="PATH=FAULT",
+        help="make the simulator fail an endpoint, e.g. /api/explorer/stats=500",
+    )
     demo_parser.add_argument("--workdir", default="var/demo", help="where the demo keeps its files")
     add("version", cmd_version, "print the version")
     return parser

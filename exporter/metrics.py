@@ -67,85 +67,125 @@ class Metrics:
         self.registry = registry
         # --- checks ---
         self.check_up = Gauge(
-            "blocktrust_check_up", "1 if the last run of the check succeeded, else 0.", ["check"],
+            "blocktrust_check_up",
+            "1 if the last run of the check succeeded, else 0.",
+            ["check"],
             registry=registry,
         )
         self.check_duration = Histogram(
-            "blocktrust_check_duration_seconds", "Duration of check runs, successful or not.", ["check"],
-            buckets=check_buckets(slo_latency_seconds), registry=registry,
+            "blocktrust_check_duration_seconds",
+            "Duration of check runs, successful or not.",
+            ["check"],
+            buckets=check_buckets(slo_latency_seconds),
+            registry=registry,
         )
         self.check_runs = Counter(
-            "blocktrust_check_runs", "Check runs by result (success or failure).", ["check", "result"],
+            "blocktrust_check_runs",
+            "Check runs by result (success or failure).",
+            ["check", "result"],
             registry=registry,
         )
         self.check_last_run = Gauge(
-            "blocktrust_check_last_run_timestamp_seconds", "Unix time of the check's last run.", ["check"],
+            "blocktrust_check_last_run_timestamp_seconds",
+            "Unix time of the check's last run.",
+            ["check"],
             registry=registry,
         )
         # --- listener ---
         self.listener_head_block = Gauge(
-            "blocktrust_listener_head_block", "Chain head block seen by the listener.", registry=registry,
+            "blocktrust_listener_head_block",
+            "Chain head block seen by the listener.",
+            registry=registry,
         )
         self.listener_processed_block = Gauge(
-            "blocktrust_listener_processed_block", "Last block whose events are stored.", registry=registry,
+            "blocktrust_listener_processed_block",
+            "Last block whose events are stored.",
+            registry=registry,
         )
         self.listener_lag = HeartbeatAge(now)
         registry.register(self.listener_lag)
         self.listener_events = Counter(
-            "blocktrust_listener_events", "Contract events stored, by type.", ["type"], registry=registry,
+            "blocktrust_listener_events",
+            "Contract events stored, by type.",
+            ["type"],
+            registry=registry,
         )
         self.listener_reorgs = Counter(
-            "blocktrust_listener_reorgs", "Chain reorganisations rolled back.", registry=registry,
+            "blocktrust_listener_reorgs",
+            "Chain reorganisations rolled back.",
+            registry=registry,
         )
         self.listener_unknown_logs = Counter(
             "blocktrust_listener_unknown_logs",
-            "Logs whose topic matches no followed ABI event (skipped).", registry=registry,
+            "Logs whose topic matches no followed ABI event (skipped).",
+            registry=registry,
         )
         self.rpc_requests = Counter(
-            "blocktrust_listener_rpc_requests", "JSON-RPC calls by method and outcome.", ["method", "outcome"],
+            "blocktrust_listener_rpc_requests",
+            "JSON-RPC calls by method and outcome.",
+            ["method", "outcome"],
             registry=registry,
         )
         self.rpc_duration = Histogram(
-            "blocktrust_listener_rpc_duration_seconds", "JSON-RPC call latency.", ["method"],
-            buckets=_RPC_BUCKETS, registry=registry,
+            "blocktrust_listener_rpc_duration_seconds",
+            "JSON-RPC call latency.",
+            ["method"],
+            buckets=_RPC_BUCKETS,
+            registry=registry,
         )
         # --- SLO, incidents, alerts ---
         self.slo_uptime = Gauge(
-            "blocktrust_slo_uptime_ratio", "Share of successful runs over the SLO window (from the DB).",
-            ["check"], registry=registry,
+            "blocktrust_slo_uptime_ratio",
+            "Share of successful runs over the SLO window (from the DB).",
+            ["check"],
+            registry=registry,
         )
         self.slo_latency_p99 = Gauge(
             "blocktrust_slo_latency_p99_seconds",
             "99th percentile latency of successful runs over the SLO window (from the DB).",
-            ["check"], registry=registry,
+            ["check"],
+            registry=registry,
         )
         self.incidents_open = Gauge(
-            "blocktrust_incidents_open", "Open incidents by severity.", ["severity"], registry=registry,
+            "blocktrust_incidents_open",
+            "Open incidents by severity.",
+            ["severity"],
+            registry=registry,
         )
         for severity in ("info", "warn", "crit"):
             self.incidents_open.labels(severity=severity).set(0)
         self.alerts_sent = Counter(
-            "blocktrust_alerts_sent", "Notifications by channel and outcome.", ["channel", "outcome"],
+            "blocktrust_alerts_sent",
+            "Notifications by channel and outcome.",
+            ["channel", "outcome"],
             registry=registry,
         )
         # --- the exporter itself ---
         self.store_write_errors = Counter(
-            "blocktrust_store_write_errors", "Failed writes to the store (retried later).", registry=registry,
+            "blocktrust_store_write_errors",
+            "Failed writes to the store (retried later).",
+            registry=registry,
         )
         self.store_buffered = Gauge(
-            "blocktrust_store_buffered_results", "Check results waiting in memory for the store.",
+            "blocktrust_store_buffered_results",
+            "Check results waiting in memory for the store.",
             registry=registry,
         )
         self.store_dropped = Counter(
             "blocktrust_store_dropped_results",
-            "Check results dropped because the outage buffer was full (oldest first).", registry=registry,
+            "Check results dropped because the outage buffer was full (oldest first).",
+            registry=registry,
         )
         self.job_runs = Counter(
-            "blocktrust_job_runs", "Scheduled job runs by job and outcome.", ["job", "outcome"],
+            "blocktrust_job_runs",
+            "Scheduled job runs by job and outcome.",
+            ["job", "outcome"],
             registry=registry,
         )
         self.build_info = Gauge(
-            "blocktrust_exporter_build_info", "Always 1; the version label tells the build.", ["version"],
+            "blocktrust_exporter_build_info",
+            "Always 1; the version label tells the build.",
+            ["version"],
             registry=registry,
         )
         self.build_info.labels(version=version).set(1)

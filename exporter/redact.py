@@ -121,4 +121,3 @@ class RedactingFilter(logging.Filter):
             if key not in _STANDARD_ATTRS and isinstance(value, str):
                 setattr(record, key, self._redact(value))
         return True
-

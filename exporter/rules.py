@@ -124,10 +124,13 @@ class _Sli:
 def _slis(config: Config) -> list[_Sli]:
     objective = config.slo.uptime_target / 100.0
     return [
-        _Sli("availability", "check:blocktrust_check_errors", round(1.0 - objective, 10),
-             "failed runs"),
-        _Sli("latency", "check:blocktrust_check_slow_runs", round(1.0 - LATENCY_OBJECTIVE_RATIO, 10),
-             f"runs slower than {config.slo.latency_ms} ms"),
+        _Sli("availability", "check:blocktrust_check_errors", round(1.0 - objective, 10), "failed runs"),
+        _Sli(
+            "latency",
+            "check:blocktrust_check_slow_runs",
+            round(1.0 - LATENCY_OBJECTIVE_RATIO, 10),
+            f"runs slower than {config.slo.latency_ms} ms",
+        ),
     ]
 
 
@@ -139,10 +142,7 @@ def _ratio_expr(sli: _Sli, window: str, le: str) -> str:
             f"  or {_BY} (rate({_RUNS}[{window}])) * 0)\n"
             f"/ {_BY} (rate({_RUNS}[{window}]))"
         )
-    return (
-        f'1 - {_BY} (rate({_DURATION}_bucket{{le="{le}"}}[{window}]))\n'
-        f"  / {_BY} (rate({_DURATION}_count[{window}]))"
-    )
+    return f'1 - {_BY} (rate({_DURATION}_bucket{{le="{le}"}}[{window}]))\n  / {_BY} (rate({_DURATION}_count[{window}]))'
 
 
 def _windows(tiers: list[BurnTier], period_s: float) -> list[float]:
@@ -189,8 +189,7 @@ def _burn_alert(sli: _Sli, tier: BurnTier, config: Config) -> dict[str, object]:
         "expr": f"{sli.ratio_name(long_w)} > {threshold}\nand\n{sli.ratio_name(short_w)} > {threshold}",
         "labels": {"severity": tier.severity, "slo": sli.key, "burn": tier.name, "window": long_w},
         "annotations": {
-            "summary": f"{{{{ $labels.check }}}} is spending its "
-            f"{sli.key} error budget {tier.factor:g}x too fast",
+            "summary": f"{{{{ $labels.check }}}} is spending its {sli.key} error budget {tier.factor:g}x too fast",
             "description": (
                 f"{{{{ $value | humanizePercentage }}}} {sli.what} over the last {long_w} "
                 f"(still over the threshold in the last {short_w}); the objective allows "
@@ -226,8 +225,7 @@ def _objective_alerts(config: Config) -> dict[str, object]:
     rules.append(
         {
             "alert": "BlocktrustCheckNotRunning",
-            "expr": "time() - blocktrust_check_last_run_timestamp_seconds > "
-            f"{_go_float(3 * config.checks.interval)}",
+            "expr": f"time() - blocktrust_check_last_run_timestamp_seconds > {_go_float(3 * config.checks.interval)}",
             "for": not_run,
             "labels": {"severity": "warn"},
             "annotations": {

@@ -161,8 +161,14 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
     session = requests.Session()
     notifier = build_notifier(config.alerting, metrics, clock, session, redact=redact)
     engine = AlertEngine(
-        store, notifier, clock, metrics, config.alerting,
-        policies=check_policies(config.alerting, checks), redact=redact, owned=owned,
+        store,
+        notifier,
+        clock,
+        metrics,
+        config.alerting,
+        policies=check_policies(config.alerting, checks),
+        redact=redact,
+        owned=owned,
     )
     rt.parts["alerts"] = "alerts" in parts
     if rt.parts["alerts"]:
@@ -172,7 +178,11 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
     rt.parts["checks"] = bool(checks)
     if checks:
         round_ = CheckRound(
-            config, metrics=metrics, record=rt.writer.record, clock=clock, store=store,
+            config,
+            metrics=metrics,
+            record=rt.writer.record,
+            clock=clock,
+            store=store,
             on_results=engine.observe if rt.parts["alerts"] else None,
         )
         rt.on_overdue.append(round_.cancel)
@@ -181,6 +191,7 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
 
     rt.parts["listener"] = listener_on
     if listener_on:
+
         def on_critical(title: str, detail: str) -> None:
             engine.raise_critical(LISTENER_INCIDENT, title, detail)
 

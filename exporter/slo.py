@@ -246,7 +246,9 @@ class SloReporter:
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``blocktrust-exporter report``."""
     parser.add_argument(
-        "--window", type=_window_arg, default=None,
+        "--window",
+        type=_window_arg,
+        default=None,
         help='how far back to look, e.g. "24h", "7d", "90m" (default: slo.window from the config)',
     )
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
@@ -262,9 +264,7 @@ def _window_arg(text: str) -> float:
     return seconds
 
 
-def report_command(
-    store: Store, settings: SloSettings, clock: Clock, args: argparse.Namespace, out: TextIO
-) -> int:
+def report_command(store: Store, settings: SloSettings, clock: Clock, args: argparse.Namespace, out: TextIO) -> int:
     """Print the report (``args.window``, ``args.format``) to ``out``; returns the exit code, 0.
 
     A missed objective is a finding, not a failure of the command (1 means a runtime failure

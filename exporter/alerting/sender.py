@@ -101,7 +101,11 @@ class HttpSender:
                 return self._give_up(channel, attempt, f"{outcome.reason}; no time left to retry")
             log.warning(
                 "alert to %s: try %d/%d failed (%s); retrying in %.1fs",
-                channel, attempt, policy.max_tries, outcome.reason, wait,
+                channel,
+                attempt,
+                policy.max_tries,
+                outcome.reason,
+                wait,
             )
             self._clock.sleep(wait)
         raise AssertionError("unreachable: the last try always returns")  # pragma: no cover

@@ -52,7 +52,6 @@ class CheckSpec(Section):
         return self
 
 
-
 def default_checks() -> list[CheckSpec]:
     return [
         CheckSpec(name="api.health", path="/api/health", severity="crit", conditions=["has([BODY])"]),

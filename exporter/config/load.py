@@ -91,9 +91,7 @@ def _env_overlay(tree: dict[str, Any], env: Mapping[str, str], origins: dict[tup
             try:
                 value = Path(file_path).read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ConfigError(
-                    f"environment variable {file_var}: cannot read {file_path}: {exc.strerror}"
-                ) from None
+                raise ConfigError(f"environment variable {file_var}: cannot read {file_path}: {exc.strerror}") from None
             _set_path(tree, path, value)
             origins[path] = f"environment variable {file_var}"
         elif env.get(name, "") != "":

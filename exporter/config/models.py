@@ -226,4 +226,3 @@ class Config(Section):
         urls = [self.api.base_url, *(check.url for check in self.checks.items)]
         passwords = {p for p in (urlsplit(url).password for url in urls if url) if p}
         return [*found, *sorted(passwords | {unquote(p) for p in passwords})]
-

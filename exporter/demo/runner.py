@@ -50,12 +50,18 @@ def _discard_old_store(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def demo_config(base: Config, *, api_url: str, password: str, rpc_url: str, contracts: Path, workdir: Path,
-                listen: str | None) -> Config:
+def demo_config(
+    base: Config, *, api_url: str, password: str, rpc_url: str, contracts: Path, workdir: Path, listen: str | None
+) -> Config:
     tree = base.model_dump(by_alias=True)
     tree["api"].update(base_url=api_url, email=DEMO_EMAIL, password=password)
-    tree["listener"].update(enabled=True, rpc_url=rpc_url, contracts_config=str(contracts), start_block=0,
-                            poll_interval=min(base.listener.poll_interval, 2.0))
+    tree["listener"].update(
+        enabled=True,
+        rpc_url=rpc_url,
+        contracts_config=str(contracts),
+        start_block=0,
+        poll_interval=min(base.listener.poll_interval, 2.0),
+    )
     tree["checks"]["interval"] = min(base.checks.interval, DEMO_CHECK_INTERVAL)
     tree["store"].update(url=None, sqlite_path=str(workdir / "demo.db"))
     if listen:
@@ -90,8 +96,15 @@ def run(args: argparse.Namespace, base: Config) -> int:
         chain.emit_each_event()
         trickle = threading.Thread(target=_trickle, args=(chain, stop), name="demo-trickle", daemon=True)
         trickle.start()
-        config = demo_config(base, api_url=simulator.url, password=password, rpc_url=chain.rpc_url,
-                             contracts=contracts, workdir=workdir, listen=args.listen)
+        config = demo_config(
+            base,
+            api_url=simulator.url,
+            password=password,
+            rpc_url=chain.rpc_url,
+            contracts=contracts,
+            workdir=workdir,
+            listen=args.listen,
+        )
         log.info("demo: simulator=%s chain=%s store=%s", simulator.url, chain.rpc_url, workdir / "demo.db")
         serve(config, duration=args.duration, prime_listener=True, cleanup=cleanup)  # ends the process
     except BaseException:

@@ -58,15 +58,16 @@ def _canonical_type(param: Any, where: str) -> str:
         if not isinstance(components, list):
             raise ContractsConfigError(f"{where}: tuple without 'components'")
         inner = ",".join(_canonical_type(c, f"{where}.components[{i}]") for i, c in enumerate(components))
-        abi_type = f"({inner}){abi_type[len('tuple'):]}"
+        abi_type = f"({inner}){abi_type[len('tuple') :]}"
     # eth-abi's own grammar decides what a valid type is; no home-made list to drift from it.
     if not is_encodable_type(abi_type):
         raise ContractsConfigError(f"{where}: unknown ABI type {param['type']!r}")
     return abi_type
 
 
-def _event_spec(contract: str, address: str, entry: dict[str, Any], where: str,
-                event_types: Mapping[str, str]) -> EventSpec:
+def _event_spec(
+    contract: str, address: str, entry: dict[str, Any], where: str, event_types: Mapping[str, str]
+) -> EventSpec:
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise ContractsConfigError(f"{where}: event without a 'name'")
@@ -119,8 +120,9 @@ def _contract_events(name: str, body: Any, where: str, event_types: Mapping[str,
     return specs
 
 
-def parse_contracts(document: Any, source: str, event_types: Mapping[str, str],
-                    required: Iterable[str] = REQUIRED_CONTRACTS) -> list[EventSpec]:
+def parse_contracts(
+    document: Any, source: str, event_types: Mapping[str, str], required: Iterable[str] = REQUIRED_CONTRACTS
+) -> list[EventSpec]:
     """Validate an already-parsed ``contracts_config.json`` document."""
     if not isinstance(document, dict):
         raise ContractsConfigError(f"{source}: expected an object mapping contract names to {{address, abi}}")
@@ -141,8 +143,9 @@ def parse_contracts(document: Any, source: str, event_types: Mapping[str, str],
     return specs
 
 
-def load_contracts(path: str | Path, event_types: Mapping[str, str],
-                   required: Iterable[str] = REQUIRED_CONTRACTS) -> list[EventSpec]:
+def load_contracts(
+    path: str | Path, event_types: Mapping[str, str], required: Iterable[str] = REQUIRED_CONTRACTS
+) -> list[EventSpec]:
     """Read and validate the file; raise ``ContractsConfigError`` (one line) on any problem."""
     source = str(path)
     try:

@@ -81,13 +81,16 @@ def word_decoder(abi_type: str) -> WordDecoder | None:
         return None
     bits = node.sub if isinstance(node.sub, int) else None
     if node.base == "uint" and bits is not None:
+
         def uint(word: str) -> str:
             value = int(word, 16)
             if value >> bits:
                 raise ValueError(f"{abi_type} out of range")
             return str(value)
+
         return uint
     if node.base == "int" and bits is not None:
+
         def int_(word: str) -> str:
             value = int(word, 16)
             if value >> 255:
@@ -95,19 +98,24 @@ def word_decoder(abi_type: str) -> WordDecoder | None:
             if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
                 raise ValueError(f"{abi_type} out of range")
             return str(value)
+
         return int_
     if node.base == "address":
+
         def address(word: str) -> str:
             if word[:24] != _ZEROS[:24] or len(word) != 64:
                 raise ValueError("address with non-zero padding")
             return _checksum("0x" + word[24:].lower())
+
         return address
     if node.base == "bool":
+
         def boolean(word: str) -> bool:
             value = int(word, 16)
             if value > 1:
                 raise ValueError("bool other than 0 or 1")
             return value == 1
+
         return boolean
     if node.base == "bytes" and bits is not None:  # bytesN: N bytes, left-aligned
         width = 2 * bits
@@ -116,6 +124,7 @@ def word_decoder(abi_type: str) -> WordDecoder | None:
             if word[width:] != _ZEROS[width:] or len(word) != 64:
                 raise ValueError(f"{abi_type} with non-zero padding")
             return "0x" + word[:width].lower()
+
         return fixed_bytes
     return None
 
@@ -218,8 +227,10 @@ class LogDecoder:
 
     def _skip(self, raw: Any, why: str) -> None:
         self._metrics.listener_unknown_logs.inc()
-        where = raw if not isinstance(raw, dict) else {
-            k: raw.get(k) for k in ("address", "blockNumber", "transactionHash", "logIndex")
-        }
+        where = (
+            raw
+            if not isinstance(raw, dict)
+            else {k: raw.get(k) for k in ("address", "blockNumber", "transactionHash", "logIndex")}
+        )
         topic0 = raw.get("topics", [None])[0] if isinstance(raw, dict) and raw.get("topics") else None
         log.warning("listener skipped a log: %s topic0=%s log=%s", why, topic0, where)

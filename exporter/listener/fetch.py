@@ -62,7 +62,7 @@ class RangeFetcher:
             if unsafe:  # headers first: a reorg between the two calls then shows as a hash mismatch
                 wanted = [n for n in range(start, end + 1) if n not in headers]
                 for offset in range(0, len(wanted), HEADER_BATCH):
-                    part = wanted[offset:offset + HEADER_BATCH]
+                    part = wanted[offset : offset + HEADER_BATCH]
                     headers.update(zip(part, self._retry(partial(self._headers, part), cancel), strict=True))
             try:
                 logs = self._retry(partial(self._get_logs, start, end), cancel)

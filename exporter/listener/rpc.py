@@ -116,7 +116,13 @@ class RpcClient:
     """JSON-RPC over HTTP POST; one instance per listener, used from one thread at a time."""
 
     def __init__(
-        self, url: str, session: requests.Session, metrics: Metrics, clock: Clock, *, timeout: float,
+        self,
+        url: str,
+        session: requests.Session,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        timeout: float,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._url = url
@@ -146,8 +152,9 @@ class RpcClient:
             by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
             missing = [r for r in requests_ if r["id"] not in by_id]
             if missing:
-                raise _transient(f"{method}: batch answer lacks {len(missing)} of {len(requests_)} results",
-                                 "invalid_response")
+                raise _transient(
+                    f"{method}: batch answer lacks {len(missing)} of {len(requests_)} results", "invalid_response"
+                )
             return [self._answer(method, by_id[r["id"]]) for r in requests_]
 
         return self._measured(method, len(params_list), run)
@@ -179,8 +186,11 @@ class RpcClient:
         deadline = time.monotonic() + self._timeout
         try:
             response = self._session.post(
-                self._url, data=json.dumps(payload), headers={"Content-Type": "application/json"},
-                timeout=self._timeout, stream=True,
+                self._url,
+                data=json.dumps(payload),
+                headers={"Content-Type": "application/json"},
+                timeout=self._timeout,
+                stream=True,
             )
             try:
                 content = self._read_body(method, response, deadline)
@@ -202,8 +212,9 @@ class RpcClient:
             # beyond 64 bits as a float; JSON-RPC quantities are hex strings, so none is expected.
             answer = orjson.loads(content)
         except ValueError:  # orjson.JSONDecodeError is a ValueError
-            raise _transient(f"{method}: invalid JSON in the answer (HTTP {response.status_code})",
-                             "invalid_response") from None
+            raise _transient(
+                f"{method}: invalid JSON in the answer (HTTP {response.status_code})", "invalid_response"
+            ) from None
         jsonrpc_shaped = isinstance(answer, list) or (
             isinstance(answer, dict) and ("result" in answer or "error" in answer)
         )

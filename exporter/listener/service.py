@@ -111,13 +111,12 @@ class Listener:
         self._clock = clock
         self._on_critical = on_critical
         self._on_recovered = on_recovered
-        self.specs = specs if specs is not None else load_contracts(
-            settings.contracts_config, settings.event_types
-        )
+        self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
         self._session = session or requests.Session()
-        self._rpc = RpcClient(settings.rpc_url.get_secret_value(), self._session, metrics, clock,
-                              timeout=settings.rpc_timeout)
+        self._rpc = RpcClient(
+            settings.rpc_url.get_secret_value(), self._session, metrics, clock, timeout=settings.rpc_timeout
+        )
         self._decoder = LogDecoder(self.specs, metrics)
         log_filter = LogFilter(
             addresses=tuple(sorted({s.address for s in self.specs})),
@@ -300,13 +299,17 @@ class Listener:
                 f"ancestor was found within {max_depth} blocks; the listener stopped advancing. "
                 "Check the RPC node, then rewind the listener checkpoint.",
             )
-        rolled_back = Checkpoint(ancestor.number, ancestor.hash,
-                                 tuple(r for r in cursor.recent if r.number <= ancestor.number))
+        rolled_back = Checkpoint(
+            ancestor.number, ancestor.hash, tuple(r for r in cursor.recent if r.number <= ancestor.number)
+        )
         deleted = self._store.rewind(CHECKPOINT_NAME, rolled_back)
         self._metrics.listener_reorgs.inc()
         log.warning(
             "listener: reorg of depth %d: rolled back from block %d to %d, %d orphaned events deleted",
-            cursor.block_number - ancestor.number, cursor.block_number, ancestor.number, deleted,
+            cursor.block_number - ancestor.number,
+            cursor.block_number,
+            ancestor.number,
+            deleted,
         )
         return rolled_back
 
@@ -405,8 +408,14 @@ class Listener:
         return max(0, head - self._settings.max_reorg_depth)
 
     def _commit(
-        self, before: Checkpoint, records: list[EventRecord], after: Checkpoint, head: int, started: float,
-        *, resumes: bool = True,
+        self,
+        before: Checkpoint,
+        records: list[EventRecord],
+        after: Checkpoint,
+        head: int,
+        started: float,
+        *,
+        resumes: bool = True,
     ) -> int:
         """Store one range (or only a heartbeat) in one transaction. ``resumes``: this commit shows the
         listener agrees with the chain again (``on_recovered`` is due if it was pending)."""
@@ -433,8 +442,13 @@ class Listener:
         if resumes:
             self._resumed()
         if after.block_number != before.block_number:
-            log.debug("listener: stored blocks %d-%d: %d events (%d new)",
-                      before.block_number + 1, after.block_number, len(records), inserted)
+            log.debug(
+                "listener: stored blocks %d-%d: %d events (%d new)",
+                before.block_number + 1,
+                after.block_number,
+                len(records),
+                inserted,
+            )
         return inserted
 
     def _count_inserted(self, inserted: dict[str, int]) -> None:

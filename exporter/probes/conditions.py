@@ -153,9 +153,7 @@ def _alternative(tokens: list[tuple[str, str]], text: str) -> Alternative:
     left, rest = _operand(tokens, text)
     if not rest:
         if not (isinstance(left, Ref) and left.func == "has"):
-            raise ConditionSyntaxError(
-                f"condition {text!r} needs a comparison (like '[STATUS] == 200') or has(...)"
-            )
+            raise ConditionSyntaxError(f"condition {text!r} needs a comparison (like '[STATUS] == 200') or has(...)")
         return Alternative(left=left)
     if not isinstance(left, Ref):
         raise ConditionSyntaxError(f"condition {text!r} must start with a placeholder like [STATUS]")

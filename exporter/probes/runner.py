@@ -209,7 +209,9 @@ class CheckRound:
             if not result.ok:
                 log.info(
                     "check failed check=%s error=%s reason=%r",
-                    result.check_name, result.details["error"], result.details["reason"],
+                    result.check_name,
+                    result.details["error"],
+                    result.details["reason"],
                 )
         results = [result for result, _ in timed]
         for name, sink in (("record", self._record), ("on_results", self._on_results)):

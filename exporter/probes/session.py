@@ -125,21 +125,15 @@ class JwtSession:
         try:
             response = self._client.fetch(request, timeout=timeout, max_body_bytes=self._max_body_bytes)
         except HttpError as failure:
-            raise LoginError(
-                f"login: {failure.reason}", status=failure.status, seconds=failure.seconds
-            ) from None
+            raise LoginError(f"login: {failure.reason}", status=failure.status, seconds=failure.seconds) from None
         if response.status != 200:
-            raise LoginError(
-                f"login answered HTTP {response.status}", status=response.status, seconds=response.seconds
-            )
+            raise LoginError(f"login answered HTTP {response.status}", status=response.status, seconds=response.seconds)
         try:
             answer = json.loads(response.body)
             token = answer["token"]
             lifetime = float(answer.get("expires_in", float("inf")))
         except (ValueError, TypeError, KeyError, AttributeError):
-            raise LoginError(
-                "login answer is not JSON with a token", status=200, seconds=response.seconds
-            ) from None
+            raise LoginError("login answer is not JSON with a token", status=200, seconds=response.seconds) from None
         if not isinstance(token, str) or not token or lifetime <= 0:
             raise LoginError("login answer has no usable token", status=200, seconds=response.seconds)
         return token, lifetime

@@ -29,6 +29,7 @@ __all__ = [
     "open_store",
 ]
 
+
 def open_store(
     url: str | None,
     *,

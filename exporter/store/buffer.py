@@ -73,8 +73,7 @@ class BufferedWriter:
                     self._metrics.store_write_errors.inc()
                     if not self._outage:
                         self._outage = True
-                        log.error("store write failed; results kept in memory error=%r queued=%d", str(exc),
-                                  len(self))
+                        log.error("store write failed; results kept in memory error=%r queued=%d", str(exc), len(self))
                     return False
                 with self._lock:
                     # Drop exactly what was written; a concurrent overflow may already have dropped some.

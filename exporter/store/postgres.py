@@ -171,9 +171,7 @@ class PostgresStore(SqlStore):
         returned = psycopg2.extras.execute_values(cursor, sql + " RETURNING 1", rows, page_size=1000, fetch=True)
         return len(returned)
 
-    def _insert_events(
-        self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool
-    ) -> dict[str, int]:
+    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool) -> dict[str, int]:
         """COPY, the fastest way in (about twice ``execute_values``' speed for a catch-up range).
 
         Above the checkpoint nothing is stored yet (events and checkpoint move in one transaction),
@@ -279,8 +277,6 @@ class PostgresStore(SqlStore):
             conn = self._leaders.pop(name, None)
         if conn is not None:
             _close_quietly(conn)  # closing the session releases its advisory locks
-
-
 
 
 def _copy_text_rows(rows: Sequence[Sequence[Any]]) -> str:

@@ -30,7 +30,6 @@ from exporter.store.schema import MIGRATIONS, Migration
 log = logging.getLogger(__name__)
 
 
-
 def as_utc(value: object) -> datetime | None:
     """A TIMESTAMP column value (naive UTC datetime or ISO text) as an aware UTC datetime."""
     if value is None:
@@ -106,9 +105,7 @@ class SqlStore(ABC):
     def _insert_many(self, cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """``INSERT … VALUES %s …`` for many rows; returns how many were inserted."""
 
-    def _insert_events(
-        self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool
-    ) -> dict[str, int]:
+    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]], *, expect_new: bool) -> dict[str, int]:
         """Insert, skipping duplicates; how many rows of each type (the first column) were new.
         ``expect_new``: the caller believes no row is stored yet, so a dialect may take a faster
         path that raises ``DuplicateEventsError`` on a duplicate instead.
@@ -297,8 +294,13 @@ class SqlStore(ABC):
             return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=False)
 
     def _commit_blocks(
-        self, name: str, events: Sequence[Any], checkpoint: Checkpoint, heartbeat: CheckResult | None,
-        *, expect_new: bool,
+        self,
+        name: str,
+        events: Sequence[Any],
+        checkpoint: Checkpoint,
+        heartbeat: CheckResult | None,
+        *,
+        expect_new: bool,
     ) -> dict[str, int]:
         rows = [(e.type, e.data_json, e.block_number, e.block_hash, e.tx_hash, e.log_index) for e in events]
         with self._tx() as cur:
@@ -336,8 +338,7 @@ class SqlStore(ABC):
             )
             self._execute(
                 cur,
-                f"SELECT {_INCIDENT_COLUMNS} FROM monitor_incidents "
-                "WHERE check_name = %s AND resolved_at IS NULL",
+                f"SELECT {_INCIDENT_COLUMNS} FROM monitor_incidents WHERE check_name = %s AND resolved_at IS NULL",
                 (check_name,),
             )
             row = cur.fetchone()

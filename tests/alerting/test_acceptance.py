@@ -31,7 +31,11 @@ class Alerting:
     """The alerting half of the exporter, wired as ``cli.py`` wires it."""
 
     def __init__(
-        self, store_url: str, settings: AlertingSettings, clock: FakeClock, metrics: Metrics,
+        self,
+        store_url: str,
+        settings: AlertingSettings,
+        clock: FakeClock,
+        metrics: Metrics,
         notifier_clock: FakeClock | None = None,
     ) -> None:
         self.clock = clock
@@ -98,7 +102,8 @@ def test_flapping_is_quiet_three_failures_fire_once_recovery_resolves_once(
         assert [len(peer.requests) for peer in receivers.values()] == [1, 1, 1]
         [slack] = bodies(receivers["slack"])
         assert slack["text"].splitlines()[:2] == [
-            "🚨 [CRIT] API /health unavailable", "Status code: 503; status 503 not in [200]"
+            "🚨 [CRIT] API /health unavailable",
+            "Status code: 503; status 503 not in [200]",
         ]
         [telegram] = receivers["telegram"].requests
         assert telegram.path == f"/bot{TELEGRAM_TOKEN}/sendMessage"
@@ -124,9 +129,15 @@ def test_flapping_is_quiet_three_failures_fire_once_recovery_resolves_once(
 def test_resolved_notices_can_be_switched_off_per_channel(
     sqlite_url: str, receivers: dict[str, HttpReceiver], clock: FakeClock, metrics: Metrics
 ) -> None:
-    settings = settings_for(receivers, telegram={
-        "bot_token": TELEGRAM_TOKEN, "chat_id": "1", "base_url": receivers["telegram"].url, "send_resolved": False,
-    })
+    settings = settings_for(
+        receivers,
+        telegram={
+            "bot_token": TELEGRAM_TOKEN,
+            "chat_id": "1",
+            "base_url": receivers["telegram"].url,
+            "send_resolved": False,
+        },
+    )
     alerting = Alerting(sqlite_url, settings, clock, metrics)
     try:
         alerting.rounds("xxoo")
@@ -156,7 +167,9 @@ def test_restart_mid_incident_sends_no_second_firing_and_reminds_on_time(
         assert [len(peer.requests) for peer in receivers.values()] == [2, 2, 2]
         reminder = bodies(receivers["webhook"])[1]
         assert (reminder["state"], reminder["reminder"], reminder["time"]) == (
-            "firing", True, "2026-01-05T10:31:00+00:00"
+            "firing",
+            True,
+            "2026-01-05T10:31:00+00:00",
         )
         assert "Reminder: API /health unavailable" in bodies(receivers["slack"])[1]["text"]
     finally:
@@ -165,7 +178,10 @@ def test_restart_mid_incident_sends_no_second_firing_and_reminds_on_time(
 
 # ------------------------------------------------------------------------------------------ 3
 def test_a_channel_answering_500_500_200_gets_one_delivery(
-    sqlite_url: str, receivers: dict[str, HttpReceiver], clock: FakeClock, metrics: Metrics,
+    sqlite_url: str,
+    receivers: dict[str, HttpReceiver],
+    clock: FakeClock,
+    metrics: Metrics,
     registry: CollectorRegistry,
 ) -> None:
     receivers["slack"].script(Reply(500), Reply(500))
@@ -212,12 +228,19 @@ class StuckClock(FakeClock):
 
 
 def test_a_dead_channel_never_delays_check_rounds_and_its_failure_is_counted(
-    sqlite_url: str, receivers: dict[str, HttpReceiver], clock: FakeClock, metrics: Metrics,
+    sqlite_url: str,
+    receivers: dict[str, HttpReceiver],
+    clock: FakeClock,
+    metrics: Metrics,
     registry: CollectorRegistry,
 ) -> None:
     settings = channel_settings(
-        refused_url(""), receivers["telegram"].url, receivers["webhook"].url,
-        reminder_interval="1m", max_tries=3, queue_size=3,
+        refused_url(""),
+        receivers["telegram"].url,
+        receivers["webhook"].url,
+        reminder_interval="1m",
+        max_tries=3,
+        queue_size=3,
     )
     notifier_clock = StuckClock(START)
     alerting = Alerting(sqlite_url, settings, clock, metrics, notifier_clock)
@@ -249,9 +272,9 @@ def test_a_dead_channel_never_delays_check_rounds_and_its_failure_is_counted(
 def test_maintenance_window_holds_notices_and_notifies_after_it_if_still_failing(
     store_url: str, receivers: dict[str, HttpReceiver], clock: FakeClock, metrics: Metrics
 ) -> None:
-    settings = settings_for(receivers, maintenance=[
-        {"checks": ["api.*"], "start": "2026-01-05T10:00:00Z", "end": "2026-01-05T10:30:00Z"}
-    ])
+    settings = settings_for(
+        receivers, maintenance=[{"checks": ["api.*"], "start": "2026-01-05T10:00:00Z", "end": "2026-01-05T10:30:00Z"}]
+    )
     alerting = Alerting(store_url, settings, clock, metrics)
     try:
         alerting.rounds("x" * 30)  # 10:00 .. 10:29, all inside the window
@@ -263,7 +286,9 @@ def test_maintenance_window_holds_notices_and_notifies_after_it_if_still_failing
         assert [len(peer.requests) for peer in receivers.values()] == [1, 1, 1]
         hook = bodies(receivers["webhook"])[0]
         assert (hook["state"], hook["since"], hook["time"]) == (
-            "firing", "2026-01-05T10:00:00+00:00", "2026-01-05T10:30:00+00:00"
+            "firing",
+            "2026-01-05T10:00:00+00:00",
+            "2026-01-05T10:30:00+00:00",
         )
     finally:
         alerting.close()

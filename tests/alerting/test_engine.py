@@ -69,8 +69,13 @@ def rounds(engine: AlertEngine, clock: FakeClock, pattern: str, check: str = "ap
     ],
 )
 def test_thresholds_decide_firing_and_resolving(
-    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics,
-    thresholds: tuple[int, int], pattern: str, expected: list[str],
+    db: Store,
+    sink: RecordingSink,
+    clock: FakeClock,
+    metrics: Metrics,
+    thresholds: tuple[int, int],
+    pattern: str,
+    expected: list[str],
 ) -> None:
     engine = engine_for(db, sink, clock, metrics, failure_threshold=thresholds[0], success_threshold=thresholds[1])
     rounds(engine, clock, pattern)
@@ -85,7 +90,10 @@ def test_firing_notice_carries_severity_title_detail_and_first_failure_time(
     rounds(engine, clock, "oxx", check="api.health")
     [alert] = sink.alerts
     assert (alert.check_name, alert.severity, alert.state, alert.title) == (
-        "api.health", "crit", "firing", "API /health unavailable"
+        "api.health",
+        "crit",
+        "firing",
+        "API /health unavailable",
     )
     assert alert.detail == "Status code: 503; status 503 not in [200]"
     assert alert.since == START.replace(minute=1)  # the first failure, not the threshold crossing
@@ -107,8 +115,14 @@ def test_firing_notice_carries_severity_title_detail_and_first_failure_time(
     ],
 )
 def test_per_check_severity_and_threshold(
-    db: Store, sink: RecordingSink, clock: FakeClock, metrics: Metrics,
-    check: str, spec: dict[str, Any] | None, severity: str, fires_after: int,
+    db: Store,
+    sink: RecordingSink,
+    clock: FakeClock,
+    metrics: Metrics,
+    check: str,
+    spec: dict[str, Any] | None,
+    severity: str,
+    fires_after: int,
 ) -> None:
     checks = [] if spec is None else [{"name": check, "path": "/x", **spec}]
     engine = engine_for(db, sink, clock, metrics, checks=checks)
@@ -124,7 +138,9 @@ def test_reminders_repeat_while_open_and_stop_once_resolved(
     engine = engine_for(db, sink, clock, metrics, reminder_interval="10m")
     rounds(engine, clock, "x" * 25)  # 25 minutes of failure: fired at minute 1, reminders at 11 and 21
     assert [(a.state, a.reminder, a.at.minute) for a in sink.alerts] == [
-        ("firing", False, 1), ("firing", True, 11), ("firing", True, 21)
+        ("firing", False, 1),
+        ("firing", True, 11),
+        ("firing", True, 21),
     ]
     rounds(engine, clock, "oo" + "o" * 20)
     assert [(a.state, a.reminder) for a in sink.alerts[3:]] == [("resolved", False)]
@@ -187,9 +203,11 @@ class FlakyStore:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
         if name in ("open_incidents", "open_incident", "resolve_incident", "mark_notified") and self.down:
+
             def refuse(*args: Any) -> Any:
                 self.refused += 1
                 raise StoreError("connection refused")
+
             return refuse
         return attr
 
@@ -250,8 +268,10 @@ def test_with_the_store_down_a_round_waits_for_at_most_one_store_call(
 @pytest.mark.parametrize(
     ("details", "text"),
     [
-        ({"status_code": 503, "error": "bad_status", "reason": "status 503 not in [200]"},
-         "Status code: 503; status 503 not in [200]"),
+        (
+            {"status_code": 503, "error": "bad_status", "reason": "status 503 not in [200]"},
+            "Status code: 503; status 503 not in [200]",
+        ),
         ({"status_code": None, "error": "timeout", "reason": ""}, "timeout"),
         ({}, "Check failed"),
         ({"reason": "x" * 900}, "x" * 499 + "…"),

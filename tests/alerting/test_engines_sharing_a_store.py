@@ -99,9 +99,7 @@ def test_an_incident_opened_elsewhere_is_adopted_and_reminded_without_a_second_f
     assert all(alert.reminder for alert in b.sink.alerts)
 
 
-def test_each_process_manages_only_the_incidents_it_owns(
-    processes: Callable[..., Process], clock: FakeClock
-) -> None:
+def test_each_process_manages_only_the_incidents_it_owns(processes: Callable[..., Process], clock: FakeClock) -> None:
     main = processes(owned_checks(exclude=[REORG]))
     run(clock, 2, lambda: main.engine.observe([result("api.events", False, clock.now())]))
     listen = processes(owned_checks([REORG]))

@@ -35,12 +35,15 @@ def counted(registry: CollectorRegistry, channel: str, outcome: str) -> float:
 
 def test_only_configured_channels_exist() -> None:
     assert channels_from_settings(AlertingSettings()) == []
-    settings = AlertingSettings.model_validate({
-        "webhook": {"url": "http://127.0.0.1:9/h", "send_resolved": False},
-        "telegram": {"bot_token": "1:abc", "chat_id": "5"},
-    })
+    settings = AlertingSettings.model_validate(
+        {
+            "webhook": {"url": "http://127.0.0.1:9/h", "send_resolved": False},
+            "telegram": {"bot_token": "1:abc", "chat_id": "5"},
+        }
+    )
     assert [(c.name, c.send_resolved) for c in channels_from_settings(settings)] == [
-        ("telegram", True), ("webhook", False)
+        ("telegram", True),
+        ("webhook", False),
     ]
 
 
@@ -48,7 +51,9 @@ def test_resolved_notices_skip_channels_that_do_not_want_them(metrics: Metrics) 
     sender = RecordingSender()
     notifier = Notifier(
         [WebhookChannel("http://a/", name="a"), WebhookChannel("http://b/", send_resolved=False, name="b")],
-        sender, metrics, FakeClock(NOW),
+        sender,
+        metrics,
+        FakeClock(NOW),
     )
     notifier.start()
     notifier.submit(FIRING)
@@ -56,7 +61,9 @@ def test_resolved_notices_skip_channels_that_do_not_want_them(metrics: Metrics) 
     assert notifier.flush(5)
     notifier.stop(1)
     assert sorted((channel, body["state"]) for channel, _, body in sender.sent) == [
-        ("a", "firing"), ("a", "resolved"), ("b", "firing")
+        ("a", "firing"),
+        ("a", "resolved"),
+        ("b", "firing"),
     ]
 
 
@@ -77,6 +84,6 @@ def test_every_outcome_series_of_a_configured_channel_exists_from_the_start(
 ) -> None:
     Notifier([WebhookChannel("http://a/")], RecordingSender(), metrics, FakeClock(NOW))
     assert [counted(registry, "webhook", o) for o in ("success", "failure", "dropped")] == [0, 0, 0]
-    assert registry.get_sample_value(
-        "blocktrust_alerts_sent_total", {"channel": "webhook", "outcome": "success"}
-    ) == 0.0
+    assert (
+        registry.get_sample_value("blocktrust_alerts_sent_total", {"channel": "webhook", "outcome": "success"}) == 0.0
+    )

@@ -61,12 +61,19 @@ def test_built_from_every_secret_setting_of_the_config() -> None:
 
 
 def test_a_password_in_a_check_url_is_a_secret() -> None:
-    config = Config.model_validate({"checks": {"items": [
-        {"name": "partner", "url": "https://probe:s3cr%2Ft@partner.test/health?address=0xabc"},
-    ]}})
+    config = Config.model_validate(
+        {
+            "checks": {
+                "items": [
+                    {"name": "partner", "url": "https://probe:s3cr%2Ft@partner.test/health?address=0xabc"},
+                ]
+            }
+        }
+    )
     assert set(config.secrets()) == {"s3cr%2Ft", "s3cr/t"}
     assert Redactor(config.secrets())("GET https://probe:s3cr%2Ft@partner.test/health?address=0xabc") == (
-        f"GET https://probe:{MASK}@partner.test/health?address=0xabc")
+        f"GET https://probe:{MASK}@partner.test/health?address=0xabc"
+    )
 
 
 def test_an_empty_redactor_changes_nothing() -> None:

@@ -47,21 +47,26 @@ def peers() -> Iterator[tuple[HttpReceiver, HttpReceiver]]:
 
 
 def test_no_secret_leaks_from_a_run_where_everything_fails(
-    store_url: str, peers: tuple[HttpReceiver, HttpReceiver], metrics: Metrics, registry: CollectorRegistry,
+    store_url: str,
+    peers: tuple[HttpReceiver, HttpReceiver],
+    metrics: Metrics,
+    registry: CollectorRegistry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     slack, telegram = peers
-    config = Config.model_validate({
-        "store": {"url": with_password(store_url)},
-        "api": {"base_url": "http://127.0.0.1:9", "email": "monitor@example.org", "password": SHORT},
-        "listener": {"rpc_url": f"http://127.0.0.1:9/v3/{SENTINEL}"},
-        "alerting": {
-            "max_tries": 2,
-            "slack": {"webhook_url": f"{slack.url}/services/T0/B0/{SENTINEL}"},
-            "telegram": {"bot_token": f"987654:{SENTINEL}", "chat_id": "-1", "base_url": telegram.url},
-            "webhook": {"url": refused_url(f"/hook?token={SENTINEL}")},
-        },
-    })
+    config = Config.model_validate(
+        {
+            "store": {"url": with_password(store_url)},
+            "api": {"base_url": "http://127.0.0.1:9", "email": "monitor@example.org", "password": SHORT},
+            "listener": {"rpc_url": f"http://127.0.0.1:9/v3/{SENTINEL}"},
+            "alerting": {
+                "max_tries": 2,
+                "slack": {"webhook_url": f"{slack.url}/services/T0/B0/{SENTINEL}"},
+                "telegram": {"bot_token": f"987654:{SENTINEL}", "chat_id": "-1", "base_url": telegram.url},
+                "webhook": {"url": refused_url(f"/hook?token={SENTINEL}")},
+            },
+        }
+    )
     assert len(config.secrets()) == 6 and all(SENTINEL in s or SHORT in s for s in config.secrets())
     redactor = Redactor(config.secrets())
     caplog.handler.addFilter(RedactingFilter(redactor))
@@ -78,11 +83,19 @@ def test_no_secret_leaks_from_a_run_where_everything_fails(
     try:
         for _ in range(3):
             # What libraries put in failure reasons: the URL they could not reach, secrets included.
-            engine.observe([
-                result(name, False, clock.now(), status_code=None, error="connection_error",
-                       reason=f"Max retries exceeded with url: /v3/{SENTINEL} (password={SHORT})")
-                for name in DEFAULT_TITLES
-            ])
+            engine.observe(
+                [
+                    result(
+                        name,
+                        False,
+                        clock.now(),
+                        status_code=None,
+                        error="connection_error",
+                        reason=f"Max retries exceeded with url: /v3/{SENTINEL} (password={SHORT})",
+                    )
+                    for name in DEFAULT_TITLES
+                ]
+            )
             clock.advance(60)
         engine.raise_critical(
             "listener.reorg", f"Reorg at {SENTINEL}", f"RPC http://127.0.0.1:9/v3/{SENTINEL}, login {SHORT}"
@@ -95,9 +108,10 @@ def test_no_secret_leaks_from_a_run_where_everything_fails(
 
     notices = len(DEFAULT_TITLES) + 1
     for channel in ("slack", "telegram", "webhook"):  # every channel failed every notice
-        assert registry.get_sample_value(
-            "blocktrust_alerts_sent_total", {"channel": channel, "outcome": "failure"}
-        ) == notices
+        assert (
+            registry.get_sample_value("blocktrust_alerts_sent_total", {"channel": channel, "outcome": "failure"})
+            == notices
+        )
     assert (len(slack.requests), len(telegram.requests)) == (2 * notices, notices)  # 500 retried, 401 not
     assert "***" in caplog.text  # secrets were there to mask
     for secret in (SENTINEL, SHORT):

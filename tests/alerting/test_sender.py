@@ -112,9 +112,7 @@ def test_no_retry_past_the_deadline(
     session: requests.Session, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry
 ) -> None:
     with HttpReceiver(Reply(500)) as peer:
-        ok = sender(session, clock, metrics, backoff=10.0).send(
-            "slack", peer.url, {}, deadline=clock.monotonic() + 5.0
-        )
+        ok = sender(session, clock, metrics, backoff=10.0).send("slack", peer.url, {}, deadline=clock.monotonic() + 5.0)
         assert not ok and len(peer.requests) == 1
     assert sent(registry, "failure") == 1
 
@@ -173,7 +171,10 @@ def test_a_trickling_answer_cannot_hold_the_worker_past_the_timeout(
 
 @pytest.mark.timeout(30)
 def test_only_the_start_of_a_huge_error_body_is_read(
-    session: requests.Session, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry,
+    session: requests.Session,
+    clock: FakeClock,
+    metrics: Metrics,
+    registry: CollectorRegistry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     peer = SlowAnswer(pieces=512, piece_size=64 * 1024, pause=0.0)  # 32 MiB, as fast as loopback goes

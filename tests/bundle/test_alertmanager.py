@@ -31,7 +31,10 @@ def render(tmp_path: Path, env: dict[str, str]) -> tuple[Path, subprocess.Comple
     result = subprocess.run(
         ["sh", str(ENTRYPOINT), "true"],
         env={"PATH": "/usr/bin:/bin", "AM_CONFIG_SOURCE": str(BUNDLED), "AM_CONFIG_DIR": str(out_dir), **env},
-        capture_output=True, text=True, check=False, timeout=30,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     return out_dir / "alertmanager.yml", result
 
@@ -56,8 +59,14 @@ def test_bundled_config_loads_in_alertmanager_0_25() -> None:
 )
 def test_each_severity_routes_to_its_receiver(labels: list[str], receiver: str) -> None:
     result = amtool(
-        "config", "routes", "test", f"--config.file={BUNDLED}", f"--verify.receivers={receiver}",
-        "alertname=BlocktrustSLOAvailabilityBurn", "check=api.health", *labels,
+        "config",
+        "routes",
+        "test",
+        f"--config.file={BUNDLED}",
+        f"--verify.receivers={receiver}",
+        "alertname=BlocktrustSLOAvailabilityBurn",
+        "check=api.health",
+        *labels,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver
@@ -75,7 +84,11 @@ def test_crit_reaches_slack_and_telegram_and_warn_only_slack(tmp_path: Path) -> 
 def test_entrypoint_fills_in_secrets_privately_and_never_prints_them(tmp_path: Path) -> None:
     rendered, result = render(
         tmp_path,
-        {"ALERT_TELEGRAM_BOT": TOKEN, "ALERT_TELEGRAM_CHAT": "-1001234", "ALERT_SLACK_WEBHOOK": "http://127.0.0.1:9/s3cr3t"},
+        {
+            "ALERT_TELEGRAM_BOT": TOKEN,
+            "ALERT_TELEGRAM_CHAT": "-1001234",
+            "ALERT_SLACK_WEBHOOK": "http://127.0.0.1:9/s3cr3t",
+        },
     )
     assert result.returncode == 0, result.stderr
     assert TOKEN not in result.stdout + result.stderr and "s3cr3t" not in result.stdout + result.stderr
@@ -143,11 +156,13 @@ def _state(manager: Alertmanager, name: str, check: str | None = None) -> dict[s
 
 
 def test_a_page_inhibits_the_tickets_of_the_same_check_only(alertmanager: Alertmanager) -> None:
-    alertmanager.post_alerts([
-        _alert("BlocktrustSLOAvailabilityBurn", "crit", check="api.events", burn="page-fast"),
-        _alert("BlocktrustCheckFailing", "warn", check="api.events"),
-        _alert("BlocktrustCheckFailing", "warn", check="api.stats"),
-    ])
+    alertmanager.post_alerts(
+        [
+            _alert("BlocktrustSLOAvailabilityBurn", "crit", check="api.events", burn="page-fast"),
+            _alert("BlocktrustCheckFailing", "warn", check="api.events"),
+            _alert("BlocktrustCheckFailing", "warn", check="api.stats"),
+        ]
+    )
     inhibited = wait_until(
         "the api.events ticket to be inhibited",
         lambda: (s := _state(alertmanager, "BlocktrustCheckFailing", "api.events")) and s["inhibitedBy"] and s,
@@ -161,10 +176,12 @@ def test_a_page_inhibits_the_tickets_of_the_same_check_only(alertmanager: Alertm
 
 
 def test_exporter_down_inhibits_every_check_alert(alertmanager: Alertmanager) -> None:
-    alertmanager.post_alerts([
-        _alert("BlocktrustExporterDown", "crit", instance="exporter:9108"),
-        _alert("BlocktrustSLOLatencyBurn", "crit", check="api.contracts", burn="page-fast"),
-    ])
+    alertmanager.post_alerts(
+        [
+            _alert("BlocktrustExporterDown", "crit", instance="exporter:9108"),
+            _alert("BlocktrustSLOLatencyBurn", "crit", check="api.contracts", burn="page-fast"),
+        ]
+    )
     inhibited = wait_until(
         "the check page to be inhibited by ExporterDown",
         lambda: (s := _state(alertmanager, "BlocktrustSLOLatencyBurn", "api.contracts")) and s["inhibitedBy"] and s,

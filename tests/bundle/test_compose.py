@@ -22,7 +22,12 @@ def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     base = {k: v for k, v in os.environ.items() if k not in PASSWORDS}
     return subprocess.run(
         [tool("docker-compose"), "-f", str(REPO / "docker-compose.yml"), *args],
-        env={**base, **(env or {})}, capture_output=True, text=True, check=False, timeout=60, cwd=REPO,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=REPO,
     )
 
 
@@ -47,7 +52,11 @@ def test_compose_refuses_to_start_without_passwords() -> None:
 def test_compose_uses_named_volumes_and_keeps_grafana_closed() -> None:
     doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert set(doc["volumes"]) == {
-        "exporter-data", "postgres-data", "prometheus-data", "alertmanager-data", "grafana-data"
+        "exporter-data",
+        "postgres-data",
+        "prometheus-data",
+        "alertmanager-data",
+        "grafana-data",
     }
     grafana = doc["services"]["grafana"]["environment"]
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"

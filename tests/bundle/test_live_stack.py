@@ -118,8 +118,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) ->
         sim_port = free_port()
         simulator = Process(
             "simulator",
-            [sys.executable, "-m", "exporter", "simulate", "--host", "127.0.0.1", "--port", str(sim_port),
-             "--fail", f"{FAILING_PATH}=503"],
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "simulate",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(sim_port),
+                "--fail",
+                f"{FAILING_PATH}=503",
+            ],
             workdir,
             env={"JWT_MONITOR_EMAIL": EMAIL, "JWT_MONITOR_PASS": PASSWORD, "PYTHONPATH": str(REPO)},
         )
@@ -242,7 +252,8 @@ def test_the_check_variable_lists_the_exporters_checks(stack: Stack) -> None:
         assert match, f"{dashboard}: unexpected variable query {query}"
         answer = requests.get(
             f"{stack.prometheus.url}/api/v1/label/{match.group(2)}/values",
-            params={"match[]": match.group(1)}, timeout=5,
+            params={"match[]": match.group(1)},
+            timeout=5,
         ).json()
         assert answer["status"] == "success"
         assert FAILING_CHECK in answer["data"] and "api.events" in answer["data"]
@@ -282,8 +293,13 @@ def test_failing_endpoint_pages_and_resolves_through_alertmanager(stack: Stack) 
     # 1. The SLO page arrives on Slack, in the exporter's message style. (api.health is a crit
     #    check, so BlocktrustCheckFailing pages too: a group of its own.)
     def burn_pages() -> list[str]:
-        return [t for t in _slack_titles(stack) if t.startswith("🚨 [CRIT]") and FAILING_CHECK in t
-                and ("error budget" in t or "BlocktrustSLOAvailabilityBurn" in t)]
+        return [
+            t
+            for t in _slack_titles(stack)
+            if t.startswith("🚨 [CRIT]")
+            and FAILING_CHECK in t
+            and ("error budget" in t or "BlocktrustSLOAvailabilityBurn" in t)
+        ]
 
     assert wait_until("the SLO page on Slack", burn_pages, timeout=60)
     slack_request = stack.slack.requests[0]
@@ -291,7 +307,8 @@ def test_failing_endpoint_pages_and_resolves_through_alertmanager(stack: Stack) 
 
     # 2. ... with the expected labels, as Alertmanager holds them.
     firing = [
-        a for a in stack.alertmanager.alerts()
+        a
+        for a in stack.alertmanager.alerts()
         if a["labels"]["alertname"] == "BlocktrustSLOAvailabilityBurn" and a["labels"]["check"] == FAILING_CHECK
     ]
     pages = [a for a in firing if a["labels"]["severity"] == "crit"]
@@ -318,8 +335,13 @@ def test_failing_endpoint_pages_and_resolves_through_alertmanager(stack: Stack) 
     requests.delete(stack.simulator_url + "/_simulator/faults", params={"path": FAILING_PATH}, timeout=5)
     resolved = wait_until(
         "the resolved notice of the SLO page on Slack",
-        lambda: [t for t in _slack_titles(stack) if t.startswith("✅ [RESOLVED]") and FAILING_CHECK in t
-                 and ("error budget" in t or "BlocktrustSLOAvailabilityBurn" in t)],
+        lambda: [
+            t
+            for t in _slack_titles(stack)
+            if t.startswith("✅ [RESOLVED]")
+            and FAILING_CHECK in t
+            and ("error budget" in t or "BlocktrustSLOAvailabilityBurn" in t)
+        ],
         timeout=90,
     )
     assert resolved

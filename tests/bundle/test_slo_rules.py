@@ -29,7 +29,12 @@ def _clean_env() -> dict[str, str]:
 def test_committed_slo_rules_are_what_the_cli_generates_from_config_yaml() -> None:
     printed = subprocess.run(
         [sys.executable, "-m", "exporter", "rules", "--config", "config.yaml"],
-        cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=60, check=True,
+        cwd=REPO,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     committed = (PROMETHEUS_DIR / "rules" / "slo.yml").read_text()
     assert printed == committed, (
@@ -41,7 +46,10 @@ def test_committed_slo_rules_are_what_the_cli_generates_from_config_yaml() -> No
 def test_the_workbook_tiers_come_back_for_a_30_day_slo_with_plenty_of_runs() -> None:
     tiers = burn_tiers(30 * 86_400, 0.001, 1.0)
     assert [(t.factor, duration(t.long_window_s), duration(t.short_window_s)) for t in tiers] == [
-        (14.4, "1h", "5m"), (6.0, "6h", "30m"), (3.0, "1d", "2h"), (1.0, "3d", "6h"),
+        (14.4, "1h", "5m"),
+        (6.0, "6h", "30m"),
+        (3.0, "1d", "2h"),
+        (1.0, "3d", "6h"),
     ]
     assert [t.severity for t in tiers] == ["crit", "crit", "warn", "warn"]
 
@@ -49,7 +57,10 @@ def test_the_workbook_tiers_come_back_for_a_30_day_slo_with_plenty_of_runs() -> 
 def test_the_default_24h_slo_gets_windows_sized_for_one_run_a_minute() -> None:
     tiers = burn_tiers(86_400, 0.005, 60.0)
     assert [(t.factor, duration(t.long_window_s), duration(t.short_window_s)) for t in tiers] == [
-        (14.4, "35m", "13m"), (6.0, "1h24m", "33m"), (3.0, "2h47m", "1h6m"), (1.0, "8h20m", "3h19m"),
+        (14.4, "35m", "13m"),
+        (6.0, "1h24m", "33m"),
+        (3.0, "2h47m", "1h6m"),
+        (1.0, "8h20m", "3h19m"),
     ]
 
 
@@ -130,7 +141,10 @@ def test_generated_rules_pass_promtool(settings: dict[str, object], tmp_path: Pa
 def test_prometheus_config_is_valid() -> None:
     result = subprocess.run(
         [tool("promtool"), "check", "config", "prometheus.yml"],
-        cwd=PROMETHEUS_DIR, capture_output=True, text=True, check=False,
+        cwd=PROMETHEUS_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 rule files found" in result.stdout
@@ -143,6 +157,7 @@ def test_shipped_rule_files_are_valid() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # promtool runs every rule unit test file
 def test_rule_unit_tests_pass() -> None:
     """Fast burn pages in time, slow burn tickets, steady state is silent, listener lag fires, ..."""
     tests = sorted(str(p) for p in (PROMETHEUS_DIR / "tests").glob("*_test.yml"))
@@ -152,6 +167,7 @@ def test_rule_unit_tests_pass() -> None:
     assert result.stdout.count("SUCCESS") == 2
 
 
+@pytest.mark.slow
 def test_rule_unit_tests_can_fail(tmp_path: Path) -> None:
     """With the fast-burn threshold loosened, the fast-burn unit test notices."""
     shutil.copytree(PROMETHEUS_DIR, tmp_path / "prometheus")
@@ -192,17 +208,19 @@ def test_check_failing_uses_each_checks_configured_severity() -> None:
         "crit": r"blocktrust_check_up{check=~`api\.health|listener\.lag`} == 0",
         "warn": r"blocktrust_check_up{check!~`api\.health|listener\.lag`} == 0",
     }
-    custom = Config.model_validate({
-        "api": {"base_url": "https://api.example.org"},
-        "checks": {
-            "include_defaults": False,
-            "items": [
-                {"name": "shop.home", "path": "/", "severity": "crit"},
-                {"name": "shop.about", "path": "/about", "severity": "info"},
-                {"name": "shop.old", "path": "/old", "severity": "crit", "enabled": False},
-            ],
-        },
-    })
+    custom = Config.model_validate(
+        {
+            "api": {"base_url": "https://api.example.org"},
+            "checks": {
+                "include_defaults": False,
+                "items": [
+                    {"name": "shop.home", "path": "/", "severity": "crit"},
+                    {"name": "shop.about", "path": "/about", "severity": "info"},
+                    {"name": "shop.old", "path": "/old", "severity": "crit", "enabled": False},
+                ],
+            },
+        }
+    )
     assert _failing_rules(custom) == {
         "crit": r"blocktrust_check_up{check=~`shop\.home`} == 0",
         "info": r"blocktrust_check_up{check=~`shop\.about`} == 0",

@@ -58,7 +58,11 @@ def test_check_config_rejects_with_one_exact_line(case: Path) -> None:
     env.update(extra_env)
     proc = subprocess.run(
         [sys.executable, "-m", "exporter", "check-config", "--config", str(case)],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""

@@ -54,8 +54,16 @@ def test_config_yaml_documents_every_key_with_its_default() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("15s", 15), ("12m", 720), ("24h", 86400), ("30d", 2592000), ("1m30s", 90), ("250ms", 0.25), (60, 60),
-     ("2.5", 2.5)],
+    [
+        ("15s", 15),
+        ("12m", 720),
+        ("24h", 86400),
+        ("30d", 2592000),
+        ("1m30s", 90),
+        ("250ms", 0.25),
+        (60, 60),
+        ("2.5", 2.5),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -87,11 +95,20 @@ def test_a_secret_file_wins_over_the_variable(tmp_path: Path) -> None:
 
 def test_every_seed_variable_lands_where_spec_says() -> None:
     env = {
-        "API_BASE": "https://api.example.org/", "JWT_MONITOR_EMAIL": "m@example.org", "JWT_MONITOR_PASS": "pw",
-        "POLYGON_RPC_URL": "https://rpc.example.org/key", "DATABASE_URL": "postgres://u:p@db/x",
-        "LISTENER_POLL_INTERVAL": "10", "MONITOR_CHECK_INTERVAL": "30", "MAX_LISTENER_LAG_SEC": "120",
-        "SLO_LATENCY_MS": "500", "SLO_UPTIME_TARGET": "99.9", "ALERT_SLACK_WEBHOOK": "https://hooks.example.org/x",
-        "ALERT_TELEGRAM_BOT": "1:abc", "ALERT_TELEGRAM_CHAT": "42", "ALERT_WEBHOOK_URL": "https://hook.example.org/",
+        "API_BASE": "https://api.example.org/",
+        "JWT_MONITOR_EMAIL": "m@example.org",
+        "JWT_MONITOR_PASS": "pw",
+        "POLYGON_RPC_URL": "https://rpc.example.org/key",
+        "DATABASE_URL": "postgres://u:p@db/x",
+        "LISTENER_POLL_INTERVAL": "10",
+        "MONITOR_CHECK_INTERVAL": "30",
+        "MAX_LISTENER_LAG_SEC": "120",
+        "SLO_LATENCY_MS": "500",
+        "SLO_UPTIME_TARGET": "99.9",
+        "ALERT_SLACK_WEBHOOK": "https://hooks.example.org/x",
+        "ALERT_TELEGRAM_BOT": "1:abc",
+        "ALERT_TELEGRAM_CHAT": "42",
+        "ALERT_WEBHOOK_URL": "https://hook.example.org/",
     }
     c = load_config(None, env=env)
     assert c.api.base_url == "https://api.example.org"

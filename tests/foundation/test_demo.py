@@ -13,8 +13,20 @@ import requests
 
 from tests.support.exporter_process import ExporterProcess
 
-NINE = ["api.health", "api.events", "api.contracts", "api.stats", "listener.lag", "listener.progress",
-        "synthetic.hash", "synthetic.wallet_info", "synthetic.nft_status"]
+# The demo starts its own anvil chain and the exporter as a process.
+pytestmark = [pytest.mark.anvil, pytest.mark.slow]
+
+NINE = [
+    "api.health",
+    "api.events",
+    "api.contracts",
+    "api.stats",
+    "listener.lag",
+    "listener.progress",
+    "synthetic.hash",
+    "synthetic.wallet_info",
+    "synthetic.nft_status",
+]
 
 
 def _processes_in(directory: Path) -> list[int]:

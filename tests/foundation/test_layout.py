@@ -31,13 +31,25 @@ from tests.support.contracts import write_fake_contracts_config
 PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
 
 LAYERS: dict[str, int] = {
-    "exporter.config": 0, "exporter.clock": 0, "exporter.redact": 0, "exporter.metrics": 0,
+    "exporter.config": 0,
+    "exporter.clock": 0,
+    "exporter.redact": 0,
+    "exporter.metrics": 0,
     "exporter.store": 1,
-    "exporter.probes": 2, "exporter.listener": 2, "exporter.alerting": 2, "exporter.slo": 2,
-    "exporter.rules": 2, "exporter.retention": 2, "exporter.logs": 2, "exporter.banner": 2,
-    "exporter.scheduler": 2, "exporter.server": 2,
+    "exporter.probes": 2,
+    "exporter.listener": 2,
+    "exporter.alerting": 2,
+    "exporter.slo": 2,
+    "exporter.rules": 2,
+    "exporter.retention": 2,
+    "exporter.logs": 2,
+    "exporter.banner": 2,
+    "exporter.scheduler": 2,
+    "exporter.server": 2,
     "exporter.runtime": 3,
-    "exporter.cli": 4, "exporter.demo": 4, "exporter.__main__": 4,
+    "exporter.cli": 4,
+    "exporter.demo": 4,
+    "exporter.__main__": 4,
 }
 CONFIG_MAY_IMPORT = {"__future__", "pydantic", "yaml"}
 
@@ -66,7 +78,8 @@ def imports_of(name: str, source: str, *, is_package: bool = False) -> Iterator[
     tree = ast.parse(source)
     in_functions = {
         id(inner)
-        for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
         for inner in ast.walk(node)
     }
     for node in ast.walk(tree):
@@ -88,7 +101,8 @@ def imports_of(name: str, source: str, *, is_package: bool = False) -> Iterator[
 
 
 IMPORTS = [
-    imp for name, path in MODULES.items()
+    imp
+    for name, path in MODULES.items()
     for imp in imports_of(name, path.read_text(), is_package=path.name == "__init__.py")
 ]
 
@@ -117,7 +131,7 @@ def import_cycles(imports: list[Import]) -> list[str]:
         path.append(module)
         for target in sorted(graph.get(module, ())):
             if state.get(target) == 1:
-                cycles.append(" -> ".join([*path[path.index(target):], target]))
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
             elif target not in state:
                 visit(target)
         path.pop()
@@ -143,7 +157,8 @@ def layer_breaches(imports: list[Import]) -> list[str]:
 def config_breaches(imports: list[Import]) -> list[str]:
     allowed = set(sys.stdlib_module_names) | CONFIG_MAY_IMPORT
     return [
-        str(imp) for imp in imports
+        str(imp)
+        for imp in imports
         if imp.importer.startswith("exporter.config")
         and not imp.imported.startswith("exporter.config")
         and imp.imported.split(".")[0] not in allowed
@@ -162,8 +177,10 @@ def engine_breaches(imports: list[Import]) -> list[str]:
 
 def demo_breaches(imports: list[Import]) -> list[str]:
     return [
-        str(i) for i in imports
-        if i.imported.startswith("exporter.demo") and not i.importer.startswith("exporter.demo")
+        str(i)
+        for i in imports
+        if i.imported.startswith("exporter.demo")
+        and not i.importer.startswith("exporter.demo")
         and not (i.importer == "exporter.cli" and i.lazy)
     ]
 
@@ -233,7 +250,11 @@ def test_run_does_not_import_the_demo_kit(tmp_path: Path) -> None:
     contracts = write_fake_contracts_config(tmp_path / "contracts_config.json")
     proc = subprocess.run(
         [sys.executable, "-c", RUN_PROBE, json.dumps(env)],
-        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)},
     )
     assert proc.returncode == 0, proc.stderr

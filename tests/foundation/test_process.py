@@ -7,14 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.support.exporter_process import ExporterProcess
 
+# Each test runs the exporter as a process.
+pytestmark = pytest.mark.slow
+
 
 def test_run_serves_metrics_health_and_readiness(tmp_path: Path) -> None:
-    with ExporterProcess(["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
-                         cwd=tmp_path) as exporter:
+    with ExporterProcess(
+        ["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}, cwd=tmp_path
+    ) as exporter:
         exporter.wait_ready()
         assert requests.get(exporter.url + "/healthz", timeout=5).status_code == 200
         body = exporter.metrics()
@@ -25,8 +30,9 @@ def test_run_serves_metrics_health_and_readiness(tmp_path: Path) -> None:
 def test_promtool_finds_nothing_to_complain_about_in_metrics(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool (Debian package prometheus) is required; `make test` installs it"
-    with ExporterProcess(["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
-                         cwd=tmp_path) as exporter:
+    with ExporterProcess(
+        ["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}, cwd=tmp_path
+    ) as exporter:
         exporter.wait_ready()
         body = exporter.metrics()
     lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, check=False)
@@ -52,8 +58,9 @@ def test_readyz_is_503_while_the_store_is_unreachable(tmp_path: Path) -> None:
 
 
 def test_sigterm_exits_zero_within_ten_seconds(tmp_path: Path) -> None:
-    with ExporterProcess(["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
-                         cwd=tmp_path) as exporter:
+    with ExporterProcess(
+        ["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}, cwd=tmp_path
+    ) as exporter:
         exporter.wait_ready()
         code, elapsed = exporter.stop()
     assert code == 0
@@ -62,16 +69,26 @@ def test_sigterm_exits_zero_within_ten_seconds(tmp_path: Path) -> None:
 
 
 def test_check_config_prints_the_effective_configuration_and_exits_zero(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", "/dev/null"],
-                          capture_output=True, text=True, check=False, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "MONITOR_CHECK_INTERVAL": "30s"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", "--config", "/dev/null"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "MONITOR_CHECK_INTERVAL": "30s"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "interval: 30.0" in proc.stdout
 
 
 def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", "missing.yaml"],
-                          capture_output=True, text=True, check=False, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", "--config", "missing.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "blocktrust-exporter: missing.yaml: cannot read the configuration file: No such file or directory"
@@ -81,14 +98,32 @@ def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> 
 def test_listen_does_not_need_the_api_checks_to_be_configured(tmp_path: Path) -> None:
     """API_BASE without credentials stops `run` (its checks need a login), never `listen` or `migrate`."""
     env = {"PATH": "/usr/bin:/bin", "API_BASE": "https://api.example.org", "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
-    run = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", "/dev/null"],
-                         capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", "--config", "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
     assert run.returncode == 2 and "api.email and api.password" in run.stderr
-    migrate = subprocess.run([sys.executable, "-m", "exporter", "migrate", "--config", "/dev/null"],
-                             capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "exporter", "migrate", "--config", "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
     assert migrate.returncode == 0, migrate.stderr
-    listen = subprocess.run([sys.executable, "-m", "exporter", "listen", "--config", "/dev/null"],
-                            capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    listen = subprocess.run(
+        [sys.executable, "-m", "exporter", "listen", "--config", "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
     # It gets past the checks and stops at what `listen` really needs.
     assert listen.returncode == 2
     assert listen.stderr.strip().endswith("listener.rpc_url: required by listen (POLYGON_RPC_URL)")

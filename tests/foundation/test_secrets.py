@@ -14,6 +14,9 @@ import requests
 from tests.support.contracts import write_fake_contracts_config
 from tests.support.exporter_process import ExporterProcess
 
+# Each test runs the exporter as a process and reads everything it printed.
+pytestmark = pytest.mark.slow
+
 SENTINEL = "S3ntinel"
 
 
@@ -44,8 +47,14 @@ def test_no_secret_in_check_config_banner_logs_or_metrics(tmp_path: Path, databa
     config = tmp_path / "config.yaml"
     config.write_text(f"listener:\n  contracts_config: {contracts}\n")
 
-    check = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", str(config)],
-                           capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    check = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
     with ExporterProcess(["run", "--config", str(config), "--duration", "4s"], env=env, cwd=tmp_path) as exporter:
         metrics_body = ""
         for _ in range(100):
@@ -74,22 +83,37 @@ def test_no_secret_in_check_config_banner_logs_or_metrics(tmp_path: Path, databa
     ],
 )
 def test_driver_errors_never_show_the_database_password(tmp_path: Path, database_url: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "exporter", "migrate", "--config", "/dev/null"],
-                          capture_output=True, text=True, check=False, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url})
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "migrate", "--config", "/dev/null"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url},
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("blocktrust-exporter: migrate: postgresql: ")
     assert "pw%zz1" not in proc.stderr and "pw1" not in proc.stderr, proc.stderr
 
 
 def test_a_password_in_api_base_is_masked_in_check_config_and_the_banner(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "API_BASE": f"https://monitor:{SENTINEL}-basic@api.example.org",
-           "JWT_MONITOR_EMAIL": "m@example.org", "JWT_MONITOR_PASS": "x" * 8,
-           "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "API_BASE": f"https://monitor:{SENTINEL}-basic@api.example.org",
+        "JWT_MONITOR_EMAIL": "m@example.org",
+        "JWT_MONITOR_PASS": "x" * 8,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/s.db",
+    }
     config = tmp_path / "config.yaml"
     config.write_text("listener:\n  enabled: false\n")
-    check = subprocess.run([sys.executable, "-m", "exporter", "check-config", "--config", str(config)],
-                           capture_output=True, text=True, env=env, check=False, cwd=tmp_path)
+    check = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
     assert check.returncode == 0, check.stderr
     with ExporterProcess(["run", "--config", str(config), "--duration", "2s"], env=env, cwd=tmp_path) as exporter:
         exporter.proc.wait(timeout=30)

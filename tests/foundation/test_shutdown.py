@@ -9,8 +9,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests.support.contracts import write_fake_contracts_config
 from tests.support.exporter_process import ExporterProcess
+
+# Each test runs the exporter as a process and signals it.
+pytestmark = pytest.mark.slow
 
 SLOW_REQUEST = 3  # the request during which the signal is sent
 
@@ -112,8 +117,10 @@ def test_sigterm_interrupts_the_listener_backing_off_from_a_rate_limit(tmp_path:
     provider.daemon_threads = True
     threading.Thread(target=provider.serve_forever, daemon=True).start()
     contracts = write_fake_contracts_config(tmp_path / "contracts_config.json")
-    env = {"POLYGON_RPC_URL": f"http://127.0.0.1:{provider.server_address[1]}",
-           "DATABASE_URL": f"sqlite:///{tmp_path}/store.db"}
+    env = {
+        "POLYGON_RPC_URL": f"http://127.0.0.1:{provider.server_address[1]}",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
+    }
     config = tmp_path / "config.yaml"
     config.write_text(f"listener:\n  contracts_config: {contracts}\n  start_block: 0\n")
     try:

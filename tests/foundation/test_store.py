@@ -19,20 +19,32 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SPEC_COLUMNS = {
     "events": {"id", "type", "data", "timestamp", "block_number", "block_hash", "tx_hash", "log_index"},
     "monitor_metrics": {"id", "ts", "check_name", "ok", "latency_ms", "details", "uid"},
-    "monitor_incidents": {"id", "opened_at", "resolved_at", "severity", "title", "detail", "check_name",
-                          "last_notified_at"},
+    "monitor_incidents": {
+        "id",
+        "opened_at",
+        "resolved_at",
+        "severity",
+        "title",
+        "detail",
+        "check_name",
+        "last_notified_at",
+    },
     "listener_checkpoints": {"name", "block_number", "block_hash", "recent", "updated_at"},
     "schema_migrations": {"version", "description", "applied_at"},
 }
-SPEC_INDEXES = {"idx_monitor_metrics_ts", "idx_monitor_metrics_check_name", "uq_events_tx_log",
-                "uq_monitor_incidents_open"}
+SPEC_INDEXES = {
+    "idx_monitor_metrics_ts",
+    "idx_monitor_metrics_check_name",
+    "uq_events_tx_log",
+    "uq_monitor_incidents_open",
+}
 
 
 def _columns_and_indexes(url: str) -> tuple[dict[str, set[str]], set[str]]:
     if url.startswith("sqlite:///"):
         import sqlite3
 
-        conn = sqlite3.connect(url[len("sqlite:///"):])
+        conn = sqlite3.connect(url[len("sqlite:///") :])
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         columns = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
@@ -70,8 +82,9 @@ def test_migrating_twice_is_a_no_op(store: Store, store_url: str) -> None:
 def test_concurrent_migrate_processes_both_succeed_on_postgresql(postgres_url: str) -> None:
     cmd = [sys.executable, "-m", "exporter", "migrate", "--config", "/dev/null"]
     env = {"DATABASE_URL": postgres_url, "PATH": "/usr/bin:/bin"}
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
     assert all(f"schema version {LATEST_VERSION}" in out for out, _ in outputs)
@@ -87,8 +100,10 @@ def test_migration_adopts_a_seed_database_with_duplicate_events(postgres_url: st
     conn = psycopg2.connect(postgres_url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("CREATE TABLE events (id SERIAL PRIMARY KEY, type VARCHAR(50) NOT NULL, data JSONB NOT NULL, "
-                    "timestamp TIMESTAMP DEFAULT NOW())")
+        cur.execute(
+            "CREATE TABLE events (id SERIAL PRIMARY KEY, type VARCHAR(50) NOT NULL, data JSONB NOT NULL, "
+            "timestamp TIMESTAMP DEFAULT NOW())"
+        )
         for _ in range(2):
             cur.execute("""INSERT INTO events (type, data) VALUES ('Minted',
                 '{"blockNumber": 7, "blockHash": "0xb", "transactionHash": "0xt", "logIndex": 0, "args": {}}')""")
@@ -111,8 +126,13 @@ def test_results_with_the_same_uid_are_written_once(store: Store) -> None:
 
 def test_latest_result_is_the_newest_row_of_that_check(store: Store) -> None:
     assert store.latest_result("listener.tick") is None
-    store.write_results([result("listener.tick", at=T0), result("listener.tick", at=T0 + timedelta(seconds=15)),
-                         result("api.health", at=T0 + timedelta(seconds=30))])
+    store.write_results(
+        [
+            result("listener.tick", at=T0),
+            result("listener.tick", at=T0 + timedelta(seconds=15)),
+            result("api.health", at=T0 + timedelta(seconds=30)),
+        ]
+    )
     latest = store.latest_result("listener.tick")
     assert latest is not None and latest.ts == T0 + timedelta(seconds=15)
     assert latest.details == {"status_code": 200}
@@ -121,8 +141,10 @@ def test_latest_result_is_the_newest_row_of_that_check(store: Store) -> None:
 def test_slo_report_matches_spec_sql_semantics(store: Store) -> None:
     # 8 successes with latencies 100..800 ms, 2 failures; one row outside the window; heartbeats excluded.
     rows = [result(latency=100 * (i + 1), at=T0 + timedelta(minutes=i)) for i in range(8)]
-    rows += [result(ok=False, latency=5000, at=T0 + timedelta(minutes=9)),
-             result(ok=False, latency=5000, at=T0 + timedelta(minutes=10))]
+    rows += [
+        result(ok=False, latency=5000, at=T0 + timedelta(minutes=9)),
+        result(ok=False, latency=5000, at=T0 + timedelta(minutes=10)),
+    ]
     rows += [result(at=T0 - timedelta(days=2)), result("listener.tick", at=T0)]
     store.write_results(rows)
     (row,) = store.slo_report(T0, T0 + timedelta(hours=1), exclude=["listener.tick"])
@@ -148,12 +170,20 @@ def test_new_events_are_counted_by_type_when_some_were_stored_already(store: Sto
     minted = [EventRecord("Minted", {"i": i}, 10 + i, f"0xb{i}", f"0xtx{i}", 0) for i in range(3)]
     proofs = [EventRecord("ProofStored", {"i": i}, 10 + i, f"0xb{i}", f"0xtx{i}", 1) for i in range(3)]
     assert store.commit_blocks("main", [minted[0], proofs[1]], Checkpoint(11, "0xb1")) == {
-        "Minted": 1, "ProofStored": 1}
+        "Minted": 1,
+        "ProofStored": 1,
+    }
     interleaved = [event for pair in zip(minted, proofs, strict=True) for event in pair]
     assert store.commit_blocks("main", interleaved, Checkpoint(12, "0xb2")) == {"Minted": 2, "ProofStored": 2}
     # The new ones got their ids in the order they were given (the chain order), after the first two.
     assert _stored_columns(store_url, "block_number, log_index") == [
-        (10, 0), (11, 1), (10, 1), (11, 0), (12, 0), (12, 1)]
+        (10, 0),
+        (11, 1),
+        (10, 1),
+        (11, 0),
+        (12, 0),
+        (12, 1),
+    ]
 
 
 def _stored_columns(store_url: str, columns: str) -> list[tuple[Any, ...]]:
@@ -162,7 +192,7 @@ def _stored_columns(store_url: str, columns: str) -> list[tuple[Any, ...]]:
     if store_url.startswith("sqlite:///"):
         import sqlite3
 
-        conn = sqlite3.connect(store_url[len("sqlite:///"):])
+        conn = sqlite3.connect(store_url[len("sqlite:///") :])
         rows = conn.execute(query).fetchall()
         conn.close()
         return [tuple(row) for row in rows]
@@ -207,14 +237,14 @@ def test_only_one_leader_at_a_time(store_url: str) -> None:
 
 
 def test_event_data_round_trips_exactly_with_awkward_characters(store: Store, store_url: str) -> None:
-    awkward = {"args": {"docHash": "back\\slash\ttab\nnewline\r \"quote\" ünï ✓", "n": "1" * 78}, "logIndex": 0}
+    awkward = {"args": {"docHash": 'back\\slash\ttab\nnewline\r "quote" ünï ✓', "n": "1" * 78}, "logIndex": 0}
     events = [EventRecord("ProofStored", awkward, 1, "0xb1", "0xtx", 0)]
     assert store.commit_blocks("main", events, Checkpoint(1, "0xb1")) == {"ProofStored": 1}
     if store_url.startswith("sqlite:///"):
         import json
         import sqlite3
 
-        conn = sqlite3.connect(store_url[len("sqlite:///"):])
+        conn = sqlite3.connect(store_url[len("sqlite:///") :])
         (data,) = conn.execute("SELECT data FROM events").fetchone()
         conn.close()
         assert json.loads(data) == awkward
@@ -254,8 +284,10 @@ def test_a_commit_redone_for_duplicates_keeps_its_pooled_connection(postgres_url
 def _exporter_sessions(postgres_url: str) -> set[int]:
     conn = psycopg2.connect(postgres_url)
     with conn.cursor() as cur:
-        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name = 'blocktrust-exporter'")
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'blocktrust-exporter'"
+        )
         pids = {int(row[0]) for row in cur.fetchall()}
     conn.close()
     return pids

@@ -93,8 +93,10 @@ def test_the_first_write_after_a_server_side_disconnect_succeeds(
     admin = psycopg2.connect(postgres_url)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name = 'blocktrust-exporter'")
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'blocktrust-exporter'"
+        )
     admin.close()
     monkeypatch.setattr(_Pool, "_PING_AFTER", 0.0)  # the connection has been idle "long enough"
     try:

@@ -16,8 +16,10 @@ from tests.support.tcp_proxy import TcpProxy
 
 
 def _runs(body: str) -> int:
-    return sum(int(float(v)) for v in re.findall(r'^blocktrust_check_runs_total\{check="self.health",[^}]*\} (\S+)$',
-                                                  body, re.M))
+    return sum(
+        int(float(v))
+        for v in re.findall(r'^blocktrust_check_runs_total\{check="self.health",[^}]*\} (\S+)$', body, re.M)
+    )
 
 
 def test_a_store_back_after_start_is_migrated_and_gets_the_buffered_results(postgres_url: str, tmp_path: Path) -> None:
@@ -51,8 +53,10 @@ def test_a_store_back_after_start_is_migrated_and_gets_the_buffered_results(post
     assert code == 0, exporter.output
     conn = psycopg2.connect(postgres_url)
     with conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM monitor_metrics WHERE check_name = 'self.health' "
-                    "AND ts < %s", (restored_at,))
+        cur.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT uid) FROM monitor_metrics WHERE check_name = 'self.health' AND ts < %s",
+            (restored_at,),
+        )
         during_outage, distinct = cur.fetchone()
     conn.close()
     assert during_outage == distinct >= buffered  # results of the outage arrived, each once

@@ -67,7 +67,7 @@ def chain_keys(chain: DevChain, up_to: int | None = None) -> list[EventKey]:
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:
     """Read the store directly (not through the Store under test)."""
     if url.startswith("sqlite:///"):
-        with closing(sqlite3.connect(url[len("sqlite:///"):])) as conn:
+        with closing(sqlite3.connect(url[len("sqlite:///") :])) as conn:
             return [tuple(row) for row in conn.execute(sql)]
     with closing(psycopg2.connect(libpq_dsn(url))) as conn, conn.cursor() as cur:
         cur.execute(sql)
@@ -82,7 +82,11 @@ def stored_keys(url: str) -> list[EventKey]:
         body = json.loads(data) if isinstance(data, str) else data
         # The SPEC's JSON and the added columns must agree.
         assert (body["transactionHash"], body["logIndex"], body["blockNumber"], body["blockHash"]) == (
-            tx_hash, log_index, block_number, block_hash)
+            tx_hash,
+            log_index,
+            block_number,
+            block_hash,
+        )
         keys.append((tx_hash, int(log_index), int(block_number), block_hash))
     return sorted(keys, key=_chain_order)
 
@@ -96,8 +100,10 @@ def wait_leader_lock_released(url: str, timeout: float = 10.0) -> None:
     """Wait until PostgreSQL has ended the backend of a dead connection (and so freed its advisory
     lock): the server notices a reset connection asynchronously, a few milliseconds later."""
     deadline = time.monotonic() + timeout
-    sql = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    sql = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
     while query(url, sql)[0][0]:
         assert time.monotonic() < deadline, "a dead connection's advisory lock was never released"
         time.sleep(0.01)

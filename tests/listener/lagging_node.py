@@ -29,9 +29,7 @@ class LaggingNode:
 
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                answer: Any = (
-                    [node._answer(r) for r in request] if isinstance(request, list) else node._answer(request)
-                )
+                answer: Any = [node._answer(r) for r in request] if isinstance(request, list) else node._answer(request)
                 body = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

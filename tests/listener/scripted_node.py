@@ -57,7 +57,7 @@ class ScriptedNode:
                     if not reply.trickle:
                         self.wfile.write(body)
                     for index in range(len(body) if reply.trickle else 0):
-                        self.wfile.write(body[index:index + 1])
+                        self.wfile.write(body[index : index + 1])
                         self.wfile.flush()
                         time.sleep(reply.trickle)
                 except OSError:

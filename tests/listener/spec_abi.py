@@ -12,14 +12,26 @@ SPEC_EVENTS: dict[str, list[tuple[str, list[tuple[str, str, bool]]]]] = {
         ("CancelamentoSimples", [("uint256", "tokenId", True)]),
     ],
     "ProofRegistry": [
-        ("ProofRegistered", [
-            ("string", "docHash", True), ("address", "signer", True), ("uint256", "timestamp", False),
-        ]),
+        (
+            "ProofRegistered",
+            [
+                ("string", "docHash", True),
+                ("address", "signer", True),
+                ("uint256", "timestamp", False),
+            ],
+        ),
         ("ProofRevoked", [("string", "docHash", True), ("address", "by", True), ("uint256", "timestamp", False)]),
-        ("ProofStoredDual", [
-            ("bytes32", "docHash", True), ("address", "signer", True), ("bytes20", "pgpFingerprint", False),
-            ("bytes32", "pgpSigHash", False), ("uint256", "nftId", False), ("uint256", "timestamp", False),
-        ]),
+        (
+            "ProofStoredDual",
+            [
+                ("bytes32", "docHash", True),
+                ("address", "signer", True),
+                ("bytes20", "pgpFingerprint", False),
+                ("bytes32", "pgpSigHash", False),
+                ("uint256", "nftId", False),
+                ("uint256", "timestamp", False),
+            ],
+        ),
     ],
     "FailSafe": [
         ("FailsafeEvent", [("address", "user", True), ("uint256", "tokenId", True), ("uint256", "timestamp", False)]),

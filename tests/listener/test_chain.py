@@ -10,9 +10,11 @@ from exporter.store.base import BlockRef, Checkpoint
 
 def _chain(first: int, last: int, fork: str = "a", fork_from: int | None = None) -> list[BlockRef]:
     """Headers first..last whose hashes change to branch ``fork`` from ``fork_from`` on."""
+
     def h(n: int) -> str:
         forked = fork_from is not None and n >= fork_from
         return f"0x{'b' + fork if forked else 'aa'}{n:062x}"
+
     return [BlockRef(n, h(n), h(n - 1)) for n in range(first, last + 1)]
 
 
@@ -34,8 +36,9 @@ def test_trim_recent_keeps_the_window_ascending_without_duplicates() -> None:
     assert [r.number for r in kept] == list(range(90, 101))
 
 
-@pytest.mark.parametrize(("depth", "max_depth", "ancestor"), [(1, 64, 99), (5, 64, 95), (30, 64, 70),
-                                                                (4, 4, 96), (5, 4, None)])
+@pytest.mark.parametrize(
+    ("depth", "max_depth", "ancestor"), [(1, 64, 99), (5, 64, 95), (30, 64, 70), (4, 4, 96), (5, 4, None)]
+)
 def test_ancestor_walk(depth: int, max_depth: int, ancestor: int | None) -> None:
     ours = _chain(1, 100)
     fork_from = 101 - depth

@@ -55,10 +55,16 @@ BAD = [
     ("no-events", _patched(["FailSafe", "abi"], []), "FailSafe.abi: no events to follow"),
     ("entry-not-object", _patched(["FailSafe", "abi", 0], "event"), "FailSafe.abi[0]: expected an object"),
     ("event-without-name", _patched(["FailSafe", "abi", 0, "name"], ""), "FailSafe.abi[0]: event without a 'name'"),
-    ("bad-type", _patched(["IdentityNFT", "abi", 1, "inputs", 0, "type"], "uint257"),
-     "IdentityNFT.abi[1] (CancelamentoEvent).inputs[0]: unknown ABI type 'uint257'"),
-    ("input-without-type", _patched(["IdentityNFT", "abi", 0, "inputs", 1], {"name": "user"}),
-     "IdentityNFT.abi[0] (MintingEvent).inputs[1]: expected an object with a string 'type'"),
+    (
+        "bad-type",
+        _patched(["IdentityNFT", "abi", 1, "inputs", 0, "type"], "uint257"),
+        "IdentityNFT.abi[1] (CancelamentoEvent).inputs[0]: unknown ABI type 'uint257'",
+    ),
+    (
+        "input-without-type",
+        _patched(["IdentityNFT", "abi", 0, "inputs", 1], {"name": "user"}),
+        "IdentityNFT.abi[0] (MintingEvent).inputs[1]: expected an object with a string 'type'",
+    ),
 ]
 
 

@@ -18,8 +18,12 @@ from exporter.metrics import Metrics
 from tests.listener.spec_abi import ADDRESSES, contracts_document
 
 EVENT_TYPES = {
-    "MintingEvent": "Minted", "CancelamentoEvent": "Canceled", "CancelamentoSimples": "CanceledSimple",
-    "ProofRegistered": "ProofStored", "ProofRevoked": "ProofRevoked", "ProofStoredDual": "ProofStoredDual",
+    "MintingEvent": "Minted",
+    "CancelamentoEvent": "Canceled",
+    "CancelamentoSimples": "CanceledSimple",
+    "ProofRegistered": "ProofStored",
+    "ProofRevoked": "ProofRevoked",
+    "ProofStoredDual": "ProofStoredDual",
     "FailsafeEvent": "FailSafeTriggered",
 }
 USER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -50,38 +54,65 @@ def _log(contract: str, signature: str, topics: list[str], data: bytes = b"", lo
 CASES = [
     (
         _log("IdentityNFT", "MintingEvent(uint256,address)", [_topic("uint256", BIG), _topic("address", USER)]),
-        "Minted", {"tokenId": str(BIG), "user": USER},
+        "Minted",
+        {"tokenId": str(BIG), "user": USER},
     ),
     (
         _log("IdentityNFT", "CancelamentoEvent(uint256,uint256)", [_topic("uint256", 7), _topic("uint256", 8)]),
-        "Canceled", {"oldTokenId": "7", "newTokenId": "8"},
+        "Canceled",
+        {"oldTokenId": "7", "newTokenId": "8"},
     ),
     (
         _log("IdentityNFT", "CancelamentoSimples(uint256)", [_topic("uint256", 0)]),
-        "CanceledSimple", {"tokenId": "0"},
+        "CanceledSimple",
+        {"tokenId": "0"},
     ),
     (
-        _log("ProofRegistry", "ProofRegistered(string,address,uint256)",
-             ["0x" + keccak(text="doc-1").hex(), _topic("address", USER)], encode(["uint256"], [1700000000])),
-        "ProofStored", {"docHash": "0x" + keccak(text="doc-1").hex(), "signer": USER, "timestamp": "1700000000"},
+        _log(
+            "ProofRegistry",
+            "ProofRegistered(string,address,uint256)",
+            ["0x" + keccak(text="doc-1").hex(), _topic("address", USER)],
+            encode(["uint256"], [1700000000]),
+        ),
+        "ProofStored",
+        {"docHash": "0x" + keccak(text="doc-1").hex(), "signer": USER, "timestamp": "1700000000"},
     ),
     (
-        _log("ProofRegistry", "ProofRevoked(string,address,uint256)",
-             ["0x" + keccak(text="doc-1").hex(), _topic("address", USER)], encode(["uint256"], [5])),
-        "ProofRevoked", {"docHash": "0x" + keccak(text="doc-1").hex(), "by": USER, "timestamp": "5"},
+        _log(
+            "ProofRegistry",
+            "ProofRevoked(string,address,uint256)",
+            ["0x" + keccak(text="doc-1").hex(), _topic("address", USER)],
+            encode(["uint256"], [5]),
+        ),
+        "ProofRevoked",
+        {"docHash": "0x" + keccak(text="doc-1").hex(), "by": USER, "timestamp": "5"},
     ),
     (
-        _log("ProofRegistry", "ProofStoredDual(bytes32,address,bytes20,bytes32,uint256,uint256)",
-             [_topic("bytes32", DOC32), _topic("address", USER)],
-             encode(["bytes20", "bytes32", "uint256", "uint256"], [FPR, SIG, 3, 1700000001])),
+        _log(
+            "ProofRegistry",
+            "ProofStoredDual(bytes32,address,bytes20,bytes32,uint256,uint256)",
+            [_topic("bytes32", DOC32), _topic("address", USER)],
+            encode(["bytes20", "bytes32", "uint256", "uint256"], [FPR, SIG, 3, 1700000001]),
+        ),
         "ProofStoredDual",
-        {"docHash": "0x" + DOC32.hex(), "signer": USER, "pgpFingerprint": "0x" + FPR.hex(),
-         "pgpSigHash": "0x" + SIG.hex(), "nftId": "3", "timestamp": "1700000001"},
+        {
+            "docHash": "0x" + DOC32.hex(),
+            "signer": USER,
+            "pgpFingerprint": "0x" + FPR.hex(),
+            "pgpSigHash": "0x" + SIG.hex(),
+            "nftId": "3",
+            "timestamp": "1700000001",
+        },
     ),
     (
-        _log("FailSafe", "FailsafeEvent(address,uint256,uint256)", [_topic("address", USER), _topic("uint256", 9)],
-             encode(["uint256"], [10])),
-        "FailSafeTriggered", {"user": USER, "tokenId": "9", "timestamp": "10"},
+        _log(
+            "FailSafe",
+            "FailsafeEvent(address,uint256,uint256)",
+            [_topic("address", USER), _topic("uint256", 9)],
+            encode(["uint256"], [10]),
+        ),
+        "FailSafeTriggered",
+        {"user": USER, "tokenId": "9", "timestamp": "10"},
     ),
 ]
 
@@ -92,15 +123,20 @@ def decoder(metrics: Metrics) -> LogDecoder:
 
 
 @pytest.mark.parametrize(("raw", "stored_type", "args"), CASES, ids=[c[1] for c in CASES])
-def test_each_spec_event_decodes_to_spec_json(decoder: LogDecoder, raw: dict[str, Any], stored_type: str,
-                                              args: dict[str, Any]) -> None:
+def test_each_spec_event_decodes_to_spec_json(
+    decoder: LogDecoder, raw: dict[str, Any], stored_type: str, args: dict[str, Any]
+) -> None:
     record = decoder.decode(raw)
     assert record is not None
     assert record.type == stored_type
     contract = next(name for name, address in ADDRESSES.items() if address.lower() == raw["address"])
     assert record.data == {
-        "blockNumber": 42, "blockHash": raw["blockHash"], "transactionHash": raw["transactionHash"],
-        "logIndex": 0, "address": ADDRESSES[contract], "args": args,
+        "blockNumber": 42,
+        "blockHash": raw["blockHash"],
+        "transactionHash": raw["transactionHash"],
+        "logIndex": 0,
+        "address": ADDRESSES[contract],
+        "args": args,
     }
     assert list(record.data["args"]) == list(args)  # ABI order kept
     assert (record.block_number, record.log_index, record.tx_hash) == (42, 0, raw["transactionHash"])
@@ -141,8 +177,19 @@ def test_decode_all_keeps_known_logs_in_order(decoder: LogDecoder) -> None:
     assert [r.type for r in records] == ["Canceled", "FailSafeTriggered"]
 
 
-WORD_TYPES = ["uint256", "uint8", "uint64", "int256", "int8", "int128", "address", "bool", "bytes32", "bytes20",
-              "bytes1"]
+WORD_TYPES = [
+    "uint256",
+    "uint8",
+    "uint64",
+    "int256",
+    "int8",
+    "int128",
+    "address",
+    "bool",
+    "bytes32",
+    "bytes20",
+    "bytes1",
+]
 
 
 def _random_word(rng: random.Random, abi_type: str) -> bytes:
@@ -154,8 +201,10 @@ def _random_word(rng: random.Random, abi_type: str) -> bytes:
         return encode([abi_type], [rng.choice([0, 1, 2**bits - 1, rng.getrandbits(bits)])])
     if abi_type.startswith("int"):
         bits = int(abi_type[3:])
-        return encode([abi_type], [rng.choice([-(2 ** (bits - 1)), -1, 0, 2 ** (bits - 1) - 1,
-                                               rng.getrandbits(bits) - 2 ** (bits - 1)])])
+        return encode(
+            [abi_type],
+            [rng.choice([-(2 ** (bits - 1)), -1, 0, 2 ** (bits - 1) - 1, rng.getrandbits(bits) - 2 ** (bits - 1)])],
+        )
     if abi_type == "address":
         return encode([abi_type], ["0x" + rng.randbytes(20).hex()])
     if abi_type == "bool":

@@ -20,8 +20,12 @@ from exporter.store import Store
 from tests.listener.conftest import chain_keys, listener_settings, query, stored_keys
 
 SPEC_TYPES = {
-    "MintingEvent": "Minted", "CancelamentoEvent": "Canceled", "CancelamentoSimples": "CanceledSimple",
-    "ProofRegistered": "ProofStored", "ProofRevoked": "ProofRevoked", "ProofStoredDual": "ProofStoredDual",
+    "MintingEvent": "Minted",
+    "CancelamentoEvent": "Canceled",
+    "CancelamentoSimples": "CanceledSimple",
+    "ProofRegistered": "ProofStored",
+    "ProofRevoked": "ProofRevoked",
+    "ProofStoredDual": "ProofStoredDual",
     "FailsafeEvent": "FailSafeTriggered",
 }
 
@@ -96,8 +100,12 @@ def test_all_seven_event_types_are_stored_with_exactly_decoded_args(
         assert metrics.registry.get_sample_value("blocktrust_listener_events_total", {"type": event_type}) == 1
     assert metrics.registry.get_sample_value("blocktrust_listener_processed_block") == chain.head()
     assert metrics.registry.get_sample_value("blocktrust_listener_head_block") == chain.head()
-    assert metrics.registry.get_sample_value(
-        "blocktrust_listener_rpc_requests_total", {"method": "eth_getLogs", "outcome": "success"}) >= 1
+    assert (
+        metrics.registry.get_sample_value(
+            "blocktrust_listener_rpc_requests_total", {"method": "eth_getLogs", "outcome": "success"}
+        )
+        >= 1
+    )
 
 
 def test_heartbeat_is_written_every_poll_even_without_events(
@@ -154,8 +162,13 @@ def test_start_block_latest_skips_history_and_resumes_after_restart(
     ids=["head-minus-5", "safe", "finalized-minus-2"],
 )
 def test_finality_modes_stop_at_the_followed_block(
-    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics,
-    overrides: dict[str, Any], lag: int | None
+    chain: DevChain,
+    contracts_path: Path,
+    store: Store,
+    store_url: str,
+    metrics: Metrics,
+    overrides: dict[str, Any],
+    lag: int | None,
 ) -> None:
     for _ in range(3):
         chain.emit_each_event()

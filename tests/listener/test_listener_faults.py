@@ -43,11 +43,18 @@ def test_exact_table_through_a_faulty_rpc_provider(
         proxy.max_logs_results = 120  # a provider cap: refusals that suggest a range which fits
         every_fault = list(Fault)
         proxy.script(*every_fault)
-        proxy.set_rates({
-            Fault.RATE_LIMIT: 0.03, Fault.SERVER_ERROR: 0.03, Fault.TIMEOUT: 0.005, Fault.TRUNCATED_JSON: 0.03,
-            Fault.DISCONNECT: 0.02, Fault.LOGS_TOO_MANY: 0.02, Fault.LOGS_TOO_MANY_WITH_RANGE: 0.02,
-            Fault.RANGE_TOO_LARGE: 0.02,
-        })
+        proxy.set_rates(
+            {
+                Fault.RATE_LIMIT: 0.03,
+                Fault.SERVER_ERROR: 0.03,
+                Fault.TIMEOUT: 0.005,
+                Fault.TRUNCATED_JSON: 0.03,
+                Fault.DISCONNECT: 0.02,
+                Fault.LOGS_TOO_MANY: 0.02,
+                Fault.LOGS_TOO_MANY_WITH_RANGE: 0.02,
+                Fault.RANGE_TOO_LARGE: 0.02,
+            }
+        )
         settings = listener_settings(proxy.url, contracts_path, chunk_size=40, max_chunk_size=160, rpc_timeout=0.4)
         listener = Listener(settings, store, metrics, clock)
         outcomes: list[PollOutcome] = []
@@ -68,12 +75,21 @@ def test_exact_table_through_a_faulty_rpc_provider(
     def count(outcome: str) -> float:
         samples = metrics.registry.collect()
         return sum(
-            s.value for family in samples for s in family.samples
+            s.value
+            for family in samples
+            for s in family.samples
             if s.name == "blocktrust_listener_rpc_requests_total" and s.labels["outcome"] == outcome
         )
 
-    for outcome in ("success", "rate_limited", "http_error", "timeout", "invalid_response", "range_refused",
-                    "connection_error"):
+    for outcome in (
+        "success",
+        "rate_limited",
+        "http_error",
+        "timeout",
+        "invalid_response",
+        "range_refused",
+        "connection_error",
+    ):
         assert count(outcome) >= 1, outcome
 
 

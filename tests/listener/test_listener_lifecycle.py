@@ -46,8 +46,13 @@ def test_a_node_behind_our_checkpoint_is_waited_for_not_taken_for_a_reorg(
         chain.emit_each_event()  # the newest 21 blocks hold events: a rollback would delete some
     critical: list[str] = []
     with LaggingNode(chain.rpc_url) as node:
-        listener = Listener(listener_settings(node.url, contracts_path), store, metrics, FakeClock(),
-                            on_critical=lambda title, detail: critical.append(title))
+        listener = Listener(
+            listener_settings(node.url, contracts_path),
+            store,
+            metrics,
+            FakeClock(),
+            on_critical=lambda title, detail: critical.append(title),
+        )
         try:
             assert listener.poll_once().status == "ingested"
             stored = stored_keys(store_url)
@@ -139,8 +144,7 @@ def test_request_stop_abandons_a_hanging_call_and_close_from_another_thread_is_s
     contracts_path: Path, store: Store, store_url: str, metrics: Metrics, node: ScriptedNode
 ) -> None:
     node.replies.append(Reply(delay=4.0, result="0x10"))  # answers only after 4 s (timeout 30 s)
-    listener = Listener(listener_settings(node.url, contracts_path, rpc_timeout=30.0), store, metrics,
-                        SystemClock())
+    listener = Listener(listener_settings(node.url, contracts_path, rpc_timeout=30.0), store, metrics, SystemClock())
     thread, results = _poll_in_thread(listener)
     _wait_until(lambda: node.requests, "the eth_blockNumber call")
     listener.request_stop()

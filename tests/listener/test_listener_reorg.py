@@ -26,8 +26,13 @@ def test_reorg_removes_orphaned_events_and_ingests_the_new_branch(
     chain.emit_each_event()  # 7 blocks, one event each
     chain.mine(max(0, depth - 7))  # so the orphaned blocks hold events whatever the depth
     critical: list[tuple[str, str]] = []
-    listener = Listener(listener_settings(chain.rpc_url, contracts_path), store, metrics, FakeClock(),
-                        on_critical=lambda title, detail: critical.append((title, detail)))
+    listener = Listener(
+        listener_settings(chain.rpc_url, contracts_path),
+        store,
+        metrics,
+        FakeClock(),
+        on_critical=lambda title, detail: critical.append((title, detail)),
+    )
     try:
         assert listener.poll_once().status == "ingested"
         before = stored_keys(store_url)
@@ -66,8 +71,9 @@ def test_reorg_deeper_than_the_maximum_halts_and_raises_a_critical_incident(
     chain.emit_each_event()
     critical: list[tuple[str, str]] = []
     settings = listener_settings(chain.rpc_url, contracts_path, max_reorg_depth=4)
-    listener = Listener(settings, store, metrics, FakeClock(),
-                        on_critical=lambda title, detail: critical.append((title, detail)))
+    listener = Listener(
+        settings, store, metrics, FakeClock(), on_critical=lambda title, detail: critical.append((title, detail))
+    )
     try:
         listener.poll_once()
         stored = stored_keys(store_url)
@@ -95,8 +101,9 @@ def test_reorg_exactly_at_the_maximum_depth_is_rolled_back(
 ) -> None:
     chain.mine(20)
     chain.emit_each_event()
-    listener = Listener(listener_settings(chain.rpc_url, contracts_path, max_reorg_depth=4), store, metrics,
-                        FakeClock())
+    listener = Listener(
+        listener_settings(chain.rpc_url, contracts_path, max_reorg_depth=4), store, metrics, FakeClock()
+    )
     try:
         listener.poll_once()
         chain.reorg(4, [(call, 3) for call in chain.each_event_calls()])

@@ -32,7 +32,9 @@ def _replica(chain: DevChain, contracts_path: Path, url: str) -> tuple[Listener,
 
 def _ingested(metrics: Metrics) -> float:
     return sum(
-        s.value for family in metrics.registry.collect() for s in family.samples
+        s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
         if s.name == "blocktrust_listener_events_total"
     )
 

@@ -36,27 +36,43 @@ def _count(metrics: Metrics, method: str, outcome: str) -> float:
     return value or 0.0
 
 
-def test_get_logs_is_one_call_for_all_addresses_and_topics(node: ScriptedNode, client: RpcClient,
-                                                          metrics: Metrics) -> None:
+def test_get_logs_is_one_call_for_all_addresses_and_topics(
+    node: ScriptedNode, client: RpcClient, metrics: Metrics
+) -> None:
     node.replies.append(Reply(result=[{"logIndex": "0x0"}]))
     assert client.get_logs(16, 31, FILTER) == [{"logIndex": "0x0"}]
     assert len(node.requests) == 1
     assert node.requests[0]["method"] == "eth_getLogs"
-    assert node.requests[0]["params"] == [{
-        "fromBlock": "0x10", "toBlock": "0x1f", "address": list(FILTER.addresses), "topics": [list(FILTER.topics0)],
-    }]
+    assert node.requests[0]["params"] == [
+        {
+            "fromBlock": "0x10",
+            "toBlock": "0x1f",
+            "address": list(FILTER.addresses),
+            "topics": [list(FILTER.topics0)],
+        }
+    ]
     assert _count(metrics, "eth_getLogs", "success") == 1
-    assert metrics.registry.get_sample_value(
-        "blocktrust_listener_rpc_duration_seconds_count", {"method": "eth_getLogs"}) == 1
+    assert (
+        metrics.registry.get_sample_value("blocktrust_listener_rpc_duration_seconds_count", {"method": "eth_getLogs"})
+        == 1
+    )
 
 
 def test_block_header_and_number(node: ScriptedNode, client: RpcClient) -> None:
-    node.replies.extend([
-        Reply(result="0x2a"),
-        Reply(result={"number": "0x29", "hash": "0x" + "01" * 32, "parentHash": "0x" + "02" * 32,
-                      "extraData": "0x" + "ff" * 97}),  # Polygon POA extra data: not our business
-        Reply(result=None),
-    ])
+    node.replies.extend(
+        [
+            Reply(result="0x2a"),
+            Reply(
+                result={
+                    "number": "0x29",
+                    "hash": "0x" + "01" * 32,
+                    "parentHash": "0x" + "02" * 32,
+                    "extraData": "0x" + "ff" * 97,
+                }
+            ),  # Polygon POA extra data: not our business
+            Reply(result=None),
+        ]
+    )
     assert client.block_number() == 42
     header = client.block(41)
     assert header is not None and (header.number, header.hash) == (41, "0x" + "01" * 32)
@@ -72,13 +88,17 @@ def test_block_header_and_number(node: ScriptedNode, client: RpcClient) -> None:
         (Reply(body=b'{"jsonrpc":"2.0","id":1,"result":[{"a":'), "invalid_response", None),
         (Reply(body=b"[]"), "invalid_response", None),
         (Reply(delay=1.0, result=[]), "timeout", None),
-        (Reply(error={"code": -32005, "message": "daily request count exceeded, request rate limited"}),
-         "rate_limited", None),
+        (
+            Reply(error={"code": -32005, "message": "daily request count exceeded, request rate limited"}),
+            "rate_limited",
+            None,
+        ),
     ],
     ids=["429", "503", "truncated-json", "not-jsonrpc", "timeout", "rate-limit-error"],
 )
-def test_transient_failures(node: ScriptedNode, client: RpcClient, metrics: Metrics, reply: Reply, outcome: str,
-                            retry_after: float | None) -> None:
+def test_transient_failures(
+    node: ScriptedNode, client: RpcClient, metrics: Metrics, reply: Reply, outcome: str, retry_after: float | None
+) -> None:
     node.replies.append(reply)
     with pytest.raises(TransientRpcError) as info:
         client.get_logs(0, 10, FILTER)
@@ -100,19 +120,32 @@ def test_connection_refused_is_transient_and_hides_the_url(metrics: Metrics) -> 
 @pytest.mark.parametrize(
     ("error", "suggested"),
     [
-        ({"code": -32005, "message": "query returned more than 10000 results",
-          "data": {"from": "0x10", "to": "0x20", "limit": 10000}}, (16, 32)),
-        ({"code": -32602, "message": "Log response size exceeded. You can make eth_getLogs requests with up to a 2K "
-          "block range and no limit on the response size, or you can request any block range with a cap of 10K "
-          "logs in the response. Based on your parameters, this block range should work: [0x10, 0x1f]"}, (16, 31)),
+        (
+            {
+                "code": -32005,
+                "message": "query returned more than 10000 results",
+                "data": {"from": "0x10", "to": "0x20", "limit": 10000},
+            },
+            (16, 32),
+        ),
+        (
+            {
+                "code": -32602,
+                "message": "Log response size exceeded. You can make eth_getLogs requests with up to a 2K "
+                "block range and no limit on the response size, or you can request any block range with a cap of 10K "
+                "logs in the response. Based on your parameters, this block range should work: [0x10, 0x1f]",
+            },
+            (16, 31),
+        ),
         ({"code": -32614, "message": "eth_getLogs is limited to a 10,000 range"}, None),
         ({"code": -32000, "message": "query returned more than 10000 results"}, None),
         ({"code": -32600, "message": "block range too large"}, None),
     ],
     ids=["infura-data", "alchemy-message", "32614", "geth-message", "range-too-large"],
 )
-def test_range_refusals_carry_the_suggested_range(node: ScriptedNode, client: RpcClient, metrics: Metrics,
-                                                  error: dict[str, object], suggested: tuple[int, int] | None) -> None:
+def test_range_refusals_carry_the_suggested_range(
+    node: ScriptedNode, client: RpcClient, metrics: Metrics, error: dict[str, object], suggested: tuple[int, int] | None
+) -> None:
     node.replies.append(Reply(error=error))
     with pytest.raises(RangeRefusedError) as info:
         client.get_logs(16, 100, FILTER)
@@ -132,8 +165,11 @@ def test_headers_in_one_batch_request(node: ScriptedNode, client: RpcClient, met
         return {"number": hex(n), "hash": f"0x{n:064x}", "parentHash": f"0x{n - 1:064x}"}
 
     # One JSON array for the batch, deliberately out of order; ids are 1..3 on a fresh client.
-    answers = [{"jsonrpc": "2.0", "id": 2, "result": header(8)}, {"jsonrpc": "2.0", "id": 1, "result": header(7)},
-               {"jsonrpc": "2.0", "id": 3, "result": None}]
+    answers = [
+        {"jsonrpc": "2.0", "id": 2, "result": header(8)},
+        {"jsonrpc": "2.0", "id": 1, "result": header(7)},
+        {"jsonrpc": "2.0", "id": 3, "result": None},
+    ]
     node.replies.append(Reply(body=json.dumps(answers).encode()))
     found = client.blocks([7, 8, 9])
     assert [h.number if h else None for h in found] == [7, 8, None]  # answers matched by id, not order
@@ -147,8 +183,7 @@ def test_a_batch_answer_missing_an_element_is_transient(node: ScriptedNode, clie
         client.blocks([1, 2])
 
 
-def test_a_trickling_answer_ends_at_the_call_deadline(node: ScriptedNode, client: RpcClient,
-                                                      metrics: Metrics) -> None:
+def test_a_trickling_answer_ends_at_the_call_deadline(node: ScriptedNode, client: RpcClient, metrics: Metrics) -> None:
     # Each byte comes well within the 0.5 s read timeout, the whole answer would take ~4 s.
     node.replies.append(Reply(result=[{"logIndex": "0x" + "0" * 40}], trickle=0.05))
     with pytest.raises(TransientRpcError, match=r"not complete within 0\.5s") as info:

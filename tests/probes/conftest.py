@@ -129,9 +129,7 @@ class Harness:
         assert self.sample("blocktrust_check_up", {"check": name}) == (1.0 if result.ok else 0.0)
         assert self.sample("blocktrust_check_runs_total", {"check": name, "result": outcome}) is not None
         assert self.sample("blocktrust_check_duration_seconds_count", {"check": name}) == runs
-        assert self.sample("blocktrust_check_last_run_timestamp_seconds", {"check": name}) == (
-            result.ts.timestamp()
-        )
+        assert self.sample("blocktrust_check_last_run_timestamp_seconds", {"check": name}) == (result.ts.timestamp())
         rows = self.rows(name)
         assert len(rows) == runs
         ok, latency_ms, details = rows[-1]
@@ -147,9 +145,7 @@ class Harness:
 
 
 @pytest.fixture
-def harness(
-    sim: BlocktrustSimulator, clock: FakeClock, pg_store: Store, postgres_url: str
-) -> Iterator[Harness]:
+def harness(sim: BlocktrustSimulator, clock: FakeClock, pg_store: Store, postgres_url: str) -> Iterator[Harness]:
     built = Harness(sim, clock, pg_store, postgres_url)
     try:
         yield built

@@ -171,8 +171,12 @@ def _heartbeat(harness: Any, *, age_seconds: float, processed: int, head: int, d
         check_name="listener.tick",
         ok=True,
         latency_ms=0,
-        details=details if details is not None else {
-            "processed_block": processed, "head_block": head, "blocks_behind": head - processed,
+        details=details
+        if details is not None
+        else {
+            "processed_block": processed,
+            "head_block": head,
+            "blocks_behind": head - processed,
         },
         ts=harness.clock.now() - timedelta(seconds=age_seconds),
         uid=f"beat-{processed}-{head}-{age_seconds}",
@@ -229,9 +233,7 @@ def test_listener_progress(harness: Any, scenario: str) -> None:
         harness.clock.advance(60)
 
 
-@pytest.mark.parametrize(
-    ("details", "error"), [(None, "no_heartbeat"), ({"processed_block": "x"}, "wrong_shape")]
-)
+@pytest.mark.parametrize(("details", "error"), [(None, "no_heartbeat"), ({"processed_block": "x"}, "wrong_shape")])
 def test_listener_progress_without_a_usable_heartbeat(harness: Any, details: Any, error: str) -> None:
     if details is not None:
         _heartbeat(harness, age_seconds=0, processed=0, head=0, details=details)
@@ -255,8 +257,9 @@ def test_login_and_request_share_one_timeout(harness: Any) -> None:
 def test_listener_checks_fail_clearly_when_the_store_is_down(harness: Any, name: str, unused_port: int) -> None:
     down = open_store(f"postgresql://postgres@127.0.0.1:{unused_port}/gone", connect_timeout=1)
     spec = next(spec for spec in default_checks() if spec.name == name)
-    checks = CheckRound(harness.config([spec]), metrics=harness.metrics, record=harness.writer.record,
-                        clock=harness.clock, store=down)
+    checks = CheckRound(
+        harness.config([spec]), metrics=harness.metrics, record=harness.writer.record, clock=harness.clock, store=down
+    )
     try:
         [result] = checks.run_once()
     finally:
@@ -266,4 +269,3 @@ def test_listener_checks_fail_clearly_when_the_store_is_down(harness: Any, name:
     assert result.details["error"] == "store_error"
     assert "cannot read the heartbeat" in result.details["reason"]
     harness.assert_recorded(result)  # the round's row still lands in the (working) result store
-

@@ -93,8 +93,10 @@ OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
     [
         ([(OK_HEAD + b"Content-Length: 4\r\n\r\nbody", 0)], b"body"),
         ([(OK_HEAD + b"Content-Length: 4\r\n\r\nbo", 0.02), (b"dy", 0)], b"body"),
-        ([(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\nbo\r\n", 0.02), (b"2;x=1\r\ndy\r\n0\r\n\r\n", 0)],
-         b"body"),
+        (
+            [(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\nbo\r\n", 0.02), (b"2;x=1\r\ndy\r\n0\r\n\r\n", 0)],
+            b"body",
+        ),
         ([(OK_HEAD + b"\r\nclose-delimited", 0)], b"close-delimited"),
         # the length framing wins over a server that keeps the connection open afterwards
         ([(OK_HEAD + b"Content-Length: 2\r\n\r\nok", 5)], b"ok"),
@@ -129,15 +131,28 @@ def test_request_carries_host_method_headers_and_body(client: HttpClient) -> Non
         ([(b"", 5)], "timeout", None),
         ([(OK_HEAD + b"Content-Length: 5000\r\n\r\n", 0)], "body_too_large", 200),
         ([(OK_HEAD + b"\r\n" + b"x" * 5000, 0)], "body_too_large", 200),
-        ([(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n", 0), *[(b"100\r\n" + b"x" * 256 + b"\r\n", 0)] * 10],
-         "body_too_large", 200),
+        (
+            [(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n", 0), *[(b"100\r\n" + b"x" * 256 + b"\r\n", 0)] * 10],
+            "body_too_large",
+            200,
+        ),
         ([(OK_HEAD + b"Content-Length: 10\r\n\r\nabc", 0)], "bad_response", 200),
         ([(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 0)], "bad_response", 200),
         ([(b"SSH-2.0-OpenSSH\r\n\r\n", 0)], "bad_response", None),
         ([(b"", 0)], "bad_response", None),
     ],
-    ids=["trickling-body", "trickling-headers", "silent", "declared-too-large", "too-large",
-         "chunked-too-large", "truncated", "bad-chunk", "not-http", "closed-at-once"],
+    ids=[
+        "trickling-body",
+        "trickling-headers",
+        "silent",
+        "declared-too-large",
+        "too-large",
+        "chunked-too-large",
+        "truncated",
+        "bad-chunk",
+        "not-http",
+        "closed-at-once",
+    ],
 )
 def test_failures_are_classified(client: HttpClient, script: list[Step], error: str, status: int | None) -> None:
     with pytest.raises(HttpError) as failure:
@@ -181,17 +196,32 @@ def test_a_body_at_the_limit_is_accepted(client: HttpClient) -> None:
     assert len(response.body) == 1000
 
 
-
-
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 made with the openssl CLI."""
     folder = tmp_path_factory.mktemp("tls")
     cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 

@@ -105,8 +105,14 @@ def test_defaults_are_the_nine_checks_and_items_override_them_by_name() -> None:
     assert [spec.name for spec in resolve_checks(_config(api=API))] == [s.name for s in default_checks()]
     override = {"name": "api.health", "path": "/healthz", "timeout": "2s"}
     extra = {"name": "mine", "url": "http://127.0.0.1:1/x"}
-    checks = resolve_checks(_config(api=API, checks={"items": [override, extra, {
-        "name": "listener.progress", "kind": "listener.progress", "enabled": False}]}))
+    checks = resolve_checks(
+        _config(
+            api=API,
+            checks={
+                "items": [override, extra, {"name": "listener.progress", "kind": "listener.progress", "enabled": False}]
+            },
+        )
+    )
     by_name = {spec.name: spec for spec in checks}
     assert by_name["api.health"].path == "/healthz" and by_name["api.health"].timeout == 2.0
     assert "mine" in by_name and "listener.progress" not in by_name

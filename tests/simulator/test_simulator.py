@@ -69,8 +69,12 @@ def test_every_endpoint_answers_with_the_spec_shape(sim: BlocktrustSimulator, ht
     contracts = _get(sim, http, "/api/explorer/contracts", token).json()["contracts"]
     assert set(contracts) == {"IdentityNFT", "ProofRegistry", "FailSafe"}
     assert set(_get(sim, http, "/api/explorer/stats", token).json()["stats"]) == {"total_events", "events_24h"}
-    hashed = http.post(f"{sim.url}/api/signature/hash-file", json={"file_content": "olá"},
-                       headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
+    hashed = http.post(
+        f"{sim.url}/api/signature/hash-file",
+        json={"file_content": "olá"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    ).json()
     assert hashed == {"file_hash": hashlib.sha256("olá".encode()).hexdigest()}
     assert "address" in _get(sim, http, "/api/wallet/info", token).json()
     assert set(_get(sim, http, "/api/nft/status", token).json()) == {"has_nft", "nft_id"}
@@ -80,8 +84,8 @@ def test_every_endpoint_answers_with_the_spec_shape(sim: BlocktrustSimulator, ht
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/explorer/events", "/api/explorer/contracts", "/api/explorer/stats", "/api/wallet/info",
-             "/api/nft/status"],
+    "path",
+    ["/api/explorer/events", "/api/explorer/contracts", "/api/explorer/stats", "/api/wallet/info", "/api/nft/status"],
 )
 def test_bearer_endpoints_need_a_valid_token(sim: BlocktrustSimulator, http: requests.Session, path: str) -> None:
     assert _get(sim, http, path).status_code == 401
@@ -105,9 +109,7 @@ def test_expire_tokens_invalidates_every_token(sim: BlocktrustSimulator, http: r
     assert _get(sim, http, "/api/explorer/stats", token).status_code == 401
 
 
-def test_faults_switch_at_runtime_and_counted_ones_wear_off(
-    sim: BlocktrustSimulator, http: requests.Session
-) -> None:
+def test_faults_switch_at_runtime_and_counted_ones_wear_off(sim: BlocktrustSimulator, http: requests.Session) -> None:
     sim.set_fault("/api/health", "503")
     assert _get(sim, http, "/api/health").status_code == 503
     sim.clear_faults("/api/health")
@@ -128,8 +130,12 @@ def test_faults_switch_at_runtime_and_counted_ones_wear_off(
 def test_wrong_hash_fault(sim: BlocktrustSimulator, http: requests.Session) -> None:
     token = _login(sim, http).json()["token"]
     sim.set_fault("/api/signature/hash-file", "wrong-hash")
-    answer = http.post(f"{sim.url}/api/signature/hash-file", json={"file_content": "a"},
-                       headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
+    answer = http.post(
+        f"{sim.url}/api/signature/hash-file",
+        json={"file_content": "a"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    ).json()
     assert answer["file_hash"] != hashlib.sha256(b"a").hexdigest()
 
 
@@ -183,8 +189,7 @@ def test_fail_flag_and_cli_build(tmp_path: Any) -> None:
     sim = cli.build(args, {"JWT_MONITOR_EMAIL": EMAIL, "JWT_MONITOR_PASS": PASSWORD}).start()
     try:
         assert requests.get(sim.url + "/api/health", timeout=5).status_code == 503
-        answer = requests.post(f"{sim.url}/api/explorer/login", json={"email": EMAIL, "password": PASSWORD},
-                               timeout=5)
+        answer = requests.post(f"{sim.url}/api/explorer/login", json={"email": EMAIL, "password": PASSWORD}, timeout=5)
         assert answer.json()["expires_in"] == 600
     finally:
         sim.stop()

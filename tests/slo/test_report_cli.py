@@ -31,7 +31,12 @@ def test_report_subcommand_prints_the_numbers_of_the_store(sqlite_url: str, tmp_
     command = Path(sys.executable).with_name("blocktrust-exporter")
     done = subprocess.run(
         [str(command), "report", "--config", str(config), "--window", "24h", "--format", "json"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     [line] = json.loads(done.stdout)["checks"]

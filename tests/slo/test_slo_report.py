@@ -71,8 +71,14 @@ def test_report_equals_the_hand_computed_fixture(store: Store, clock: FakeClock)
     assert (report.since, report.until) == (SINCE, NOW)
     got = {
         line.check_name: (
-            line.runs, line.failures, line.uptime_percent, line.p99_latency_ms, line.last_failure,
-            line.error_budget_left_percent, line.uptime_ok, line.latency_ok,
+            line.runs,
+            line.failures,
+            line.uptime_percent,
+            line.p99_latency_ms,
+            line.last_failure,
+            line.error_budget_left_percent,
+            line.uptime_ok,
+            line.latency_ok,
         )
         for line in report.lines
     }
@@ -80,7 +86,11 @@ def test_report_equals_the_hand_computed_fixture(store: Store, clock: FakeClock)
     for check, expected in EXPECTED.items():
         runs, failures, uptime, p99, last_failure, budget, uptime_ok, latency_ok = got[check]
         assert (runs, failures, last_failure, uptime_ok, latency_ok) == (
-            expected[0], expected[1], expected[4], expected[6], expected[7]
+            expected[0],
+            expected[1],
+            expected[4],
+            expected[6],
+            expected[7],
         ), check
         assert uptime == pytest.approx(expected[2], abs=1e-9), check
         assert budget == pytest.approx(expected[5], abs=1e-6), check
@@ -121,7 +131,8 @@ def test_reporter_sets_gauges_and_opens_then_resolves_warn_incidents(
     reporter.run_once()
     assert store.open_incidents() == []
     assert sorted(sink.kinds()[3:]) == [
-        ("slo.api.events", "resolved", False), ("slo.api.health", "resolved", False),
+        ("slo.api.events", "resolved", False),
+        ("slo.api.health", "resolved", False),
         ("slo.api.stats", "resolved", False),
     ]
     assert gauge("blocktrust_slo_uptime_ratio", "api.health") == 1.0
@@ -133,8 +144,9 @@ def test_a_restarted_reporter_resolves_slo_incidents_of_checks_gone_from_the_win
     store: Store, clock: FakeClock, metrics: Metrics
 ) -> None:
     write_fixture(store)
-    SloReporter(store, metrics, SloSettings(), clock, AlertEngine(store, RecordingSink(), clock, metrics,
-                AlertingSettings())).run_once()
+    SloReporter(
+        store, metrics, SloSettings(), clock, AlertEngine(store, RecordingSink(), clock, metrics, AlertingSettings())
+    ).run_once()
     assert len(store.open_incidents()) == 3
     clock.advance(86_400 + 60)  # nothing ran since: every check is gone from the window
     sink = RecordingSink()
@@ -142,7 +154,8 @@ def test_a_restarted_reporter_resolves_slo_incidents_of_checks_gone_from_the_win
     SloReporter(store, metrics, SloSettings(), clock, engine).run_once()
     assert store.open_incidents() == []
     assert sorted(sink.kinds()) == [
-        ("slo.api.events", "resolved", False), ("slo.api.health", "resolved", False),
+        ("slo.api.events", "resolved", False),
+        ("slo.api.health", "resolved", False),
         ("slo.api.stats", "resolved", False),
     ]
 
@@ -158,19 +171,52 @@ def test_report_command_prints_a_table_or_json(store: Store, clock: FakeClock) -
     assert lines[0] == (
         "SLO report 2026-01-04 12:00:00 UTC .. 2026-01-05 12:00:00 UTC: uptime target 99.5%, p99 objective 800 ms"
     )
-    assert lines[1].split() == ["check", "runs", "uptime", "%", "p99", "ms", "failures", "last", "failure",
-                                "budget", "left", "status"]
-    assert lines[3].split() == ["api.health", "12", "83.333", "391.0", "2", "2026-01-05", "11:30:00", "UTC",
-                                "-3233.3%", "BREACH"]
-    assert lines[5].split() == ["synthetic.hash", "200", "99.500", "100.0", "1", "2026-01-05", "06:00:00", "UTC",
-                                "0.0%", "ok"]
+    assert lines[1].split() == [
+        "check",
+        "runs",
+        "uptime",
+        "%",
+        "p99",
+        "ms",
+        "failures",
+        "last",
+        "failure",
+        "budget",
+        "left",
+        "status",
+    ]
+    assert lines[3].split() == [
+        "api.health",
+        "12",
+        "83.333",
+        "391.0",
+        "2",
+        "2026-01-05",
+        "11:30:00",
+        "UTC",
+        "-3233.3%",
+        "BREACH",
+    ]
+    assert lines[5].split() == [
+        "synthetic.hash",
+        "200",
+        "99.500",
+        "100.0",
+        "1",
+        "2026-01-05",
+        "06:00:00",
+        "UTC",
+        "0.0%",
+        "ok",
+    ]
 
     out = io.StringIO()
     report_command(store, SloSettings(), clock, parser.parse_args(["--window", "2h", "--format", "json"]), out)
     data = json.loads(out.getvalue())
     assert data["window_seconds"] == 7200
     assert {c["check"]: (c["runs"], c["failures"]) for c in data["checks"]} == {
-        "api.events": (1, 0), "api.health": (2, 2)  # 10:00 .. 12:00
+        "api.events": (1, 0),
+        "api.health": (2, 2),  # 10:00 .. 12:00
     }
 
 

@@ -13,8 +13,12 @@ CONTRACTS = ("IdentityNFT", "ProofRegistry", "FailSafe")
 
 def write_fake_contracts_config(path: Path) -> Path:
     artifacts = load_artifacts()
-    path.write_text(json.dumps({
-        name: {"address": "0x" + f"{n + 1:02x}" * 20, "abi": artifacts[name]["abi"]}
-        for n, name in enumerate(CONTRACTS)
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                name: {"address": "0x" + f"{n + 1:02x}" * 20, "abi": artifacts[name]["abi"]}
+                for n, name in enumerate(CONTRACTS)
+            }
+        )
+    )
     return path

@@ -29,9 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     parser.add_argument("--email", default=None, help="monitoring account (default: $JWT_MONITOR_EMAIL)")
-    parser.add_argument(
-        "--password-file", default=None, help="file holding the password (default: $JWT_MONITOR_PASS)"
-    )
+    parser.add_argument("--password-file", default=None, help="file holding the password (default: $JWT_MONITOR_PASS)")
     parser.add_argument(
         "--token-lifetime", type=parse_duration, default=3600.0, help="token lifetime, e.g. 1h (default)"
     )

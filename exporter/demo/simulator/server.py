@@ -371,9 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
 
 
-def _admin(
-    sim: BlocktrustSimulator, method: str, path: str, query: dict[str, list[str]], body: bytes
-) -> Answer:
+def _admin(sim: BlocktrustSimulator, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Answer:
     action = path[len(ADMIN_PREFIX) :]
     if (method, action) == ("GET", "state"):
         return 200, sim.state()

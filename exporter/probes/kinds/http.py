@@ -113,7 +113,8 @@ class _Budget:
         remaining = self._end - self._timer()
         if remaining <= 0:
             raise HttpError(
-                "timeout", f"no complete answer within {self._timeout:.3g}s (login and retry included)",
+                "timeout",
+                f"no complete answer within {self._timeout:.3g}s (login and retry included)",
                 seconds=self._timeout,
             )
         return remaining
