@@ -37,12 +37,14 @@ def load(args: argparse.Namespace, *, with_checks: bool = True) -> Config:
         path = None
     try:
         config = load_config(path)
-        validate_conditions(config)  # the configuration keeps them as text; their language is the probes'
+        # The configuration keeps conditions as text; their language (and its errors) is the probes'.
+        if with_checks:
+            resolve_checks(config)
+        else:
+            validate_conditions(config)
         if config.listener.enabled and config.listener.rpc_url is not None:
             # Fail at start (and in check-config) rather than on the first poll.
             load_contracts(config.listener.contracts_config, config.listener.event_types)
-        if with_checks:
-            resolve_checks(config)
     except ConfigError as exc:
         raise ExitError(str(exc), EXIT_USAGE) from None
     return config

@@ -1,3 +1,5 @@
-"""Alerting: when to notify (``engine``), how to say it (``alert``), where to send it (one module per
-channel), how to send it (``sender``, ``notifier``), when to keep quiet (``maintenance``) and what never
-to say (``redact``). Nothing here runs checks or reads results from the store."""
+"""Alerting: when to notify (``engine``, decisions only), what is recorded of it (``ledger``: the
+incidents in ``monitor_incidents``), how to say it (``alert``), where to send it (``channels/``, one
+module per channel), how to send it (``sender``, ``notifier``) and when to keep quiet
+(``maintenance``). Nothing here runs checks or reads check results from the store; secret masking
+is ``exporter.redact``."""

@@ -1,4 +1,4 @@
-"""The alert engine: *when* to notify, and the incident lifecycle in ``monitor_incidents``.
+"""The alert engine: *when* to notify, and the lifecycle of incidents (opened, reminded, resolved).
 
 Per check it counts consecutive failures (``failure_threshold`` before firing) and successes
 (``success_threshold`` before resolving), so a flapping check stays quiet. Firing opens one incident

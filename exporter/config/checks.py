@@ -20,8 +20,6 @@ CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress")
 # The listener's heartbeat rows in monitor_metrics (SPEC §2): not a check, never alerted on.
 HEARTBEAT_CHECK = "listener.tick"
 
-API_CHECKS = ("api.health", "api.events", "api.contracts", "api.stats")
-SYNTHETIC_CHECKS = ("synthetic.hash", "synthetic.wallet_info", "synthetic.nft_status")
 LISTENER_CHECKS = ("listener.lag", "listener.progress")
 
 

@@ -145,6 +145,9 @@ def _format_error(err: ValidationError, source: str, origins: dict[tuple[str, ..
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read, expand, overlay and validate; raise ``ConfigError`` with one line on any problem.
 
+    Conditions of ``checks.items`` stay text here: ``exporter.probes.runner.validate_conditions``
+    parses them (the CLI runs it right after this), as their language belongs to the probes.
+
     A missing file is an error only when it was named explicitly; with ``path=None`` the
     defaults and the environment alone make the configuration.
     """

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from exporter.clock import SystemClock
 from exporter.config import Config
-from exporter.demo.devchain import DevChain
+from exporter.demo.devchain import DevChain, DevChainError
 from exporter.demo.simulator.faults import parse_fail_flag
 from exporter.demo.simulator.server import BlocktrustSimulator
 from exporter.logs import setup_logging
-from exporter.runtime import EXIT_USAGE, ExitError, serve
+from exporter.runtime import EXIT_FAILURE, EXIT_USAGE, ExitError, serve
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,11 @@ def run(args: argparse.Namespace, base: Config) -> int:
         simulator.set_fault(path, fault)
         log.info("demo: simulator fault injected path=%s fault=%s", path, fault)
     stop = threading.Event()
-    chain = DevChain.start(workdir / "anvil")
+    try:
+        chain = DevChain.start(workdir / "anvil")
+    except DevChainError as exc:  # anvil missing or not starting: one line, not a traceback
+        simulator.stop()
+        raise ExitError(f"demo: {exc}", EXIT_FAILURE) from None
 
     def cleanup() -> None:
         stop.set()

@@ -28,7 +28,7 @@ CHANNELS = ("slack", "telegram", "webhook")
 
 
 class Alerting:
-    """The alerting half of the exporter, wired as ``cli.py`` wires it."""
+    """The alerting half of the exporter, wired as ``runtime.py`` wires it."""
 
     def __init__(
         self,

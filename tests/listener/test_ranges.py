@@ -1,13 +1,10 @@
-"""Range sizing and back-off are pure: table-driven unit tests."""
+"""Range sizing is pure: table-driven unit tests."""
 
 from __future__ import annotations
-
-import random
 
 import pytest
 
 from exporter.listener.ranges import GROW_AFTER_SUCCESSES, RangeSizer
-from exporter.listener.retry import Backoff
 
 
 def test_starts_at_chunk_size_capped_by_maximum() -> None:
@@ -53,18 +50,3 @@ def test_short_tail_ranges_do_not_count_towards_growth() -> None:
     for _ in range(10):
         sizer.succeeded(3)
     assert sizer.size == 100
-
-
-def test_backoff_is_exponential_with_full_jitter_and_a_cap() -> None:
-    backoff = Backoff(base=0.5, cap=8.0, rng=random.Random(1))
-    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (9, 8.0)]:
-        waits = [backoff.delay(attempt) for _ in range(200)]
-        assert all(0 <= w <= ceiling for w in waits)
-        assert max(waits) > ceiling * 0.8  # jitter spans the whole interval
-        assert len(set(waits)) > 100
-
-
-def test_backoff_honours_retry_after_within_the_cap() -> None:
-    backoff = Backoff(base=0.1, cap=5.0, rng=random.Random(2))
-    assert backoff.delay(1, retry_after=3.0) == 3.0
-    assert backoff.delay(1, retry_after=60.0) == 5.0

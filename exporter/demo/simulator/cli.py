@@ -1,4 +1,5 @@
-"""``blocktrust-exporter simulate``: run the API simulator alone (for ``make demo``).
+"""``blocktrust-exporter simulate`` (and ``python -m exporter.demo.simulator``): run the API simulator
+alone, e.g. for the compose stack's demo profile or a benchmark.
 
 Credentials come from the same variables as the exporter's (``JWT_MONITOR_EMAIL``,
 ``JWT_MONITOR_PASS`` or ``JWT_MONITOR_PASS_FILE``), or ``--email`` / ``--password-file``;
@@ -29,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     parser.add_argument("--email", default=None, help="monitoring account (default: $JWT_MONITOR_EMAIL)")
-    parser.add_argument("--password-file", default=None, help="file holding the password (default: $JWT_MONITOR_PASS)")
+    parser.add_argument(
+        "--password-file",
+        default=None,
+        help="file holding the password (default: $JWT_MONITOR_PASS_FILE, else $JWT_MONITOR_PASS)",
+    )
     parser.add_argument(
         "--token-lifetime", type=parse_duration, default=3600.0, help="token lifetime, e.g. 1h (default)"
     )
@@ -48,9 +53,7 @@ def build(args: argparse.Namespace, env: Mapping[str, str]) -> BlocktrustSimulat
     password_file = args.password_file or env.get("JWT_MONITOR_PASS_FILE")
     password = Path(password_file).read_text().strip() if password_file else env.get("JWT_MONITOR_PASS")
     if not email or not password:
-        raise ValueError(
-            "simulate needs credentials: set JWT_MONITOR_EMAIL and JWT_MONITOR_PASS (or --email, --password-file)"
-        )
+        raise ValueError("needs credentials: set JWT_MONITOR_EMAIL and JWT_MONITOR_PASS (or --email, --password-file)")
     faults = [parse_fail_flag(flag) for flag in args.fail]
     sim = BlocktrustSimulator(
         email=email,
