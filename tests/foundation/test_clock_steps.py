@@ -49,8 +49,9 @@ def _wait(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> 
         time.sleep(0.002)
 
 
-def _settle(scheduler: Scheduler, clock: ManualClock) -> None:
-    _wait(lambda: not scheduler.busy(), f"the runs due at t={clock.monotonic()} ran: {scheduler.busy()}")
+def _settle(scheduler: Scheduler, clock: ManualClock, wedged: str = "") -> None:
+    """Wait until every run due now has ended (except ``wedged``'s, which never does)."""
+    _wait(lambda: set(scheduler.busy()) <= {wedged}, f"the runs due at t={clock.monotonic()} ran")
 
 
 def _run_seconds(
@@ -95,7 +96,16 @@ def test_wall_clock_steps_change_no_cadence(metrics: Metrics, steps: dict[int, f
     assert set(health) == {(True, "ok")}
 
 
-def test_a_run_that_overruns_delays_the_next_and_keeps_the_grid(metrics: Metrics) -> None:
+@pytest.mark.parametrize(
+    ("overrun_until", "expected"),
+    [
+        (14, [0, 14, 20]),  # 4 s late, within half an interval: the delayed run starts when the first ends
+        (17, [0, 20]),  # 7 s late: that run is skipped, the job keeps its grid
+    ],
+)
+def test_a_run_that_overruns_delays_or_skips_the_next_and_keeps_the_grid(
+    metrics: Metrics, overrun_until: int, expected: list[float]
+) -> None:
     clock = ManualClock()
     start = clock.monotonic()
     release = threading.Event()
@@ -111,14 +121,13 @@ def test_a_run_that_overruns_delays_the_next_and_keeps_the_grid(metrics: Metrics
     scheduler.start()
     try:
         _wait(lambda: runs == [0], "the first run started")
-        clock.advance(14)  # due at 10, still running: not started twice
+        clock.advance(overrun_until)  # due at 10 while still running: never started twice
         assert runs == [0]
-        release.set()  # ends 4 s late, within half an interval: the delayed run starts now
+        release.set()
         _settle(scheduler, clock)
-        assert runs == [0, 14]
-        clock.advance(6)  # back on the grid at 20
+        clock.advance(20 - overrun_until)
         _settle(scheduler, clock)
-        assert runs == [0, 14, 20]
+        assert runs == expected
     finally:
         release.set()
         assert scheduler.stop(5)
@@ -196,13 +205,14 @@ def test_a_wedged_job_makes_healthz_and_readyz_fail_naming_it(tmp_path: Path, si
     server = http_server(rt, "127.0.0.1:0")
     server.start()
     rt.scheduler.start()
+    limit = stall_limit(interval)
+    assert limit == STALL_INTERVALS * interval
     try:
-        clock.advance(interval)
-        assert started.wait(10)
-        limit = stall_limit(interval)
-        assert limit == STALL_INTERVALS * interval
-        clock.advance(limit - interval)  # exactly at the limit: not yet
-        assert _probe(server, "/healthz") == (200, "ok")
+        for _ in range(int(limit)):  # the other jobs keep running meanwhile
+            clock.advance(1)
+            _settle(rt.scheduler, clock, wedged="wedged")
+        assert started.is_set()
+        assert _probe(server, "/healthz") == (200, "ok")  # exactly at the limit: not yet
         clock.advance(1)
         status, text = _probe(server, "/healthz")
         assert status == 503
