@@ -23,7 +23,7 @@ WORKDIR /data
 USER 10001:10001
 EXPOSE 9108
 
-# /healthz answers while the process serves; /readyz would also need the store.
+# /healthz answers 200 while the process serves and no scheduled job is stalled; /readyz would also need the store.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4).status == 200 else 1)"]
 

@@ -72,6 +72,6 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Per-request chatter from these libraries is noise at info level.
-    for noisy in ("urllib3", "apscheduler.executors.default", "apscheduler.scheduler", "web3"):
+    for noisy in ("urllib3", "web3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return handler

@@ -182,6 +182,18 @@ class Metrics:
             ["job", "outcome"],
             registry=registry,
         )
+        self.job_last_success = Gauge(
+            "blocktrust_scheduler_job_last_success_timestamp_seconds",
+            "Unix time the scheduled job last completed a run without error; absent until it has.",
+            ["scheduler_job"],
+            registry=registry,
+        )
+        self.job_interval = Gauge(
+            "blocktrust_scheduler_job_interval_seconds",
+            "How often the scheduled job runs (monotonic time).",
+            ["scheduler_job"],
+            registry=registry,
+        )
         self.build_info = Gauge(
             "blocktrust_exporter_build_info",
             "Always 1; the version label tells the build.",

@@ -111,9 +111,17 @@ class Runtime:
             return
         self.writer.flush()
 
+    def healthy(self) -> tuple[bool, str]:
+        """``/healthz``: the process answers and no scheduled job is stalled (see ``scheduler.py``)."""
+        return self.scheduler.health()
+
     def ready(self) -> tuple[bool, str]:
+        """``/readyz``: healthy, and the store answers with its schema migrated."""
         if not self.scheduler.running:
             return False, "scheduler not running"
+        live, reason = self.healthy()
+        if not live:
+            return False, reason
         if not self.schema_ready.is_set():
             return False, "store not migrated yet"
         try:
@@ -130,7 +138,7 @@ def build_runtime(config: Config, parts: frozenset[str] = ALL_PARTS, clock: Cloc
     metrics = Metrics(registry, slo_latency_seconds=config.slo.latency_ms / 1000, version=exporter_version())
     store = make_store(config)
     writer = BufferedWriter(store, metrics, capacity=config.store.buffer_size)
-    rt = Runtime(config, clock, registry, metrics, store, writer, Scheduler(metrics))
+    rt = Runtime(config, clock, registry, metrics, store, writer, Scheduler(metrics, clock))
     rt.scheduler.add(Job("store", rt.store_job, STORE_RETRY_SECONDS, run_at_start=False))
     try:
         rt.ensure_schema()  # before the components, which read the store as they start
@@ -236,7 +244,7 @@ def serve(
     if prime_listener and rt.listener is not None and rt.schema_ready.is_set():
         rt.listener.poll_once()  # so the first check round already sees a heartbeat
     try:
-        server = HttpServer(config.server.listen, rt.registry, rt.ready)
+        server = http_server(rt, config.server.listen)
     except OSError as exc:
         rt.store.close()
         raise ExitError(f"cannot listen on {config.server.listen}: {exc.strerror}", EXIT_FAILURE) from None
@@ -257,6 +265,11 @@ def serve(
     if cleanup is not None:
         _run_before([cleanup], deadline)
     exit_by(deadline, EXIT_OK)
+
+
+def http_server(rt: Runtime, listen: str) -> HttpServer:
+    """The HTTP endpoints of ``rt`` on ``listen`` (not started); ``OSError`` if the address is taken."""
+    return HttpServer(listen, rt.registry, rt.ready, health=rt.healthy)
 
 
 def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> None:
@@ -309,8 +322,8 @@ def _flush_before(writer: BufferedWriter, deadline: float) -> bool:
 
 
 def exit_by(deadline: float, code: int) -> NoReturn:
-    """End the process once shutdown is done. Worker threads of libraries (APScheduler's pool, a
-    check still waiting on a socket) would otherwise be joined at interpreter exit (concurrent.futures
+    """End the process once shutdown is done. Worker threads of libraries (a check's pool, a check
+    still waiting on a socket) would otherwise be joined at interpreter exit (concurrent.futures
     joins its workers even when they are daemons): give the non-daemon ones until the deadline, then go."""
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:

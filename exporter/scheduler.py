@@ -1,26 +1,45 @@
-"""The jobs of one exporter process, run by APScheduler.
+"""The jobs of one exporter process, each run every ``interval`` seconds of monotonic time.
 
-Every job is coalesced (missed runs collapse into one), never overlaps itself (``max_instances=1``)
-and may start late by at most its misfire grace time. A job that raises is logged and counted in
-``blocktrust_job_runs_total{outcome="error"}``; the scheduler carries on. ``stop`` lets the jobs in
-flight finish (bounded by a deadline) so the caller can flush the store afterwards.
+Every job runs at start (or one interval later), then on a fixed grid of its interval measured on
+``Clock.monotonic``, so a wall clock stepped back or forward (NTP, an operator, a VM resumed) changes
+no schedule. A job never overlaps itself: a run still going when the next is due delays that one,
+which starts when the run ends if that is within half an interval of its time, else the missed runs
+collapse into the next grid time (logged). Each run has its own thread, so a wedged job holds no
+other. A job that raises is logged and counted in ``blocktrust_job_runs_total{outcome="error"}``; the
+scheduler carries on. ``stop`` starts no new run and waits (bounded) for the runs in flight, so the
+caller can flush the store afterwards.
+
+Liveness: a job none of whose runs has completed for ``STALL_INTERVALS`` intervals (and at least
+``MIN_STALL_SECONDS``) is *stalled*; ``health()`` names it, and ``/healthz`` and ``/readyz`` fail on it.
+``blocktrust_scheduler_job_last_success_timestamp_seconds{scheduler_job}`` (wall time, a timestamp)
+and ``blocktrust_scheduler_job_interval_seconds`` let Prometheus see the same.
+
+Why not APScheduler, which ran these jobs before: APScheduler 3 keeps each job's next run as a
+wall-clock datetime and its loop compares it with ``datetime.now()``, so a clock stepped back one
+minute held every job (no check round for 67 s), and a step forward fires runs early. The process has
+only fixed-interval jobs, and its one calendar question, maintenance windows, is answered against the
+wall clock by the alert engine at each of its runs; what APScheduler would add is a thread pool.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-
+from exporter.clock import Clock, SystemClock
 from exporter.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+STALL_INTERVALS = 3  # a job with no completed run for this many intervals is stalled ...
+MIN_STALL_SECONDS = 120.0  # ... but never sooner: a store call or RPC retry may legitimately take a while
+MISFIRE_GRACE = 0.5  # of an interval: a run may start this late (after an overrun), else it is skipped
+_IDLE_WAKE_SECONDS = 60.0  # the loop looks again at least this often (a job added meanwhile wakes it anyway)
+_ERROR_WAKE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -31,74 +50,164 @@ class Job:
     run_at_start: bool = True
 
 
+@dataclass
+class _State:
+    job: Job
+    due: float = math.inf  # Clock.monotonic() of the next run
+    running: bool = False
+    alive_since: float = 0.0  # Clock.monotonic() of the last completed run (or of the start)
+
+
+def stall_limit(interval: float) -> float:
+    """Seconds without a completed run after which a job of ``interval`` s counts as stalled."""
+    return max(STALL_INTERVALS * interval, MIN_STALL_SECONDS)
+
+
 class Scheduler:
-    def __init__(self, metrics: Metrics, *, workers: int = 8) -> None:
+    """Runs ``Job``s on ``clock``'s monotonic time; see the module docstring. Thread-safe."""
+
+    def __init__(self, metrics: Metrics, clock: Clock | None = None) -> None:
         self._metrics = metrics
-        self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(workers)},
-            job_defaults={"coalesce": True, "max_instances": 1},
-            timezone="UTC",
-        )
-        self._in_flight = 0
-        self._idle = threading.Condition()
+        self._clock = clock or SystemClock()
+        self._jobs: dict[str, _State] = {}
+        self._lock = threading.Condition()  # guards the states; notified when a run ends
+        self._wake = threading.Event()  # the loop looks again (a run ended, a job was added, stop)
+        self._thread: threading.Thread | None = None
         self._stopping = False
 
     @property
     def running(self) -> bool:
-        return bool(self._scheduler.running) and not self._stopping
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
 
     def add(self, job: Job) -> None:
-        options: dict[str, object] = {}
-        if job.run_at_start:
-            options["next_run_time"] = datetime.now(UTC)
-        # Otherwise APScheduler's default: one interval from now. (An explicit next_run_time=None
-        # would add the job *paused*: it would never run.)
-        self._scheduler.add_job(
-            self._wrap(job),
-            "interval",
-            seconds=job.interval,
-            id=job.name,
-            name=job.name,
-            # A run late by more than half an interval is skipped; the next one is near anyway.
-            misfire_grace_time=max(1, int(job.interval / 2)),
-            **options,
-        )
-
-    def _wrap(self, job: Job) -> Callable[[], None]:
-        def run() -> None:
-            with self._idle:
-                if self._stopping:
-                    return
-                self._in_flight += 1
-            try:
-                job.func()
-            except Exception:
-                self._metrics.job_runs.labels(job=job.name, outcome="error").inc()
-                log.exception("job failed job=%s", job.name)
-            else:
-                self._metrics.job_runs.labels(job=job.name, outcome="success").inc()
-            finally:
-                with self._idle:
-                    self._in_flight -= 1
-                    self._idle.notify_all()
-
-        return run
+        """Schedule ``job`` (before or after ``start``); ``ValueError`` if its name is taken."""
+        if job.interval <= 0:
+            raise ValueError(f"job {job.name}: interval must be positive, got {job.interval}")
+        with self._lock:
+            if job.name in self._jobs:
+                raise ValueError(f"job {job.name} is already scheduled")
+            state = _State(job)
+            self._jobs[job.name] = state
+            if self._thread is not None:
+                self._arm(state, self._clock.monotonic())
+            self._metrics.job_interval.labels(scheduler_job=job.name).set(job.interval)
+        self._wake.set()
 
     def start(self) -> None:
-        self._scheduler.start()
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("the scheduler was already started")
+            now = self._clock.monotonic()
+            for state in self._jobs.values():
+                self._arm(state, now)
+            self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
 
     def stop(self, timeout: float) -> bool:
-        """Start no new runs, wait up to ``timeout`` s for runs in flight; True if all finished."""
-        with self._idle:
+        """Start no new runs, wait up to ``timeout`` s for runs in flight; True if all finished.
+        May be called again to wait longer."""
+        with self._lock:
             self._stopping = True
-        if self._scheduler.running:  # stop() may be called again to wait longer
-            self._scheduler.shutdown(wait=False)
+        self._wake.set()
+        # Real time, not the injected clock: this waits for threads.
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._in_flight:
+        with self._lock:
+            while running := [s.job.name for s in self._jobs.values() if s.running]:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    log.warning("jobs still running at shutdown count=%d", self._in_flight)
+                    log.warning("jobs still running at shutdown count=%d jobs=%s", len(running), ",".join(running))
                     return False
-                self._idle.wait(remaining)
+                self._lock.wait(remaining)
         return True
+
+    # ------------------------------------------------------------------------------ liveness
+    def stalled(self) -> list[str]:
+        """Why the scheduler is not live, one line per cause (empty: live): the loop has died, or a job
+        has completed no run for ``stall_limit(interval)`` seconds. Not started or stopping: live."""
+        with self._lock:
+            if self._thread is None or self._stopping:
+                return []
+            causes = [] if self._thread.is_alive() else ["the scheduler loop is not running"]
+            now = self._clock.monotonic()
+            for name, state in self._jobs.items():
+                silent = now - state.alive_since
+                if silent > stall_limit(state.job.interval):
+                    doing = "its run has not returned" if state.running else "it has not run"
+                    causes.append(
+                        f"job {name} completed no run for {silent:.0f}s ({doing}; "
+                        f"interval {state.job.interval:g}s, stalled after {stall_limit(state.job.interval):g}s)"
+                    )
+            return causes
+
+    def health(self) -> tuple[bool, str]:
+        """``(True, "ok")``, or ``(False, reason)`` naming every stalled job (``/healthz``)."""
+        causes = self.stalled()
+        return (False, "scheduler stalled: " + "; ".join(causes)) if causes else (True, "ok")
+
+    def busy(self) -> list[str]:
+        """The jobs running or due now (tests wait for none before moving a fake clock on)."""
+        with self._lock:
+            now = self._clock.monotonic()
+            return [name for name, s in self._jobs.items() if s.running or (s.due <= now and not self._stopping)]
+
+    # ------------------------------------------------------------------------------- the loop
+    def _arm(self, state: _State, now: float) -> None:
+        state.due = now if state.job.run_at_start else now + state.job.interval
+        state.alive_since = now
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.clear()  # before looking: a wake-up from now on is not lost
+            with self._lock:
+                if self._stopping:
+                    return
+                try:
+                    wait = self._launch_due(self._clock.monotonic())
+                except Exception:
+                    log.exception("scheduler: cannot start the due runs")
+                    wait = _ERROR_WAKE_SECONDS
+            self._clock.wait(self._wake, wait)
+
+    def _launch_due(self, now: float) -> float:
+        """Start the runs that are due (lock held); the seconds until the next one is."""
+        wait = _IDLE_WAKE_SECONDS
+        for state in self._jobs.values():
+            if state.running:
+                continue  # its end wakes the loop
+            self._skip_missed(state, now)
+            if state.due <= now:
+                state.running = True
+                state.due += state.job.interval
+                threading.Thread(target=self._run, args=(state,), name=f"job-{state.job.name}", daemon=True).start()
+            else:
+                wait = min(wait, state.due - now)
+        return max(0.0, wait)
+
+    @staticmethod
+    def _skip_missed(state: _State, now: float) -> None:
+        """A run too late to start (the previous one overran, the process was frozen) is skipped; the
+        job keeps its grid."""
+        interval = state.job.interval
+        late = now - state.due
+        grace = interval * MISFIRE_GRACE
+        if late > grace:
+            missed = math.ceil((late - grace) / interval)
+            state.due += missed * interval
+            log.warning("job %s: %d run(s) skipped, the previous run ended too late", state.job.name, missed)
+
+    def _run(self, state: _State) -> None:
+        job = state.job
+        try:
+            job.func()
+        except Exception:
+            self._metrics.job_runs.labels(job=job.name, outcome="error").inc()
+            log.exception("job failed job=%s", job.name)
+        else:
+            self._metrics.job_runs.labels(job=job.name, outcome="success").inc()
+            self._metrics.job_last_success.labels(scheduler_job=job.name).set(self._clock.now().timestamp())
+        finally:
+            with self._lock:
+                state.running = False
+                state.alive_since = self._clock.monotonic()
+                self._lock.notify_all()
+            self._wake.set()

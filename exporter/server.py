@@ -1,5 +1,6 @@
 """The exporter's HTTP endpoints: ``/metrics`` (the injected registry), ``/healthz`` (the process
-answers) and ``/readyz`` (the store answers and the scheduler runs).
+answers and its scheduler is live: no job stalled) and ``/readyz`` (that, and the store answers).
+Each of the two probes is a ``() -> (ok, reason)`` callable: 200 or 503 with the reason as text.
 
 A tiny WSGI app on a threading ``wsgiref`` server in a daemon thread, like client_python's own
 ``start_http_server`` but with the two probe endpoints Kubernetes and Docker health checks need.
@@ -42,7 +43,11 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("http " + format, *args)
 
 
-def make_app(registry: CollectorRegistry, ready: Readiness) -> WsgiApp:
+def _always_healthy() -> tuple[bool, str]:
+    return True, "ok"
+
+
+def make_app(registry: CollectorRegistry, ready: Readiness, health: Readiness = _always_healthy) -> WsgiApp:
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -50,8 +55,9 @@ def make_app(registry: CollectorRegistry, ready: Readiness) -> WsgiApp:
         if path == "/metrics":
             return metrics_app(environ, start_response)  # type: ignore[no-any-return]
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            ok, reason = health()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [(reason + "\n").encode()]
         if path == "/readyz":
             ok, reason = ready()
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
@@ -66,10 +72,12 @@ def make_app(registry: CollectorRegistry, ready: Readiness) -> WsgiApp:
 
 
 class HttpServer:
-    def __init__(self, listen: str, registry: CollectorRegistry, ready: Readiness) -> None:
+    def __init__(
+        self, listen: str, registry: CollectorRegistry, ready: Readiness, health: Readiness = _always_healthy
+    ) -> None:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an exporter listens on all interfaces by default
-        self._server = make_server(host, int(port), make_app(registry, ready), _ThreadingServer, _QuietHandler)
+        self._server = make_server(host, int(port), make_app(registry, ready, health), _ThreadingServer, _QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property

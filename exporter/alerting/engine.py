@@ -170,6 +170,8 @@ class AlertEngine:
         self._streaks: dict[str, _Streak] = {}
         self._open: dict[str, Incident] = {}
         self._held_resolved: dict[str, Alert] = {}  # resolved inside a maintenance window
+        # check -> (its incident's last_notified_at, clock.monotonic() at that notice): see _reminder_due.
+        self._notified_mono: dict[str, tuple[datetime, float]] = {}
         self._loaded = False
         with self._lock:
             self._sync()
@@ -343,10 +345,23 @@ class AlertEngine:
                 continue
             if incident.last_notified_at is None:
                 self._notify(incident, now, reminder=False)
-            elif now - incident.last_notified_at >= self._reminder:
+            elif self._reminder_due(incident.check_name, incident.last_notified_at, now):
                 self._notify(incident, now, reminder=True)
 
+    def _reminder_due(self, check_name: str, last_notified_at: datetime, now: datetime) -> bool:
+        """Whether ``reminder_interval`` has passed since the last notice, on the monotonic clock, so that
+        a wall-clock step neither holds a reminder back nor sends one early. A notice this engine did not
+        send (another engine's, one from before a restart) is a wall timestamp: it is converted once,
+        when first seen, to the monotonic moment it is that long ago."""
+        mono = self._clock.monotonic()
+        seen = self._notified_mono.get(check_name)
+        if seen is None or seen[0] != last_notified_at:
+            ago = max(0.0, (now - last_notified_at).total_seconds())
+            seen = self._notified_mono[check_name] = (last_notified_at, mono - ago)
+        return mono - seen[1] >= self._reminder.total_seconds()
+
     def _notify(self, incident: Incident, now: datetime, *, reminder: bool) -> None:
+        self._notified_mono[incident.check_name] = (now, self._clock.monotonic())
         self._sink.submit(self._alert(incident, "firing", now, reminder=reminder))
         self._ledger.mark_notified(incident, now)
         self._open[incident.check_name] = dataclasses.replace(incident, last_notified_at=now)
