@@ -143,6 +143,10 @@ class HttpServer:
             self._server.base_environ["HTTPS"] = "on"  # wsgi.url_scheme = https
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
+    def add_route(self, path: str, app: WsgiApp) -> None:
+        """Serve ``app`` at ``path`` too (before ``start``); it sits behind the guard like every route."""
+        self.routes[path] = app
+
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
