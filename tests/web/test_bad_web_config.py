@@ -8,6 +8,7 @@ In an expectation, ``{path}`` is the web configuration file, ``{dir}`` its folde
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
+from exporter.web import load_web_config
 from tests.support.certs import Pki, make_pki
 
 HASH = "$2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze"
@@ -218,3 +220,13 @@ def test_start_up_with_a_bad_web_config_exits_2_before_serving(pki: Pki) -> None
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [f"blocktrust-exporter: {expected}"]
     assert PLAIN_PASSWORD not in proc.stderr + proc.stdout
+
+
+def test_the_documented_example_loads(pki: Pki) -> None:
+    """docs/web-config.example.yml, beside certificates of the names it uses, is a working configuration."""
+    example = Path(__file__).resolve().parents[2] / "docs" / "web-config.example.yml"
+    copy = pki.ca.parent / "example.yml"
+    copy.write_text(example.read_text())
+    security = load_web_config(str(copy))
+    assert security.scheme == "https" and security.auth is not None
+    assert security.auth.check("Basic " + base64.b64encode(b"prometheus:example-password-change-me").decode())
