@@ -6,7 +6,7 @@ listener works through a backlog, a progress line every few seconds with an ETA.
     listener catching up: block 41200 of 50000, 1200 blocks done, 8800 to go, 310 events/s, ETA 2m05s
     listener caught up at block 50000: 10000 blocks, 31000 events in 3m40s
 
-Pure bookkeeping fed by the runtime (check results, and the numbers of each listener poll); time
+Pure bookkeeping fed by the runtime (check results, and the numbers of each listener commit); time
 comes from the injected clock. Not for failures (the check round logs each) nor for metrics.
 """
 
@@ -85,10 +85,8 @@ class CatchUpReporter:
         self._events = 0
         self._last_line: float | None = None
 
-    def observe(self, head: int | None, processed: int | None, events: int) -> None:
-        """One poll's outcome: the chain head, the last stored block, the events it stored."""
-        if head is None or processed is None:
-            return
+    def observe(self, head: int, processed: int, events: int) -> None:
+        """One commit of the listener: the chain head, the last stored block, the events it stored."""
         now = self._clock.monotonic()
         behind = head - processed
         if behind <= self._margin:
@@ -123,4 +121,5 @@ class CatchUpReporter:
             return line + ", ETA unknown yet"
         events_per_second = self._events / elapsed
         eta = behind / (done / elapsed)
-        return line + f", {events_per_second:.0f} events/s, ETA {format_duration(eta)}"
+        rate = f"{events_per_second:.1f}" if events_per_second < 10 else f"{events_per_second:.0f}"
+        return line + f", {rate} events/s, ETA {format_duration(eta)}"

@@ -212,23 +212,23 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         def on_recovered() -> None:
             engine.resolve(LISTENER_INCIDENT)  # ingesting again: a halt's incident is over
 
+        settings = config.listener
+        # "Caught up" allows for the blocks the listener keeps behind the head on purpose.
+        margin = settings.confirmations + AT_HEAD_MARGIN_BLOCKS
+        margin += TAGGED_HEAD_MARGIN_BLOCKS if settings.follow != "latest" else 0
+        catch_up = CatchUpReporter(clock, margin=margin)  # a progress line every few seconds of a backlog
         rt.listener = Listener(
-            config.listener, store, metrics, clock, on_critical=on_critical, on_recovered=on_recovered
+            settings,
+            store,
+            metrics,
+            clock,
+            on_critical=on_critical,
+            on_recovered=on_recovered,
+            on_progress=catch_up.observe,
         )
         rt.on_signal.append(rt.listener.request_stop)
         rt.on_stop.append(rt.listener.close)
-        settings = config.listener
-        margin = settings.confirmations + AT_HEAD_MARGIN_BLOCKS
-        catch_up = CatchUpReporter(
-            clock, margin=margin + (TAGGED_HEAD_MARGIN_BLOCKS if settings.follow != "latest" else 0)
-        )
-        listener = rt.listener
-
-        def poll() -> None:
-            outcome = listener.poll_once()
-            catch_up.observe(outcome.head_block, outcome.processed_block, outcome.events)
-
-        rt.scheduler.add(Job("listener", poll, settings.poll_interval))
+        rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval))
 
     rt.parts["slo"] = "slo" in parts
     if rt.parts["slo"]:

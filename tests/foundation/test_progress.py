@@ -63,7 +63,6 @@ def test_a_listener_at_the_head_says_nothing(caplog: pytest.LogCaptureFixture) -
         for block in range(100, 110):
             clock.advance(10)
             reporter.observe(head=block + 3, processed=block, events=2)
-        reporter.observe(head=None, processed=None, events=0)
     assert caplog.records == []
 
 
