@@ -52,8 +52,24 @@ def store_display(config: Config) -> str:
     return f"postgresql {public_url(url).removesuffix('/…')}/{database}"
 
 
-def banner_lines(config: Config, parts: dict[str, bool], *, title: str = "BLOCKTRUST MONITORING SYSTEM") -> list[str]:
-    """The banner, one string per line. ``parts`` says which components run (name -> enabled)."""
+def base_url(listen: str, scheme: str = "http") -> str:
+    """Where a person on this machine opens the server: ``0.0.0.0:9108`` -> ``http://localhost:9108``."""
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]"):  # noqa: S104 - recognising the wildcard, not binding to it
+        host = "localhost"
+    return f"{scheme}://{host}:{port}"
+
+
+def banner_lines(
+    config: Config,
+    parts: dict[str, bool],
+    *,
+    title: str = "BLOCKTRUST MONITORING SYSTEM",
+    scheme: str = "http",
+    access: str = "http, no auth",
+) -> list[str]:
+    """The banner, one string per line, ending with where to look. ``parts`` says which components run
+    (name -> enabled); ``scheme`` and ``access`` describe the web configuration (TLS, basic auth)."""
     alerting = config.alerting
     channels = [
         name
@@ -61,6 +77,7 @@ def banner_lines(config: Config, parts: dict[str, bool], *, title: str = "BLOCKT
             ("slack", alerting.slack.webhook_url is not None),
             ("telegram", alerting.telegram.bot_token is not None),
             ("webhook", alerting.webhook.url is not None),
+            ("console", alerting.console.enabled),
         )
         if on
     ]
@@ -71,7 +88,7 @@ def banner_lines(config: Config, parts: dict[str, bool], *, title: str = "BLOCKT
         f"🎯 {title} v{exporter_version()}",
         rule,
         f"  config:      {config.source}",
-        f"  listen:      {config.server.listen}  (/metrics /healthz /readyz)",
+        f"  listen:      {config.server.listen}  ({access})",
         f"  store:       {store_display(config)}",
         f"  api:         {_without_userinfo(config.api.base_url) or '(not set: API checks disabled)'}",
         f"  rpc:         {public_url(rpc.get_secret_value()) if rpc else '(not set: listener disabled)'}",
@@ -82,4 +99,6 @@ def banner_lines(config: Config, parts: dict[str, bool], *, title: str = "BLOCKT
         f"  alerts:      {', '.join(channels) if channels else '(no channel configured)'}",
         "  parts:       " + ", ".join(f"{name}={'on' if on else 'off'}" for name, on in parts.items()),
         rule,
+        f"  status page: {base_url(config.server.listen, scheme)}/",
+        f"  metrics:     {base_url(config.server.listen, scheme)}/metrics   (also /healthz, /readyz)",
     ]

@@ -23,7 +23,7 @@ from exporter.logs import setup_logging
 from exporter.probes.runner import resolve_checks, validate_conditions
 from exporter.redact import Redactor
 from exporter.rules import render_rules
-from exporter.runtime import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ExitError, make_store, serve
+from exporter.runtime import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ExitError, make_store, serve, web_security
 from exporter.slo import add_report_arguments, report_command
 from exporter.store import StoreError
 
@@ -68,24 +68,35 @@ def effective_config_yaml(config: Config) -> str:
     return Redactor(config.secrets())(yaml.safe_dump(mask(tree), sort_keys=False, allow_unicode=True))
 
 
-def with_listen(config: Config, listen: str | None) -> Config:
-    if not listen:
+def with_listen(config: Config, listen: str | None, web_config_file: str | None = None) -> Config:
+    """``config`` with the command line's ``--listen`` and ``--web.config.file`` (which win over the file)."""
+    if not listen and not web_config_file:
         return config
+    tree = config.model_dump(by_alias=True)
+    if web_config_file:
+        tree["server"]["web_config_file"] = web_config_file
+    if listen:
+        tree["server"]["listen"] = listen
     try:
-        return Config.model_validate({**config.model_dump(by_alias=True), "server": {"listen": listen}})
-    except ValidationError:
-        raise ExitError(f'--listen: expected HOST:PORT like "0.0.0.0:9108", got {listen!r}', EXIT_USAGE) from None
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ExitError(f"--listen: {problem}", EXIT_USAGE) from None
+
+
+def _serving_config(args: argparse.Namespace, *, with_checks: bool = True) -> Config:
+    return with_listen(load(args, with_checks=with_checks), args.listen, args.web_config_file)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = with_listen(load(args), args.listen)
+    config = _serving_config(args)
     setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
     return serve(config, duration=args.duration)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
     """The seed's listener worker: only the listener (and the alerts its reorg guard raises)."""
-    config = with_listen(load(args, with_checks=False), args.listen)
+    config = _serving_config(args, with_checks=False)
     setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
     if config.listener.rpc_url is None:
         raise ExitError(f"{config.source}: listener.rpc_url: required by listen (POLYGON_RPC_URL)", EXIT_USAGE)
@@ -99,7 +110,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ other subcommands
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = with_listen(load(args), None, args.web_config_file)
+    web_security(config)  # a bad web configuration file fails here as it would at start
     sys.stdout.write(effective_config_yaml(config))
     return EXIT_OK
 
@@ -152,7 +164,7 @@ def cmd_simulate(argv: Sequence[str]) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.demo.runner import run as run_demo  # the demo kit, which the other commands never import
 
-    return run_demo(args, load(args))
+    return run_demo(args, with_listen(load(args), None, args.web_config_file))
 
 
 def cmd_version(_args: argparse.Namespace) -> int:
@@ -176,8 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config", default=DEFAULT_CONFIG_PATH, help=f"configuration file (default: {DEFAULT_CONFIG_PATH})"
     )
-    serving = argparse.ArgumentParser(add_help=False)
-    serving.add_argument("--listen", help="HOST:PORT to serve /metrics on, overriding server.listen")
+    web = argparse.ArgumentParser(add_help=False)
+    web.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic auth for the HTTP server (exporter-toolkit format; env WEB_CONFIG_FILE, "
+        "overriding server.web_config_file)",
+    )
+    serving = argparse.ArgumentParser(add_help=False, parents=[web])
+    serving.add_argument(
+        "--listen", help="HOST:PORT to serve on, e.g. 0.0.0.0:9108 or [::]:9108; overrides server.listen"
+    )
     serving.add_argument("--log-format", choices=["logfmt", "json"], help="override log.format")
     serving.add_argument("--duration", type=_duration_arg, help="stop by itself after this long (e.g. 60s)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -191,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("run", cmd_run, "run the exporter: checks, listener, alerts, SLO report (default)", serving)
     add("listen", cmd_listen, "run only the chain listener (the seed's listener worker)", serving)
-    add("check-config", cmd_check_config, "validate and print the effective configuration, secrets masked")
+    add("check-config", cmd_check_config, "validate and print the effective configuration, secrets masked", web)
     add("migrate", cmd_migrate, "create or upgrade the database schema")
     add_report_arguments(add("report", cmd_report, "print the SLO report from the store"))
     add("rules", cmd_rules, "print the Prometheus SLO rules generated from the configuration")

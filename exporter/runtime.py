@@ -27,13 +27,16 @@ from exporter.config import Config, ConfigError
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
 from exporter.probes.runner import CheckRound, resolve_checks
+from exporter.progress import AT_HEAD_MARGIN_BLOCKS, CatchUpReporter, RoundReporter
 from exporter.redact import Redactor
 from exporter.retention import purge_old_results
 from exporter.scheduler import Job, Scheduler
 from exporter.server import HttpServer
 from exporter.slo import SloReporter
 from exporter.store import Store, StoreError, open_store
+from exporter.store.base import CheckResult
 from exporter.store.buffer import BufferedWriter
+from exporter.web import WebConfigError, WebSecurity, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -48,6 +51,7 @@ STORE_RETRY_SECONDS = 5.0
 ALERT_TICK_SECONDS = 15.0  # reminders and end-of-maintenance notices are checked this often
 RETENTION_SECONDS = 3600.0
 LISTENER_INCIDENT = "listener.reorg"  # the incident a too-deep reorg opens
+TAGGED_HEAD_MARGIN_BLOCKS = 256  # following "safe"/"finalized" keeps the listener this far behind, or so
 
 
 class ExitError(Exception):
@@ -71,6 +75,14 @@ def make_store(config: Config) -> Store:
         raise ExitError(f"{config.source}: store.url: {exc}", EXIT_USAGE) from None
     except StoreError as exc:
         raise ExitError(Redactor(config.secrets())(str(exc)), EXIT_FAILURE) from None
+
+
+def web_security(config: Config) -> WebSecurity:
+    """TLS and basic auth from ``server.web_config_file``; a bad file is one line and exit 2."""
+    try:
+        return load_web_config(config.server.web_config_file)
+    except WebConfigError as exc:
+        raise ExitError(str(exc), EXIT_USAGE) from None
 
 
 # ------------------------------------------------------------------------------ run
@@ -185,13 +197,15 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
 
     rt.parts["checks"] = bool(checks)
     if checks:
+        report_round = RoundReporter()
+
+        def on_results(results: Sequence[CheckResult]) -> None:
+            if rt.parts["alerts"]:
+                engine.observe(results)
+            report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
+
         round_ = CheckRound(
-            config,
-            metrics=metrics,
-            record=rt.writer.record,
-            clock=clock,
-            store=store,
-            on_results=engine.observe if rt.parts["alerts"] else None,
+            config, metrics=metrics, record=rt.writer.record, clock=clock, store=store, on_results=on_results
         )
         rt.on_overdue.append(round_.cancel)
         rt.on_stop.append(round_.close)
@@ -206,12 +220,23 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         def on_recovered() -> None:
             engine.resolve(LISTENER_INCIDENT)  # ingesting again: a halt's incident is over
 
+        settings = config.listener
+        # "Caught up" allows for the blocks the listener keeps behind the head on purpose.
+        margin = settings.confirmations + AT_HEAD_MARGIN_BLOCKS
+        margin += TAGGED_HEAD_MARGIN_BLOCKS if settings.follow != "latest" else 0
+        catch_up = CatchUpReporter(clock, margin=margin)  # a progress line every few seconds of a backlog
         rt.listener = Listener(
-            config.listener, store, metrics, clock, on_critical=on_critical, on_recovered=on_recovered
+            settings,
+            store,
+            metrics,
+            clock,
+            on_critical=on_critical,
+            on_recovered=on_recovered,
+            on_progress=catch_up.observe,
         )
         rt.on_signal.append(rt.listener.request_stop)
         rt.on_stop.append(rt.listener.close)
-        rt.scheduler.add(Job("listener", rt.listener.poll_once, config.listener.poll_interval))
+        rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval))
 
     rt.parts["slo"] = "slo" in parts
     if rt.parts["slo"]:
@@ -238,13 +263,16 @@ def serve(
 ) -> NoReturn:
     """Run until SIGTERM/SIGINT (or ``duration``), shut down cleanly, run ``cleanup`` (what the caller
     started around the exporter) and end the process. Logging must be set up."""
+    security = web_security(config)  # before anything starts: a bad file is a usage error
     rt = build_runtime(config, parts)
-    for line in banner_lines(config, rt.parts, title=title):
+    for line in banner_lines(config, rt.parts, title=title, scheme=security.scheme, access=security.describe()):
         print(line, file=sys.stderr, flush=True)
     if prime_listener and rt.listener is not None and rt.schema_ready.is_set():
         rt.listener.poll_once()  # so the first check round already sees a heartbeat
+    if security.auth is not None and security.tls is None:
+        log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     try:
-        server = http_server(rt, config.server.listen)
+        server = http_server(rt, security)
     except OSError as exc:
         rt.store.close()
         raise ExitError(f"cannot listen on {config.server.listen}: {exc.strerror}", EXIT_FAILURE) from None
@@ -267,9 +295,10 @@ def serve(
     exit_by(deadline, EXIT_OK)
 
 
-def http_server(rt: Runtime, listen: str) -> HttpServer:
-    """The HTTP endpoints of ``rt`` on ``listen`` (not started); ``OSError`` if the address is taken."""
-    return HttpServer(listen, rt.registry, rt.ready, health=rt.healthy)
+def http_server(rt: Runtime, security: WebSecurity) -> HttpServer:
+    """The server for ``rt``: every route it serves, behind ``security`` (TLS, basic auth). Not started;
+    ``OSError`` if the address is taken."""
+    return HttpServer(rt.config.server.listen, rt.registry, rt.ready, rt.healthy, guard=security.wrap, tls=security.tls)
 
 
 def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import requests
 
 from exporter.alerting.alert import Alert
+from exporter.alerting.channels.console import ConsoleChannel
 from exporter.alerting.channels.slack import SlackChannel
 from exporter.alerting.channels.telegram import TelegramChannel
 from exporter.alerting.channels.webhook import WebhookChannel
@@ -135,6 +136,12 @@ class Notifier:
             self._dropped(channel.name, alert, "the shutdown deadline passed")
             return
         try:
+            if isinstance(channel, ConsoleChannel):  # no network: the notice is a log line
+                delivered = channel.deliver(alert)
+                self._metrics.alerts_sent.labels(
+                    channel=channel.name, outcome="success" if delivered else "failure"
+                ).inc()
+                return
             url, body = channel.build_request(alert)
             self._sender.send(channel.name, url, body, deadline=self._deadline)
         except Exception:
@@ -177,6 +184,8 @@ def channels_from_settings(settings: AlertingSettings) -> list[Channel]:
         channels.append(
             WebhookChannel(settings.webhook.url.get_secret_value(), send_resolved=settings.webhook.send_resolved)
         )
+    if settings.console.enabled:
+        channels.append(ConsoleChannel(send_resolved=settings.console.send_resolved))
     return channels
 
 

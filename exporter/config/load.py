@@ -36,6 +36,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "ALERT_TELEGRAM_BOT": ("alerting", "telegram", "bot_token"),
     "ALERT_TELEGRAM_CHAT": ("alerting", "telegram", "chat_id"),
     "ALERT_WEBHOOK_URL": ("alerting", "webhook", "url"),
+    "WEB_CONFIG_FILE": ("server", "web_config_file"),
 }
 SECRET_ENV_VARS = (
     "JWT_MONITOR_PASS",

@@ -30,6 +30,9 @@ from exporter.config.types import (
 
 class ServerSettings(Section):
     listen: ListenAddress = "0.0.0.0:9108"
+    # WEB_CONFIG_FILE / --web.config.file: TLS and basic auth (the exporter-toolkit's format), read by
+    # exporter.web; None serves plain HTTP to anyone who can reach ``listen``.
+    web_config_file: str | None = None
 
 
 class LogSettings(Section):
@@ -144,6 +147,13 @@ class WebhookSettings(Section):
     send_resolved: bool = True
 
 
+class ConsoleSettings(Section):
+    """Notices as log lines (the terminal, a PaaS's log viewer); ``make demo`` turns it on."""
+
+    enabled: bool = False
+    send_resolved: bool = True
+
+
 class MaintenanceWindow(Section):
     """Either a fixed ``start``/``end`` (ISO 8601) or a weekly ``days`` + ``from``/``to`` (HH:MM, UTC).
 
@@ -194,6 +204,7 @@ class AlertingSettings(Section):
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     webhook: WebhookSettings = WebhookSettings()
+    console: ConsoleSettings = ConsoleSettings()
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
 

@@ -3,6 +3,7 @@ strict base model every section derives from. Pure parsing: no I/O, no feature k
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime, time
 from typing import Annotated, Literal
@@ -50,9 +51,17 @@ def http_url(value: str) -> str:
 
 
 def listen_address(value: str) -> str:
-    _host, sep, port = value.rpartition(":")
+    """``HOST:PORT``: an IPv4 address or host name, or an IPv6 address in brackets (``[::]:9108``)."""
+    host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f'expected HOST:PORT like "0.0.0.0:9108", got {value!r}')
+    if host.startswith("[") or host.endswith("]") or ":" in host:
+        try:
+            ok = host.startswith("[") and host.endswith("]") and ipaddress.ip_address(host[1:-1]).version == 6
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f'expected an IPv6 address in brackets like "[::]:9108", got {value!r}')
     return value
 
 

@@ -4,7 +4,8 @@ Starts the Blocktrust API simulator and a local anvil chain with the project's c
 trickle of contract events flowing, and runs the exporter against them on the embedded SQLite
 store, new for each run like the chain. The monitoring account's password is generated for this
 run (there are no default credentials). ``--fail PATH=FAULT`` makes the simulator fail one
-endpoint so the matching check turns 0 on ``/metrics``. Not for production: it exists to see the
+endpoint so the matching check turns 0 on ``/metrics``. It listens on loopback, and its notices go to
+the console channel, so firing and resolved notices show in the terminal. Not for production: it exists to see the
 exporter work in a minute.
 """
 
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 DEMO_EMAIL = "demo-monitor@localhost"
 TRICKLE_SECONDS = 4.0  # one round of contract events this often
-DEMO_CHECK_INTERVAL = 10.0  # the default 60 s would make a 20 s demo show a single round
+DEMO_CHECK_INTERVAL = 10.0
+DEMO_HOST = "127.0.0.1"  # the default 60 s would make a 20 s demo show a single round
 
 
 def _trickle(chain: DevChain, stop: threading.Event) -> None:
@@ -64,8 +66,9 @@ def demo_config(
     )
     tree["checks"]["interval"] = min(base.checks.interval, DEMO_CHECK_INTERVAL)
     tree["store"].update(url=None, sqlite_path=str(workdir / "demo.db"))
-    if listen:
-        tree["server"]["listen"] = listen
+    # Loopback unless asked otherwise: the demo has no web configuration, so nobody else should reach it.
+    tree["server"]["listen"] = listen or f"{DEMO_HOST}:{base.server.listen.rpartition(':')[2]}"
+    tree["alerting"]["console"].update(enabled=True)  # notices appear in the terminal
     return Config.model_validate(tree)
 
 

@@ -52,6 +52,7 @@ CLOSE_WAIT_SECONDS = 30.0  # close() waits this long for a running poll's commit
 Status = Literal["ingested", "idle", "standby", "halted", "error", "stopped"]
 CriticalCallback = Callable[[str, str], None]
 RecoveredCallback = Callable[[], None]
+ProgressCallback = Callable[[int, int, int], None]  # (head, processed block, events stored): for the log
 _T = TypeVar("_T")
 
 
@@ -100,6 +101,7 @@ class Listener:
         *,
         on_critical: CriticalCallback = _log_critical,
         on_recovered: RecoveredCallback = _nothing,
+        on_progress: ProgressCallback | None = None,
         session: requests.Session | None = None,
         specs: list[EventSpec] | None = None,
     ) -> None:
@@ -111,6 +113,7 @@ class Listener:
         self._clock = clock
         self._on_critical = on_critical
         self._on_recovered = on_recovered
+        self._on_progress = on_progress  # (head, processed block, events stored) after each commit
         self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
         self._session = session or requests.Session()
@@ -441,6 +444,8 @@ class Listener:
         self._metrics.heartbeat_seen(heartbeat.ts.timestamp())
         if resumes:
             self._resumed()
+        if self._on_progress is not None:
+            self._on_progress(head, processed, inserted)
         if after.block_number != before.block_number:
             log.debug(
                 "listener: stored blocks %d-%d: %d events (%d new)",

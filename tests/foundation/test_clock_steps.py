@@ -28,7 +28,9 @@ from exporter.runtime import Runtime, build_runtime, http_server, shutdown
 from exporter.scheduler import STALL_INTERVALS, Job, Scheduler, stall_limit
 from exporter.server import HttpServer
 from exporter.store import open_store
+from exporter.web import load_web_config
 from tests.alerting.kit import RecordingSink, result
+from tests.support.exporter_process import free_port
 from tests.support.http_receiver import HttpReceiver
 
 # The issue's example: the wall clock goes back a minute at t=30 s and is put right 12 s later.
@@ -135,6 +137,8 @@ def test_a_run_that_overruns_delays_or_skips_the_next_and_keeps_the_grid(
 
 # ------------------------------------------------------------------------------ the whole process
 CONFIG = """\
+server:
+  listen: 127.0.0.1:{port}
 store:
   sqlite_path: {db}
 checks:
@@ -154,7 +158,7 @@ def site() -> Iterator[HttpReceiver]:
 
 def _runtime(tmp_path: Path, site: HttpReceiver, clock: ManualClock) -> Runtime:
     path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.format(db=tmp_path / "store.db", url=site.url))
+    path.write_text(CONFIG.format(port=free_port(), db=tmp_path / "store.db", url=site.url))
     return build_runtime(load_config(path, env={}), clock=clock)
 
 
@@ -168,7 +172,7 @@ def test_check_rounds_keep_their_cadence_and_the_process_stays_ready_through_clo
 ) -> None:
     clock = ManualClock()
     rt = _runtime(tmp_path, site, clock)
-    server = http_server(rt, "127.0.0.1:0")
+    server = http_server(rt, load_web_config(None))
     server.start()
     rt.scheduler.start()
     start = clock.monotonic()
@@ -202,7 +206,7 @@ def test_a_wedged_job_makes_healthz_and_readyz_fail_naming_it(tmp_path: Path, si
 
     interval = 60.0
     rt.scheduler.add(Job("wedged", wedged, interval, run_at_start=False))
-    server = http_server(rt, "127.0.0.1:0")
+    server = http_server(rt, load_web_config(None))
     server.start()
     rt.scheduler.start()
     limit = stall_limit(interval)

@@ -96,3 +96,44 @@ def test_a_second_demo_run_starts_over_with_its_new_chain(tmp_path: Path) -> Non
             code, _ = exporter.stop()
             assert code == 0, exporter.output
         assert "max_reorg_depth" not in exporter.output, exporter.output
+
+
+# ------------------------------------------------------------------ a demo that talks (issue 17, acceptance 4)
+DEMO_SECONDS = 40
+ROUND_LINE = re.compile(r'msg="round (\d+): (\d+)/(\d+) ok[^"]*, slowest \S+ \d+ ms"')
+
+
+def _run_demo_to_the_end(tmp_path: Path, *extra: str) -> str:
+    """``make demo DURATION=40 [DEMO_ARGS=...]``: the demo's whole output once it stopped by itself."""
+    args = ["demo", "--duration", f"{DEMO_SECONDS}s", "--workdir", str(tmp_path / "demo"), *extra]
+    with ExporterProcess(args, cwd=tmp_path) as exporter:
+        code = exporter.proc.wait(timeout=DEMO_SECONDS + 60)
+        output = exporter.read_log()
+        assert code == 0, output
+    return output
+
+
+def test_the_demo_prints_a_round_line_per_interval_and_where_to_look(tmp_path: Path) -> None:
+    output = _run_demo_to_the_end(tmp_path)
+    assert "Traceback" not in output, output
+    rounds = [(int(n), int(ok), int(total)) for n, ok, total in ROUND_LINE.findall(output)]
+    interval = 10  # exporter.demo.runner.DEMO_CHECK_INTERVAL
+    assert len(rounds) >= DEMO_SECONDS // interval, output
+    assert [n for n, _, _ in rounds] == list(range(1, len(rounds) + 1)), output
+    assert all((ok, total) == (9, 9) for _, ok, total in rounds[1:]), output  # the first may precede a heartbeat
+    banner_end = [line.strip() for line in output.split("=" * 60)[3].strip().splitlines()]
+    assert banner_end[0].startswith("status page: http://127.0.0.1:") and banner_end[0].endswith("/"), output
+    assert banner_end[1].startswith("metrics:") and "/metrics" in banner_end[1], output
+    assert "alerts:      console" in output
+
+
+def test_a_failing_endpoint_shows_its_notice_in_the_terminal_within_two_rounds(tmp_path: Path) -> None:
+    output = _run_demo_to_the_end(tmp_path, "--fail", "/api/explorer/stats=500")
+    assert "Traceback" not in output, output
+    lines = output.splitlines()
+    notice = next((i for i, line in enumerate(lines) if "logger=exporter.alerting.console" in line), None)
+    assert notice is not None, output
+    assert "level=warning" in lines[notice] and "/explorer/stats" in lines[notice], lines[notice]
+    third_round = next((i for i, line in enumerate(lines) if 'msg="round 3:' in line), len(lines))
+    assert notice < third_round, "the notice came later than two rounds:\n" + output
+    assert "(failing: api.stats)" in output

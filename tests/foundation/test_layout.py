@@ -5,7 +5,8 @@ The layers, bottom up (a module may import its own layer's and lower layers' mod
 0. ``config`` (plain data: stdlib, pydantic and yaml only), ``clock``, ``redact``, ``metrics``
 1. ``store`` (knows no feature, not even a check name)
 2. the features: ``probes``, ``listener``, ``alerting``, ``slo``, ``rules``, ``retention``, and the
-   process parts ``logs``, ``banner``, ``scheduler``, ``server``; no feature imports another
+   process parts ``logs``, ``banner``, ``scheduler``, ``server``, ``web`` (its TLS and basic auth),
+   ``progress`` (round and catch-up lines); no feature imports another
 3. ``runtime`` (the wiring)
 4. ``cli`` and ``demo`` (the demo kit, which only the ``demo`` and ``simulate`` commands import,
    inside the functions that run them)
@@ -48,6 +49,8 @@ LAYERS: dict[str, int] = {
     "exporter.banner": 2,
     "exporter.scheduler": 2,
     "exporter.server": 2,
+    "exporter.web": 2,
+    "exporter.progress": 2,
     "exporter.runtime": 3,
     "exporter.cli": 4,
     "exporter.demo": 4,
