@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import h11
 
@@ -145,7 +145,7 @@ class HttpClient:
                 sock = self._handshake(sock, parts.hostname, deadline)
             deadline.phase = "send"
             connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADER_BYTES)
-            wire = _encode(connection, request, parts.hostname, parts.port, parts.path, parts.query)
+            wire = _encode(connection, request, parts)
             sock.settimeout(deadline.left())
             sock.sendall(wire)
             deadline.phase = "headers"
@@ -227,8 +227,6 @@ class HttpClient:
                 raise TimeoutError
 
 
-
-
 @dataclass
 class _Received:
     status: int | None = None
@@ -237,10 +235,9 @@ class _Received:
     closed: bool = False  # has the server closed its side
 
 
-def _encode(
-    connection: h11.Connection, request: HttpRequest, host: str, port: int | None, path: str, query: str
-) -> bytes:
-    target = (path or "/") + (f"?{query}" if query else "")
+def _encode(connection: h11.Connection, request: HttpRequest, parts: SplitResult) -> bytes:
+    host, port = parts.hostname or "", parts.port
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host_header = host if port is None else f"{host}:{port}"
     if ":" in host and not host.startswith("["):
         host_header = f"[{host}]" if port is None else f"[{host}]:{port}"
@@ -286,6 +283,9 @@ class _Reader:
         """The final answer's status line and headers, after skipping interim 1xx answers."""
         for _ in range(_MAX_INTERIM_ANSWERS + 1):
             event = self._next()
+            if isinstance(event, h11.Response | h11.InformationalResponse) and _head_size(event) > _MAX_HEADER_BYTES:
+                # h11 bounds an incomplete head only; one that arrived whole is measured here.
+                raise self._bad(f"response headers larger than {_MAX_HEADER_BYTES} bytes")
             if isinstance(event, h11.Response):
                 if event.http_version not in (b"1.0", b"1.1"):
                     raise self._bad(f"not an HTTP/1.x response (HTTP/{event.http_version.decode('latin-1')})")
@@ -354,6 +354,11 @@ class _Reader:
     @staticmethod
     def _bad(reason: str) -> HttpError:
         return HttpError("bad_response", reason, seconds=0.0)
+
+
+def _head_size(head: h11.Response | h11.InformationalResponse) -> int:
+    """The size of the status line and headers as received (give or take optional spaces)."""
+    return 15 + len(head.reason) + sum(len(name) + len(value) + 4 for name, value in head.headers)
 
 
 def _content_length(head: h11.Response) -> int | None:

@@ -19,7 +19,6 @@ from exporter.probes.httpclient import TRANSPORT_ERRORS, HttpClient
 from exporter.probes.session import JwtSession
 from exporter.store.base import CheckResult
 
-
 ERROR_CLASSES: frozenset[str] = TRANSPORT_ERRORS | {
     # the answer arrived and is judged
     "http_status",  # a status not in expected_status (a 3xx too: redirects are not followed)

@@ -77,7 +77,8 @@ def judge(spec: CheckSpec, ctx: ProbeContext, response: HttpResponse) -> Outcome
     """Expected status first, then the conditions in order; the first failure is the reason."""
     if response.status not in spec.expected_status:
         expected = ", ".join(str(code) for code in spec.expected_status)
-        return _verdict_of(response, "http_status", f"HTTP {response.status} (expected {expected})")
+        moved = "; redirects are not followed" if 300 <= response.status < 400 else ""
+        return _verdict_of(response, "http_status", f"HTTP {response.status} (expected {expected}{moved})")
     answer = conditions.Answer(response.status, response.seconds * 1000.0, response.body)
     for condition in ctx.conditions(spec):
         try:
