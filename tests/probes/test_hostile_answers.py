@@ -191,7 +191,7 @@ ENDPOINT_ANSWERS: dict[str, tuple[list[Step], str | None, str, int | None, int]]
     "nested-too-deep": (
         [answer("200 OK", b"[" * 200_000, JSON)],
         "malformed_json",
-        "nested deeper than Python can parse",
+        "JSON nested deeper than 512 levels",
         200,
         200_000,
     ),
@@ -401,7 +401,7 @@ FAILED_LOGINS: dict[str, tuple[list[Step], str, int | None, int]] = {
     ),
     "not-json": (
         login_answer(b"<html><body>Welcome</body></html>", content_type="Content-Type: text/html"),
-        "login: the answer is not valid JSON (Expecting value at line 1 column 1) (text/html)",
+        "login: the answer is not valid JSON (Expecting value: line 1 column 1) (text/html)",
         200,
         33,
     ),
@@ -418,7 +418,7 @@ FAILED_LOGINS: dict[str, tuple[list[Step], str, int | None, int]] = {
         200,
         14,
     ),
-    "nested-too-deep": (login_answer(b"[" * 100_000), "nested deeper than Python can parse", 200, 100_000),
+    "nested-too-deep": (login_answer(b"[" * 100_000), "JSON nested deeper than 512 levels", 200, 100_000),
     "huge-body": (login_answer(HUGE), "login: declared body of 2000013 bytes exceeds the 1048576 byte limit", 200, 0),
     "http-500": (login_answer(b'{"error": "boom"}', "500 Internal Server Error"), "login answered HTTP 500", 500, 17),
     "http-401": (login_answer(b"{}", "401 Unauthorized"), "login answered HTTP 401", 401, 2),
