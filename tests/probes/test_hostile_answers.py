@@ -522,11 +522,16 @@ def test_checks_that_waited_for_the_shared_login_record_their_real_latency(rigs:
     runner = threading.Thread(target=lambda: done.append(checks.run_once()))
     runner.start()
     pause = threading.Event()
-    for _ in range(500):  # until the login is in flight and every check has read its start time
+
+    def login_in_flight_and_all_started() -> bool:
         started = [name for name in timer.readers if name.startswith("check")]
-        if rig.server.hits[LOGIN] == 1 and len(started) == len(CHECKS):
+        return rig.server.hits[LOGIN] == 1 and len(started) == len(CHECKS)
+
+    for _ in range(2000):  # a bound on a hang only: this takes milliseconds
+        if login_in_flight_and_all_started():
             break
         pause.wait(0.01)
+    assert login_in_flight_and_all_started()
     timer.advance(0.7)  # 0.7 s pass on the injected timer while the login is outstanding
     runner.join(timeout=20)
     [results] = done
