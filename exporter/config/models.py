@@ -62,6 +62,7 @@ class ApiSettings(Section):
     password: SecretStr | None = None  # JWT_MONITOR_PASS
     login_path: str = "/api/explorer/login"
     token_refresh_margin: Duration = 60.0
+    default_token_lifetime: Interval = 900.0  # when a login answer has no usable expires_in
 
 
 class ChecksSettings(Section):

@@ -34,6 +34,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from exporter.probes import jsonbody
+
 Placeholder = Literal["STATUS", "RESPONSE_TIME", "BODY"]
 Operator = Literal["==", "!=", "<", "<=", ">", ">="]
 
@@ -110,9 +112,9 @@ class Answer:
     def json(self) -> Any:
         if self._parsed is _MISSING:
             try:
-                self._parsed = json.loads(self.body)
-            except (ValueError, UnicodeDecodeError):
-                raise ConditionError("malformed_json", "the body is not valid JSON") from None
+                self._parsed = jsonbody.parse(self.body)
+            except jsonbody.JsonBodyError as exc:
+                raise ConditionError("malformed_json", f"the body is {exc.reason}") from None
         return self._parsed
 
 
@@ -230,6 +232,8 @@ def check(condition: Condition, answer: Answer) -> None:
             return
         except ConditionError as failure:
             last = failure
+        except RecursionError:  # comparing or showing a value nested near Python's limit
+            last = ConditionError("wrong_shape", "a value nested too deeply to compare")
     assert last is not None
     raise ConditionError(last.error, f"{condition.text}: {last.reason}")
 
@@ -306,5 +310,6 @@ def _show(operand: Operand) -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) or value != int(value) else str(int(value))
+    whole = isinstance(value, float) and math.isfinite(value) and value == int(value)
+    text = str(int(value)) if whole else json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."

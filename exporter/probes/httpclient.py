@@ -7,9 +7,17 @@ at most the time left until one deadline, and the body is cut at ``max_body_byte
 connection per exchange (``Connection: close``), as blackbox_exporter does, so every probe
 measures a full connect. Redirects are not followed: a check states the status it expects.
 
-I/O deadlines and latencies use the real monotonic clock (``timer``), because sockets live in
-real time; the injected ``Clock`` of the rest of the exporter is for timestamps and lifetimes.
-Not for general-purpose HTTP (no proxies, cookies, compression or keep-alive).
+The bytes on the wire are h11's business (a sans-I/O HTTP/1.1 parser): framing by
+Content-Length, chunked coding or close, interim ``1xx`` answers skipped as RFC 9110 §15.2
+says (a ``101`` we never asked for is a protocol error), header size limits, and a precise
+word for every malformed answer. This module only owns the socket, the deadline and the limits.
+
+Every failure is an ``HttpError`` of one of ``TRANSPORT_ERRORS``, with the status code (when
+a final status line arrived) and the body bytes read so far; nothing a server sends raises
+anything else. I/O deadlines and latencies use the real monotonic clock (``timer``), because
+sockets live in real time; the injected ``Clock`` of the rest of the exporter is for
+timestamps and lifetimes. Not for general-purpose HTTP (no proxies, cookies, compression or
+keep-alive).
 """
 
 from __future__ import annotations
@@ -23,11 +31,29 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+import h11
 
 USER_AGENT = "blocktrust-exporter"
-_MAX_HEADER_BYTES = 64 * 1024
+_MAX_HEADER_BYTES = 64 * 1024  # one header block (each interim answer's, then the final one's)
+_MAX_INTERIM_ANSWERS = 16  # 1xx answers before the final one; more is a server in a loop
 _RECV_SIZE = 64 * 1024
+_REASON_CHARS = 200
+
+TRANSPORT_ERRORS = frozenset(
+    {
+        "bad_request",  # the URL or a header value cannot be sent (our side: a config or token problem)
+        "dns_error",
+        "connection_refused",
+        "connection_reset",
+        "connection_error",
+        "tls_error",
+        "timeout",
+        "body_too_large",
+        "bad_response",  # not HTTP/1.x, or broken framing, headers or status line
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -47,9 +73,9 @@ class HttpResponse:
 
 
 class HttpError(Exception):
-    """The exchange did not complete. ``error`` is a short class for ``details.error``
-    (timeout, connection_refused, connection_reset, connection_error, tls_error,
-    body_too_large, bad_response), ``reason`` a short sentence without secrets."""
+    """The exchange did not complete. ``error`` is one of ``TRANSPORT_ERRORS`` (for
+    ``details.error``), ``reason`` a short sentence without secrets naming what was wrong,
+    ``status`` the final status code if one arrived, ``bytes_read`` the body bytes read."""
 
     def __init__(
         self, error: str, reason: str, *, seconds: float, status: int | None = None, bytes_read: int = 0
@@ -118,14 +144,16 @@ class HttpClient:
                 deadline.phase = "tls"
                 sock = self._handshake(sock, parts.hostname, deadline)
             deadline.phase = "send"
+            connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADER_BYTES)
+            wire = _encode(connection, request, parts)
             sock.settimeout(deadline.left())
-            sock.sendall(_encode(request, parts.hostname, parts.port, parts.path, parts.query))
+            sock.sendall(wire)
             deadline.phase = "headers"
-            head = _read_head(sock, deadline, received)
+            reader = _Reader(sock, connection, deadline, received)
+            head = reader.final_response()
             deadline.phase = "body"
-            body = _read_body(sock, head, deadline, received, method=request.method, limit=max_body_bytes)
-            status, headers = head.status, head.headers
-            return HttpResponse(status=status, headers=headers, body=body, seconds=deadline.elapsed())
+            body = reader.body(head, limit=max_body_bytes)
+            return HttpResponse(status=head.status_code, headers=_headers(head), body=body, seconds=deadline.elapsed())
         except HttpError as failure:
             failure.seconds = failure.seconds or deadline.elapsed()
             failure.status = failure.status or received.status
@@ -203,112 +231,146 @@ class HttpClient:
 class _Received:
     status: int | None = None
     body_bytes: int = 0
+    any_bytes: bool = False  # did the server send anything at all
+    closed: bool = False  # has the server closed its side
 
 
-def _encode(request: HttpRequest, host: str, port: int | None, path: str, query: str) -> bytes:
-    target = (path or "/") + (f"?{query}" if query else "")
+def _encode(connection: h11.Connection, request: HttpRequest, parts: SplitResult) -> bytes:
+    host, port = parts.hostname or "", parts.port
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host_header = host if port is None else f"{host}:{port}"
     if ":" in host and not host.startswith("["):
         host_header = f"[{host}]" if port is None else f"[{host}]:{port}"
-    lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host_header}"]
     names = {name.lower() for name in request.headers}
+    headers = [("Host", host_header)]
     defaults = {"user-agent": USER_AGENT, "accept": "application/json, */*"}
-    lines += [f"{name}: {value}" for name, value in defaults.items() if name not in names]
-    lines += [f"{name}: {value}" for name, value in request.headers.items()]
+    headers += [(name, value) for name, value in defaults.items() if name not in names]
+    headers += list(request.headers.items())
     body = request.body or b""
     if request.body is not None or request.method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body)}")
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        headers.append(("Content-Length", str(len(body))))
+    headers.append(("Connection", "close"))
+    try:
+        wire = connection.send(h11.Request(method=request.method, target=target, headers=headers))
+        if body:
+            wire += connection.send(h11.Data(data=body))
+        wire += connection.send(h11.EndOfMessage())
+    except h11.LocalProtocolError as exc:
+        # A header value with a newline or a non-Latin-1 character (e.g. a token from a bad login answer).
+        raise HttpError("bad_request", f"the request cannot be sent: {exc}"[:_REASON_CHARS], seconds=0.0) from None
+    except UnicodeEncodeError:
+        raise HttpError("bad_request", "the request cannot be sent: a header is not Latin-1", seconds=0.0) from None
+    return wire or b""
+
+
+def _headers(response: h11.Response) -> dict[str, str]:
+    """Lower-case names; a repeated header keeps its last value."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers}
+
+
+class _Reader:
+    """Feeds h11 from the socket within the deadline; every protocol fault becomes ``bad_response``."""
+
+    def __init__(
+        self, sock: socket.socket, connection: h11.Connection, deadline: _Deadline, received: _Received
+    ) -> None:
+        self._sock = sock
+        self._connection = connection
+        self._deadline = deadline
+        self._received = received
+
+    def final_response(self) -> h11.Response:
+        """The final answer's status line and headers, after skipping interim 1xx answers."""
+        for _ in range(_MAX_INTERIM_ANSWERS + 1):
+            event = self._next()
+            if isinstance(event, h11.Response | h11.InformationalResponse) and _head_size(event) > _MAX_HEADER_BYTES:
+                # h11 bounds an incomplete head only; one that arrived whole is measured here.
+                raise self._bad(f"response headers larger than {_MAX_HEADER_BYTES} bytes")
+            if isinstance(event, h11.Response):
+                if event.http_version not in (b"1.0", b"1.1"):
+                    raise self._bad(f"not an HTTP/1.x response (HTTP/{event.http_version.decode('latin-1')})")
+                self._received.status = event.status_code
+                return event
+            if not isinstance(event, h11.InformationalResponse):
+                raise self._bad(f"unexpected {type(event).__name__} before the response")
+            # RFC 9110 §15.2: a client must accept (and here ignores) interim answers before the final one.
+        raise self._bad(f"more than {_MAX_INTERIM_ANSWERS} interim 1xx answers")
+
+    def body(self, head: h11.Response, *, limit: int) -> bytes:
+        length = _content_length(head)
+        if length is not None and length > limit:
+            raise HttpError(
+                "body_too_large", f"declared body of {length} bytes exceeds the {limit} byte limit", seconds=0.0
+            )
+        parts: list[bytes] = []
+        while True:
+            event = self._next()
+            if isinstance(event, h11.Data):
+                parts.append(event.data)
+                self._received.body_bytes += len(event.data)
+                if self._received.body_bytes > limit:
+                    raise HttpError("body_too_large", f"body exceeds the {limit} byte limit", seconds=0.0)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            else:
+                raise self._bad(f"unexpected {type(event).__name__} in the body")
+
+    def _next(self) -> h11.Event:
+        while True:
+            try:
+                event = self._connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise self._bad(self._explain(exc)) from None
+            if event is h11.NEED_DATA:
+                chunk = _recv(self._sock, self._deadline)
+                self._received.any_bytes = self._received.any_bytes or bool(chunk)
+                self._received.closed = not chunk
+                self._connection.receive_data(chunk)  # b"" tells h11 the server closed
+                continue
+            if event is h11.PAUSED:  # cannot happen before EndOfMessage; kept total for mypy
+                raise self._bad("the answer continued after its end")
+            assert isinstance(event, h11.Event)
+            return event
+
+    def _explain(self, exc: h11.RemoteProtocolError) -> str:
+        text = str(exc)
+        too_long = "Receive buffer too long" in text
+        if self._received.status is None:
+            if self._received.closed and not self._received.any_bytes:
+                return "the server closed the connection without answering"
+            if self._received.closed:
+                return "connection closed before the end of the response headers"
+            if too_long:
+                return f"response headers larger than {_MAX_HEADER_BYTES} bytes"
+            if "_SWITCH_UPGRADE" in text:
+                return "HTTP 101 Switching Protocols, but no protocol switch was asked for"
+            return f"malformed response head: {text}"[:_REASON_CHARS]
+        if too_long:
+            return f"a chunk header or the trailers exceed {_MAX_HEADER_BYTES} bytes"
+        if self._received.closed:
+            return f"connection closed in the middle of the body: {text}"[:_REASON_CHARS]
+        return f"broken body framing: {text}"[:_REASON_CHARS]
+
+    @staticmethod
+    def _bad(reason: str) -> HttpError:
+        return HttpError("bad_response", reason, seconds=0.0)
+
+
+def _head_size(head: h11.Response | h11.InformationalResponse) -> int:
+    """The size of the status line and headers as received (give or take optional spaces)."""
+    return 15 + len(head.reason) + sum(len(name) + len(value) + 4 for name, value in head.headers)
+
+
+def _content_length(head: h11.Response) -> int | None:
+    """The declared length; None when chunked (Transfer-Encoding overrides it) or absent."""
+    if any(name == b"transfer-encoding" for name, _ in head.headers):
+        return None
+    for name, value in head.headers:
+        if name == b"content-length":
+            return int(value)  # h11 has checked it is one non-negative integer
+    return None
 
 
 def _recv(sock: socket.socket, deadline: _Deadline) -> bytes:
     sock.settimeout(deadline.left())
     return sock.recv(_RECV_SIZE)
-
-
-@dataclass(frozen=True)
-class _Head:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    early: bytes  # body bytes received together with the headers
-
-
-def _read_head(sock: socket.socket, deadline: _Deadline, received: _Received) -> _Head:
-    """Read up to the end of the header block; also returns the body bytes already received."""
-    buffer = b""
-    while (end := buffer.find(b"\r\n\r\n")) < 0:
-        if len(buffer) > _MAX_HEADER_BYTES:
-            raise HttpError("bad_response", "response headers too large", seconds=0.0)
-        chunk = _recv(sock, deadline)
-        if not chunk:
-            raise HttpError("bad_response", "connection closed before the response headers", seconds=0.0)
-        buffer += chunk
-    head, early = buffer[:end].decode("latin-1"), buffer[end + 4 :]
-    status_line, *header_lines = head.split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise HttpError("bad_response", "not an HTTP/1.x response", seconds=0.0)
-    received.status = int(code)
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return _Head(received.status, headers, early)
-
-
-def _read_body(
-    sock: socket.socket, head: _Head, deadline: _Deadline, received: _Received, *, method: str, limit: int
-) -> bytes:
-    raw, status, headers = head.early, head.status, head.headers
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return b""
-    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-    length_text = headers.get("content-length")
-    length = int(length_text) if length_text and length_text.isdigit() and not chunked else None
-    if length is not None and length > limit:
-        received.body_bytes = len(raw)
-        raise HttpError(
-            "body_too_large", f"declared body of {length} bytes exceeds the {limit} byte limit", seconds=0.0
-        )
-    while True:
-        if chunked:
-            body, complete = _dechunk(raw)
-        else:
-            body, complete = raw, length is not None and len(raw) >= length
-        received.body_bytes = len(body)
-        if len(body) > limit or len(raw) > 2 * limit + _MAX_HEADER_BYTES:
-            raise HttpError("body_too_large", f"body exceeds the {limit} byte limit", seconds=0.0)
-        if complete:
-            return body if length is None else body[:length]
-        chunk = _recv(sock, deadline)
-        if not chunk:
-            if length is None and not chunked:
-                return body  # close-delimited body
-            raise HttpError("bad_response", "connection closed in the middle of the body", seconds=0.0)
-        raw += chunk
-
-
-def _dechunk(raw: bytes) -> tuple[bytes, bool]:
-    """Decode chunked transfer coding from the start; returns (body so far, complete)."""
-    out = bytearray()
-    pos = 0
-    while True:
-        eol = raw.find(b"\r\n", pos)
-        if eol < 0:
-            return bytes(out), False
-        size_text = raw[pos:eol].split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise HttpError("bad_response", "invalid chunked encoding", seconds=0.0) from None
-        if size == 0:
-            return bytes(out), True  # trailers, if any, are ignored
-        start = eol + 2
-        end = start + size
-        out += raw[start : min(end, len(raw))]
-        if len(raw) < end + 2:
-            return bytes(out), False
-        pos = end + 2

@@ -15,9 +15,29 @@ from typing import Any, Protocol
 from exporter.clock import Clock
 from exporter.config import CheckSpec
 from exporter.probes import conditions
-from exporter.probes.httpclient import HttpClient
+from exporter.probes.httpclient import TRANSPORT_ERRORS, HttpClient
 from exporter.probes.session import JwtSession
 from exporter.store.base import CheckResult
+
+ERROR_CLASSES: frozenset[str] = TRANSPORT_ERRORS | {
+    # the answer arrived and is judged
+    "http_status",  # a status not in expected_status (a 3xx too: redirects are not followed)
+    "unauthorized",  # 401 after the one fresh login, or with the token this round's login gave
+    "malformed_json",  # the body is not UTF-8 JSON
+    "wrong_shape",  # a path a condition or kind reads is missing or of the wrong type
+    "condition_failed",
+    "wrong_hash",
+    # no answer of its own
+    "login_failed",  # details.status_code and bytes are then the login answer's
+    "config",
+    "store_error",
+    "no_heartbeat",
+    "listener_lag",
+    "stalled",
+    "round_timeout",
+    "internal_error",  # a bug in a probe (logged with its traceback), never a server's answer
+}
+"""Every ``details.error`` a check result can carry (None on success)."""
 
 
 class HeartbeatSource(Protocol):
@@ -29,8 +49,10 @@ class HeartbeatSource(Protocol):
 @dataclass(frozen=True)
 class Outcome:
     """One probe's verdict. ``seconds`` is the measured latency when the probe knows it better
-    than the runner (an HTTP probe excludes the login it needed); ``details`` follows SPEC §2:
-    status_code, error (a short class, None on success), reason, bytes."""
+    than the runner (the exchange that decided an HTTP verdict, without the login it needed);
+    None lets the runner record the time from the check's own start, waits included.
+    ``details`` follows SPEC §2: status_code, error (one of ``ERROR_CLASSES``, None on
+    success), reason, bytes."""
 
     ok: bool
     reason: str

@@ -232,6 +232,7 @@ def _session(config: Config, client: HttpClient, clock: Clock) -> JwtSession:
         email=config.api.email,
         password=config.api.password,
         refresh_margin=config.api.token_refresh_margin,
+        default_lifetime=config.api.default_token_lifetime,
         timeout=config.checks.timeout,
         max_body_bytes=config.checks.max_body_bytes,
     )

@@ -94,12 +94,26 @@ def test_expired_token_causes_one_relogin_and_a_retry(harness: Any, name: str) -
 
 @pytest.mark.parametrize("name", AUTH_CHECKS)
 def test_a_401_that_survives_a_fresh_login_fails_as_unauthorized(harness: Any, name: str) -> None:
+    checks = harness.only(name)
+    assert checks.run_once()[0].ok  # the first token, from the first round
+    harness.sim.set_fault(HTTP_CHECKS[name], "expired")
+    [result] = checks.run_once()
+    assert not result.ok
+    assert result.details["error"] == "unauthorized"
+    assert result.details["status_code"] == 401
+    assert harness.sim.logins == 2  # the first token, then one fresh login, no more
+    harness.assert_recorded(result, runs=2)
+
+
+@pytest.mark.parametrize("name", AUTH_CHECKS)
+def test_a_401_to_the_token_of_this_rounds_login_costs_no_second_login(harness: Any, name: str) -> None:
     harness.sim.set_fault(HTTP_CHECKS[name], "expired")
     [result] = harness.only(name).run_once()
     assert not result.ok
     assert result.details["error"] == "unauthorized"
     assert result.details["status_code"] == 401
-    assert harness.sim.logins == 2  # the first token, then one fresh login, no more
+    assert "this round's login" in result.details["reason"]
+    assert harness.sim.logins == 1  # a fresh token answered 401: another login would not help
     harness.assert_recorded(result)
 
 

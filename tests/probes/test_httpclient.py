@@ -100,8 +100,16 @@ OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
         ([(OK_HEAD + b"\r\nclose-delimited", 0)], b"close-delimited"),
         # the length framing wins over a server that keeps the connection open afterwards
         ([(OK_HEAD + b"Content-Length: 2\r\n\r\nok", 5)], b"ok"),
+        # RFC 9110 §15.2: interim answers before the final one are skipped
+        (
+            [
+                (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", 0.02),
+                (OK_HEAD + b"Content-Length: 4\r\n\r\nbody", 0),
+            ],
+            b"body",
+        ),
     ],
-    ids=["content-length", "split", "chunked", "close-delimited", "kept-open"],
+    ids=["content-length", "split", "chunked", "close-delimited", "kept-open", "interim-1xx"],
 )
 def test_bodies_are_framed(client: HttpClient, script: list[Step], body: bytes) -> None:
     response = _fetch(client, _serve(script), timeout=2)
@@ -140,6 +148,8 @@ def test_request_carries_host_method_headers_and_body(client: HttpClient) -> Non
         ([(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 0)], "bad_response", 200),
         ([(b"SSH-2.0-OpenSSH\r\n\r\n", 0)], "bad_response", None),
         ([(b"", 0)], "bad_response", None),
+        ([(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", 0)], "bad_response", None),
+        ([(OK_HEAD + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n", 0)], "bad_response", None),
     ],
     ids=[
         "trickling-body",
@@ -152,6 +162,8 @@ def test_request_carries_host_method_headers_and_body(client: HttpClient) -> Non
         "bad-chunk",
         "not-http",
         "closed-at-once",
+        "unasked-101",
+        "oversized-headers",
     ],
 )
 def test_failures_are_classified(client: HttpClient, script: list[Step], error: str, status: int | None) -> None:

@@ -2,9 +2,15 @@
 
 A check passes when the status is one of ``expected_status`` and every condition holds
 (``conditions.py``). With ``auth: true`` the session's Bearer token is sent; a 401 causes one
-fresh login and one retry. The check's ``timeout`` is one hard budget for all of it (login,
-request, re-login, retry). The measured latency is the exchange that decided the verdict,
-never the login. ``exchange()`` is shared with the other HTTP-based kinds (``synthetic_hash``).
+fresh login and one retry (unless the token is from this round's login: see ``session.py``).
+The check's ``timeout`` is one hard budget for all of it (login, request, re-login, retry).
+
+Latency: a verdict given by an answer (success, a status, a condition, a body or framing
+fault) or by the connection of the check's own request measures that exchange, never the
+login, so the SLO latency is the endpoint's. A verdict given by the login (failed, or given up
+waiting for another check's login) or by the time running out has no exchange of its own: it
+leaves ``Outcome.seconds`` None, and the runner records the time from the check's own start,
+waiting included. ``exchange()`` is shared with the other HTTP-based kinds (``synthetic_hash``).
 """
 
 from __future__ import annotations
@@ -46,10 +52,13 @@ def exchange(spec: CheckSpec, ctx: ProbeContext, body: bytes | None) -> tuple[Ou
         if response.status == 401 and token is not None and ctx.session is not None:
             # SPEC §1: a 401 means the token expired; log in once more and retry once.
             try:
-                token = ctx.session.renew(token, budget.left())
+                fresh = ctx.session.renew(token, budget.left())
             except LoginError as failure:
                 return _login_failed(failure, "HTTP 401, then "), None
-            response = _fetch(spec, ctx, url, body, token, timeout=budget.left())
+            if fresh is None:
+                reason = "HTTP 401 with the token this round's login just gave (not logging in twice in a round)"
+                return _verdict_of(response, "unauthorized", reason), response
+            response = _fetch(spec, ctx, url, body, fresh, timeout=budget.left())
             if response.status == 401:
                 return _verdict_of(response, "unauthorized", "HTTP 401 even after a fresh login"), response
     except HttpError as failure:
@@ -59,7 +68,7 @@ def exchange(spec: CheckSpec, ctx: ProbeContext, body: bytes | None) -> tuple[Ou
             reason=failure.reason,
             status_code=failure.status,
             bytes_read=failure.bytes_read,
-            seconds=failure.seconds,
+            seconds=None if failure.error == "timeout" else failure.seconds,
         ), None
     return judge(spec, ctx, response), response
 
@@ -68,7 +77,8 @@ def judge(spec: CheckSpec, ctx: ProbeContext, response: HttpResponse) -> Outcome
     """Expected status first, then the conditions in order; the first failure is the reason."""
     if response.status not in spec.expected_status:
         expected = ", ".join(str(code) for code in spec.expected_status)
-        return _verdict_of(response, "http_status", f"HTTP {response.status} (expected {expected})")
+        moved = "; redirects are not followed" if 300 <= response.status < 400 else ""
+        return _verdict_of(response, "http_status", f"HTTP {response.status} (expected {expected}{moved})")
     answer = conditions.Answer(response.status, response.seconds * 1000.0, response.body)
     for condition in ctx.conditions(spec):
         try:
@@ -121,4 +131,11 @@ class _Budget:
 
 
 def _login_failed(failure: LoginError, prefix: str) -> Outcome:
-    return Outcome(ok=False, error="login_failed", reason=f"{prefix}{failure.reason}", seconds=failure.seconds)
+    """The login's status and byte count, and no latency of its own (the runner measures the check)."""
+    return Outcome(
+        ok=False,
+        error="login_failed",
+        reason=f"{prefix}{failure.reason}"[:300],
+        status_code=failure.status,
+        bytes_read=failure.bytes_read,
+    )

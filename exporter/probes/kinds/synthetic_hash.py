@@ -12,6 +12,7 @@ import json
 import secrets
 
 from exporter.config import CheckSpec
+from exporter.probes import jsonbody
 from exporter.probes.kinds.http import exchange
 from exporter.probes.probe import Outcome, ProbeContext
 
@@ -23,9 +24,9 @@ def probe_hash(spec: CheckSpec, ctx: ProbeContext) -> Outcome:
     if not outcome.ok or response is None:
         return outcome
     try:
-        answer = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
-        return _fail(outcome, "malformed_json", "the body is not valid JSON")
+        answer = jsonbody.parse(response.body)
+    except jsonbody.JsonBodyError as exc:
+        return _fail(outcome, "malformed_json", f"the body is {exc.reason}")
     file_hash = answer.get("file_hash") if isinstance(answer, dict) else None
     if not isinstance(file_hash, str):
         return _fail(outcome, "wrong_shape", "the answer has no file_hash string")
