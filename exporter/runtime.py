@@ -32,6 +32,7 @@ from exporter.retention import purge_old_results
 from exporter.scheduler import Job, Scheduler
 from exporter.server import HttpServer
 from exporter.slo import SloReporter
+from exporter.status import StatusBuilder, status_routes
 from exporter.store import Store, StoreError, open_store
 from exporter.store.buffer import BufferedWriter
 
@@ -236,7 +237,7 @@ def serve(
     if prime_listener and rt.listener is not None and rt.schema_ready.is_set():
         rt.listener.poll_once()  # so the first check round already sees a heartbeat
     try:
-        server = HttpServer(config.server.listen, rt.registry, rt.ready)
+        server = HttpServer(config.server.listen, rt.registry, rt.ready, routes=status_routes(status_builder(rt)))
     except OSError as exc:
         rt.store.close()
         raise ExitError(f"cannot listen on {config.server.listen}: {exc.strerror}", EXIT_FAILURE) from None
@@ -257,6 +258,20 @@ def serve(
     if cleanup is not None:
         _run_before([cleanup], deadline)
     exit_by(deadline, EXIT_OK)
+
+
+def status_builder(rt: Runtime) -> StatusBuilder:
+    """The status page's data source: the checks this process runs, and the reorg count when the
+    listener runs here (another process's listener shows through its heartbeat rows only)."""
+    registry = rt.registry
+    return StatusBuilder(
+        rt.config,
+        rt.store,
+        rt.clock,
+        checks=resolve_checks(rt.config) if rt.parts.get("checks") else (),
+        version=exporter_version(),
+        reorgs=(lambda: registry.get_sample_value("blocktrust_listener_reorgs_total")) if rt.listener else None,
+    )
 
 
 def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> None:

@@ -1,5 +1,6 @@
 """The exporter's HTTP endpoints: ``/metrics`` (the injected registry), ``/healthz`` (the process
-answers) and ``/readyz`` (the store answers and the scheduler runs).
+answers), ``/readyz`` (the store answers and the scheduler runs), and the pages ``runtime`` hands in
+as ``routes`` (the status page at ``/`` and ``/api/v1/status``), which take precedence.
 
 A tiny WSGI app on a threading ``wsgiref`` server in a daemon thread, like client_python's own
 ``start_http_server`` but with the two probe endpoints Kubernetes and Docker health checks need.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -42,11 +43,15 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("http " + format, *args)
 
 
-def make_app(registry: CollectorRegistry, ready: Readiness) -> WsgiApp:
+def make_app(registry: CollectorRegistry, ready: Readiness, routes: Mapping[str, WsgiApp] | None = None) -> WsgiApp:
+    """``routes``: more apps by exact path (e.g. the status page); they win over the built-in ones."""
     metrics_app = make_wsgi_app(registry)
+    extra = dict(routes or {})
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        if path in extra:
+            return extra[path](environ, start_response)
         if path == "/metrics":
             return metrics_app(environ, start_response)  # type: ignore[no-any-return]
         if path == "/healthz":
@@ -66,10 +71,16 @@ def make_app(registry: CollectorRegistry, ready: Readiness) -> WsgiApp:
 
 
 class HttpServer:
-    def __init__(self, listen: str, registry: CollectorRegistry, ready: Readiness) -> None:
+    def __init__(
+        self,
+        listen: str,
+        registry: CollectorRegistry,
+        ready: Readiness,
+        routes: Mapping[str, WsgiApp] | None = None,
+    ) -> None:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an exporter listens on all interfaces by default
-        self._server = make_server(host, int(port), make_app(registry, ready), _ThreadingServer, _QuietHandler)
+        self._server = make_server(host, int(port), make_app(registry, ready, routes), _ThreadingServer, _QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property

@@ -240,6 +240,9 @@ class PostgresStore(SqlStore):
             for r in rows
         ]
 
+    def _bucket_index_sql(self) -> str:
+        return "FLOOR(EXTRACT(EPOCH FROM (ts - %s)) / %s)::int"
+
     # ------------------------------------------------------------------ leadership
     def try_acquire_leader(self, name: str) -> bool:
         """Session-level advisory lock on a dedicated connection: if this process dies or loses

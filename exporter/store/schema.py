@@ -88,6 +88,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                 recent TEXT NOT NULL, updated_at TIMESTAMP NOT NULL)""",
         ),
     ),
+    Migration(
+        2,
+        "events(timestamp) index, for counts of recently stored events",
+        postgresql=("CREATE INDEX IF NOT EXISTS idx_events_timestamp ON events(timestamp)",),
+        sqlite=("CREATE INDEX IF NOT EXISTS idx_events_timestamp ON events(timestamp)",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -6,7 +6,8 @@ The layers, bottom up (a module may import its own layer's and lower layers' mod
 1. ``store`` (knows no feature, not even a check name)
 2. the features: ``probes``, ``listener``, ``alerting``, ``slo``, ``rules``, ``retention``, and the
    process parts ``logs``, ``banner``, ``scheduler``, ``server``; no feature imports another
-3. ``runtime`` (the wiring)
+3. ``runtime`` (the wiring), and ``status`` (the status page, which reads several features' outputs
+   and which only ``runtime`` imports)
 4. ``cli`` and ``demo`` (the demo kit, which only the ``demo`` and ``simulate`` commands import,
    inside the functions that run them)
 
@@ -49,6 +50,7 @@ LAYERS: dict[str, int] = {
     "exporter.scheduler": 2,
     "exporter.server": 2,
     "exporter.runtime": 3,
+    "exporter.status": 3,
     "exporter.cli": 4,
     "exporter.demo": 4,
     "exporter.__main__": 4,
