@@ -153,7 +153,7 @@ class Store(Protocol):
     def result_buckets(self, since: datetime, until: datetime, bucket_seconds: float) -> list[ResultBucket]:
         """Runs and failures per check and per ``bucket_seconds``-wide bucket of [since, until),
         counted in the database (only the window's rows are read, through the ``ts`` index).
-        Buckets without runs are left out."""
+        Buckets without runs are left out; sorted by check name, then bucket."""
 
     def event_counts(self, since: datetime) -> dict[str, int]:
         """How many ``events`` rows of each type were stored at or after ``since`` (their

@@ -19,8 +19,10 @@ from prometheus_client import CollectorRegistry
 
 from exporter.clock import FakeClock
 from exporter.config import HEARTBEAT_CHECK, CheckSpec, Config
+from exporter.probes.runner import resolve_checks
+from exporter.runtime import build_runtime, status_builder
 from exporter.server import HttpServer
-from exporter.status import StatusBuilder, status_routes
+from exporter.status import StatusBuilder, render_page, status_routes
 from exporter.status.model import HISTORY_BUCKETS
 from exporter.store import Checkpoint, CheckResult, EventRecord, Store, StoreError
 
@@ -201,3 +203,28 @@ def test_an_unreachable_store_answers_503_on_both_paths() -> None:
         server.stop()
     assert page.status_code == 503 and "store does not answer" in page.text
     assert api.status_code == 503 and api.json() == {"error": "store unreachable"}
+
+
+def test_a_sub_second_refresh_never_reloads_the_page_in_a_loop(store: Store) -> None:
+    document = builder_for(store, status_page={"refresh": "200ms"}).build()
+    assert '<meta http-equiv="refresh" content="1">' in render_page(document)
+
+
+def test_the_runtime_serves_the_checks_it_runs_on_the_page(tmp_path: Path) -> None:
+    config = Config.model_validate(
+        {
+            "api": {"base_url": "http://127.0.0.1:9", "email": "m@example.org", "password": "pw-for-tests"},
+            "listener": {"enabled": False},
+            "store": {"sqlite_path": str(tmp_path / "s.db")},
+        }
+    )
+    runtime = build_runtime(config, parts=frozenset({"checks"}))
+    try:
+        document = status_builder(runtime).build()
+    finally:
+        for stop in runtime.on_stop:
+            stop()
+        runtime.store.close()
+    validate(document)
+    assert [c["name"] for c in document["checks"]] == [spec.name for spec in resolve_checks(config)]
+    assert {c["state"] for c in document["checks"]} == {"pending"}
