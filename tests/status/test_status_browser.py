@@ -24,8 +24,9 @@ import requests
 from playwright.sync_api import ConsoleMessage, Page, ViewportSize, sync_playwright
 
 from exporter.clock import SystemClock
-from exporter.config import HEARTBEAT_CHECK
+from exporter.config import HEARTBEAT_CHECK, Config
 from exporter.demo.simulator.server import BlocktrustSimulator
+from exporter.status import StatusBuilder, render_page
 from exporter.store import Checkpoint, CheckResult, EventRecord, open_store
 from tests.support.exporter_process import ExporterProcess
 
@@ -220,3 +221,41 @@ def _write_listener_behind(store_url: str) -> None:
         store.commit_blocks("main", events, Checkpoint(18_204, f"0x{18_204:064x}"), heartbeat)
     finally:
         store.close()
+
+
+def test_long_names_and_reasons_wrap_instead_of_scrolling_sideways_at_390_px(tmp_path: Path) -> None:
+    """Whatever servers and configuration send (a 100-character check name, a 300-character reason
+    without a space, a long incident title and dashboard title) wraps inside a phone's width."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make setup` (scripts/ensure-system-deps.sh) installs Debian's chromium")
+    store = open_store(f"sqlite:///{tmp_path}/long.db")
+    store.migrate()
+    long_name = "custom." + "x" * 93
+    unbroken = "E" * 300
+    now = datetime.now(UTC)
+    try:
+        store.write_results(
+            [CheckResult(long_name, False, 12, {"error": unbroken, "reason": unbroken}, now, uuid.uuid4().hex)]
+        )
+        store.open_incident(long_name, "crit", unbroken, unbroken, now)
+        _write_listener_behind(f"sqlite:///{tmp_path}/long.db")
+        config = Config.model_validate(
+            {"status_page": {"dashboards": [{"title": "D" * 100, "url": "https://grafana.example.org/" + "p" * 200}]}}
+        )
+        html = render_page(StatusBuilder(config, store, SystemClock(), version="test").build())
+    finally:
+        store.close()
+    assert unbroken in html
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport=PHONE, device_scale_factor=1)
+            errors: list[str] = []
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.set_content(html, wait_until="load")
+            widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert widths[0] <= widths[1] <= PHONE["width"], f"horizontal scrolling at 390 px: {widths}"
+            assert page.locator(f'li[data-check="{long_name}"]').get_attribute("data-state") == "down"
+            assert errors == []
+        finally:
+            browser.close()
