@@ -138,7 +138,8 @@ class StatusBuilder:
             "state": self._state(result, now),
             "severity": self._severity.get(name),
             "last_run": iso(result.ts) if result else None,
-            "age_seconds": round((now - result.ts).total_seconds(), 3) if result else None,
+            # max: a replica whose clock runs ahead may have written a row "in the future".
+            "age_seconds": round(max(0.0, (now - result.ts).total_seconds()), 3) if result else None,
             "ok": result.ok if result else None,
             "latency_ms": result.latency_ms if result else None,
             "status_code": status_code if isinstance(status_code, int) and not isinstance(status_code, bool) else None,
