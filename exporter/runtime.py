@@ -33,6 +33,7 @@ from exporter.retention import purge_old_results
 from exporter.scheduler import Job, Scheduler
 from exporter.server import HttpServer
 from exporter.slo import SloReporter
+from exporter.status import StatusBuilder, status_routes
 from exporter.store import Store, StoreError, open_store
 from exporter.store.base import CheckResult
 from exporter.store.buffer import BufferedWriter
@@ -296,9 +297,31 @@ def serve(
 
 
 def http_server(rt: Runtime, security: WebSecurity) -> HttpServer:
-    """The server for ``rt``: every route it serves, behind ``security`` (TLS, basic auth). Not started;
-    ``OSError`` if the address is taken."""
-    return HttpServer(rt.config.server.listen, rt.registry, rt.ready, rt.healthy, guard=security.wrap, tls=security.tls)
+    """The server for ``rt``: every route it serves (the status page included), behind ``security``
+    (TLS, basic auth). Not started; ``OSError`` if the address is taken."""
+    return HttpServer(
+        rt.config.server.listen,
+        rt.registry,
+        rt.ready,
+        rt.healthy,
+        extra_routes=status_routes(status_builder(rt)),
+        guard=security.wrap,
+        tls=security.tls,
+    )
+
+
+def status_builder(rt: Runtime) -> StatusBuilder:
+    """The status page's data source: the checks this process runs, and the reorg count when the
+    listener runs here (another process's listener shows through its heartbeat rows only)."""
+    registry = rt.registry
+    return StatusBuilder(
+        rt.config,
+        rt.store,
+        rt.clock,
+        checks=resolve_checks(rt.config) if rt.parts.get("checks") else (),
+        version=exporter_version(),
+        reorgs=(lambda: registry.get_sample_value("blocktrust_listener_reorgs_total")) if rt.listener else None,
+    )
 
 
 def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> None:

@@ -1,6 +1,7 @@
 """The exporter's HTTP endpoints: ``/metrics`` (the injected registry), ``/healthz`` (the process
-answers and its scheduler is live: no job stalled) and ``/readyz`` (that, the store answers and the
-scheduler runs), plus any routes the runtime adds. Each of the two probes is a ``() -> (ok, reason)``
+answers and its scheduler is live: no job stalled), ``/readyz`` (that, the store answers and the
+scheduler runs), and the pages ``runtime`` hands in as ``extra_routes`` (the status page at ``/`` and
+``/api/v1/status``), which take precedence. Each of the two probes is a ``() -> (ok, reason)``
 callable: 200 or 503 with the reason as text.
 
 A tiny WSGI app on a threading ``wsgiref`` server in a daemon thread, like client_python's own

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use (promtool, amtool, prometheus,
-# alertmanager, blackbox_exporter, docker-compose), only those that are missing.
+# alertmanager, blackbox_exporter, docker-compose, and chromium for the status page's browser
+# test, which Playwright drives as /usr/bin/chromium), only those that are missing.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
@@ -8,6 +9,7 @@ command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v npm >/dev/null || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "ensure-system-deps: missing ${need[*]}; run as root or install them with apt-get" >&2

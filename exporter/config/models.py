@@ -209,6 +209,18 @@ class AlertingSettings(Section):
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
 
+class DashboardLink(Section):
+    title: str = Field(min_length=1, max_length=100)
+    url: HttpUrl
+
+
+class StatusPageSettings(Section):
+    """The status page at ``/`` and its JSON at ``/api/v1/status``."""
+
+    refresh: Interval = 30.0  # the page reloads itself this often
+    dashboards: list[DashboardLink] = Field(default_factory=list)  # links shown on the page
+
+
 class Config(Section):
     """The whole configuration; ``source`` is the file it was read from (for messages)."""
 
@@ -221,6 +233,7 @@ class Config(Section):
     listener: ListenerSettings = ListenerSettings()
     slo: SloSettings = SloSettings()
     alerting: AlertingSettings = AlertingSettings()
+    status_page: StatusPageSettings = StatusPageSettings()
 
     def secrets(self) -> list[str]:
         """Every secret value set, for log redaction."""

@@ -113,6 +113,16 @@ class SloRow:
     last_failure: datetime | None
 
 
+@dataclass(frozen=True)
+class ResultBucket:
+    """The runs of one check inside one time bucket (``index`` 0 starts at the query's ``since``)."""
+
+    check_name: str
+    index: int
+    runs: int
+    failures: int
+
+
 class Store(Protocol):
     """What the exporter needs from a database. All datetimes in and out are aware UTC."""
 
@@ -135,6 +145,19 @@ class Store(Protocol):
 
     def slo_report(self, since: datetime, until: datetime, exclude: Sequence[str] = ()) -> list[SloRow]:
         """Per check (but those named in ``exclude``), SPEC §2's uptime, p99 and failures over [since, until)."""
+
+    def latest_results(self, check_names: Sequence[str]) -> dict[str, CheckResult]:
+        """The newest row of each name in ``check_names`` (one index lookup each, one transaction);
+        a name without rows is left out."""
+
+    def result_buckets(self, since: datetime, until: datetime, bucket_seconds: float) -> list[ResultBucket]:
+        """Runs and failures per check and per ``bucket_seconds``-wide bucket of [since, until),
+        counted in the database (only the window's rows are read, through the ``ts`` index).
+        Buckets without runs are left out; sorted by check name, then bucket."""
+
+    def event_counts(self, since: datetime) -> dict[str, int]:
+        """How many ``events`` rows of each type were stored at or after ``since`` (their
+        ``timestamp`` column: when they were stored, not the block's time)."""
 
     def delete_results_before(self, cutoff: datetime, batch_size: int) -> int:
         """Delete at most ``batch_size`` rows older than ``cutoff``; returns how many."""

@@ -240,6 +240,10 @@ class PostgresStore(SqlStore):
             for r in rows
         ]
 
+    def _bucket_index_sql(self) -> str:
+        # date_part is double precision; EXTRACT is numeric since PostgreSQL 14, and slower.
+        return "FLOOR(date_part('epoch', ts - %s) / %s)::int"
+
     # ------------------------------------------------------------------ leadership
     def try_acquire_leader(self, name: str) -> bool:
         """Session-level advisory lock on a dedicated connection: if this process dies or loses

@@ -22,6 +22,7 @@ from exporter.store.base import (
     Checkpoint,
     CheckResult,
     Incident,
+    ResultBucket,
     SloRow,
     StoreError,
 )
@@ -79,6 +80,20 @@ def _incident(row: Sequence[Any]) -> Incident:
     )
 
 
+def _check_result(row: Sequence[Any]) -> CheckResult:
+    """A ``check_name, ok, latency_ms, details, ts, uid`` row."""
+    ts = as_utc(row[4])
+    assert ts is not None
+    return CheckResult(
+        check_name=row[0],
+        ok=bool(row[1]),
+        latency_ms=int(row[2] or 0),
+        details=as_json(row[3]) or {},
+        ts=ts,
+        uid=row[5] or "",
+    )
+
+
 class DuplicateEventsError(Exception):
     """A fast insert path met an event that is already stored (see ``_insert_events``)."""
 
@@ -129,6 +144,10 @@ class SqlStore(ABC):
 
     @abstractmethod
     def slo_report(self, since: datetime, until: datetime, exclude: Sequence[str] = ()) -> list[SloRow]: ...
+
+    @abstractmethod
+    def _bucket_index_sql(self) -> str:
+        """The dialect's expression for ``FLOOR((ts - %s) / %s seconds)`` (params: since, width)."""
 
     @abstractmethod
     def try_acquire_leader(self, name: str) -> bool: ...
@@ -230,18 +249,51 @@ class SqlStore(ABC):
                 (check_name,),
             )
             row = cur.fetchone()
-        if row is None:
-            return None
-        ts = as_utc(row[4])
-        assert ts is not None
-        return CheckResult(
-            check_name=row[0],
-            ok=bool(row[1]),
-            latency_ms=int(row[2] or 0),
-            details=as_json(row[3]) or {},
-            ts=ts,
-            uid=row[5] or "",
-        )
+        return None if row is None else _check_result(row)
+
+    def latest_results(self, check_names: Sequence[str]) -> dict[str, CheckResult]:
+        found: dict[str, CheckResult] = {}
+        with self._tx() as cur:
+            for name in dict.fromkeys(check_names):
+                # One lookup per name on idx_monitor_metrics_check_ts: a DISTINCT over the table
+                # would read every row of every check.
+                self._execute(
+                    cur,
+                    "SELECT check_name, ok, latency_ms, details, ts, uid FROM monitor_metrics "
+                    "WHERE check_name = %s ORDER BY ts DESC, id DESC LIMIT 1",
+                    (name,),
+                )
+                row = cur.fetchone()
+                if row is not None:
+                    found[name] = _check_result(row)
+        return found
+
+    def result_buckets(self, since: datetime, until: datetime, bucket_seconds: float) -> list[ResultBucket]:
+        if bucket_seconds <= 0:
+            raise ValueError(f"bucket_seconds must be positive, got {bucket_seconds!r}")
+        start, end = self._encode_time(since), self._encode_time(until)
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                f"SELECT check_name, {self._bucket_index_sql()} AS bucket, COUNT(*), "
+                "SUM(CASE WHEN ok THEN 0 ELSE 1 END) FROM monitor_metrics "
+                # No ORDER BY: it makes PostgreSQL sort every row of the window (spilling to disk)
+                # instead of hashing them; the few thousand groups are sorted here.
+                "WHERE ts >= %s AND ts < %s GROUP BY check_name, bucket",
+                (start, float(bucket_seconds), start, end),
+            )
+            rows = cur.fetchall()
+        buckets = [ResultBucket(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows if r[0] is not None]
+        return sorted(buckets, key=lambda b: (b.check_name, b.index))
+
+    def event_counts(self, since: datetime) -> dict[str, int]:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "SELECT type, COUNT(*) FROM events WHERE timestamp >= %s GROUP BY type ORDER BY type",
+                (self._encode_time(since),),
+            )
+            return {str(r[0]): int(r[1]) for r in cur.fetchall()}
 
     def delete_results_before(self, cutoff: datetime, batch_size: int) -> int:
         with self._tx() as cur:

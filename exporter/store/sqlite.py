@@ -119,6 +119,10 @@ class SqliteStore(SqlStore):
             for name, total, ok, failed, last_failure in totals
         ]
 
+    def _bucket_index_sql(self) -> str:
+        # Rows are at or after ``since``, so truncation is the floor.
+        return "CAST((julianday(ts) - julianday(%s)) * 86400.0 / %s AS INTEGER)"
+
     def try_acquire_leader(self, name: str) -> bool:
         if name in self._leader_files:
             return True

@@ -7,7 +7,8 @@ The layers, bottom up (a module may import its own layer's and lower layers' mod
 2. the features: ``probes``, ``listener``, ``alerting``, ``slo``, ``rules``, ``retention``, and the
    process parts ``logs``, ``banner``, ``scheduler``, ``server``, ``web`` (its TLS and basic auth),
    ``progress`` (round and catch-up lines); no feature imports another
-3. ``runtime`` (the wiring)
+3. ``runtime`` (the wiring), and ``status`` (the status page, which reads several features' outputs
+   and which only ``runtime`` imports)
 4. ``cli`` and ``demo`` (the demo kit, which only the ``demo`` and ``simulate`` commands import,
    inside the functions that run them)
 
@@ -52,6 +53,7 @@ LAYERS: dict[str, int] = {
     "exporter.web": 2,
     "exporter.progress": 2,
     "exporter.runtime": 3,
+    "exporter.status": 3,
     "exporter.cli": 4,
     "exporter.demo": 4,
     "exporter.__main__": 4,
