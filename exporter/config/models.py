@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_valida
 
 from exporter.config.checks import CheckSpec
 from exporter.config.database_url import store_url_error
+from exporter.config.errors import KeyPathError
 from exporter.config.types import (
     Duration,
     HttpUrl,
@@ -21,6 +22,8 @@ from exporter.config.types import (
     ListenAddress,
     SecretHttpUrl,
     Section,
+    UrlPath,
+    format_seconds,
     parse_clock_time,
     parse_instant,
     yaml_clock_time,
@@ -57,7 +60,7 @@ class ApiSettings(Section):
     base_url: HttpUrl | None = None  # API_BASE
     email: str | None = None  # JWT_MONITOR_EMAIL
     password: SecretStr | None = None  # JWT_MONITOR_PASS
-    login_path: str = "/api/explorer/login"
+    login_path: UrlPath = "/api/explorer/login"
     token_refresh_margin: Duration = 60.0
 
 
@@ -70,13 +73,28 @@ class ChecksSettings(Section):
     items: list[CheckSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> ChecksSettings:
+    def _unique_names_and_deadlines_within_a_round(self) -> ChecksSettings:
+        # A round never runs past its interval: a check whose deadline is longer could only ever be
+        # cut short and recorded as a round timeout, never as what really happened.
+        if self.interval < self.timeout:
+            raise KeyPathError(
+                ("interval",),
+                f"{format_seconds(self.interval)} is shorter than checks.timeout ({format_seconds(self.timeout)})",
+            )
         seen: set[str] = set()
-        for spec in self.items:
+        for index, spec in enumerate(self.items):
             if spec.name in seen:
-                raise ValueError(f"duplicate check name {spec.name!r}")
+                raise KeyPathError(("items", index, "name"), f"duplicate check name {spec.name!r}")
             seen.add(spec.name)
+            if spec.timeout is not None and spec.timeout > self.interval:
+                raise KeyPathError(
+                    ("items", index, "timeout"),
+                    f"{format_seconds(spec.timeout)} is longer than checks.interval ({format_seconds(self.interval)})",
+                )
         return self
+
+
+EVENT_TYPE_MAX_LENGTH = 50  # events.type is VARCHAR(50) (SPEC §2)
 
 
 class ListenerSettings(Section):
@@ -105,11 +123,26 @@ class ListenerSettings(Section):
     )
 
     @model_validator(mode="after")
-    def _chunks(self) -> ListenerSettings:
+    def _consistent(self) -> ListenerSettings:
         if self.chunk_size > self.max_chunk_size:
             raise ValueError("chunk_size must not exceed max_chunk_size")
         if isinstance(self.start_block, int) and self.start_block < 0:
             raise ValueError("start_block must be a block number >= 0 or 'latest'")
+        # A heartbeat is written once per poll: a limit not above the poll interval fails listener.lag
+        # between two healthy polls.
+        if self.max_lag <= self.poll_interval:
+            raise KeyPathError(
+                ("max_lag",),
+                f"{format_seconds(self.max_lag)} must be longer than listener.poll_interval "
+                f"({format_seconds(self.poll_interval)})",
+            )
+        for event, stored in self.event_types.items():
+            if not event or not stored or len(stored) > EVENT_TYPE_MAX_LENGTH:
+                raise KeyPathError(
+                    ("event_types", event),
+                    f"expected an event name and a type of 1 to {EVENT_TYPE_MAX_LENGTH} characters "
+                    f"(events.type), got {stored!r}",
+                )
         return self
 
 
@@ -119,6 +152,16 @@ class SloSettings(Section):
     window: Interval = 86_400.0
     report_interval: Interval = 720.0
     retention: Interval = 30 * 86_400.0
+
+    @model_validator(mode="after")
+    def _keeps_a_window(self) -> SloSettings:
+        if self.retention < self.window:
+            raise KeyPathError(
+                ("retention",),
+                f"{format_seconds(self.retention)} is shorter than slo.window ({format_seconds(self.window)}): "
+                "the report would miss results",
+            )
+        return self
 
 
 class SlackSettings(Section):
@@ -195,6 +238,16 @@ class AlertingSettings(Section):
     telegram: TelegramSettings = TelegramSettings()
     webhook: WebhookSettings = WebhookSettings()
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _backoff_within_its_cap(self) -> AlertingSettings:
+        if self.backoff > self.backoff_max:
+            raise KeyPathError(
+                ("backoff",),
+                f"{format_seconds(self.backoff)} is longer than alerting.backoff_max "
+                f"({format_seconds(self.backoff_max)})",
+            )
+        return self
 
 
 class Config(Section):

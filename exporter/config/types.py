@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -36,6 +36,17 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def format_seconds(seconds: float) -> str:
+    """A duration for messages, as it would be written: ``"2m"``, ``"1m30s"``, ``"12h"``, ``"0.5s"``."""
+    if seconds <= 0 or seconds != int(seconds):
+        return f"{seconds:g}s"
+    out, rest = "", int(seconds)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        out += f"{count}{unit}" if count else ""
+    return out
+
+
 def _positive(seconds: float) -> float:
     if seconds <= 0:
         raise ValueError("must be greater than 0")
@@ -47,6 +58,14 @@ def http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+def url_path(value: str) -> str:
+    # Appended to api.base_url as text: without its leading "/", "health" would make
+    # "https://api.example.orghealth", another host (which the Bearer token would be sent to).
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise ValueError(f'expected a path starting with "/" like "/api/health", got {value!r}')
+    return value
 
 
 def listen_address(value: str) -> str:
@@ -66,6 +85,8 @@ def _secret_url(value: SecretStr) -> SecretStr:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 HttpUrl = Annotated[str, AfterValidator(http_url)]
+UrlPath = Annotated[str, AfterValidator(url_path)]
+HttpStatus = Annotated[int, Field(ge=100, le=599)]
 SecretHttpUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
 Severity = Literal["info", "warn", "crit"]
 

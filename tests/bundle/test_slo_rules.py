@@ -123,7 +123,7 @@ def test_objectives_from_the_configuration_reach_the_rules() -> None:
     [
         {},
         {"slo": {"uptime_target": 99.9, "window": "30d"}},
-        {"checks": {"interval": "1s"}, "slo": {"latency_ms": 250}},
+        {"checks": {"interval": "1s", "timeout": "1s"}, "slo": {"latency_ms": 250}},
         {"checks": {"include_defaults": False}, "alerting": {"failure_threshold": 1}},
     ],
     ids=["defaults", "30d-99.9", "fast-checks", "no-checks-declared"],

@@ -96,3 +96,21 @@ def test_a_second_demo_run_starts_over_with_its_new_chain(tmp_path: Path) -> Non
             code, _ = exporter.stop()
             assert code == 0, exporter.output
         assert "max_reorg_depth" not in exporter.output, exporter.output
+
+
+def test_the_demo_ignores_the_deployment_variables_of_the_shell(tmp_path: Path) -> None:
+    """A shell set up for a real deployment (POLYGON_RPC_URL, DATABASE_URL...) used to make the demo
+    exit 2: it brings its own chain, API and store, so it ignores those variables and says so."""
+    env = {
+        "POLYGON_RPC_URL": "https://polygon.example/v3/0123456789abcdef",
+        "DATABASE_URL": "mysql://monitor:hunter2@db.example.org/blocktrust",
+        "JWT_MONITOR_PASS_FILE": "/nonexistent/blocktrust/password",
+    }
+    args = ["demo", "--duration", "60s", "--workdir", str(tmp_path / "demo")]
+    with ExporterProcess(args, cwd=tmp_path, env=env) as exporter:
+        body = _wait_for_all_checks(exporter)
+        code, _ = exporter.stop()
+        assert code == 0, exporter.output
+    assert {name: _check_up(body)[name] for name in NINE} == dict.fromkeys(NINE, 1.0)
+    assert "demo: ignoring DATABASE_URL, JWT_MONITOR_PASS_FILE, POLYGON_RPC_URL from the environment" in exporter.output
+    assert "0123456789abcdef" not in exporter.output
