@@ -73,10 +73,10 @@ class Scheduler:
             try:
                 job.func()
             except Exception:
-                self._metrics.job_runs.labels(job=job.name, outcome="error").inc()
+                self._metrics.job_runs.labels(task=job.name, outcome="error").inc()
                 log.exception("job failed job=%s", job.name)
             else:
-                self._metrics.job_runs.labels(job=job.name, outcome="success").inc()
+                self._metrics.job_runs.labels(task=job.name, outcome="success").inc()
             finally:
                 with self._idle:
                     self._in_flight -= 1

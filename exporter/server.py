@@ -16,6 +16,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from exporter.metrics import Exposition
+
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], tuple[bool, str]]
@@ -43,7 +45,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def make_app(registry: CollectorRegistry, ready: Readiness) -> WsgiApp:
-    metrics_app = make_wsgi_app(registry)
+    metrics_app = make_wsgi_app(Exposition(registry))
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")

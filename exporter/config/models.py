@@ -76,7 +76,8 @@ class ChecksSettings(Section):
     def _unique_names_and_deadlines_within_a_round(self) -> ChecksSettings:
         # A round never runs past its interval: a check whose deadline is longer could only ever be
         # cut short and recorded as a round timeout, never as what really happened.
-        if self.interval < self.timeout:
+        uses_default_timeout = self.include_defaults or any(spec.timeout is None for spec in self.items)
+        if uses_default_timeout and self.interval < self.timeout:
             raise KeyPathError(
                 ("interval",),
                 f"{format_seconds(self.interval)} is shorter than checks.timeout ({format_seconds(self.timeout)})",

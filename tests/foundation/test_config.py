@@ -193,3 +193,14 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
         "    - <<: *base\n      name: a.two\n"
     )
     assert [c.name for c in load_config(path, env={}).checks.items] == ["a.one", "a.two"]
+
+
+def test_the_default_timeout_need_not_fit_when_no_check_uses_it() -> None:
+    settings = {
+        "interval": "3s",
+        "include_defaults": False,
+        "items": [{"name": "a.b", "url": "https://a.test/", "timeout": "2s"}],
+    }
+    assert Config.model_validate({"checks": settings}).checks.interval == 3
+    with pytest.raises(ValueError, match=r"is shorter than checks\.timeout"):
+        Config.model_validate({"checks": {**settings, "include_defaults": True}})
