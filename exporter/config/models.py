@@ -7,12 +7,13 @@ error messages) is ``load.py``; value types are ``types.py``; checks are ``check
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from exporter.config.checks import CheckSpec
+from exporter.config.checks import LISTENER_REORG_INCIDENT, SLO_INCIDENT_PREFIX, CheckSpec, default_checks
 from exporter.config.database_url import store_url_error
 from exporter.config.errors import KeyPathError
 from exporter.config.types import (
@@ -27,6 +28,7 @@ from exporter.config.types import (
     parse_clock_time,
     parse_instant,
     yaml_clock_time,
+    yaml_id,
     yaml_instant,
 )
 
@@ -42,7 +44,7 @@ class LogSettings(Section):
 
 class StoreSettings(Section):
     url: SecretStr | None = None  # DATABASE_URL; None = the embedded SQLite file below
-    sqlite_path: str = "blocktrust-exporter.db"
+    sqlite_path: str = Field(default="blocktrust-exporter.db", min_length=1)
     pool_size: int = Field(default=4, ge=1, le=64)
     buffer_size: int = Field(default=10_000, ge=1)
     connect_timeout: Interval = 5.0
@@ -101,7 +103,7 @@ EVENT_TYPE_MAX_LENGTH = 50  # events.type is VARCHAR(50) (SPEC §2)
 class ListenerSettings(Section):
     enabled: bool = True
     rpc_url: SecretHttpUrl | None = None  # POLYGON_RPC_URL (often carries an API key)
-    contracts_config: str = "contracts_config.json"
+    contracts_config: str = Field(default="contracts_config.json", min_length=1)
     poll_interval: Interval = 15.0  # LISTENER_POLL_INTERVAL
     max_lag: Interval = 180.0  # MAX_LISTENER_LAG_SEC
     start_block: int | Literal["latest"] = Field(default="latest")
@@ -172,14 +174,17 @@ class SlackSettings(Section):
 
 class TelegramSettings(Section):
     bot_token: SecretStr | None = None  # ALERT_TELEGRAM_BOT
-    chat_id: str | None = None  # ALERT_TELEGRAM_CHAT
+    chat_id: Annotated[str, BeforeValidator(yaml_id), Field(min_length=1)] | None = None  # ALERT_TELEGRAM_CHAT
     base_url: HttpUrl = "https://api.telegram.org"
     send_resolved: bool = True
 
     @model_validator(mode="after")
     def _token_and_chat(self) -> TelegramSettings:
-        if (self.bot_token is None) != (self.chat_id is None):
-            raise ValueError("telegram needs both bot_token and chat_id (or neither)")
+        # Named by the one that is set, so that the error points where it came from (file or variable).
+        if self.bot_token is not None and self.chat_id is None:
+            raise KeyPathError(("bot_token",), "needs alerting.telegram.chat_id too (both or neither)")
+        if self.chat_id is not None and self.bot_token is None:
+            raise KeyPathError(("chat_id",), "needs alerting.telegram.bot_token too (both or neither)")
         return self
 
 
@@ -263,6 +268,21 @@ class Config(Section):
     listener: ListenerSettings = ListenerSettings()
     slo: SloSettings = SloSettings()
     alerting: AlertingSettings = AlertingSettings()
+
+    @model_validator(mode="after")
+    def _maintenance_names_a_check(self) -> Config:
+        # A pattern that matches nothing (a typo: "api.helth") would hold back no notice, silently.
+        names = {spec.name for spec in self.checks.items}
+        if self.checks.include_defaults:
+            names |= {spec.name for spec in default_checks()}
+        names |= {LISTENER_REORG_INCIDENT} | {SLO_INCIDENT_PREFIX + name for name in names}
+        for index, window in enumerate(self.alerting.maintenance):
+            for position, pattern in enumerate(window.checks):
+                if not any(fnmatchcase(name, pattern) for name in names):
+                    raise KeyPathError(
+                        ("alerting", "maintenance", index, "checks", position), f"{pattern!r} matches no check"
+                    )
+        return self
 
     def secrets(self) -> list[str]:
         """Every secret value set, for log redaction."""

@@ -3,6 +3,7 @@ strict base model every section derives from. Pure parsing: no I/O, no feature k
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, time
 from typing import Annotated, Literal
@@ -10,6 +11,9 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
+# Ten years: beyond any interval or window that makes sense, and within what timedelta and the
+# scheduler can hold (a "1e20" interval would otherwise crash the scheduler at start).
+MAX_DURATION_SECONDS = 3650 * 86_400.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -33,6 +37,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f'expected a duration like "5s", got {value!r}')
     if seconds < 0:
         raise ValueError(f"must not be negative, got {value!r}")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_SECONDS:  # "nan", "inf", "1e20" parse as floats
+        raise ValueError(f"expected a duration of at most {MAX_DURATION_SECONDS // 86_400:.0f}d, got {value!r}")
     return seconds
 
 
@@ -119,6 +125,11 @@ def parse_clock_time(value: str) -> time:
 def yaml_instant(value: object) -> object:
     # Unquoted YAML turns 2026-03-01T02:00:00Z into a datetime; accept it as the text it was.
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def yaml_id(value: object) -> object:
+    # A Telegram chat id is a number (-100200300): unquoted in YAML it is read as an int.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def yaml_clock_time(value: object) -> object:

@@ -204,3 +204,15 @@ def test_the_default_timeout_need_not_fit_when_no_check_uses_it() -> None:
     assert Config.model_validate({"checks": settings}).checks.interval == 3
     with pytest.raises(ValueError, match=r"is shorter than checks\.timeout"):
         Config.model_validate({"checks": {**settings, "include_defaults": True}})
+
+
+def test_an_unquoted_telegram_chat_id_is_its_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("alerting:\n  telegram:\n    bot_token: '1:abc'\n    chat_id: -100200300\n")
+    assert load_config(path, env={}).alerting.telegram.chat_id == "-100200300"
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e20", "3651d"])
+def test_durations_are_finite_and_at_most_ten_years(text: str) -> None:
+    with pytest.raises(ValueError, match=r"at most 3650d|must not be negative"):
+        parse_duration(text)
