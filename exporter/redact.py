@@ -30,10 +30,12 @@ def no_redaction(text: str) -> str:
     return text
 
 
-# A path segment of a secret URL that reads like a word ("services", "webhooks", "triggers") is the
-# URL's form, not its key: masking it alone would mask that word in every log line. Keys are not
-# lowercase words (Slack's are mixed-case, RPC keys hex, webhook keys UUIDs), save perhaps a long one.
-_WORD_SEGMENT = re.compile(r"[a-z]+(?:[-_][a-z]+)*")
+# A path segment of a secret URL that reads like a word or words ("services", "webhooks", "Incoming",
+# "sendMessage", "v3") is the URL's form, not its key: masking it alone would mask that word in every
+# log line. Keys do not read so (Slack's are 24 mixed-case characters, RPC keys hex, webhook keys
+# UUIDs), and one that might is masked anyway from _LONGEST_WORD characters on.
+_WORD = r"(?:[A-Z]?[a-z]+)+"
+_WORD_SEGMENT = re.compile(rf"{_WORD}(?:[-_]{_WORD})*|v\d+")
 _LONGEST_WORD = 20
 
 

@@ -176,7 +176,7 @@ def test_short_derived_fragments_are_not_masked_alone(secret: str, text: str) ->
 
 SLACK_KEYED = "https://hooks.slack.test/services/T0001ABCD/B0002EFGH/abcDEF123ghiJKL456mnoPQR"
 RPC_KEYED = "https://polygon-mainnet.rpc.test/v3/0123456789abcdef0123456789abcdef"
-HOOK_UUID = "https://hooks.test/api/v1/webhooks/6f1c2a9e-0b7d-4c1e-9a55-3d2f8e7b1c40"
+HOOK_UUID = "https://hooks.test/api/v1/webhooks/Incoming/sendMessage/6f1c2a9e-0b7d-4c1e-9a55-3d2f8e7b1c40"
 RPC_USER = "https://Key5ecretUser@rpc.test/"
 
 
@@ -194,7 +194,7 @@ RPC_USER = "https://Key5ecretUser@rpc.test/"
         ("user Key5ecretUser is not allowed", f"user {MASK} is not allowed"),
         ("tail B0002EFGH/abcDEF123ghiJKL456mnoPQR", f"tail {MASK}/{MASK}"),
         # The words of those URLs' form stay readable.
-        ("services api v1 v3 webhooks hooks", "services api v1 v3 webhooks hooks"),
+        *((word, word) for word in ("services", "api", "v1", "v3", "webhooks", "hooks", "Incoming", "sendMessage")),
         (
             "GET https://api.example.org/api/v1/services/health 200",
             "GET https://api.example.org/api/v1/services/health 200",
