@@ -96,16 +96,23 @@ def _key_path(path: tuple[str | int, ...]) -> str:
 
 
 def _children(node: yaml.Node, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], yaml.Node]]:
-    """Every node under ``node`` with its key path (mapping keys by their text, list items by index)."""
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, str(key.value)) if isinstance(key, yaml.ScalarNode) else path
-            yield child, value
-            yield from _children(value, child)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield (*path, index), item
-            yield from _children(item, (*path, index))
+    """Every node under ``node`` with its key path (mapping keys by their text, list items by index),
+    each once: an alias shares its anchor's node, and may even contain it (``a: &x [*x]``)."""
+    seen = {id(node)}
+    pending: list[tuple[tuple[str | int, ...], yaml.Node]] = [(path, node)]
+    while pending:
+        where, parent = pending.pop()
+        if isinstance(parent, yaml.MappingNode):
+            pairs = [((*where, str(k.value)) if isinstance(k, yaml.ScalarNode) else where, v) for k, v in parent.value]
+        elif isinstance(parent, yaml.SequenceNode):
+            pairs = [((*where, index), item) for index, item in enumerate(parent.value)]
+        else:
+            continue
+        for child_path, child in pairs:
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield child_path, child
+                pending.append((child_path, child))
 
 
 def _where(source: str, text: str, lineno: int) -> str:

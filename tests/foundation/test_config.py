@@ -216,3 +216,11 @@ def test_an_unquoted_telegram_chat_id_is_its_text(tmp_path: Path) -> None:
 def test_durations_are_finite_and_at_most_ten_years(text: str) -> None:
     with pytest.raises(ValueError, match=r"at most 3650d|must not be negative"):
         parse_duration(text)
+
+
+def test_a_recursive_alias_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("checks:\n  items: &loop [*loop]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value).startswith(f"{path}: checks.items[0]")
