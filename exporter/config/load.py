@@ -183,6 +183,8 @@ def _env_overlay(tree: dict[str, Any], env: Mapping[str, str], origins: dict[tup
                 value = Path(file_path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"environment variable {file_var}: cannot read {file_path}: {exc.strerror}") from None
+            if not value:  # an empty secret would pass for one set (a login that can never succeed)
+                raise ConfigError(f"environment variable {file_var}: {file_path} is empty")
             _set_path(tree, path, value)
             origins[path] = f"environment variable {file_var}"
         elif env.get(name, "") != "":

@@ -27,6 +27,7 @@ from exporter.config.types import (
     format_seconds,
     parse_clock_time,
     parse_instant,
+    shown_url,
     yaml_clock_time,
     yaml_id,
     yaml_instant,
@@ -64,6 +65,14 @@ class ApiSettings(Section):
     password: SecretStr | None = None  # JWT_MONITOR_PASS
     login_path: UrlPath = "/api/explorer/login"
     token_refresh_margin: Duration = 60.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _a_base(cls, value: str | None) -> str | None:
+        # Paths are appended to it as text: "https://h/?v=1" + "/api/health" would never reach the API.
+        if value is not None and (urlsplit(value).query or urlsplit(value).fragment or value.endswith("?")):
+            raise ValueError(f"expected a base URL without a query or fragment, got {shown_url(value)!r}")
+        return value
 
 
 class ChecksSettings(Section):

@@ -59,10 +59,19 @@ def _positive(seconds: float) -> float:
     return seconds
 
 
+def shown_url(value: str) -> str:
+    """``value`` for an error message: a password in its userinfo (``https://u:p@h``) becomes ``***``."""
+    netloc = re.split(r"[/?#]", value.partition("://")[2], maxsplit=1)[0]
+    userinfo, at, _host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        return value.replace(userinfo + "@", userinfo.split(":", 1)[0] + ":***@", 1)
+    return value
+
+
 def http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL, got {value!r}")
+        raise ValueError(f"expected an http(s) URL, got {shown_url(value)!r}")
     return value.rstrip("/")
 
 
