@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import yaml
 from pydantic import ValidationError
@@ -29,20 +29,28 @@ from exporter.store import StoreError
 
 
 # ------------------------------------------------------------------------------ helpers
-def load(args: argparse.Namespace, *, with_checks: bool = True) -> Config:
+def load(
+    args: argparse.Namespace,
+    *,
+    with_checks: bool = True,
+    with_contracts: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> Config:
     """The configuration named by ``--config``; the default file may be absent (defaults + env).
-    ``with_checks``: also validate the checks (not for commands that never run them)."""
+    ``with_checks``: also validate the checks (not for commands that never run them);
+    ``with_contracts``: also validate ``contracts_config.json`` when the listener is on;
+    ``env``: the environment to read (default ``os.environ``)."""
     path: str | None = args.config
     if path == DEFAULT_CONFIG_PATH and not os.path.exists(path) and not args.config_given:
         path = None
     try:
-        config = load_config(path)
+        config = load_config(path, env)
         # The configuration keeps conditions as text; their language (and its errors) is the probes'.
         if with_checks:
             resolve_checks(config)
         else:
             validate_conditions(config)
-        if config.listener.enabled and config.listener.rpc_url is not None:
+        if with_contracts and config.listener.enabled and config.listener.rpc_url is not None:
             # Fail at start (and in check-config) rather than on the first poll.
             load_contracts(config.listener.contracts_config, config.listener.event_types)
     except ConfigError as exc:
@@ -162,9 +170,15 @@ def cmd_simulate(argv: Sequence[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from exporter.demo.runner import run as run_demo  # the demo kit, which the other commands never import
+    # The demo kit, which the other commands never import.
+    from exporter.demo.runner import demo_environment
+    from exporter.demo.runner import run as run_demo
 
-    return run_demo(args, with_listen(load(args), None, args.web_config_file))
+    # The demo brings its own API, chain and store: a shell set up for a real deployment
+    # (POLYGON_RPC_URL, DATABASE_URL...) must neither break it nor point it elsewhere.
+    env, ignored = demo_environment(os.environ)
+    config = with_listen(load(args, with_contracts=False, env=env), None, args.web_config_file)
+    return run_demo(args, config, ignored_env=ignored)
 
 
 def cmd_version(_args: argparse.Namespace) -> int:

@@ -30,22 +30,50 @@ def no_redaction(text: str) -> str:
     return text
 
 
+# A path segment of a secret URL that reads like a word or words ("services", "webhooks", "Incoming",
+# "sendMessage", "v3") is the URL's form, not its key: masking it alone would mask that word in every
+# log line. Keys do not read so (Slack's are 24 mixed-case characters, RPC keys hex, webhook keys
+# UUIDs), and one that might is masked anyway from _LONGEST_WORD characters on.
+_WORD = r"(?:[A-Z]?[a-z]+)+"
+_WORD_SEGMENT = re.compile(rf"{_WORD}(?:[-_]{_WORD})*|v\d+")
+_LONGEST_WORD = 20
+
+
+def _secret_segments(path: str) -> set[str]:
+    """The segments of a secret http(s) URL's path that may be a key, in their raw and decoded forms."""
+    found: set[str] = set()
+    for segment in path.split("/"):
+        for form in (segment, unquote(segment)):
+            if not (_WORD_SEGMENT.fullmatch(form) and len(form) < _LONGEST_WORD):
+                found.add(form)
+    return found
+
+
 def secret_fragments(secret: str) -> set[str]:
-    """The secret and the parts of it that travel alone: a URL's password, path and query values,
-    a bot token's secret half, and their percent-encoded forms."""
+    """The secret and the parts of it that travel alone: a URL's userinfo, each path segment that may
+    be a key (webhook and RPC URLs), query values, a bot token's secret half, and their
+    percent-encoded forms. Fragments shorter than ``MIN_FRAGMENT`` are left to the whole secret."""
+    urls = [piece.strip() for piece in secret.split(",")]
+    if len(urls) > 1 and all("://" in url for url in urls):  # a pool of RPC URLs, comma-separated
+        return {secret}.union(*(secret_fragments(url) for url in urls))
     whole = {secret}
     derived = {quote(secret, safe=""), quote(secret, safe="/:@"), unquote(secret)}
     parts = urlsplit(secret)
     if parts.scheme and parts.netloc:
         if parts.password:
             whole.update({parts.password, unquote(parts.password)})
-        # A DB URL's path is a DB name, not a credential; webhook and RPC keys live in an http(s) path.
+        # A DB URL's path is a DB name and its user a role, not credentials; webhook and RPC keys
+        # live in an http(s) URL's path, query or user ("https://<key>@rpc.example").
         if parts.scheme in ("http", "https"):
+            if parts.username:
+                derived.update({parts.username, unquote(parts.username)})
             if parts.path not in ("", "/"):
                 derived.add(parts.path)
+                derived |= _secret_segments(parts.path)
             if parts.query:
                 derived.add(parts.query)
                 derived.update(value for _, _, value in (p.partition("=") for p in parts.query.split("&")))
+                derived.update(unquote(value) for _, _, value in (p.partition("=") for p in parts.query.split("&")))
     elif ":" in secret:
         # A Telegram bot token is "<bot id>:<secret>"; the secret half alone is still a credential.
         derived.add(secret.split(":", 1)[1])

@@ -23,7 +23,7 @@ from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.notifier import build_notifier
 from exporter.banner import banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
-from exporter.config import Config, ConfigError
+from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
 from exporter.probes.runner import CheckRound, resolve_checks
@@ -51,7 +51,7 @@ FLUSH_RESERVE_SECONDS = 1.5  # of the deadline, kept for the final store flush
 STORE_RETRY_SECONDS = 5.0
 ALERT_TICK_SECONDS = 15.0  # reminders and end-of-maintenance notices are checked this often
 RETENTION_SECONDS = 3600.0
-LISTENER_INCIDENT = "listener.reorg"  # the incident a too-deep reorg opens
+LISTENER_INCIDENT = LISTENER_REORG_INCIDENT  # the incident a too-deep reorg opens (a reserved name)
 TAGGED_HEAD_MARGIN_BLOCKS = 256  # following "safe"/"finalized" keeps the listener this far behind, or so
 
 

@@ -11,7 +11,7 @@ caller can flush the store afterwards.
 
 Liveness: a job none of whose runs has completed for ``STALL_INTERVALS`` intervals (and at least
 ``MIN_STALL_SECONDS``) is *stalled*; ``health()`` names it, and ``/healthz`` and ``/readyz`` fail on it.
-``blocktrust_scheduler_job_last_success_timestamp_seconds{scheduler_job}`` (wall time, a timestamp)
+``blocktrust_scheduler_job_last_success_timestamp_seconds{task}`` (wall time, a timestamp)
 and ``blocktrust_scheduler_job_interval_seconds`` let Prometheus see the same.
 
 Why not APScheduler, which ran these jobs before: APScheduler 3 keeps each job's next run as a
@@ -90,7 +90,7 @@ class Scheduler:
             self._jobs[job.name] = state
             if self._thread is not None:
                 self._arm(state, self._clock.monotonic())
-            self._metrics.job_interval.labels(scheduler_job=job.name).set(job.interval)
+            self._metrics.job_interval.labels(task=job.name).set(job.interval)
         self._wake.set()
 
     def start(self) -> None:
@@ -200,11 +200,11 @@ class Scheduler:
         try:
             job.func()
         except Exception:
-            self._metrics.job_runs.labels(job=job.name, outcome="error").inc()
+            self._metrics.job_runs.labels(task=job.name, outcome="error").inc()
             log.exception("job failed job=%s", job.name)
         else:
-            self._metrics.job_runs.labels(job=job.name, outcome="success").inc()
-            self._metrics.job_last_success.labels(scheduler_job=job.name).set(self._clock.now().timestamp())
+            self._metrics.job_runs.labels(task=job.name, outcome="success").inc()
+            self._metrics.job_last_success.labels(task=job.name).set(self._clock.now().timestamp())
         finally:
             with self._lock:
                 state.running = False

@@ -24,6 +24,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from exporter.metrics import Exposition
+
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], tuple[bool, str]]
@@ -81,7 +83,7 @@ def default_routes(
     registry: CollectorRegistry, ready: Readiness, health: Readiness = _always_healthy
 ) -> dict[str, WsgiApp]:
     """Path -> WSGI app of every endpoint the exporter itself serves."""
-    metrics_app = make_wsgi_app(registry)
+    metrics_app = make_wsgi_app(Exposition(registry))
 
     def metrics(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         return metrics_app(environ, start_response)  # type: ignore[no-any-return]

@@ -24,13 +24,13 @@ from typing import Any, Protocol, TextIO
 from prometheus_client import Gauge
 
 from exporter.clock import Clock
-from exporter.config import HEARTBEAT_CHECK, SloSettings, parse_duration
+from exporter.config import HEARTBEAT_CHECK, SLO_INCIDENT_PREFIX, SloSettings, parse_duration
 from exporter.metrics import Metrics
 from exporter.store.base import SloRow, Store
 
 log = logging.getLogger(__name__)
 
-INCIDENT_PREFIX = "slo."
+INCIDENT_PREFIX = SLO_INCIDENT_PREFIX  # reserved in the configuration: no check may be named so
 
 
 class IncidentRaiser(Protocol):

@@ -6,7 +6,16 @@ sections are in models.py, value types (durations, URLs, times) in types.py, che
 defaults of SPEC §1 in checks.py, the accepted ``DATABASE_URL`` forms in database_url.py.
 """
 
-from exporter.config.checks import CHECK_KINDS, HEARTBEAT_CHECK, CheckSpec, default_checks
+from exporter.config.checks import (
+    CHECK_KINDS,
+    CHECK_NAME_CHARSET,
+    HEARTBEAT_CHECK,
+    LISTENER_REORG_INCIDENT,
+    SLO_INCIDENT_PREFIX,
+    CheckSpec,
+    check_name_problem,
+    default_checks,
+)
 from exporter.config.errors import ConfigError
 from exporter.config.load import DEFAULT_CONFIG_PATH, ENV_VARS, SECRET_ENV_VARS, load_config
 from exporter.config.models import (
@@ -29,10 +38,13 @@ from exporter.config.types import Severity, parse_clock_time, parse_duration, pa
 
 __all__ = [
     "CHECK_KINDS",
+    "CHECK_NAME_CHARSET",
     "DEFAULT_CONFIG_PATH",
     "ENV_VARS",
     "HEARTBEAT_CHECK",
+    "LISTENER_REORG_INCIDENT",
     "SECRET_ENV_VARS",
+    "SLO_INCIDENT_PREFIX",
     "AlertingSettings",
     "ApiSettings",
     "CheckSpec",
@@ -50,6 +62,7 @@ __all__ = [
     "StoreSettings",
     "TelegramSettings",
     "WebhookSettings",
+    "check_name_problem",
     "default_checks",
     "load_config",
     "parse_clock_time",

@@ -9,18 +9,54 @@ checks are run, by ``exporter.probes``; this module only describes them.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from exporter.config.types import HttpUrl, Interval, Section, Severity
+from exporter.config.errors import KeyPathError
+from exporter.config.types import HttpStatus, HttpUrl, Interval, Section, Severity, UrlPath
 
 # The kinds exporter/probes/kinds/ implements (a test keeps the two in step).
 CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress")
 # The listener's heartbeat rows in monitor_metrics (SPEC §2): not a check, never alerted on.
 HEARTBEAT_CHECK = "listener.tick"
+# The incident a reorg deeper than listener.max_reorg_depth opens (owned by the ``listen`` process).
+LISTENER_REORG_INCIDENT = "listener.reorg"
+# The SLO report's incidents are ``slo.<check>``; it resolves every open ``slo.*`` it did not judge.
+SLO_INCIDENT_PREFIX = "slo."
 
 LISTENER_CHECKS = ("listener.lag", "listener.progress")
+
+# What a check name may hold: it becomes a Prometheus label value, a regex alternative between
+# backquotes in generated rule expressions, a YAML scalar, a Grafana URL parameter, an incident name
+# and a log field, and none of those needs quoting for these characters.
+CHECK_NAME_CHARSET = "ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
+_CHECK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Names the exporter writes itself (heartbeat rows, incidents of its own), with who owns them. A check
+# of the same name would pass for them: its rows for the heartbeat, its incident for the SLO report's.
+RESERVED_CHECK_NAMES = {
+    HEARTBEAT_CHECK: "the listener's heartbeat rows",
+    LISTENER_REORG_INCIDENT: "the listener's reorg incident",
+}
+RESERVED_CHECK_PREFIXES = {
+    "listener.": "the listener's own names (only listener.lag and listener.progress, of their own kind, "
+    "may be redefined)",
+    SLO_INCIDENT_PREFIX: "the SLO report's incidents",
+}
+
+
+def check_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a check, or None. (``listener.lag`` and ``listener.progress`` are
+    check names, whose kind ``CheckSpec`` holds to their own.)"""
+    if not _CHECK_NAME.fullmatch(name):
+        return f"{name!r} is not a valid check name: use {CHECK_NAME_CHARSET}"
+    if name in LISTENER_CHECKS:
+        return None
+    owner = RESERVED_CHECK_NAMES.get(name)
+    if owner is None:
+        owner = next((who for prefix, who in RESERVED_CHECK_PREFIXES.items() if name.startswith(prefix)), None)
+    return f"{name!r} is a reserved name: it belongs to {owner}" if owner else None
 
 
 class CheckSpec(Section):
@@ -29,11 +65,11 @@ class CheckSpec(Section):
     name: str = Field(min_length=1, max_length=100)
     kind: str = "http"
     method: Literal["GET", "POST", "PUT", "HEAD", "DELETE", "PATCH"] = "GET"
-    path: str | None = None  # appended to api.base_url
+    path: UrlPath | None = None  # appended to api.base_url
     url: HttpUrl | None = None  # an absolute URL instead of ``path``
     auth: bool = False  # send the JWT session's Bearer token
     json_body: dict[str, Any] | None = None
-    expected_status: list[int] = Field(default_factory=lambda: [200])
+    expected_status: list[HttpStatus] = Field(default_factory=lambda: [200], min_length=1)
     conditions: list[str] = Field(default_factory=list)  # exporter/probes/conditions.py
     timeout: Interval | None = None  # defaults to checks.timeout
     severity: Severity = "warn"
@@ -41,8 +77,18 @@ class CheckSpec(Section):
     success_threshold: int | None = Field(default=None, ge=1)
     enabled: bool = True
 
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        problem = check_name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
     @model_validator(mode="after")
     def _one_target(self) -> CheckSpec:
+        if self.name in LISTENER_CHECKS and self.kind != self.name:
+            raise KeyPathError(("kind",), f"{self.name} is the listener's own check: its kind must be {self.name}")
         if self.kind not in CHECK_KINDS:
             raise ValueError(f"unknown kind {self.kind!r} (one of: {', '.join(CHECK_KINDS)})")
         if self.kind in ("http", "synthetic.hash") and (self.path is None) == (self.url is None):

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from exporter.config.errors import ConfigError
+from exporter.config.errors import ConfigError, KeyPathError
 from exporter.config.models import Config
 
 DEFAULT_CONFIG_PATH = "config.yaml"
@@ -47,8 +47,19 @@ SECRET_ENV_VARS = (
     "ALERT_WEBHOOK_URL",
 )
 
-# ``$${`` is a literal ``${``; otherwise ``${NAME}`` or ``${NAME:-default}``.
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ``$${`` is a literal ``${``; otherwise ``${NAME}`` or ``${NAME:-default}``; any other ``${`` is an error.
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+_REFERENCE_FORMS = 'expected ${NAME} or ${NAME:-default} (write $${ for a literal "${")'
+
+
+def _bad_reference(rest: str) -> str:
+    """Why the ``${`` before ``rest`` (the rest of its line) is no variable reference."""
+    inside, closed, _ = rest.partition("}")
+    if not closed:
+        return f"'${{' without its closing brace: {_REFERENCE_FORMS}"
+    if not inside:
+        return f"'${{}}' names no variable: {_REFERENCE_FORMS}"
+    return f"'${{{inside}}}' is not a variable reference: {_REFERENCE_FORMS}"
 
 
 def _expand(text: str, env: Mapping[str, str], source: str) -> str:
@@ -59,18 +70,98 @@ def _expand(text: str, env: Mapping[str, str], source: str) -> str:
             out.append(line)
             continue
 
-        def repl(match: re.Match[str], lineno: int = lineno) -> str:
+        def repl(match: re.Match[str], lineno: int = lineno, line: str = line) -> str:
             name, default = match.group(1), match.group(2)
-            if name is None:
+            if match.group(0) == "$${":
                 return "${"
-            if name in env:
+            if name is None:
+                problem = _bad_reference(line[match.end() :].rstrip("\r\n"))
+            elif name in env:
                 return env[name]
-            if default is not None:
+            elif default is not None:
                 return default
-            raise ConfigError(f"{source}:{lineno}: environment variable {name} is not set and has no default")
+            else:
+                problem = f"environment variable {name} is not set and has no default"
+            raise ConfigError(f"{_where(source, text, lineno)}: {problem}")
 
         out.append(_VAR.sub(repl, line))
     return "".join(out)
+
+
+# ------------------------------------------------------------------------------ YAML with key paths
+def _key_path(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
+    return out
+
+
+def _children(node: yaml.Node, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], yaml.Node]]:
+    """Every node under ``node`` with its key path (mapping keys by their text, list items by index),
+    each once: an alias shares its anchor's node, and may even contain it (``a: &x [*x]``)."""
+    seen = {id(node)}
+    pending: list[tuple[tuple[str | int, ...], yaml.Node]] = [(path, node)]
+    while pending:
+        where, parent = pending.pop()
+        if isinstance(parent, yaml.MappingNode):
+            pairs = [((*where, str(k.value)) if isinstance(k, yaml.ScalarNode) else where, v) for k, v in parent.value]
+        elif isinstance(parent, yaml.SequenceNode):
+            pairs = [((*where, index), item) for index, item in enumerate(parent.value)]
+        else:
+            continue
+        for child_path, child in pairs:
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield child_path, child
+                pending.append((child_path, child))
+
+
+def _where(source: str, text: str, lineno: int) -> str:
+    """``file:line``, and the key path of the value on that line when the text parses as YAML."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        root = None
+    found: tuple[str | int, ...] = ()
+    for path, node in _children(root, ()) if root is not None else ():
+        if node.start_mark.line <= lineno - 1 <= max(node.start_mark.line, node.end_mark.line - 1):
+            found = path if len(path) > len(found) else found
+    return f"{source}:{lineno}: {_key_path(found)}" if found else f"{source}:{lineno}"
+
+
+def _refuse_duplicate_keys(node: yaml.Node, source: str, path: tuple[str | int, ...] = ()) -> None:
+    """A key given twice in one mapping (a whole section too) is an error: YAML would keep the last."""
+    nodes = [(path, node), *_children(node, path)]
+    for where, mapping in nodes:
+        if not isinstance(mapping, yaml.MappingNode):
+            continue
+        first_line: dict[str, int] = {}
+        for key, _value in mapping.value:
+            if not isinstance(key, yaml.ScalarNode) or key.value == "<<":  # merge keys may repeat
+                continue
+            name, line = str(key.value), key.start_mark.line + 1
+            if name in first_line:
+                raise ConfigError(
+                    f"{source}:{line}: {_key_path((*where, name))}: duplicate key (first at line {first_line[name]})"
+                )
+            first_line[name] = line
+
+
+def _parse_yaml(text: str, source: str) -> object:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _refuse_duplicate_keys(root, source)
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
 
 
 def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: object) -> None:
@@ -93,21 +184,13 @@ def _env_overlay(tree: dict[str, Any], env: Mapping[str, str], origins: dict[tup
                 value = Path(file_path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"environment variable {file_var}: cannot read {file_path}: {exc.strerror}") from None
+            if not value:  # an empty secret would pass for one set (a login that can never succeed)
+                raise ConfigError(f"environment variable {file_var}: {file_path} is empty")
             _set_path(tree, path, value)
             origins[path] = f"environment variable {file_var}"
         elif env.get(name, "") != "":
             _set_path(tree, path, env[name])
             origins[path] = f"environment variable {name}"
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -130,7 +213,10 @@ _SECRET_KEYS = frozenset({"password", "url", "rpc_url", "webhook_url", "bot_toke
 def _format_error(err: ValidationError, source: str, origins: dict[tuple[str, ...], str]) -> str:
     first = err.errors()[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    path = _loc(loc)
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, KeyPathError):  # a model's validator naming one of its own keys
+        loc = (*loc, *cause.keys)
+    path = _key_path(loc)
     where = source
     for length in range(len(loc), 0, -1):
         origin = origins.get(tuple(str(p) for p in loc[:length]))
@@ -160,14 +246,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read the configuration file: {exc.strerror}") from None
-        expanded = _expand(text, env, source)
-        try:
-            loaded = yaml.safe_load(expanded)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{source}:{mark.line + 1}" if mark is not None else source
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        loaded = _parse_yaml(_expand(text, env, source), source)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

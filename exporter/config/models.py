@@ -7,13 +7,15 @@ error messages) is ``load.py``; value types are ``types.py``; checks are ``check
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from exporter.config.checks import CheckSpec
+from exporter.config.checks import LISTENER_REORG_INCIDENT, SLO_INCIDENT_PREFIX, CheckSpec, default_checks
 from exporter.config.database_url import store_url_error
+from exporter.config.errors import KeyPathError
 from exporter.config.types import (
     Duration,
     HttpUrl,
@@ -21,9 +23,13 @@ from exporter.config.types import (
     ListenAddress,
     SecretHttpUrl,
     Section,
+    UrlPath,
+    format_seconds,
     parse_clock_time,
     parse_instant,
+    shown_url,
     yaml_clock_time,
+    yaml_id,
     yaml_instant,
 )
 
@@ -42,7 +48,7 @@ class LogSettings(Section):
 
 class StoreSettings(Section):
     url: SecretStr | None = None  # DATABASE_URL; None = the embedded SQLite file below
-    sqlite_path: str = "blocktrust-exporter.db"
+    sqlite_path: str = Field(default="blocktrust-exporter.db", min_length=1)
     pool_size: int = Field(default=4, ge=1, le=64)
     buffer_size: int = Field(default=10_000, ge=1)
     connect_timeout: Interval = 5.0
@@ -60,9 +66,17 @@ class ApiSettings(Section):
     base_url: HttpUrl | None = None  # API_BASE
     email: str | None = None  # JWT_MONITOR_EMAIL
     password: SecretStr | None = None  # JWT_MONITOR_PASS
-    login_path: str = "/api/explorer/login"
+    login_path: UrlPath = "/api/explorer/login"
     token_refresh_margin: Duration = 60.0
     default_token_lifetime: Interval = 900.0  # when a login answer has no usable expires_in
+
+    @field_validator("base_url")
+    @classmethod
+    def _a_base(cls, value: str | None) -> str | None:
+        # Paths are appended to it as text: "https://h/?v=1" + "/api/health" would never reach the API.
+        if value is not None and (urlsplit(value).query or urlsplit(value).fragment or value.endswith("?")):
+            raise ValueError(f"expected a base URL without a query or fragment, got {shown_url(value)!r}")
+        return value
 
 
 class ChecksSettings(Section):
@@ -74,19 +88,35 @@ class ChecksSettings(Section):
     items: list[CheckSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> ChecksSettings:
+    def _unique_names_and_deadlines_within_a_round(self) -> ChecksSettings:
+        # A round never runs past its interval: a check whose deadline is longer could only ever be
+        # cut short and recorded as a round timeout, never as what really happened.
+        uses_default_timeout = self.include_defaults or any(spec.timeout is None for spec in self.items)
+        if uses_default_timeout and self.interval < self.timeout:
+            raise KeyPathError(
+                ("interval",),
+                f"{format_seconds(self.interval)} is shorter than checks.timeout ({format_seconds(self.timeout)})",
+            )
         seen: set[str] = set()
-        for spec in self.items:
+        for index, spec in enumerate(self.items):
             if spec.name in seen:
-                raise ValueError(f"duplicate check name {spec.name!r}")
+                raise KeyPathError(("items", index, "name"), f"duplicate check name {spec.name!r}")
             seen.add(spec.name)
+            if spec.timeout is not None and spec.timeout > self.interval:
+                raise KeyPathError(
+                    ("items", index, "timeout"),
+                    f"{format_seconds(spec.timeout)} is longer than checks.interval ({format_seconds(self.interval)})",
+                )
         return self
+
+
+EVENT_TYPE_MAX_LENGTH = 50  # events.type is VARCHAR(50) (SPEC §2)
 
 
 class ListenerSettings(Section):
     enabled: bool = True
     rpc_url: SecretHttpUrl | None = None  # POLYGON_RPC_URL (often carries an API key)
-    contracts_config: str = "contracts_config.json"
+    contracts_config: str = Field(default="contracts_config.json", min_length=1)
     poll_interval: Interval = 15.0  # LISTENER_POLL_INTERVAL
     max_lag: Interval = 180.0  # MAX_LISTENER_LAG_SEC
     start_block: int | Literal["latest"] = Field(default="latest")
@@ -109,11 +139,26 @@ class ListenerSettings(Section):
     )
 
     @model_validator(mode="after")
-    def _chunks(self) -> ListenerSettings:
+    def _consistent(self) -> ListenerSettings:
         if self.chunk_size > self.max_chunk_size:
             raise ValueError("chunk_size must not exceed max_chunk_size")
         if isinstance(self.start_block, int) and self.start_block < 0:
             raise ValueError("start_block must be a block number >= 0 or 'latest'")
+        # A heartbeat is written once per poll: a limit not above the poll interval fails listener.lag
+        # between two healthy polls.
+        if self.max_lag <= self.poll_interval:
+            raise KeyPathError(
+                ("max_lag",),
+                f"{format_seconds(self.max_lag)} must be longer than listener.poll_interval "
+                f"({format_seconds(self.poll_interval)})",
+            )
+        for event, stored in self.event_types.items():
+            if not event or not stored or len(stored) > EVENT_TYPE_MAX_LENGTH:
+                raise KeyPathError(
+                    ("event_types", event),
+                    f"expected an event name and a type of 1 to {EVENT_TYPE_MAX_LENGTH} characters "
+                    f"(events.type), got {stored!r}",
+                )
         return self
 
 
@@ -124,6 +169,16 @@ class SloSettings(Section):
     report_interval: Interval = 720.0
     retention: Interval = 30 * 86_400.0
 
+    @model_validator(mode="after")
+    def _keeps_a_window(self) -> SloSettings:
+        if self.retention < self.window:
+            raise KeyPathError(
+                ("retention",),
+                f"{format_seconds(self.retention)} is shorter than slo.window ({format_seconds(self.window)}): "
+                "the report would miss results",
+            )
+        return self
+
 
 class SlackSettings(Section):
     webhook_url: SecretHttpUrl | None = None  # ALERT_SLACK_WEBHOOK
@@ -132,14 +187,17 @@ class SlackSettings(Section):
 
 class TelegramSettings(Section):
     bot_token: SecretStr | None = None  # ALERT_TELEGRAM_BOT
-    chat_id: str | None = None  # ALERT_TELEGRAM_CHAT
+    chat_id: Annotated[str, BeforeValidator(yaml_id), Field(min_length=1)] | None = None  # ALERT_TELEGRAM_CHAT
     base_url: HttpUrl = "https://api.telegram.org"
     send_resolved: bool = True
 
     @model_validator(mode="after")
     def _token_and_chat(self) -> TelegramSettings:
-        if (self.bot_token is None) != (self.chat_id is None):
-            raise ValueError("telegram needs both bot_token and chat_id (or neither)")
+        # Named by the one that is set, so that the error points where it came from (file or variable).
+        if self.bot_token is not None and self.chat_id is None:
+            raise KeyPathError(("bot_token",), "needs alerting.telegram.chat_id too (both or neither)")
+        if self.chat_id is not None and self.bot_token is None:
+            raise KeyPathError(("chat_id",), "needs alerting.telegram.bot_token too (both or neither)")
         return self
 
 
@@ -208,6 +266,16 @@ class AlertingSettings(Section):
     console: ConsoleSettings = ConsoleSettings()
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _backoff_within_its_cap(self) -> AlertingSettings:
+        if self.backoff > self.backoff_max:
+            raise KeyPathError(
+                ("backoff",),
+                f"{format_seconds(self.backoff)} is longer than alerting.backoff_max "
+                f"({format_seconds(self.backoff_max)})",
+            )
+        return self
+
 
 class DashboardLink(Section):
     title: str = Field(min_length=1, max_length=100)
@@ -234,6 +302,21 @@ class Config(Section):
     slo: SloSettings = SloSettings()
     alerting: AlertingSettings = AlertingSettings()
     status_page: StatusPageSettings = StatusPageSettings()
+
+    @model_validator(mode="after")
+    def _maintenance_names_a_check(self) -> Config:
+        # A pattern that matches nothing (a typo: "api.helth") would hold back no notice, silently.
+        names = {spec.name for spec in self.checks.items}
+        if self.checks.include_defaults:
+            names |= {spec.name for spec in default_checks()}
+        names |= {LISTENER_REORG_INCIDENT} | {SLO_INCIDENT_PREFIX + name for name in names}
+        for index, window in enumerate(self.alerting.maintenance):
+            for position, pattern in enumerate(window.checks):
+                if not any(fnmatchcase(name, pattern) for name in names):
+                    raise KeyPathError(
+                        ("alerting", "maintenance", index, "checks", position), f"{pattern!r} matches no check"
+                    )
+        return self
 
     def secrets(self) -> list[str]:
         """Every secret value set, for log redaction."""

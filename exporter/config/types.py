@@ -4,13 +4,17 @@ strict base model every section derives from. Pure parsing: no I/O, no feature k
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from datetime import UTC, datetime, time
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
+# Ten years: beyond any interval or window that makes sense, and within what timedelta and the
+# scheduler can hold (a "1e20" interval would otherwise crash the scheduler at start).
+MAX_DURATION_SECONDS = 3650 * 86_400.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -34,7 +38,20 @@ def parse_duration(value: object) -> float:
         raise ValueError(f'expected a duration like "5s", got {value!r}')
     if seconds < 0:
         raise ValueError(f"must not be negative, got {value!r}")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_SECONDS:  # "nan", "inf", "1e20" parse as floats
+        raise ValueError(f"expected a duration of at most {MAX_DURATION_SECONDS // 86_400:.0f}d, got {value!r}")
     return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration for messages, as it would be written: ``"2m"``, ``"1m30s"``, ``"12h"``, ``"0.5s"``."""
+    if seconds <= 0 or seconds != int(seconds):
+        return f"{seconds:g}s"
+    out, rest = "", int(seconds)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        out += f"{count}{unit}" if count else ""
+    return out
 
 
 def _positive(seconds: float) -> float:
@@ -43,11 +60,28 @@ def _positive(seconds: float) -> float:
     return seconds
 
 
+def shown_url(value: str) -> str:
+    """``value`` for an error message: a password in its userinfo (``https://u:p@h``) becomes ``***``."""
+    netloc = re.split(r"[/?#]", value.partition("://")[2], maxsplit=1)[0]
+    userinfo, at, _host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        return value.replace(userinfo + "@", userinfo.split(":", 1)[0] + ":***@", 1)
+    return value
+
+
 def http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL, got {value!r}")
+        raise ValueError(f"expected an http(s) URL, got {shown_url(value)!r}")
     return value.rstrip("/")
+
+
+def url_path(value: str) -> str:
+    # Appended to api.base_url as text: without its leading "/", "health" would make
+    # "https://api.example.orghealth", another host (which the Bearer token would be sent to).
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise ValueError(f'expected a path starting with "/" like "/api/health", got {value!r}')
+    return value
 
 
 def listen_address(value: str) -> str:
@@ -75,6 +109,8 @@ def _secret_url(value: SecretStr) -> SecretStr:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 HttpUrl = Annotated[str, AfterValidator(http_url)]
+UrlPath = Annotated[str, AfterValidator(url_path)]
+HttpStatus = Annotated[int, Field(ge=100, le=599)]
 SecretHttpUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
 Severity = Literal["info", "warn", "crit"]
 
@@ -107,6 +143,11 @@ def parse_clock_time(value: str) -> time:
 def yaml_instant(value: object) -> object:
     # Unquoted YAML turns 2026-03-01T02:00:00Z into a datetime; accept it as the text it was.
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def yaml_id(value: object) -> object:
+    # A Telegram chat id is a number (-100200300): unquoted in YAML it is read as an int.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def yaml_clock_time(value: object) -> object:

@@ -16,6 +16,7 @@ import logging
 import random
 import secrets
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from exporter.clock import SystemClock
@@ -30,8 +31,20 @@ log = logging.getLogger(__name__)
 
 DEMO_EMAIL = "demo-monitor@localhost"
 TRICKLE_SECONDS = 4.0  # one round of contract events this often
-DEMO_CHECK_INTERVAL = 10.0
-DEMO_HOST = "127.0.0.1"  # the default 60 s would make a 20 s demo show a single round
+DEMO_CHECK_INTERVAL = 10.0  # the default 60 s would make a 20 s demo show a single round
+DEMO_HOST = "127.0.0.1"
+# The variables of settings the demo supplies itself (its simulator, chain and store), ignored when set.
+SUPPLIED_ENV = tuple(
+    variable
+    for name in ("API_BASE", "JWT_MONITOR_EMAIL", "JWT_MONITOR_PASS", "POLYGON_RPC_URL", "DATABASE_URL")
+    for variable in (name, f"{name}_FILE")
+)
+
+
+def demo_environment(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``env`` without the variables the demo supplies itself, and the names of those that were set."""
+    ignored = sorted(name for name in SUPPLIED_ENV if env.get(name))
+    return {name: value for name, value in env.items() if name not in SUPPLIED_ENV}, ignored
 
 
 def _trickle(chain: DevChain, stop: threading.Event) -> None:
@@ -64,7 +77,13 @@ def demo_config(
         start_block=0,
         poll_interval=min(base.listener.poll_interval, 2.0),
     )
-    tree["checks"]["interval"] = min(base.checks.interval, DEMO_CHECK_INTERVAL)
+    interval = min(base.checks.interval, DEMO_CHECK_INTERVAL)
+    tree["checks"]["interval"] = interval
+    # A round must fit its checks' deadlines (the configuration refuses one that does not).
+    tree["checks"]["timeout"] = min(base.checks.timeout, interval)
+    for item in tree["checks"]["items"]:
+        if item["timeout"] is not None:
+            item["timeout"] = min(item["timeout"], interval)
     tree["store"].update(url=None, sqlite_path=str(workdir / "demo.db"))
     # Loopback unless asked otherwise: the demo has no web configuration, so nobody else should reach it.
     tree["server"]["listen"] = listen or f"{DEMO_HOST}:{base.server.listen.rpartition(':')[2]}"
@@ -72,12 +91,18 @@ def demo_config(
     return Config.model_validate(tree)
 
 
-def run(args: argparse.Namespace, base: Config) -> int:
+def run(args: argparse.Namespace, base: Config, ignored_env: Sequence[str] = ()) -> int:
+    """Run the demo; ``ignored_env`` names the variables of ``SUPPLIED_ENV`` the shell had set."""
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     _discard_old_store(workdir / "demo.db")
     password = secrets.token_urlsafe(18)
     setup_logging(fmt=args.log_format or base.log.format, level=base.log.level, secrets=[password])
+    if ignored_env:
+        log.info(
+            "demo: ignoring %s from the environment: the demo brings its own API, chain and store",
+            ", ".join(ignored_env),
+        )
     try:
         faults = [parse_fail_flag(flag) for flag in args.fail]
     except ValueError as exc:

@@ -2,8 +2,9 @@
 
 The file maps a contract name to ``{"address": "0x…", "abi": [...]}`` (SPEC §3). Every problem
 (missing file, bad JSON, missing contract, bad address, malformed ABI, an ABI type eth-abi does
-not know) raises ``ContractsConfigError`` with one line naming the file, the contract and the
-ABI entry. Not for decoding logs: ``decode.py`` turns an ``EventSpec`` into a decoder.
+not know, an event of ``listener.event_types`` that no ABI declares) raises ``ContractsConfigError``
+with one line naming the file, the contract and the ABI entry. Not for decoding logs: ``decode.py``
+turns an ``EventSpec`` into a decoder.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ from eth_utils.crypto import keccak
 from exporter.config import ConfigError
 
 REQUIRED_CONTRACTS = ("IdentityNFT", "ProofRegistry", "FailSafe")  # SPEC §1
+# Where SPEC §1 declares each followed event, to name the ABI that lacks one.
+SPEC_EVENT_CONTRACTS = {
+    "MintingEvent": "IdentityNFT",
+    "CancelamentoEvent": "IdentityNFT",
+    "CancelamentoSimples": "IdentityNFT",
+    "ProofRegistered": "ProofRegistry",
+    "ProofRevoked": "ProofRegistry",
+    "ProofStoredDual": "ProofRegistry",
+    "FailsafeEvent": "FailSafe",
+}
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -140,7 +151,22 @@ def parse_contracts(
                 f"{source}: {spec.contract}: event {spec.signature} declared twice for {spec.address}"
             )
         seen[key] = spec
+    _require_followed_events(specs, source, event_types)
     return specs
+
+
+def _require_followed_events(specs: list[EventSpec], source: str, event_types: Mapping[str, str]) -> None:
+    """Every event ``listener.event_types`` names must be in an ABI: one that is not would never be
+    fetched nor stored, and nothing would say so (the seed's listener lost ``ProofStoredDual`` so)."""
+    declared = {spec.name for spec in specs}
+    for event in event_types:
+        if event not in declared:
+            contract = SPEC_EVENT_CONTRACTS.get(event)
+            where = f"{source}: {contract}.abi" if contract else f"{source}: no contract's abi"
+            raise ContractsConfigError(
+                f"{where}: lacks the followed event {event} (listener.event_types.{event}; "
+                "remove it there if it is not to be followed)"
+            )
 
 
 def load_contracts(

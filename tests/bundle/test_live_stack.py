@@ -75,7 +75,7 @@ def _exporter_config(path: Path, simulator_url: str, database_url: str) -> Path:
             {
                 "store": {"url": database_url},
                 "api": {"base_url": simulator_url, "email": EMAIL},
-                "checks": {"interval": "1s", "timeout": "2s"},
+                "checks": {"interval": "1s", "timeout": "1s"},
                 # The listener runs elsewhere (the seed's separate worker): this exporter only checks
                 # its heartbeat, which the stack fixture writes.
                 "listener": {"enabled": True},

@@ -123,10 +123,18 @@ def test_objectives_from_the_configuration_reach_the_rules() -> None:
     [
         {},
         {"slo": {"uptime_target": 99.9, "window": "30d"}},
-        {"checks": {"interval": "1s"}, "slo": {"latency_ms": 250}},
+        {"checks": {"interval": "1s", "timeout": "1s"}, "slo": {"latency_ms": 250}},
         {"checks": {"include_defaults": False}, "alerting": {"failure_threshold": 1}},
+        {
+            "checks": {
+                "items": [
+                    {"name": name, "url": "https://a.test/", "severity": severity}
+                    for name, severity in (("Site-1_a.b", "crit"), ("0.x--y__z", "info"), ("a", "crit"))
+                ]
+            }
+        },
     ],
-    ids=["defaults", "30d-99.9", "fast-checks", "no-checks-declared"],
+    ids=["defaults", "30d-99.9", "fast-checks", "no-checks-declared", "every-allowed-name-character"],
 )
 def test_generated_rules_pass_promtool(settings: dict[str, object], tmp_path: Path) -> None:
     rules = tmp_path / "slo.yml"

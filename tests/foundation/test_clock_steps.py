@@ -232,7 +232,7 @@ def test_a_wedged_job_makes_healthz_and_readyz_fail_naming_it(tmp_path: Path, si
         shutdown(rt, server, time.monotonic() + 9)
 
 
-def test_job_metrics_name_the_job_in_scheduler_job(registry: CollectorRegistry, metrics: Metrics) -> None:
+def test_job_metrics_name_the_job_in_the_task_label(registry: CollectorRegistry, metrics: Metrics) -> None:
     clock = ManualClock()
     scheduler = Scheduler(metrics, clock)
     scheduler.add(Job("store", lambda: None, 5))
@@ -243,10 +243,10 @@ def test_job_metrics_name_the_job_in_scheduler_job(registry: CollectorRegistry, 
     finally:
         assert scheduler.stop(5)
     last_success = "blocktrust_scheduler_job_last_success_timestamp_seconds"
-    assert registry.get_sample_value(last_success, {"scheduler_job": "store"}) == clock.now().timestamp()
-    assert registry.get_sample_value(last_success, {"scheduler_job": "broken"}) is None  # never succeeded
+    assert registry.get_sample_value(last_success, {"task": "store"}) == clock.now().timestamp()
+    assert registry.get_sample_value(last_success, {"task": "broken"}) is None  # never succeeded
     interval = "blocktrust_scheduler_job_interval_seconds"
-    assert registry.get_sample_value(interval, {"scheduler_job": "broken"}) == 5
+    assert registry.get_sample_value(interval, {"task": "broken"}) == 5
 
 
 # ------------------------------------------------------------------------------ reminders, maintenance

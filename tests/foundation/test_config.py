@@ -9,7 +9,18 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from exporter.config import ENV_VARS, SECRET_ENV_VARS, Config, ConfigError, load_config, parse_duration
+from exporter.config import (
+    CHECK_NAME_CHARSET,
+    ENV_VARS,
+    HEARTBEAT_CHECK,
+    SECRET_ENV_VARS,
+    Config,
+    ConfigError,
+    check_name_problem,
+    default_checks,
+    load_config,
+    parse_duration,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,3 +149,78 @@ def test_errors_are_one_line() -> None:
 def test_a_password_in_api_base_is_a_secret_in_both_forms() -> None:
     config = load_config(None, env={"API_BASE": "https://monitor:p%40ss@api.example.org"})
     assert {"p%40ss", "p@ss"} <= set(config.secrets())
+
+
+def test_a_doubled_dollar_stays_a_literal_and_a_default_may_hold_a_brace_free_url(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  sqlite_path: /tmp/$${HOME}/x.db\napi:\n  base_url: ${API_URL:-https://api.test}\n")
+    config = load_config(path, env={})
+    assert (config.store.sqlite_path, config.api.base_url) == ("/tmp/${HOME}/x.db", "https://api.test")
+
+
+def test_every_name_the_exporter_writes_itself_is_reserved() -> None:
+    """The heartbeat, the listener's reorg incident and the SLO report's incidents: a check named so
+    would pass for them (rows for the heartbeat, incidents resolved by the SLO report)."""
+    from exporter.runtime import LISTENER_INCIDENT
+    from exporter.slo import INCIDENT_PREFIX
+
+    for name in (HEARTBEAT_CHECK, LISTENER_INCIDENT, INCIDENT_PREFIX + "api.health", "listener.anything"):
+        assert check_name_problem(name), name
+    for spec in default_checks():
+        assert check_name_problem(spec.name) is None, spec.name
+
+
+@pytest.mark.parametrize("name", ["a`b", 'a"b', "a'b", "a{b}", "a\tb", "a\x7fb", "a b", ".a", "-a", "a|b", "é"])
+def test_check_names_outside_the_charset_are_refused(name: str) -> None:
+    assert check_name_problem(name) == f"{name!r} is not a valid check name: use {CHECK_NAME_CHARSET}"
+
+
+def test_a_duplicate_key_deep_in_a_list_names_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "alerting:\n  maintenance:\n    - days: [sun]\n      from: '02:00'\n      to: '03:00'\n      to: '04:00'\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == f"{path}:6: alerting.maintenance[0].to: duplicate key (first at line 5)"
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "checks:\n  items:\n"
+        "    - &base {name: a.one, url: 'https://a.test/', severity: crit}\n"
+        "    - <<: *base\n      name: a.two\n"
+    )
+    assert [c.name for c in load_config(path, env={}).checks.items] == ["a.one", "a.two"]
+
+
+def test_the_default_timeout_need_not_fit_when_no_check_uses_it() -> None:
+    settings = {
+        "interval": "3s",
+        "include_defaults": False,
+        "items": [{"name": "a.b", "url": "https://a.test/", "timeout": "2s"}],
+    }
+    assert Config.model_validate({"checks": settings}).checks.interval == 3
+    with pytest.raises(ValueError, match=r"is shorter than checks\.timeout"):
+        Config.model_validate({"checks": {**settings, "include_defaults": True}})
+
+
+def test_an_unquoted_telegram_chat_id_is_its_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("alerting:\n  telegram:\n    bot_token: '1:abc'\n    chat_id: -100200300\n")
+    assert load_config(path, env={}).alerting.telegram.chat_id == "-100200300"
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e20", "3651d"])
+def test_durations_are_finite_and_at_most_ten_years(text: str) -> None:
+    with pytest.raises(ValueError, match=r"at most 3650d|must not be negative"):
+        parse_duration(text)
+
+
+def test_a_recursive_alias_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("checks:\n  items: &loop [*loop]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value).startswith(f"{path}: checks.items[0]")

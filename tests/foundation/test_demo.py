@@ -137,3 +137,21 @@ def test_a_failing_endpoint_shows_its_notice_in_the_terminal_within_two_rounds(t
     third_round = next((i for i, line in enumerate(lines) if 'msg="round 3:' in line), len(lines))
     assert notice < third_round, "the notice came later than two rounds:\n" + output
     assert "(failing: api.stats)" in output
+
+
+def test_the_demo_ignores_the_deployment_variables_of_the_shell(tmp_path: Path) -> None:
+    """A shell set up for a real deployment (POLYGON_RPC_URL, DATABASE_URL...) used to make the demo
+    exit 2: it brings its own chain, API and store, so it ignores those variables and says so."""
+    env = {
+        "POLYGON_RPC_URL": "https://polygon.example/v3/0123456789abcdef",
+        "DATABASE_URL": "mysql://monitor:hunter2@db.example.org/blocktrust",
+        "JWT_MONITOR_PASS_FILE": "/nonexistent/blocktrust/password",
+    }
+    args = ["demo", "--duration", "60s", "--workdir", str(tmp_path / "demo")]
+    with ExporterProcess(args, cwd=tmp_path, env=env) as exporter:
+        body = _wait_for_all_checks(exporter)
+        code, _ = exporter.stop()
+        assert code == 0, exporter.output
+    assert {name: _check_up(body)[name] for name in NINE} == dict.fromkeys(NINE, 1.0)
+    assert "demo: ignoring DATABASE_URL, JWT_MONITOR_PASS_FILE, POLYGON_RPC_URL from the environment" in exporter.output
+    assert "0123456789abcdef" not in exporter.output

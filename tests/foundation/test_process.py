@@ -39,6 +39,23 @@ def test_promtool_finds_nothing_to_complain_about_in_metrics(tmp_path: Path) -> 
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
 
 
+def test_a_real_scrape_has_process_metrics_no_created_series_and_no_target_labels(tmp_path: Path) -> None:
+    """Issue 13, acceptance 8, on what Prometheus would really read (after the jobs ran once)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with ExporterProcess(
+        ["run", "--config", "/dev/null"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}, cwd=tmp_path
+    ) as exporter:
+        exporter.wait_ready()
+        body = exporter.metrics()
+    samples = [s for family in text_string_to_metric_families(body) for s in family.samples]
+    assert next(s.value for s in samples if s.name == "process_start_time_seconds") > 0
+    assert any(s.name == "python_info" for s in samples)
+    assert any(s.name == "blocktrust_job_runs_total" and "task" in s.labels for s in samples), body
+    assert [s.name for s in samples if s.name.endswith("_created")] == []
+    assert [s for s in samples if {"job", "instance"} & set(s.labels)] == []
+
+
 def test_readyz_is_503_while_the_store_is_unreachable(tmp_path: Path) -> None:
     env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
     with ExporterProcess(["run", "--config", "/dev/null"], env=env, cwd=tmp_path) as exporter:

@@ -172,3 +172,47 @@ def test_short_derived_fragments_are_not_masked_alone(secret: str, text: str) ->
     redact = Redactor([secret])
     assert redact(text) == text
     assert redact(f"posting to {secret}") == f"posting to {MASK}"
+
+
+SLACK_KEYED = "https://hooks.slack.test/services/T0001ABCD/B0002EFGH/abcDEF123ghiJKL456mnoPQR"
+RPC_KEYED = "https://polygon-mainnet.rpc.test/v3/0123456789abcdef0123456789abcdef"
+HOOK_UUID = "https://hooks.test/api/v1/webhooks/Incoming/sendMessage/6f1c2a9e-0b7d-4c1e-9a55-3d2f8e7b1c40"
+RPC_USER = "https://Key5ecretUser@rpc.test/"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # What a far end says when it echoes one segment of the path back, alone.
+        ("HTTP 404: no_service abcDEF123ghiJKL456mnoPQR", f"HTTP 404: no_service {MASK}"),
+        ("invalid team T0001ABCD, channel B0002EFGH", f"invalid team {MASK}, channel {MASK}"),
+        (
+            '{"error": "project id 0123456789abcdef0123456789abcdef not found"}',
+            f'{{"error": "project id {MASK} not found"}}',
+        ),
+        ("unknown hook 6f1c2a9e-0b7d-4c1e-9a55-3d2f8e7b1c40", f"unknown hook {MASK}"),
+        ("user Key5ecretUser is not allowed", f"user {MASK} is not allowed"),
+        ("tail B0002EFGH/abcDEF123ghiJKL456mnoPQR", f"tail {MASK}/{MASK}"),
+        # The words of those URLs' form stay readable.
+        *((word, word) for word in ("services", "api", "v1", "v3", "webhooks", "hooks", "Incoming", "sendMessage")),
+        (
+            "GET https://api.example.org/api/v1/services/health 200",
+            "GET https://api.example.org/api/v1/services/health 200",
+        ),
+    ],
+)
+def test_each_key_bearing_path_segment_is_masked_alone(text: str, expected: str) -> None:
+    assert Redactor([SLACK_KEYED, RPC_KEYED, HOOK_UUID, RPC_USER])(text) == expected
+
+
+def test_a_pool_of_rpc_urls_masks_each_key() -> None:
+    pool = "https://a.rpc.test/v2/FirstKey123456,https://b.rpc.test/?apikey=SecondKey7890"
+    redact = Redactor([pool])
+    assert redact("a said FirstKey123456; b said SecondKey7890") == f"a said {MASK}; b said {MASK}"
+
+
+def test_a_database_url_path_and_user_stay_readable() -> None:
+    redact = Redactor(["postgresql://monitor:pa55w0rd-secret@db.internal:5432/blocktrust"])
+    assert (
+        redact("role monitor on blocktrust, password pa55w0rd-secret") == f"role monitor on blocktrust, password {MASK}"
+    )

@@ -34,8 +34,8 @@ def test_a_raising_job_is_counted_and_the_others_keep_running(registry: Collecto
     scheduler.start()
     _wait(lambda: runs["bad"] >= 3 and runs["good"] >= 3)
     assert scheduler.stop(5)
-    errors = registry.get_sample_value("blocktrust_job_runs_total", {"job": "bad", "outcome": "error"})
-    successes = registry.get_sample_value("blocktrust_job_runs_total", {"job": "good", "outcome": "success"})
+    errors = registry.get_sample_value("blocktrust_job_runs_total", {"task": "bad", "outcome": "error"})
+    successes = registry.get_sample_value("blocktrust_job_runs_total", {"task": "good", "outcome": "success"})
     assert errors is not None and errors >= 3
     assert successes is not None and successes >= 3
 

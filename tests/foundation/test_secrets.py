@@ -13,6 +13,7 @@ import requests
 
 from tests.support.contracts import write_fake_contracts_config
 from tests.support.exporter_process import ExporterProcess
+from tests.support.http_receiver import HttpReceiver, Reply, refused_url
 
 # Each test runs the exporter as a process and reads everything it printed.
 pytestmark = pytest.mark.slow
@@ -120,3 +121,48 @@ def test_a_password_in_api_base_is_masked_in_check_config_and_the_banner(tmp_pat
         exporter.stop()
     assert "api:         https://api.example.org" in exporter.output
     assert f"{SENTINEL}-basic" not in check.stdout + check.stderr + exporter.output
+
+
+def test_a_key_the_far_end_echoes_back_alone_is_masked(tmp_path: Path) -> None:
+    """Slack, a webhook, Telegram and the RPC node answer an error whose body is the key from the
+    URL's path (or its user), alone: the exporter logs that body, masked (issue 13, acceptance 7)."""
+    keys = {
+        "slack": f"{SENTINEL}-slack-key",
+        "webhook": f"{SENTINEL}-webhook-key",
+        "telegram": f"{SENTINEL}-telegram",
+        "rpc": f"{SENTINEL}-rpc-key",
+    }
+    receivers = {name: HttpReceiver(default=Reply(400, key)) for name, key in keys.items()}
+    try:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "API_BASE": refused_url().rstrip("/"),
+            "JWT_MONITOR_EMAIL": "monitor@example.org",
+            "JWT_MONITOR_PASS": "x" * 8,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
+            "POLYGON_RPC_URL": f"{receivers['rpc'].url}/v2/{keys['rpc']}",
+            "ALERT_SLACK_WEBHOOK": f"{receivers['slack'].url}/services/T0/B0/{keys['slack']}",
+            "ALERT_WEBHOOK_URL": f"{receivers['webhook'].url}/hooks/{keys['webhook']}/notify",
+            "ALERT_TELEGRAM_BOT": f"123456:{keys['telegram']}",
+            "ALERT_TELEGRAM_CHAT": "-100200300",
+        }
+        contracts = write_fake_contracts_config(tmp_path / "contracts_config.json")
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "checks:\n  interval: 2s\n  timeout: 1s\n"
+            f"alerting:\n  failure_threshold: 1\n  telegram:\n    base_url: {receivers['telegram'].url}\n"
+            f"listener:\n  contracts_config: {contracts}\n"
+        )
+        with ExporterProcess(["run", "--config", str(config)], env=env, cwd=tmp_path) as exporter:
+            deadline = time.monotonic() + 30
+            while exporter.read_log().count("not delivered") < 3:
+                assert time.monotonic() < deadline and exporter.proc.poll() is None, exporter.read_log()
+                time.sleep(0.1)
+            exporter.stop()
+    finally:
+        for receiver in receivers.values():
+            receiver.close()
+    assert receivers["rpc"].requests, "the listener never called the RPC node"
+    assert "HTTP 400: ***" in exporter.output, exporter.output
+    for key in keys.values():
+        assert key not in exporter.output, key

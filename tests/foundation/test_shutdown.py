@@ -57,7 +57,7 @@ def test_sigterm_finishes_the_round_in_flight_and_loses_nothing(tmp_path: Path) 
     config = tmp_path / "config.yaml"
     config.write_text(
         "checks:\n  interval: 3s\n  include_defaults: false\n  items:\n"
-        f"    - name: slow.page\n      url: http://127.0.0.1:{target.server_address[1]}/\n      timeout: 5s\n"
+        f"    - name: slow.page\n      url: http://127.0.0.1:{target.server_address[1]}/\n      timeout: 3s\n"
         f"listener:\n  enabled: false\nstore:\n  sqlite_path: {tmp_path}/store.db\n"
     )
     try:
