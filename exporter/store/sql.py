@@ -24,6 +24,7 @@ from exporter.store.base import (
     Incident,
     SloRow,
     StoreError,
+    StoreTimeouts,
 )
 from exporter.store.schema import MIGRATIONS, Migration
 
@@ -88,11 +89,17 @@ class SqlStore(ABC):
 
     kind: str = "sql"
     placeholder: str = "%s"
+    _timeouts: StoreTimeouts
 
     # ----------------------------------------------------------------- subclass hooks
     @abstractmethod
-    def _connection(self) -> AbstractContextManager[Any]:
-        """A connection for one transaction; driver errors must surface as ``StoreError``."""
+    def _connection(self, timeout: float | None = None) -> AbstractContextManager[Any]:
+        """A connection for one transaction that must end within ``timeout`` seconds (None: the
+        call deadline, ``StoreTimeouts.call``); driver errors, a missed deadline included, must
+        surface as ``StoreError`` (``SchemaMissingError`` for a table that does not exist)."""
+
+    def _allow_long_statements(self, cursor: Any, seconds: float) -> None:  # noqa: B027 - a hook
+        """Hook: let this transaction's statements (and lock waits) run up to ``seconds`` each."""
 
     @abstractmethod
     def _migration_statements(self, migration: Migration) -> Sequence[str]: ...
@@ -147,8 +154,8 @@ class SqlStore(ABC):
         return text if self.placeholder == "%s" else text.replace("%s", self.placeholder)
 
     @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self._connection() as conn:
+    def _tx(self, timeout: float | None = None) -> Iterator[Any]:
+        with self._connection(timeout) as conn:
             cursor = conn.cursor()
             try:
                 yield cursor
@@ -166,7 +173,10 @@ class SqlStore(ABC):
 
     # ----------------------------------------------------------------- schema
     def migrate(self) -> int:
-        with self._tx() as cur:
+        # Adopting a large seed database rewrites and indexes its events: the migration deadline,
+        # not the everyday one.
+        with self._tx(self._timeouts.migration) as cur:
+            self._allow_long_statements(cur, self._timeouts.migration)
             self._lock_migrations(cur)
             self._execute(
                 cur,
