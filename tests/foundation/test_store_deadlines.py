@@ -26,6 +26,7 @@ from exporter.runtime import store_timeouts
 from exporter.store import Checkpoint, CheckResult, EventRecord, Store, StoreError, StoreTimeouts, open_store
 from exporter.store.base import Store as StoreProtocol
 from exporter.store.postgres import _Pool, connect_kwargs
+from exporter.store.sql import SqlStore
 from tests.support.tcp_proxy import TcpProxy
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -76,7 +77,7 @@ def _outcome(call: Callable[[], object]) -> BaseException | object:
     def run() -> None:
         try:
             done.append(call())
-        except BaseException as exc:  # noqa: BLE001 - handed to the test to judge
+        except BaseException as exc:  # handed to the test to judge
             done.append(exc)
 
     worker = threading.Thread(target=run, daemon=True)
@@ -87,13 +88,13 @@ def _outcome(call: Callable[[], object]) -> BaseException | object:
 
 
 @contextmanager
-def _proxied_store(postgres_url: str, **options: int) -> Iterator[tuple[Store, TcpProxy]]:
+def _proxied_store(postgres_url: str, pool_size: int = 4) -> Iterator[tuple[Store, TcpProxy]]:
     setup = open_store(postgres_url)
     setup.migrate()
     setup.close()
     database = postgres_url.rsplit("/", 1)[1]
     with TcpProxy("127.0.0.1", 5432) as proxy:
-        store = open_store(f"postgresql://postgres@{proxy.address}/{database}", timeouts=FAST, **options)
+        store = open_store(f"postgresql://postgres@{proxy.address}/{database}", timeouts=FAST, pool_size=pool_size)
         try:
             yield store, proxy
         finally:
@@ -210,10 +211,11 @@ def test_a_call_on_a_locked_sqlite_database_fails_by_its_busy_timeout(name: str,
 
 def test_a_sqlite_statement_running_past_the_call_deadline_is_interrupted(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/store.db", timeouts=FAST)
+    assert isinstance(store, SqlStore)
     endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT COUNT(*) FROM n"
 
     def run_endless() -> None:
-        with store._tx() as cur:  # noqa: SLF001 - the dialect's own deadline, with a statement that never ends
+        with store._tx() as cur:  # the dialect's own deadline, with a statement that never ends
             cur.execute(endless)
 
     try:
