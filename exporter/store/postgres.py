@@ -110,6 +110,8 @@ class DeadlineWatchdog:
         self._cond = threading.Condition()
         self._armed: set[Alarm] = set()
         self._thread: threading.Thread | None = None
+        self._wakes_at = math.inf  # when the thread looks next (monotonic); inf: not before notified
+        self._closing = False
 
     @contextmanager
     def guard(self, conn: Any, deadline: float) -> Iterator[Alarm]:
@@ -121,19 +123,30 @@ class DeadlineWatchdog:
             return
         with self._cond:
             self._armed.add(alarm)
+            self._closing = False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="store-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if deadline < self._wakes_at:  # rarely: deadlines mostly come in the order they expire
+                self._cond.notify()
         try:
             yield alarm
         finally:
             with self._cond:
                 self._armed.discard(alarm)
 
+    def close(self) -> None:
+        """End the watchdog's thread once no call is armed (a later call starts it again)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+
     def _run(self) -> None:
         with self._cond:
             while True:
+                if self._closing and not self._armed:
+                    self._thread = None
+                    return
                 now = time.monotonic()
                 for alarm in [a for a in self._armed if a.deadline <= now]:
                     self._armed.discard(alarm)
@@ -141,8 +154,8 @@ class DeadlineWatchdog:
                     # Under the lock: ``guard`` cannot return (and the connection be reused or
                     # closed, its descriptor recycled) while its socket is being shut down.
                     _shut_down_socket(alarm.conn)
-                earliest = min((a.deadline for a in self._armed), default=None)
-                self._cond.wait(None if earliest is None else max(0.0, earliest - now))
+                self._wakes_at = min((a.deadline for a in self._armed), default=math.inf)
+                self._cond.wait(None if math.isinf(self._wakes_at) else max(0.0, self._wakes_at - now))
 
 
 class Alarm:
@@ -323,6 +336,7 @@ class PostgresStore(SqlStore):
                 _close_quietly(conn)
             self._leaders.clear()
         self._pool.close()
+        self._watchdog.close()
 
     # ------------------------------------------------------------------ dialect hooks
     def _migration_statements(self, migration: Migration) -> Sequence[str]:
