@@ -147,7 +147,12 @@ class SloRow:
 
 
 class Store(Protocol):
-    """What the exporter needs from a database. All datetimes in and out are aware UTC."""
+    """What the exporter needs from a database. All datetimes in and out are aware UTC.
+
+    Every method that reaches the database returns, or raises ``StoreError``, within the deadlines
+    the store was opened with (``StoreTimeouts``): a database that hangs fails like one that is
+    down, so no caller (the writer thread, the listener, the alert engine's ledger, a probe) can
+    be held by it for longer."""
 
     kind: str  # "postgresql" or "sqlite", for logs and the banner
 
