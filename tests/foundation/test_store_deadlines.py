@@ -27,6 +27,7 @@ from exporter.store import Checkpoint, CheckResult, EventRecord, Store, StoreErr
 from exporter.store.base import Store as StoreProtocol
 from exporter.store.postgres import _Pool, connect_kwargs
 from exporter.store.sql import SqlStore
+from exporter.store.sqlite import SqliteStore
 from tests.support.tcp_proxy import TcpProxy
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -224,4 +225,30 @@ def test_a_sqlite_statement_running_past_the_call_deadline_is_interrupted(tmp_pa
         assert "no answer within 0.5s" in str(outcome)
         store.migrate()  # the connection is usable again
     finally:
+        store.close()
+
+
+def test_a_sqlite_call_waiting_behind_a_hung_one_gives_up_after_pool_timeout(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/store.db", timeouts=StoreTimeouts(call=HANG, pool=0.2))
+    assert isinstance(store, SqliteStore)
+    store.migrate()
+    inside = threading.Event()
+    endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT COUNT(*) FROM n"
+
+    def hold_the_connection() -> None:
+        with store._tx() as cur:
+            inside.set()
+            cur.execute(endless)  # until interrupted below (else at its own long deadline)
+
+    holder = threading.Thread(target=lambda: _outcome(hold_the_connection), daemon=True)
+    holder.start()
+    try:
+        assert inside.wait(HANG)
+        outcome = _outcome(store.ping)
+        assert isinstance(outcome, StoreError)
+        assert "no turn within 0.2s" in str(outcome)
+    finally:
+        assert store._conn is not None
+        store._conn.interrupt()
+        holder.join(HANG)
         store.close()

@@ -60,7 +60,9 @@ def test_a_store_back_after_start_is_migrated_and_gets_the_buffered_results(post
             "SELECT COUNT(*), COUNT(DISTINCT uid) FROM monitor_metrics WHERE check_name = 'self.health' AND ts < %s",
             (restored_at,),
         )
-        during_outage, distinct = cur.fetchone()
+        found = cur.fetchone()
+        assert found is not None
+        during_outage, distinct = found
     conn.close()
     assert during_outage == distinct >= buffered  # results of the outage arrived, each once
 
@@ -106,5 +108,7 @@ def test_a_store_that_hangs_holds_back_no_check_and_loses_no_result(postgres_url
     assert code == 0, exporter.output
     with closing(psycopg2.connect(postgres_url)) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM monitor_metrics WHERE check_name = 'self.health'")
-        rows, distinct = cur.fetchone()
+        found = cur.fetchone()
+    assert found is not None
+    rows, distinct = found
     assert rows == distinct >= runs  # every run recorded, each once (runs after the last read too)
