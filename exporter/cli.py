@@ -141,7 +141,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     config = load(args, with_checks=False)
     setup_logging(fmt=config.log.format, level="warning", secrets=config.secrets())
-    store = make_store(config)
+    store = make_store(config, read_only=True)  # reading creates nothing: no SQLite file, no schema
     try:
         return report_command(store, config.slo, SystemClock(), args, sys.stdout)
     except StoreError as exc:

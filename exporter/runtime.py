@@ -23,7 +23,7 @@ from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.notifier import build_notifier
 from exporter.banner import banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
-from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError
+from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
 from exporter.probes.runner import CheckRound, resolve_checks
@@ -34,7 +34,7 @@ from exporter.scheduler import Job, Scheduler
 from exporter.server import HttpServer
 from exporter.slo import SloReporter
 from exporter.status import StatusBuilder, status_routes
-from exporter.store import Store, StoreError, open_store
+from exporter.store import Store, StoreError, StoreTimeouts, open_store
 from exporter.store.base import CheckResult
 from exporter.store.buffer import BufferedWriter
 from exporter.web import WebConfigError, WebSecurity, load_web_config
@@ -63,14 +63,30 @@ class ExitError(Exception):
         self.code = code
 
 
-def make_store(config: Config) -> Store:
+def store_timeouts(settings: StoreSettings) -> StoreTimeouts:
+    """The deadlines of ``store.*_timeout``."""
+    return StoreTimeouts(
+        call=settings.call_timeout,
+        statement=settings.statement_timeout,
+        lock=settings.lock_timeout,
+        pool=settings.pool_timeout,
+        connect=settings.connect_timeout,
+        idle_in_transaction=settings.idle_in_transaction_timeout,
+        tcp_user=settings.tcp_user_timeout,
+        migration=settings.migration_timeout,
+    )
+
+
+def make_store(config: Config, *, read_only: bool = False) -> Store:
+    """The configured store (``read_only``: for commands that only read; see ``open_store``)."""
     url = config.store.url.get_secret_value() if config.store.url is not None else None
     try:
         return open_store(
             url,
             sqlite_path=config.store.sqlite_path,
             pool_size=config.store.pool_size,
-            connect_timeout=config.store.connect_timeout,
+            timeouts=store_timeouts(config.store),
+            read_only=read_only,
         )
     except ValueError as exc:
         raise ExitError(f"{config.source}: store.url: {exc}", EXIT_USAGE) from None
@@ -122,7 +138,7 @@ class Runtime:
             self.metrics.store_write_errors.inc()
             log.error("store unreachable; retrying in %gs error=%r", STORE_RETRY_SECONDS, str(exc))
             return
-        self.writer.flush()
+        self.writer.wake()  # the writer thread retries on its own too; now the schema is there
 
     def healthy(self) -> tuple[bool, str]:
         """``/healthz``: the process answers and no scheduled job is stalled (see ``scheduler.py``)."""
@@ -150,7 +166,7 @@ def build_runtime(config: Config, parts: frozenset[str] = ALL_PARTS, clock: Cloc
     registry = CollectorRegistry()
     metrics = Metrics(registry, slo_latency_seconds=config.slo.latency_ms / 1000, version=exporter_version())
     store = make_store(config)
-    writer = BufferedWriter(store, metrics, capacity=config.store.buffer_size)
+    writer = BufferedWriter(store, metrics, capacity=config.store.buffer_size, retry_seconds=STORE_RETRY_SECONDS)
     rt = Runtime(config, clock, registry, metrics, store, writer, Scheduler(metrics, clock))
     rt.scheduler.add(Job("store", rt.store_job, STORE_RETRY_SECONDS, run_at_start=False))
     try:
@@ -286,6 +302,7 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
+    rt.writer.start()  # results are written off the check thread from now on
     rt.scheduler.start()
     log.info("exporter started version=%s listen=%s", exporter_version(), config.server.listen)
     stop.wait(duration)
@@ -334,6 +351,7 @@ def shutdown(rt: Runtime, server: HttpServer, deadline: float) -> None:
             abandon()
         finished = rt.scheduler.stop(SHUTDOWN_ABANDON_SECONDS)
     _run_before(rt.on_stop, deadline - FLUSH_RESERVE_SECONDS)
+    rt.writer.stop(timeout=0)  # the final flush below takes over (after a write in progress)
     flushed = _flush_before(rt.writer, deadline)
     if not flushed:
         log.error("store unreachable at shutdown; results lost count=%d", len(rt.writer))

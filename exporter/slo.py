@@ -26,7 +26,7 @@ from prometheus_client import Gauge
 from exporter.clock import Clock
 from exporter.config import HEARTBEAT_CHECK, SLO_INCIDENT_PREFIX, SloSettings, parse_duration
 from exporter.metrics import Metrics
-from exporter.store.base import SloRow, Store
+from exporter.store.base import SchemaMissingError, SloRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +268,16 @@ def report_command(store: Store, settings: SloSettings, clock: Clock, args: argp
     """Print the report (``args.window``, ``args.format``) to ``out``; returns the exit code, 0.
 
     A missed objective is a finding, not a failure of the command (1 means a runtime failure
-    throughout the CLI); scripts read ``status`` / ``uptime_ok`` / ``latency_ok`` instead."""
-    report = compute_report(store, settings, clock, args.window)
+    throughout the CLI); scripts read ``status`` / ``uptime_ok`` / ``latency_ok`` instead. A store
+    with no schema yet (nothing was ever recorded in it) gives the empty report and one warning
+    line; ``StoreError`` otherwise."""
+    try:
+        report = compute_report(store, settings, clock, args.window)
+    except SchemaMissingError as exc:
+        log.warning("nothing recorded yet: %s; `run` or `migrate` creates the schema", exc)
+        until = clock.now()
+        since = until - timedelta(seconds=settings.window if args.window is None else args.window)
+        report = build_report([], settings, since, until)
     if args.format == "json":
         json.dump(report.to_dict(), out, indent=2)
         out.write("\n")

@@ -51,7 +51,23 @@ class StoreSettings(Section):
     sqlite_path: str = Field(default="blocktrust-exporter.db", min_length=1)
     pool_size: int = Field(default=4, ge=1, le=64)
     buffer_size: int = Field(default=10_000, ge=1)
+    # Deadlines of store calls (exporter.store.StoreTimeouts; README "Storage"): a store that
+    # stops answering counts as down after these, it never hangs the exporter.
     connect_timeout: Interval = 5.0
+    call_timeout: Interval = 15.0
+    statement_timeout: Interval = 10.0
+    lock_timeout: Interval = 5.0
+    pool_timeout: Interval = 5.0
+    idle_in_transaction_timeout: Interval = 60.0
+    tcp_user_timeout: Interval = 30.0
+    migration_timeout: Interval = 600.0
+
+    @model_validator(mode="after")
+    def _deadlines(self) -> StoreSettings:
+        # The server's own cancel (a clear "statement timeout" error) should come before the client gives up.
+        if self.statement_timeout > self.call_timeout:
+            raise ValueError("statement_timeout must not exceed call_timeout")
+        return self
 
     @field_validator("url")
     @classmethod

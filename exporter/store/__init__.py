@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from exporter.config.database_url import SQLITE_SCHEME, store_url_error
 from exporter.store.base import (
     BlockRef,
@@ -13,9 +15,11 @@ from exporter.store.base import (
     EventRecord,
     Incident,
     ResultBucket,
+    SchemaMissingError,
     SloRow,
     Store,
     StoreError,
+    StoreTimeouts,
 )
 
 __all__ = [
@@ -25,9 +29,11 @@ __all__ = [
     "EventRecord",
     "Incident",
     "ResultBucket",
+    "SchemaMissingError",
     "SloRow",
     "Store",
     "StoreError",
+    "StoreTimeouts",
     "open_store",
 ]
 
@@ -37,20 +43,30 @@ def open_store(
     *,
     sqlite_path: str = "blocktrust-exporter.db",
     pool_size: int = 4,
-    connect_timeout: float = 5.0,
+    timeouts: StoreTimeouts | None = None,
+    connect_timeout: float | None = None,
+    read_only: bool = False,
 ) -> Store:
-    """The store for ``url``; ``None`` means the embedded SQLite file at ``sqlite_path``. Does not migrate."""
-    if url is None:
+    """The store for ``url``; ``None`` means the embedded SQLite file at ``sqlite_path``. Does not migrate.
+
+    ``timeouts``: the deadlines of every call (defaults: ``StoreTimeouts()``); ``connect_timeout``
+    overrides just that one. ``read_only``: for commands that only read (``report``): nothing is
+    created (no SQLite file, folder or schema) and a PostgreSQL session refuses writes.
+    Raises ``ValueError`` for a malformed URL, ``StoreError`` when a SQLite file cannot be opened
+    (``SchemaMissingError`` when ``read_only`` and it does not exist).
+    """
+    deadlines = timeouts or StoreTimeouts()
+    if connect_timeout is not None:
+        deadlines = dataclasses.replace(deadlines, connect=connect_timeout)
+    if url is not None:
+        problem = store_url_error(url)
+        if problem:
+            raise ValueError(problem)
+    if url is None or url.startswith(SQLITE_SCHEME):
         from exporter.store.sqlite import SqliteStore
 
-        return SqliteStore(sqlite_path)
-    problem = store_url_error(url)
-    if problem:
-        raise ValueError(problem)
-    if url.startswith(SQLITE_SCHEME):
-        from exporter.store.sqlite import SqliteStore
-
-        return SqliteStore(url[len(SQLITE_SCHEME) :])
+        path = sqlite_path if url is None else url[len(SQLITE_SCHEME) :]
+        return SqliteStore(path, timeouts=deadlines, create=not read_only)
     from exporter.store.postgres import PostgresStore
 
-    return PostgresStore(url, pool_size=pool_size, connect_timeout=connect_timeout)
+    return PostgresStore(url, pool_size=pool_size, timeouts=deadlines, read_only=read_only)

@@ -29,7 +29,40 @@ def json_text(value: Any) -> str:
 
 
 class StoreError(Exception):
-    """The store could not be reached or refused a statement; the caller may retry later."""
+    """The store could not be reached, did not answer within its deadline, or refused a statement;
+    the caller may retry later. A store that hangs and a store that is down look alike to callers."""
+
+
+class SchemaMissingError(StoreError):
+    """The database has no schema yet (never migrated; for a read-only SQLite store, no file at all)."""
+
+
+@dataclass(frozen=True)
+class StoreTimeouts:
+    """The deadlines of store calls, in seconds (``store.*_timeout`` in the configuration).
+
+    ``call`` bounds one store call once it has a connection: every statement and the commit, on the
+    client side, so a peer that stops answering (a stalled network path, a frozen server) fails the
+    call like a peer that is down. ``statement``, ``lock`` and ``idle_in_transaction`` are enforced
+    by PostgreSQL itself (``statement_timeout``, ``lock_timeout``,
+    ``idle_in_transaction_session_timeout``); ``lock`` is also SQLite's busy timeout. ``pool`` bounds
+    the wait for a free pooled connection (SQLite: for its one connection). ``connect`` is libpq's
+    ``connect_timeout`` (whole seconds, at least 2); ``tcp_user`` is ``tcp_user_timeout`` on both
+    ends (unacknowledged data). ``migration`` replaces ``call`` and ``statement`` for ``migrate``,
+    which may rewrite a large table adopted from the seed.
+    """
+
+    call: float = 15.0
+    statement: float = 10.0
+    lock: float = 5.0
+    pool: float = 5.0
+    connect: float = 5.0
+    idle_in_transaction: float = 60.0
+    tcp_user: float = 30.0
+    migration: float = 600.0
+
+
+DEFAULT_TIMEOUTS = StoreTimeouts()
 
 
 @dataclass(frozen=True)
@@ -124,7 +157,12 @@ class ResultBucket:
 
 
 class Store(Protocol):
-    """What the exporter needs from a database. All datetimes in and out are aware UTC."""
+    """What the exporter needs from a database. All datetimes in and out are aware UTC.
+
+    Every method that reaches the database returns, or raises ``StoreError``, within the deadlines
+    the store was opened with (``StoreTimeouts``): a database that hangs fails like one that is
+    down, so no caller (the writer thread, the listener, the alert engine's ledger, a probe) can
+    be held by it for longer."""
 
     kind: str  # "postgresql" or "sqlite", for logs and the banner
 

@@ -1,9 +1,12 @@
 """The PostgreSQL store: the production backend.
 
-A small thread-safe pool (callers block when all connections are busy, instead of failing; idle
-connections are kept for reuse), batched inserts (``execute_values``; ``COPY`` for the listener's
-events), sessions pinned to UTC, TCP keepalives on both ends so that a dead peer is noticed, and
-advisory locks for migrations and for the single listener leader.
+A small thread-safe pool (callers wait a bounded time when all connections are busy; idle
+connections are kept for reuse and checked before use), batched inserts (``execute_values``;
+``COPY`` for the listener's events), sessions pinned to UTC, advisory locks for migrations and for
+the single listener leader. Every call has a deadline (``StoreTimeouts``): PostgreSQL's own
+statement, lock and idle-in-transaction timeouts, keepalives and ``tcp_user_timeout`` on both ends,
+and a client-side watchdog for a peer that stops answering altogether; a call past its deadline
+raises ``StoreError``, exactly like a server that is down.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
+import socket
 import threading
 import time
 from collections import Counter
@@ -25,7 +30,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from exporter.store.base import SloRow, StoreError
+from exporter.store.base import DEFAULT_TIMEOUTS, SchemaMissingError, SloRow, StoreError, StoreTimeouts
 from exporter.store.schema import Migration
 from exporter.store.sql import DuplicateEventsError, SqlStore, as_utc
 
@@ -47,33 +52,173 @@ def libpq_dsn(url: str) -> str:
     return url
 
 
+def connect_kwargs(timeouts: StoreTimeouts, *, read_only: bool = False) -> dict[str, Any]:
+    """libpq connection parameters: the deadlines of ``timeouts`` on both ends of the connection.
+
+    The server cancels a statement after ``statement_timeout``, gives up waiting for a lock after
+    ``lock_timeout`` and ends a session left idle inside a transaction; keepalives and
+    ``tcp_user_timeout`` on both sides notice a dead peer or path in about half a minute, not after
+    the kernel's two hours (and the server then drops our session and the leader's advisory lock).
+    """
+    server = {
+        "timezone": "UTC",
+        "statement_timeout": _milliseconds(timeouts.statement),
+        "lock_timeout": _milliseconds(timeouts.lock),
+        "idle_in_transaction_session_timeout": _milliseconds(timeouts.idle_in_transaction),
+        "tcp_keepalives_idle": 10,
+        "tcp_keepalives_interval": 5,
+        "tcp_keepalives_count": 3,
+        "tcp_user_timeout": _milliseconds(timeouts.tcp_user),
+    }
+    if read_only:
+        server["default_transaction_read_only"] = "on"
+    return {
+        # libpq counts whole seconds and treats 1 as 2.
+        "connect_timeout": max(2, math.ceil(timeouts.connect)),
+        "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
+        "application_name": "blocktrust-exporter",
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": _milliseconds(timeouts.tcp_user),
+    }
+
+
+def _late(seconds: float) -> str:
+    return f"no answer within {seconds:g}s (the deadline of a store call)"
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class DeadlineWatchdog:
+    """Ends a PostgreSQL call that outlives its deadline, whatever it waits for.
+
+    libpq waits on its socket without a timeout, and ``statement_timeout`` only helps while the
+    server can still answer: a peer that accepts and then goes silent (a stalled network path or
+    proxy, a frozen server; keepalives and ``tcp_user_timeout`` never fire while something still
+    acknowledges the packets) would hold the calling thread for ever. A call arms the watchdog with
+    its connection and deadline; if the deadline passes first, one thread shuts the connection's
+    socket down, which wakes libpq at once: the call fails with a connection error and the
+    connection is closed, never reused. (psycopg2's wait callback could do the same in-thread, but
+    it is process-wide and rules out ``COPY``, the listener's bulk path.)
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: set[Alarm] = set()
+        self._thread: threading.Thread | None = None
+        self._wakes_at = math.inf  # when the thread looks next (monotonic); inf: not before notified
+        self._closing = False
+
+    @contextmanager
+    def guard(self, conn: Any, deadline: float) -> Iterator[Alarm]:
+        """Arm for the block. The yielded alarm's ``fired`` says whether the watchdog cut ``conn``;
+        once the block is left it is final (a deadline passing later no longer touches ``conn``)."""
+        alarm = Alarm(deadline, conn)
+        if math.isinf(deadline):
+            yield alarm  # no deadline: nothing to watch
+            return
+        with self._cond:
+            self._armed.add(alarm)
+            self._closing = False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="store-deadlines", daemon=True)
+                self._thread.start()
+            if deadline < self._wakes_at:  # rarely: deadlines mostly come in the order they expire
+                self._cond.notify()
+        try:
+            yield alarm
+        finally:
+            with self._cond:
+                self._armed.discard(alarm)
+
+    def close(self) -> None:
+        """End the watchdog's thread once no call is armed (a later call starts it again)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                if self._closing and not self._armed:
+                    self._thread = None
+                    return
+                now = time.monotonic()
+                for alarm in [a for a in self._armed if a.deadline <= now]:
+                    self._armed.discard(alarm)
+                    alarm.fired = True
+                    # Under the lock: ``guard`` cannot return (and the connection be reused or
+                    # closed, its descriptor recycled) while its socket is being shut down.
+                    _shut_down_socket(alarm.conn)
+                self._wakes_at = min((a.deadline for a in self._armed), default=math.inf)
+                self._cond.wait(None if math.isinf(self._wakes_at) else max(0.0, self._wakes_at - now))
+
+
+class Alarm:
+    """One armed deadline of ``DeadlineWatchdog``."""
+
+    __slots__ = ("conn", "deadline", "fired")
+
+    def __init__(self, deadline: float, conn: Any) -> None:
+        self.deadline = deadline
+        self.conn = conn
+        self.fired = False
+
+
+def _shut_down_socket(conn: Any) -> None:
+    # A duplicate of libpq's descriptor: shutting it down ends the connection for both, and
+    # closing the duplicate leaves libpq's own descriptor to libpq.
+    with (
+        suppress(OSError, psycopg2.Error),
+        socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM) as sock,
+    ):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class _Pool:
     """At most ``size`` connections, idle ones reused newest first.
 
     psycopg2's own pools close every connection returned beyond ``minconn``, and a non-zero
     ``minconn`` connects at construction (a server down at start-up would be fatal), hence this.
+    Waiting for a free connection is bounded (``wait`` seconds, then ``StoreError``): a pool
+    whose connections all hang must not queue every caller behind them.
     After a server restart or a network cut every idle connection is dead, and the first write
     after the recovery should not fail on one of them: a connection idle for longer than
-    ``_PING_AFTER`` is pinged before use, and every idle connection is dropped as soon as one
-    connection breaks (``close()``; the store also calls it when its leader session breaks).
+    ``_PING_AFTER`` is pinged before use (within the caller's deadline), and every idle connection
+    is dropped as soon as one connection breaks or misses its deadline (``close()``; the store also
+    calls it when its leader session breaks).
     """
 
     _PING_AFTER = 5.0  # seconds
 
-    def __init__(self, connect: Callable[[], Any], size: int) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        size: int,
+        *,
+        wait: float | None = None,
+        watchdog: DeadlineWatchdog | None = None,
+    ) -> None:
         self._connect = connect
         self._slots = threading.BoundedSemaphore(size)
+        self._size = size
+        self._wait = wait
+        self._watchdog = watchdog or DeadlineWatchdog()
         self._idle: list[tuple[Any, float]] = []  # (connection, when it was returned)
         self._lock = threading.Lock()
 
-    def _checkout(self) -> Any:
+    def _checkout(self, deadline: float) -> Any:
         with self._lock:
             conn, since = self._idle.pop() if self._idle else (None, 0.0)
         if conn is not None and not conn.closed and time.monotonic() - since > self._PING_AFTER:
             try:
-                with conn.cursor() as cur:
+                with self._watchdog.guard(conn, deadline), conn.cursor() as cur:
                     cur.execute("SELECT 1")
-                conn.rollback()
+                    conn.rollback()
             except psycopg2.Error:
                 _close_quietly(conn)
                 self.close()  # its idle siblings died the same way
@@ -83,24 +228,42 @@ class _Pool:
         return conn
 
     @contextmanager
-    def connection(self) -> Iterator[Any]:
-        with self._slots:
-            conn = self._checkout()
+    def connection(self, timeout: float = math.inf) -> Iterator[Any]:
+        """A connection for one call of at most ``timeout`` seconds (the ping of an idle connection
+        and the call itself; a connect is bounded by libpq's ``connect_timeout``). A call cut off at
+        its deadline raises ``StoreError``; other driver errors pass through."""
+        if not self._slots.acquire(timeout=self._wait):
+            raise StoreError(f"no free connection within {self._wait:g}s (all {self._size} busy; store.pool_timeout)")
+        try:
+            deadline = time.monotonic() + timeout
+            conn = self._checkout(deadline)
+            alarm: Alarm | None = None
             try:
-                yield conn
+                with self._watchdog.guard(conn, deadline) as alarm:
+                    yield conn
+            except psycopg2.Error:
+                if alarm is not None and alarm.fired:
+                    raise StoreError(_late(timeout)) from None
+                raise
             finally:
-                # Reused whenever libpq says it is open and outside any transaction, also after an
-                # exception the caller rolled back (a duplicate event redoing its commit, say).
-                idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
-                if not conn.closed and conn.info.transaction_status == idle:
-                    with self._lock:
-                        self._idle.append((conn, time.monotonic()))
-                else:
-                    if conn.closed:
-                        # The connection itself broke (server restart, network cut): its idle
-                        # siblings, however recently used, most likely broke with it.
-                        self.close()
-                    _close_quietly(conn)
+                self._give_back(conn, cut=alarm is not None and alarm.fired)
+        finally:
+            self._slots.release()
+
+    def _give_back(self, conn: Any, *, cut: bool) -> None:
+        # Reused whenever libpq says it is open and outside any transaction, also after an exception
+        # the caller rolled back (a duplicate event redoing its commit, say), but never once the
+        # watchdog cut it (even when the call finished at that very moment).
+        idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        if not cut and not conn.closed and conn.info.transaction_status == idle:
+            with self._lock:
+                self._idle.append((conn, time.monotonic()))
+            return
+        if cut or conn.closed:
+            # The connection itself broke (server restart, network cut, a silent peer): its idle
+            # siblings, however recently used, most likely broke with it.
+            self.close()
+        _close_quietly(conn)
 
     def close(self) -> None:
         with self._lock:
@@ -112,37 +275,51 @@ class _Pool:
 class PostgresStore(SqlStore):
     kind = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 4, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 4,
+        timeouts: StoreTimeouts = DEFAULT_TIMEOUTS,
+        read_only: bool = False,
+    ) -> None:
+        """``read_only``: every transaction is read-only (``report``: a command that reads must
+        not change the database, not even by mistake)."""
         self._dsn = libpq_dsn(url)
         password = urlsplit(url).password if "://" in url else None
         # Longest first, so the whole URL is masked before its password would leave the rest visible.
         self._hidden = sorted(
             {v for v in (url, self._dsn, password, password and unquote(password)) if v}, key=len, reverse=True
         )
-        self._connect_kwargs: dict[str, Any] = {
-            "connect_timeout": max(1, round(connect_timeout)),
-            # Server-side keepalives too: after a partition the server must drop our session (and
-            # the leader's advisory lock) within a minute, not after the kernel's two hours.
-            "options": "-c timezone=UTC -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
-            "-c tcp_keepalives_count=3",
-            "application_name": "blocktrust-exporter",
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-        }
-        self._pool = _Pool(lambda: psycopg2.connect(self._dsn, **self._connect_kwargs), pool_size)
+        self._timeouts = timeouts
+        self._connect_kwargs = connect_kwargs(timeouts, read_only=read_only)
+        self._watchdog = DeadlineWatchdog()
+        self._pool = _Pool(
+            lambda: psycopg2.connect(self._dsn, **self._connect_kwargs),
+            pool_size,
+            wait=timeouts.pool,
+            watchdog=self._watchdog,
+        )
         self._leaders: dict[str, Any] = {}
         self._leader_lock = threading.Lock()
 
     # ------------------------------------------------------------------ connections
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def _connection(self, timeout: float | None = None) -> Iterator[Any]:
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(self._timeouts.call if timeout is None else timeout) as conn:
                 yield conn
+        except psycopg2.errors.UndefinedTable as exc:
+            raise SchemaMissingError(f"postgresql: no schema yet ({self._reason(exc)})") from None
         except psycopg2.Error as exc:
             raise StoreError(f"postgresql: {self._reason(exc)}") from None
+        except StoreError as exc:
+            raise StoreError(f"postgresql: {exc}") from None
+
+    def _allow_long_statements(self, cursor: Any, seconds: float) -> None:
+        milliseconds = _milliseconds(seconds)
+        cursor.execute(f"SET LOCAL statement_timeout = {milliseconds}")
+        cursor.execute(f"SET LOCAL lock_timeout = {milliseconds}")
 
     def _reason(self, exc: psycopg2.Error) -> str:
         """The first line of a driver error with our URL and password masked: libpq quotes the
@@ -159,6 +336,7 @@ class PostgresStore(SqlStore):
                 _close_quietly(conn)
             self._leaders.clear()
         self._pool.close()
+        self._watchdog.close()
 
     # ------------------------------------------------------------------ dialect hooks
     def _migration_statements(self, migration: Migration) -> Sequence[str]:
@@ -247,34 +425,47 @@ class PostgresStore(SqlStore):
     # ------------------------------------------------------------------ leadership
     def try_acquire_leader(self, name: str) -> bool:
         """Session-level advisory lock on a dedicated connection: if this process dies or loses
-        its connection, PostgreSQL releases the lock and another replica takes over."""
+        its connection, PostgreSQL releases the lock and another replica takes over. Bounded like
+        every call: a leader session that stops answering is given up (and with it the lock)."""
         with self._leader_lock:
             conn = self._leaders.get(name)
             if conn is not None:
-                try:
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT 1")
+                if self._answers(conn):
                     return True
-                except psycopg2.Error:
-                    log.warning("listener leader connection lost; the lock is gone name=%s", name)
-                    _close_quietly(conn)
-                    del self._leaders[name]
-                    # Whatever cut this session most likely cut the pooled idle ones too; the next
-                    # write after a recovery must not be the one that finds out.
-                    self._pool.close()
+                log.warning("listener leader connection lost; the lock is gone name=%s", name)
+                _close_quietly(conn)
+                del self._leaders[name]
+                # Whatever cut this session most likely cut the pooled idle ones too; the next
+                # write after a recovery must not be the one that finds out.
+                self._pool.close()
+            deadline = time.monotonic() + self._timeouts.call
+            conn = None
+            alarm: Alarm | None = None
             try:
                 conn = psycopg2.connect(self._dsn, **self._connect_kwargs)
                 conn.autocommit = True
-                with conn.cursor() as cur:
+                with self._watchdog.guard(conn, deadline) as alarm, conn.cursor() as cur:
                     cur.execute("SELECT pg_try_advisory_lock(%s)", (lock_key("leader:" + name),))
                     row = cur.fetchone()
             except psycopg2.Error as exc:
-                raise StoreError(f"postgresql: leader lock: {self._reason(exc)}") from None
-            if row is not None and row[0]:
+                if conn is not None:
+                    _close_quietly(conn)
+                reason = _late(self._timeouts.call) if alarm is not None and alarm.fired else self._reason(exc)
+                raise StoreError(f"postgresql: leader lock: {reason}") from None
+            if row is not None and row[0] and not (alarm is not None and alarm.fired):
                 self._leaders[name] = conn
                 return True
             _close_quietly(conn)
             return False
+
+    def _answers(self, conn: Any) -> bool:
+        """Whether a dedicated session still answers, within the call deadline."""
+        try:
+            with self._watchdog.guard(conn, time.monotonic() + self._timeouts.call) as alarm, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        except psycopg2.Error:
+            return False
+        return not alarm.fired
 
     def release_leader(self, name: str) -> None:
         with self._leader_lock:

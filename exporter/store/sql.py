@@ -23,8 +23,10 @@ from exporter.store.base import (
     CheckResult,
     Incident,
     ResultBucket,
+    SchemaMissingError,
     SloRow,
     StoreError,
+    StoreTimeouts,
 )
 from exporter.store.schema import MIGRATIONS, Migration
 
@@ -103,11 +105,17 @@ class SqlStore(ABC):
 
     kind: str = "sql"
     placeholder: str = "%s"
+    _timeouts: StoreTimeouts
 
     # ----------------------------------------------------------------- subclass hooks
     @abstractmethod
-    def _connection(self) -> AbstractContextManager[Any]:
-        """A connection for one transaction; driver errors must surface as ``StoreError``."""
+    def _connection(self, timeout: float | None = None) -> AbstractContextManager[Any]:
+        """A connection for one transaction that must end within ``timeout`` seconds (None: the
+        call deadline, ``StoreTimeouts.call``); driver errors, a missed deadline included, must
+        surface as ``StoreError`` (``SchemaMissingError`` for a table that does not exist)."""
+
+    def _allow_long_statements(self, cursor: Any, seconds: float) -> None:  # noqa: B027 - a hook
+        """Hook: let this transaction's statements (and lock waits) run up to ``seconds`` each."""
 
     @abstractmethod
     def _migration_statements(self, migration: Migration) -> Sequence[str]: ...
@@ -166,8 +174,8 @@ class SqlStore(ABC):
         return text if self.placeholder == "%s" else text.replace("%s", self.placeholder)
 
     @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self._connection() as conn:
+    def _tx(self, timeout: float | None = None) -> Iterator[Any]:
+        with self._connection(timeout) as conn:
             cursor = conn.cursor()
             try:
                 yield cursor
@@ -185,7 +193,13 @@ class SqlStore(ABC):
 
     # ----------------------------------------------------------------- schema
     def migrate(self) -> int:
-        with self._tx() as cur:
+        # The usual case (every start): nothing to do, found within the everyday deadline.
+        applied = self._applied_versions()
+        if applied and {migration.version for migration in MIGRATIONS} <= applied:
+            return max(applied)
+        # Adopting a large seed database rewrites and indexes its events: the migration deadline.
+        with self._tx(self._timeouts.migration) as cur:
+            self._allow_long_statements(cur, self._timeouts.migration)
             self._lock_migrations(cur)
             self._execute(
                 cur,
@@ -208,6 +222,15 @@ class SqlStore(ABC):
             self._execute(cur, "SELECT MAX(version) FROM schema_migrations")
             row = cur.fetchone()
         return int(row[0])
+
+    def _applied_versions(self) -> set[int]:
+        """The versions ``schema_migrations`` records; empty when there is no such table yet."""
+        try:
+            with self._tx() as cur:
+                self._execute(cur, "SELECT version FROM schema_migrations")
+                return {int(row[0]) for row in cur.fetchall()}
+        except SchemaMissingError:
+            return set()
 
     def ping(self) -> None:
         with self._tx() as cur:

@@ -2,16 +2,20 @@
 
 One connection in WAL mode guarded by a lock (SQLite serialises writers anyway), explicit
 ``BEGIN IMMEDIATE`` transactions, timestamps as ISO-8601 text that sorts like time, and a file
-lock standing in for PostgreSQL's advisory lock. The SLO percentile is computed in Python with the
-same interpolation as PostgreSQL's ``PERCENTILE_CONT``.
+lock standing in for PostgreSQL's advisory lock. Deadlines (``StoreTimeouts``): the wait for the
+connection (``pool``), SQLite's busy timeout for another process' write lock (``lock``), and the
+whole call (``call``), past which a statement is interrupted; each raises ``StoreError``. The SLO
+percentile is computed in Python with the same interpolation as PostgreSQL's ``PERCENTILE_CONT``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,44 +23,83 @@ from pathlib import Path
 from typing import IO, Any
 
 from exporter.clock import utc_naive
-from exporter.store.base import SloRow, StoreError
+from exporter.store.base import DEFAULT_TIMEOUTS, SchemaMissingError, SloRow, StoreError, StoreTimeouts
 from exporter.store.schema import Migration
 from exporter.store.sql import SqlStore, as_utc, percentile_cont
 
 # SQLite before 3.32 allows 999 bound variables per statement; stay under it.
 _MAX_VARIABLES = 990
+_PROGRESS_STEPS = 10_000  # virtual-machine steps between two looks at the deadline (well under 1 ms)
 
 
 class SqliteStore(SqlStore):
     kind = "sqlite"
     placeholder = "?"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeouts: StoreTimeouts = DEFAULT_TIMEOUTS, create: bool = True
+    ) -> None:
+        """``create=False`` (a command that only reads): open an existing database file as it is,
+        creating neither the file, its folder nor WAL mode; while the file does not exist, every
+        call raises ``SchemaMissingError`` (like a database that was never migrated)."""
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"sqlite: cannot open {self.path}: {exc}") from None
+        self._timeouts = timeouts
+        self._deadline = math.inf  # of the call in progress (time.monotonic())
         self._lock = threading.RLock()
         self._leader_files: dict[str, IO[bytes]] = {}
+        self._conn: sqlite3.Connection | None = None
+        if not create and not self.path.is_file():
+            return
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                target, uri = str(self.path), False
+            else:
+                target, uri = self.path.resolve().as_uri() + "?mode=rw", True
+            # ``timeout`` is SQLite's busy timeout: how long a statement waits for another
+            # connection's (another process') write lock before "database is locked".
+            self._conn = sqlite3.connect(
+                target, timeout=timeouts.lock, isolation_level=None, check_same_thread=False, uri=uri
+            )
+            if create:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"sqlite: cannot open {self.path}: {exc}") from None
+        # Statements are interrupted once the call's deadline has passed (checked every N steps).
+        self._conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
+
+    def _past_deadline(self) -> bool:
+        return time.monotonic() > self._deadline
 
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise StoreError(f"sqlite: {exc}") from None
+    def _connection(self, timeout: float | None = None) -> Iterator[Any]:
+        # One connection: a caller waits for the call in progress, but not for ever.
+        if not self._lock.acquire(timeout=self._timeouts.pool):
+            raise StoreError(f"sqlite: busy: no turn within {self._timeouts.pool:g}s (store.pool_timeout)")
+        seconds = self._timeouts.call if timeout is None else timeout
+        try:
+            if self._conn is None:
+                raise SchemaMissingError(f"sqlite: {self.path} does not exist: no schema yet")
+            self._deadline = time.monotonic() + seconds
+            self._conn.execute("BEGIN IMMEDIATE")
+            yield self._conn
+        except sqlite3.Error as exc:
+            if str(exc) == "interrupted":
+                raise StoreError(f"sqlite: no answer within {seconds:g}s (the deadline of a store call)") from None
+            if str(exc).startswith("no such table"):
+                raise SchemaMissingError(f"sqlite: no schema yet ({exc})") from None
+            raise StoreError(f"sqlite: {exc}") from None
+        finally:
+            self._deadline = math.inf
+            self._lock.release()
 
     def close(self) -> None:
         for name in list(self._leader_files):
             self.release_leader(name)
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
     def _encode_time(self, moment: datetime) -> Any:
         return utc_naive(moment).isoformat(sep=" ", timespec="microseconds")

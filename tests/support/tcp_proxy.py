@@ -2,8 +2,12 @@
 restore it, on loopback only.
 
 ``cut()`` closes every open connection and refuses new ones (accepted then closed at once: the
-client sees a reset, as when a server or a network path dies); ``restore()`` lets traffic through
-again. Not a fault injector for application protocols: see ``rpc_fault_proxy`` for JSON-RPC.
+client sees a reset, as when a server or a network path dies). ``stall()`` is the nastier fault: a
+peer that hangs instead of failing. Connections stay open and new ones are accepted, but nothing
+is forwarded any more, neither bytes nor a closed end (the kernel still acknowledges every packet,
+so keepalives and TCP timeouts on the client never fire); what was held back is delivered at
+``restore()``, as when a frozen server or network path comes back. ``restore()`` ends either
+fault. Not a fault injector for application protocols: see ``rpc_fault_proxy`` for JSON-RPC.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ class TcpProxy:
         self.port = int(self._listener.getsockname()[1])
         self._open = threading.Event()
         self._open.set()
+        self._flowing = threading.Event()  # cleared by stall()
+        self._flowing.set()
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -42,8 +48,12 @@ class TcpProxy:
         self._open.clear()
         self._drop_all()
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
     def restore(self) -> None:
         self._open.set()
+        self._flowing.set()
 
     def close(self) -> None:
         self._closing.set()
@@ -96,6 +106,8 @@ class TcpProxy:
         try:
             while True:
                 data = src.recv(65536)
+                if not self._hold_while_stalled(src):
+                    return
                 if not data:
                     break
                 dst.sendall(data)
@@ -105,3 +117,12 @@ class TcpProxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    def _hold_while_stalled(self, src: socket.socket) -> bool:
+        """Wait while stalled; False when the connection was dropped meanwhile (cut, close)."""
+        while not self._flowing.wait(0.05):
+            with self._lock:
+                dropped = src not in self._sockets
+            if dropped or self._closing.is_set():
+                return False
+        return True
