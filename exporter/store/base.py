@@ -195,10 +195,13 @@ class Store(Protocol):
     def claim_notice(self, incident_id: int, at: datetime, due_before: datetime | None) -> bool:
         """Compare-and-set ``last_notified_at = at`` on an open incident: the first notice when
         ``due_before`` is None (only if none was recorded), else a reminder (only if the last notice
-        is at or before ``due_before``). True when this call won; False when another replica did."""
+        is at or before ``due_before``, or none was recorded). True when this call won; False when
+        another replica did."""
 
     # --- alert outbox (alert_outbox) ---
-    def enqueue_notice(self, channel: str, check_name: str, alert: dict[str, Any], at: datetime, due_at: datetime) -> int:
+    def enqueue_notice(
+        self, channel: str, check_name: str, alert: dict[str, Any], at: datetime, due_at: datetime
+    ) -> int:
         """Persist a notice for ``channel``, to be delivered from ``due_at`` on; returns its id."""
 
     def take_notice(self, channel: str, now: datetime, lease_until: datetime) -> OutboxNotice | None:

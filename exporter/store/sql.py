@@ -351,7 +351,8 @@ class SqlStore(ABC):
         with self._tx() as cur:
             self._execute(
                 cur,
-                "UPDATE monitor_incidents SET resolved_at = %s, resolve_reason = %s WHERE id = %s AND resolved_at IS NULL",
+                "UPDATE monitor_incidents SET resolved_at = %s, resolve_reason = %s "
+                "WHERE id = %s AND resolved_at IS NULL",
                 (self._encode_time(at), reason, incident_id),
             )
             if cur.rowcount != 1:
@@ -381,13 +382,15 @@ class SqlStore(ABC):
                 self._execute(
                     cur,
                     "UPDATE monitor_incidents SET last_notified_at = %s "
-                    "WHERE id = %s AND resolved_at IS NULL AND last_notified_at <= %s",
+                    "WHERE id = %s AND resolved_at IS NULL AND (last_notified_at IS NULL OR last_notified_at <= %s)",
                     (self._encode_time(at), incident_id, self._encode_time(due_before)),
                 )
             return bool(cur.rowcount == 1)
 
     # ----------------------------------------------------------------- alert outbox
-    def enqueue_notice(self, channel: str, check_name: str, alert: dict[str, Any], at: datetime, due_at: datetime) -> int:
+    def enqueue_notice(
+        self, channel: str, check_name: str, alert: dict[str, Any], at: datetime, due_at: datetime
+    ) -> int:
         with self._tx() as cur:
             self._execute(
                 cur,
