@@ -70,6 +70,8 @@ class Outbox(Protocol):
 
     def notice_abandoned(self, notice_id: int) -> None: ...
 
+    def retry_notices_now(self, channel: str, now: datetime) -> int: ...
+
     def pending_notices(self) -> dict[str, int]: ...
 
     def channel_overrides(self, channel: str, setting: str) -> dict[str, str]: ...
@@ -96,7 +98,8 @@ class _Worker:
         self.later: list[Alert] = []  # from memory, held until their not_before
         self.thread: threading.Thread | None = None
         self.wake = threading.Event()
-        self.passes = 0  # completed outbox passes, for ``flush``
+        self.started = 0  # loop iterations begun and completed, for ``flush``
+        self.passes = 0
         self.passed = threading.Condition()
         self.unmarked: list[int] = []  # delivered, but the store missed the delete: never take them again
         self.store_ok = True
@@ -141,6 +144,7 @@ class Notifier:
         """Start one worker per channel; first apply the moves channels reported earlier (persisted)
         and say what waits in the outbox, also for channels no longer configured."""
         self._load_overrides()
+        self._retry_now()
         self._report_pending(at_start=True)
         for worker in self._workers:
             if worker.thread is None:
@@ -184,7 +188,7 @@ class Notifier:
         if worker.thread is None:
             return True
         with worker.passed:
-            target = worker.passes + 2  # a whole pass that began after this call
+            target = worker.started + 1  # a whole iteration (with an outbox pass) begun after this call
             worker.wake.set()
             return worker.passed.wait_for(lambda: worker.passes >= target, max(end - time.monotonic(), 0.0))
 
@@ -213,7 +217,9 @@ class Notifier:
         last_pass = float("-inf")
         while True:
             woken = worker.wake.wait(_IDLE_POLL)
-            worker.wake.clear()
+            with worker.passed:
+                worker.wake.clear()
+                worker.started += 1
             while True:
                 try:
                     alert = worker.queue.get_nowait()
@@ -381,6 +387,18 @@ class Notifier:
             except StoreError as exc:
                 log.warning("could not remember the migrated chat in the store: %s", self._redact(str(exc)))
         return True
+
+    def _retry_now(self) -> None:
+        """A new process tries at once what an earlier one failed to deliver (the channel may be back,
+        its configuration fixed) instead of waiting out the earlier back-off."""
+        if self._outbox is None:
+            return
+        for worker in self._workers:
+            try:
+                self._outbox.retry_notices_now(worker.channel.name, self._clock.now())
+            except StoreError as exc:
+                log.warning("alert outbox unreachable at start: %s", self._redact(str(exc)))
+                return
 
     def _load_overrides(self) -> None:
         if self._outbox is None:

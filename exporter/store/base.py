@@ -215,6 +215,11 @@ class Store(Protocol):
     def notice_failed(self, notice_id: int, retry_at: datetime, error: str) -> None:
         """Try the notice again from ``retry_at``; ``error`` (redacted) is kept for operators."""
 
+    def retry_notices_now(self, channel: str, now: datetime) -> int:
+        """Make the notices of ``channel`` that wait for a retry due now (at start: the channel or its
+        configuration may have been fixed); neither those held until later (``due_at``) nor those
+        another process is delivering right now. Returns how many."""
+
     def notice_abandoned(self, notice_id: int) -> None:
         """Delete a notice given up on (the caller logs and counts it)."""
 

@@ -415,13 +415,14 @@ class SqlStore(ABC):
             # re-checked on the row it updates, lets only one of them have it.
             self._execute(
                 cur,
-                "UPDATE alert_outbox SET next_attempt_at = %s, attempts = attempts + 1 WHERE id = ("
+                "UPDATE alert_outbox SET next_attempt_at = %s, claimed_until = %s, "
+                "attempts = attempts + 1 WHERE id = ("
                 " SELECT o.id FROM alert_outbox o WHERE o.channel = %s AND o.next_attempt_at <= %s"
                 " AND NOT EXISTS (SELECT 1 FROM alert_outbox p"
                 "  WHERE p.channel = o.channel AND p.check_name = o.check_name AND p.id < o.id)"
                 " ORDER BY o.id LIMIT 1) AND next_attempt_at <= %s "
                 "RETURNING id, channel, check_name, alert, created_at, due_at, attempts, last_error",
-                (self._encode_time(lease_until), channel, moment, moment),
+                (self._encode_time(lease_until), self._encode_time(lease_until), channel, moment, moment),
             )
             row = cur.fetchone()
         if row is None:
@@ -447,9 +448,20 @@ class SqlStore(ABC):
         with self._tx() as cur:
             self._execute(
                 cur,
-                "UPDATE alert_outbox SET next_attempt_at = %s, last_error = %s WHERE id = %s",
+                "UPDATE alert_outbox SET next_attempt_at = %s, last_error = %s, claimed_until = NULL WHERE id = %s",
                 (self._encode_time(retry_at), error[:1000], notice_id),
             )
+
+    def retry_notices_now(self, channel: str, now: datetime) -> int:
+        moment = self._encode_time(now)
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "UPDATE alert_outbox SET next_attempt_at = CASE WHEN due_at > %s THEN due_at ELSE %s END "
+                "WHERE channel = %s AND next_attempt_at > %s AND claimed_until IS NULL",
+                (moment, moment, channel, moment),
+            )
+            return int(cur.rowcount)
 
     def notice_abandoned(self, notice_id: int) -> None:
         self.notice_delivered(notice_id)
