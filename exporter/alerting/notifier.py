@@ -318,7 +318,8 @@ class Notifier:
             worker.later.append(alert)
             return
         if self._deadline is not None and self._clock.monotonic() >= self._deadline:
-            self._dropped(worker.channel.name, alert, "the shutdown deadline passed")
+            if not self._persist(worker.channel.name, alert):  # the next start delivers it
+                self._dropped(worker.channel.name, alert, "the shutdown deadline passed")
             return
         delivery = self._deliver(worker, alert)
         if not delivery.delivered and not self._persist(worker.channel.name, alert, retry=True):
