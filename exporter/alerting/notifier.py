@@ -44,7 +44,7 @@ OUTCOMES = ("success", "failure", "dropped")
 # How often an idle worker looks up from its queue (real seconds): to stop, and to look for notices
 # due in the outbox (retries, notices held by a maintenance window, another replica's leftovers).
 _IDLE_POLL = 0.2
-_OUTBOX_POLL = 2.0
+_OUTBOX_POLL = 5.0
 OUTBOX_RETRY_MAX = 900.0  # seconds between two outbox rounds of one notice, at most
 _MIGRATION_HOPS = 3
 
@@ -71,6 +71,8 @@ class Outbox(Protocol):
     def notice_abandoned(self, notice_id: int) -> None: ...
 
     def retry_notices_now(self, channel: str, now: datetime) -> int: ...
+
+    def later_notices(self, channel: str, check_name: str, notice_id: int) -> int: ...
 
     def pending_notices(self) -> dict[str, int]: ...
 
@@ -267,6 +269,13 @@ class Notifier:
             alert = Alert.from_json(notice.alert)
         except (TypeError, ValueError) as exc:
             self._abandon(notice, "internal", f"unreadable notice: {exc}")
+            return
+        if alert.reminder and self._outbox.later_notices(name, notice.check_name, notice.id):
+            # A reminder that waited (the channel was down) while a newer notice of the same incident
+            # was queued says nothing the newer one does not: after an outage, one notice per incident
+            # rather than a burst of stale reminders.
+            log.info("alert %d to %s: a reminder superseded by a newer notice of %s", notice.id, name, alert.check_name)
+            self._outbox.notice_delivered(notice.id)
             return
         delivery = self._deliver(worker, alert)
         if delivery.delivered:

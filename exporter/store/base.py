@@ -215,6 +215,9 @@ class Store(Protocol):
     def notice_failed(self, notice_id: int, retry_at: datetime, error: str) -> None:
         """Try the notice again from ``retry_at``; ``error`` (redacted) is kept for operators."""
 
+    def later_notices(self, channel: str, check_name: str, notice_id: int) -> int:
+        """How many notices of ``check_name`` for ``channel`` were queued after ``notice_id``."""
+
     def retry_notices_now(self, channel: str, now: datetime) -> int:
         """Make the notices of ``channel`` that wait for a retry due now (at start: the channel or its
         configuration may have been fixed); neither those held until later (``due_at``) nor those

@@ -452,6 +452,16 @@ class SqlStore(ABC):
                 (self._encode_time(retry_at), error[:1000], notice_id),
             )
 
+    def later_notices(self, channel: str, check_name: str, notice_id: int) -> int:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "SELECT COUNT(*) FROM alert_outbox WHERE channel = %s AND check_name = %s AND id > %s",
+                (channel, check_name, notice_id),
+            )
+            row = cur.fetchone()
+        return int(row[0])
+
     def retry_notices_now(self, channel: str, now: datetime) -> int:
         moment = self._encode_time(now)
         with self._tx() as cur:

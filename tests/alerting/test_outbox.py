@@ -364,3 +364,32 @@ def test_the_outbox_keeps_no_channel_secret(processes: Any, store_url: str, rece
     assert len(rows) == 3
     text = repr(rows)
     assert "slacksecret" not in text and TELEGRAM_TOKEN not in text
+
+
+def test_after_an_outage_a_channel_gets_the_firing_notice_and_the_latest_reminder_not_a_burst(
+    processes: Any, receivers: dict[str, HttpReceiver], store_url: str
+) -> None:
+    down = channel_settings(
+        refused_url(""),
+        receivers["telegram"].url,
+        receivers["webhook"].url,
+        max_tries=1,
+        backoff_max="5m",
+        reminder_interval="10m",
+    )
+    first = processes(down)
+    first.rounds("x" * 45)  # fires at 10:01, reminds at 10:11, 10:21, 10:31, 10:41; Slack down throughout
+    assert len(receivers["webhook"].requests) == 5
+    assert len([row for row in outbox(store_url) if row[1] == "slack"]) == 5
+    first.close()
+
+    second = processes(settings_for(receivers, reminder_interval="10m"))  # Slack is back
+    second.delivered()
+    assert texts(receivers["slack"]) == [
+        "🚨 [CRIT] API /health unavailable",
+        "🚨 [CRIT] Reminder: API /health unavailable",
+    ]
+    assert "(41m)" in receivers["slack"].requests[1].json()["text"]  # the latest reminder, 10:41
+    assert outbox(store_url) == []
+    second.rounds("oo")
+    assert texts(receivers["slack"])[2:] == ["✅ [RESOLVED] API /health unavailable"]
