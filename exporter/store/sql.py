@@ -468,7 +468,7 @@ class SqlStore(ABC):
             self._execute(
                 cur,
                 "UPDATE alert_outbox SET next_attempt_at = CASE WHEN due_at > %s THEN due_at ELSE %s END "
-                "WHERE channel = %s AND next_attempt_at > %s AND claimed_until IS NULL",
+                "WHERE channel = %s AND next_attempt_at > %s AND next_attempt_at > due_at AND claimed_until IS NULL",
                 (moment, moment, channel, moment),
             )
             return int(cur.rowcount)
