@@ -10,7 +10,12 @@ More than one engine may share the store (the ``listen`` process, another replic
 reconciles the open incidents in memory with the store's (one query), dropping those resolved
 elsewhere and adopting those opened elsewhere without announcing them again. ``owned`` limits what an
 engine adopts, so the ``listen`` process manages only its own incidents (``listener.reorg``) and the
-main process leaves those alone.
+main process leaves those alone. Each notice is a compare-and-set on the incident row (the ledger's
+``claim_notice`` and ``resolve``): of replicas that find the same notice due, exactly one sends it.
+``known`` lets the process that runs the checks resolve, at start, the incidents of checks that are
+no longer configured.
+
+No caller waits for the engine's lock (see ``_run``): a stalled store delays alerts, never a check round.
 
 It knows nothing of any channel: alerts go to an ``AlertSink`` (the ``notifier``), whose ``submit``
 never blocks. Nor does it touch the store: the ``IncidentLedger`` (ledger.py) records incidents, and
@@ -203,7 +208,8 @@ class AlertEngine:
 
     def tick(self) -> None:
         """Time-driven work: catching up with the store (incidents opened or resolved by another engine),
-        reminders, and notices held back by a maintenance window that ended."""
+        reminders, and firing notices held back by a maintenance window that ended (resolved notices
+        held by one wait in the notifier's outbox)."""
 
         def work() -> None:
             self._sync(reconcile=True)
