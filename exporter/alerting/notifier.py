@@ -288,7 +288,8 @@ class Notifier:
         if age >= self._policy.give_up_after:
             self._abandon(notice, reason_class, delivery.reason)
             return
-        wait = self._policy.retry_in(notice.attempts)
+        # Never sooner than the channel asked (a Retry-After too long to wait for within one delivery).
+        wait = max(self._policy.retry_in(notice.attempts), delivery.retry_after or 0.0)
         log.warning(
             "alert %d to %s not delivered (%s: %s); %d round(s) so far, next in %.0fs",
             notice.id,

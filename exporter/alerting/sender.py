@@ -9,6 +9,7 @@ queueing: the ``notifier`` calls this from its worker threads, off the check pat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -78,6 +79,7 @@ class Delivery:
     reason_class: str | None = None
     permanent: bool = False
     migrate_to: str | None = None
+    retry_after: float | None = None  # seconds the channel asked us to wait (longer than we would here)
 
     def __bool__(self) -> bool:
         return self.delivered
@@ -132,7 +134,8 @@ class HttpSender:
                 return self._give_up(channel, attempt, reason, reason_class, permanent=not verdict.retryable)
             wait = verdict.retry_after if verdict.retry_after is not None else policy.backoff_for(attempt)
             if wait > policy.retry_after_max:
-                return self._give_up(channel, attempt, f"{reason}; asked to wait {wait:.0f}s", reason_class)
+                gave_up = self._give_up(channel, attempt, f"{reason}; asked to wait {wait:.0f}s", reason_class)
+                return dataclasses.replace(gave_up, retry_after=wait)
             if deadline is not None and self._clock.monotonic() + wait > deadline:
                 return self._give_up(channel, attempt, f"{reason}; no time left to retry", reason_class)
             log.warning(

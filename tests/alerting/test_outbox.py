@@ -393,3 +393,22 @@ def test_after_an_outage_a_channel_gets_the_firing_notice_and_the_latest_reminde
     assert outbox(store_url) == []
     second.rounds("oo")
     assert texts(receivers["slack"])[2:] == ["✅ [RESOLVED] API /health unavailable"]
+
+
+def test_a_long_retry_after_is_honoured_by_the_outbox(
+    processes: Any, receivers: dict[str, HttpReceiver], store_url: str, clock: FakeClock
+) -> None:
+    flood = Reply(
+        429, {"ok": False, "error_code": 429, "description": "Too Many Requests", "parameters": {"retry_after": 900}}
+    )
+    receivers["telegram"].script(flood)
+    process = processes(settings_for(receivers))  # retry_after_max 5m: too long to wait within a delivery
+    process.rounds("xx")
+    assert process.value("blocktrust_alert_delivery_failures_total", channel="telegram", reason="rate_limited") == 1
+    clock.advance(OUTBOX_RETRY)  # the outbox's usual wait is not enough: Telegram asked for 15 minutes
+    process.delivered()
+    assert len(receivers["telegram"].requests) == 1
+    clock.advance(900 - OUTBOX_RETRY)
+    process.delivered()
+    assert [r.status for r in receivers["telegram"].requests] == [429, 200]
+    assert outbox(store_url) == []
