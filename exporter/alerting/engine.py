@@ -70,7 +70,8 @@ REMOVED_CHECK_REASON = "Check removed from configuration"
 
 class AlertSink(Protocol):
     def submit(self, alert: Alert) -> None:
-        """Take the alert for delivery; must return at once."""
+        """Take the alert for delivery (at most a store write: never waits for a channel). An alert with
+        ``not_before`` is delivered from then on."""
 
 
 @dataclass(frozen=True)
