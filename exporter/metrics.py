@@ -209,6 +209,31 @@ class Metrics:
             ["channel", "outcome"],
             registry=registry,
         )
+        self.alert_delivery_attempts = Counter(
+            "blocktrust_alert_delivery_attempts",
+            "HTTP requests made to deliver notices, by channel.",
+            ["channel"],
+            registry=registry,
+        )
+        self.alert_delivery_failures = Counter(
+            "blocktrust_alert_delivery_failures",
+            "Failed delivery requests by channel and reason class (network, server_error, rate_limited, "
+            "rejected, bad_answer, migrated, internal).",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.alert_outbox_pending = Gauge(
+            "blocktrust_alert_outbox_pending_notices",
+            "Notices persisted in the outbox, waiting for their channel (as of this process's last look).",
+            ["channel"],
+            registry=registry,
+        )
+        self.alert_notices_abandoned = Counter(
+            "blocktrust_alert_notices_abandoned",
+            "Notices given up on after bounded retries (each also logged as an error), by channel and reason class.",
+            ["channel", "reason"],
+            registry=registry,
+        )
         # --- the exporter itself ---
         self.store_write_errors = Counter(
             "blocktrust_store_write_errors",

@@ -32,6 +32,7 @@ from exporter.redact import Redactor
 from exporter.retention import purge_old_results
 from exporter.scheduler import Job, Scheduler
 from exporter.server import HttpServer
+from exporter.slo import INCIDENT_PREFIX as SLO_INCIDENT_PREFIX
 from exporter.slo import SloReporter
 from exporter.status import StatusBuilder, status_routes
 from exporter.store import Store, StoreError, StoreTimeouts, open_store
@@ -196,7 +197,18 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
     else:
         owned = None
     session = requests.Session()
-    notifier = build_notifier(config.alerting, metrics, clock, session, redact=redact)
+    # Notices go through the store's outbox: retried across restarts and replicas, never lost silently.
+    notifier = build_notifier(config.alerting, metrics, clock, session, redact=redact, store=store)
+    known: Callable[[str], bool] | None = None
+    if checks:
+        # The process that runs the checks resolves the incidents of checks no longer configured.
+        names = frozenset(check.name for check in checks)
+
+        def known(check_name: str) -> bool:
+            if check_name.startswith(SLO_INCIDENT_PREFIX):
+                return check_name.removeprefix(SLO_INCIDENT_PREFIX) in names
+            return check_name in names or check_name == LISTENER_INCIDENT
+
     engine = AlertEngine(
         store,
         notifier,
@@ -206,6 +218,7 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         policies=check_policies(config.alerting, checks),
         redact=redact,
         owned=owned,
+        known=known,
     )
     rt.parts["alerts"] = "alerts" in parts
     if rt.parts["alerts"]:

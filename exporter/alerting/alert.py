@@ -6,9 +6,10 @@ An ``Alert`` is a value: the engine creates it, the notifier hands it to each ch
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 AlertState = Literal["firing", "resolved"]
 
@@ -30,6 +31,25 @@ class Alert:
     incident_id: int | None = None
     reminder: bool = False
     dashboard_url: str | None = None
+    not_before: datetime | None = None  # held back until then (a maintenance window); None: at once
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data (times as ISO 8601), for the outbox. Holds no channel credential."""
+        data: dict[str, Any] = dataclasses.asdict(self)
+        for key in ("since", "at", "not_before"):
+            value = data[key]
+            data[key] = None if value is None else value.astimezone(UTC).isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Alert:
+        """The alert ``to_json`` wrote; unknown keys (a newer version's) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("since", "at", "not_before"):
+            if values.get(key) is not None:
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)
 
 
 def format_time(moment: datetime) -> str:

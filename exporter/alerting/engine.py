@@ -10,7 +10,12 @@ More than one engine may share the store (the ``listen`` process, another replic
 reconciles the open incidents in memory with the store's (one query), dropping those resolved
 elsewhere and adopting those opened elsewhere without announcing them again. ``owned`` limits what an
 engine adopts, so the ``listen`` process manages only its own incidents (``listener.reorg``) and the
-main process leaves those alone.
+main process leaves those alone. Each notice is a compare-and-set on the incident row (the ledger's
+``claim_notice`` and ``resolve``): of replicas that find the same notice due, exactly one sends it.
+``known`` lets the process that runs the checks resolve, at start, the incidents of checks that are
+no longer configured.
+
+No caller waits for the engine's lock (see ``_run``): a stalled store delays alerts, never a check round.
 
 It knows nothing of any channel: alerts go to an ``AlertSink`` (the ``notifier``), whose ``submit``
 never blocks. Nor does it touch the store: the ``IncidentLedger`` (ledger.py) records incidents, and
@@ -22,6 +27,7 @@ announced. An incident the store cannot take is kept in memory, notified as usua
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import fnmatch
 import logging
@@ -59,11 +65,13 @@ DEFAULT_TITLES = {
 # Rows that are not check results (the listener's heartbeat) never raise an incident.
 NOT_CHECKS = frozenset({HEARTBEAT_CHECK})
 _MAX_DETAIL = 500
+REMOVED_CHECK_REASON = "Check removed from configuration"
 
 
 class AlertSink(Protocol):
     def submit(self, alert: Alert) -> None:
-        """Take the alert for delivery; must return at once."""
+        """Take the alert for delivery (at most a store write: never waits for a channel). An alert with
+        ``not_before`` is delivered from then on."""
 
 
 @dataclass(frozen=True)
@@ -152,10 +160,13 @@ class AlertEngine:
         policies: Mapping[str, CheckPolicy] | None = None,
         redact: Callable[[str], str] = no_redaction,
         owned: Callable[[str], bool] | None = None,
+        known: Callable[[str], bool] | None = None,
     ) -> None:
         """``owned(check_name)`` says which incidents found in the store this engine adopts (at start and
         at each ``tick``), reminds about and resolves; None: all of them. Incidents the engine opens
-        itself are always its own."""
+        itself are always its own. ``known(check_name)``: whether a check (or an incident name such as
+        ``listener.reorg``) still exists in the configuration; an owned open incident of one that does
+        not is resolved at start, its notice saying why. None: every name is known."""
         self._ledger = IncidentLedger(store, clock, redact=redact)
         self._sink = sink
         self._clock = clock
@@ -164,24 +175,29 @@ class AlertEngine:
         self._policies = dict(policies or {})
         self._redact = redact
         self._owned = owned or _own_everything
+        self._known = known
         self._maintenance = MaintenanceCalendar(settings.maintenance)
         self._reminder = timedelta(seconds=settings.reminder_interval)
         self._lock = threading.Lock()
         self._streaks: dict[str, _Streak] = {}
         self._open: dict[str, Incident] = {}
-        self._held_resolved: dict[str, Alert] = {}  # resolved inside a maintenance window
         # check -> (its incident's last_notified_at, clock.monotonic() at that notice): see _reminder_due.
         self._notified_mono: dict[str, tuple[datetime, float]] = {}
         self._loaded = False
+        # Work handed in while another thread runs the engine (see _run): no caller ever waits for the
+        # lock, so a store call that takes its whole deadline delays alerts, never a check round.
+        self._pending: collections.deque[Callable[[], None]] = collections.deque()
         with self._lock:
             self._sync()
 
     # ------------------------------------------------------------------------ entry points
     def observe(self, results: Sequence[CheckResult]) -> None:
         """Account one round of results; opens, resolves and notifies as the thresholds say."""
-        with self._lock:
+        batch = list(results)
+
+        def work() -> None:
             self._sync()
-            for result in results:
+            for result in batch:
                 if result.check_name in NOT_CHECKS:
                     continue
                 if result.ok:
@@ -191,25 +207,34 @@ class AlertEngine:
             self._send_due()
             self._update_gauge()
 
+        self._run(work)
+
     def tick(self) -> None:
         """Time-driven work: catching up with the store (incidents opened or resolved by another engine),
-        reminders, and notices held back by a maintenance window that ended."""
-        with self._lock:
+        reminders, and firing notices held back by a maintenance window that ended (resolved notices
+        held by one wait in the notifier's outbox)."""
+
+        def work() -> None:
             self._sync(reconcile=True)
             self._send_due()
             self._update_gauge()
+
+        self._run(work)
 
     def raise_incident(self, check_name: str, severity: str, title: str, detail: str) -> None:
         """Open (and notify) an incident at once, without a threshold; no-op if one is open for the check.
 
         Like ``resolve``, it first reconciles with the store (one query): the incident this engine holds
         may have been resolved elsewhere, and a new one must not be taken for it."""
-        with self._lock:
+
+        def work() -> None:
             self._sync(reconcile=True)
             if check_name not in self._open:
                 self._open_incident(check_name, severity, title, detail, self._clock.now())
             self._send_due()
             self._update_gauge()
+
+        self._run(work)
 
     def raise_critical(self, check_name: str, title: str, detail: str) -> None:
         """A ``crit`` incident now (e.g. the listener met a reorg deeper than it can roll back)."""
@@ -220,12 +245,37 @@ class AlertEngine:
         listener ingesting again after ``listener.reorg``. It reconciles with the store first (one
         query), so an owned incident opened by another engine since the last ``tick`` is resolved too,
         and one already resolved elsewhere is not announced as resolved twice."""
-        with self._lock:
+
+        def work() -> None:
             self._sync(reconcile=True)
             incident = self._open.get(check_name)
             if incident is not None:
                 self._resolve(incident, self._clock.now())
             self._update_gauge()
+
+        self._run(work)
+
+    def _run(self, work: Callable[[], None]) -> None:
+        """Run ``work`` under the lock, in the order handed in, without ever waiting for the lock.
+
+        The engine's work includes store calls (bounded by the store's deadlines, but a stalled store
+        may take all of one). A caller that finds the engine busy leaves its work in ``_pending`` and
+        returns at once; the thread holding the lock runs it before letting go, and looks again after
+        letting go, so nothing handed in is left behind. Uncontended (a test, one thread), the work is
+        done when the call returns."""
+        self._pending.append(work)
+        while self._pending:
+            if not self._lock.acquire(blocking=False):
+                return  # the holder runs it
+            try:
+                while self._pending:
+                    job = self._pending.popleft()
+                    try:
+                        job()
+                    except Exception:
+                        log.exception("alert engine: unexpected error (the engine carries on)")
+            finally:
+                self._lock.release()
 
     # ------------------------------------------------------------------------------ state
     def _sync(self, *, reconcile: bool = False) -> None:
@@ -249,6 +299,15 @@ class AlertEngine:
         self._loaded = True
         if incidents:
             log.info("alert engine resumed %d open incident(s)", len(incidents))
+        known = self._known
+        if known is not None:
+            for incident in [i for i in self._open.values() if not known(i.check_name)]:
+                log.warning(
+                    "incident %d of %s resolved: the check was removed from (or renamed in) the configuration",
+                    incident.id,
+                    incident.check_name,
+                )
+                self._resolve(incident, self._clock.now(), reason=REMOVED_CHECK_REASON)
         self._update_gauge()
 
     def _reconcile(self, open_in_store: list[Incident]) -> None:
@@ -320,26 +379,27 @@ class AlertEngine:
         # The firing notice goes out from _send_due; an incident someone else already notified
         # (another engine before a restart) has last_notified_at set and is not announced again.
 
-    def _resolve(self, incident: Incident, at: datetime) -> None:
-        self._ledger.resolve(incident, at)
+    def _resolve(self, incident: Incident, at: datetime, reason: str | None = None) -> None:
+        # Compare-and-set in the store: of replicas resolving the same incident, one announces it; and
+        # only if someone was told it fired, so nobody hears of the end of what they never heard of.
+        announce = self._ledger.resolve(incident, at, reason)
         del self._open[incident.check_name]
         self._streaks.pop(incident.check_name, None)
-        log.info("incident resolved for %s", incident.check_name)
-        if incident.last_notified_at is None:
-            return  # nobody was told it fired, so nobody needs to hear it is over
+        log.info("incident resolved for %s%s", incident.check_name, f" ({reason})" if reason else "")
+        if not announce:
+            return
         alert = self._alert(incident, "resolved", at)
-        if self._maintenance.active(incident.check_name, self._clock.now()):
-            self._held_resolved[incident.check_name] = alert
-        else:
-            self._sink.submit(alert)
+        if reason:
+            alert = dataclasses.replace(alert, detail=reason)
+        now = self._clock.now()
+        if self._maintenance.active(incident.check_name, now):
+            # Held until the window ends, by the notifier's persisted outbox: a restart does not lose it.
+            alert = dataclasses.replace(alert, not_before=self._maintenance.ends(incident.check_name, now))
+        self._sink.submit(alert)
 
     # ------------------------------------------------------------------------- notifying
     def _send_due(self) -> None:
         now = self._clock.now()
-        for check_name, alert in list(self._held_resolved.items()):
-            if not self._maintenance.active(check_name, now):
-                del self._held_resolved[check_name]
-                self._sink.submit(alert)
         for incident in list(self._open.values()):
             if self._maintenance.active(incident.check_name, now):
                 continue
@@ -361,9 +421,13 @@ class AlertEngine:
         return mono - seen[1] >= self._reminder.total_seconds()
 
     def _notify(self, incident: Incident, now: datetime, *, reminder: bool) -> None:
-        self._notified_mono[incident.check_name] = (now, self._clock.monotonic())
-        self._sink.submit(self._alert(incident, "firing", now, reminder=reminder))
-        self._ledger.mark_notified(incident, now)
+        # Claimed in the store first (compare-and-set on the last notice this engine knows of, so no
+        # wall-clock arithmetic): of replicas that find the same notice due, one sends it. The loser
+        # takes the notice as sent now; its next reconcile reads the exact time.
+        due_before = incident.last_notified_at if reminder else None
+        if self._ledger.claim_notice(incident, now, due_before):
+            self._notified_mono[incident.check_name] = (now, self._clock.monotonic())
+            self._sink.submit(self._alert(incident, "firing", now, reminder=reminder))
         self._open[incident.check_name] = dataclasses.replace(incident, last_notified_at=now)
 
     def _alert(self, incident: Incident, state: AlertState, at: datetime, *, reminder: bool = False) -> Alert:

@@ -70,29 +70,42 @@ class IncidentLedger:
             self._failed(f"recording the incident of {check_name}", exc)
             return unsaved
 
-    def resolve(self, incident: Incident, at: datetime) -> None:
-        """Record the end of ``incident``, now or (after the ones before it, in order) once the store answers."""
+    def resolve(self, incident: Incident, at: datetime, reason: str | None = None) -> bool:
+        """Record the end of ``incident``, now or (after the ones before it, in order) once the store
+        answers. True when its end is to be announced: this call resolved it (compare-and-set: another
+        replica may have been first) and someone was told it fired. From memory while the store is
+        not usable."""
+        told = incident.last_notified_at is not None
         if incident.id == UNSAVED or self._unwritten or not self.usable():
             self._unwritten.append((incident, at))
-            return
+            return told
         try:
-            self._store.resolve_incident(incident.id, at)
+            row = self._store.resolve_incident(incident.id, at, reason)
         except StoreError as exc:
             self._failed(f"recording that incident {incident.id} resolved", exc)
             self._unwritten.append((incident, at))
+            return told
+        if row is None:
+            log.info("incident %d of %s was already resolved by another process", incident.id, incident.check_name)
+            return False
+        return row.last_notified_at is not None or incident.id in self._unnoted
 
-    def mark_notified(self, incident: Incident, at: datetime) -> None:
-        """Record a notice of ``incident``. An unsaved incident records its last notice when it is saved."""
+    def claim_notice(self, incident: Incident, at: datetime, due_before: datetime | None) -> bool:
+        """Whether this engine is the one to send a notice of ``incident`` now: the first one
+        (``due_before`` None) or a reminder (the last notice at or before ``due_before``), decided by a
+        compare-and-set in the store so that replicas sharing it send it once. Recorded as sent. From
+        memory (True, written back later) while the store is not usable."""
         if incident.id == UNSAVED:
-            return
+            return True  # its last notice is recorded when it is saved
         if not self.usable():
             self._unnoted[incident.id] = at
-            return
+            return True
         try:
-            self._store.mark_notified(incident.id, at)
+            return self._store.claim_notice(incident.id, at, due_before)
         except StoreError as exc:
             self._failed(f"recording the notice of incident {incident.id}", exc)
             self._unnoted[incident.id] = at
+            return True
 
     def _write_back(self, open_now: MutableMapping[str, Incident]) -> None:
         """Record, in order, the incidents that lived only in memory while the store was down."""

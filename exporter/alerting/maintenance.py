@@ -26,6 +26,16 @@ class _Window:
     from_time: time = time.min
     to_time: time = time.max
 
+    def cover_end(self, at: datetime) -> datetime:
+        """The end of the occurrence covering ``at`` (only meaningful when ``covers(at)``)."""
+        if self.start is not None and self.end is not None:
+            return self.end
+        day = at.date()
+        if not self.from_time < self.to_time and at.weekday() in self.weekdays and at.time() >= self.from_time:
+            day += timedelta(days=1)  # the evening part ends the next morning
+        end = datetime.combine(day, self.to_time, tzinfo=UTC)
+        return end + timedelta(microseconds=1) if self.to_time == time.max else end
+
     def applies_to(self, check_name: str) -> bool:
         return not self.patterns or any(fnmatchcase(check_name, p) for p in self.patterns)
 
@@ -64,3 +74,14 @@ class MaintenanceCalendar:
     def active(self, check_name: str, at: datetime) -> bool:
         moment = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
         return any(w.applies_to(check_name) and w.covers(moment) for w in self._windows)
+
+    def ends(self, check_name: str, at: datetime) -> datetime:
+        """The first moment from ``at`` on when ``check_name`` is out of maintenance (``at`` itself when it
+        is not in maintenance); back-to-back or overlapping windows count as one."""
+        moment = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        for _ in range(64):  # windows chained back to back; a week of them at most in practice
+            ends = [w.cover_end(moment) for w in self._windows if w.applies_to(check_name) and w.covers(moment)]
+            if not ends:
+                return moment
+            moment = max(ends)
+        return moment

@@ -9,6 +9,7 @@ queueing: the ``notifier`` calls this from its worker threads, off the check pat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ import requests
 import urllib3
 
 from exporter.alerting.alert import Alert
+from exporter.alerting.answer import Verdict, judge_http
 from exporter.clock import Clock
 from exporter.metrics import Metrics
 from exporter.redact import no_redaction
@@ -45,6 +47,13 @@ class Channel(Protocol):
 
     def build_request(self, alert: Alert) -> tuple[str, dict[str, Any]]: ...
 
+    def judge(self, status: int, body: str, retry_after: float | None) -> Verdict:
+        """What the channel's answer means, as its API documents it (see ``answer.py``)."""
+        ...
+
+
+Judge = Callable[[int, str, float | None], Verdict]
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -59,11 +68,21 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class _Try:
+class Delivery:
+    """The outcome of ``send``: true when the channel accepted the notice. Otherwise ``reason``
+    (redacted) and ``reason_class`` say why, ``permanent`` whether the last answer was a refusal
+    rather than a transient failure, and ``migrate_to`` where a moved channel now lives."""
+
     delivered: bool
-    retryable: bool
-    reason: str
-    retry_after: float | None = None
+    tries: int
+    reason: str = "ok"
+    reason_class: str | None = None
+    permanent: bool = False
+    migrate_to: str | None = None
+    retry_after: float | None = None  # seconds the channel asked us to wait (longer than we would here)
+
+    def __bool__(self) -> bool:
+        return self.delivered
 
 
 class HttpSender:
@@ -83,39 +102,63 @@ class HttpSender:
         self._policy = policy or RetryPolicy()
         self._redact = redact
 
-    def send(self, channel: str, url: str, body: dict[str, Any], *, deadline: float | None = None) -> bool:
-        """Deliver ``body`` to ``url``; ``deadline`` (``clock.monotonic()`` seconds) stops retrying early,
-        e.g. when the notifier is shutting down."""
+    def send(
+        self,
+        channel: str,
+        url: str,
+        body: dict[str, Any],
+        *,
+        deadline: float | None = None,
+        judge: Judge = judge_http,
+    ) -> Delivery:
+        """Deliver ``body`` to ``url``, the answers read by ``judge`` (the channel's own rule; a plain
+        webhook's by default). Transient failures are retried with back-off; a refusal, a migration or
+        a wait longer than ``retry_after_max`` end the delivery at once. ``deadline``
+        (``clock.monotonic()`` seconds) stops retrying early, e.g. when the notifier is shutting down.
+        Every try is counted (``blocktrust_alert_delivery_attempts_total``), every failed one by reason
+        class (``blocktrust_alert_delivery_failures_total``) and logged with the channel and reason."""
         policy = self._policy
         for attempt in range(1, policy.max_tries + 1):
-            outcome = self._try(url, body)
-            if outcome.delivered:
+            verdict = self._try(url, body, judge)
+            self._metrics.alert_delivery_attempts.labels(channel=channel).inc()
+            if verdict.delivered:
                 self._metrics.alerts_sent.labels(channel=channel, outcome="success").inc()
-                return True
-            if not outcome.retryable or attempt == policy.max_tries:
-                return self._give_up(channel, attempt, outcome.reason)
-            wait = outcome.retry_after if outcome.retry_after is not None else policy.backoff_for(attempt)
+                return Delivery(True, attempt)
+            reason = self._redact(verdict.reason)
+            reason_class = verdict.reason_class or "internal"
+            self._metrics.alert_delivery_failures.labels(channel=channel, reason=reason_class).inc()
+            if verdict.migrate_to is not None:
+                log.warning("alert to %s: the channel moved (%s)", channel, reason)
+                return Delivery(False, attempt, reason, "migrated", migrate_to=verdict.migrate_to)
+            if not verdict.retryable or attempt == policy.max_tries:
+                return self._give_up(channel, attempt, reason, reason_class, permanent=not verdict.retryable)
+            wait = verdict.retry_after if verdict.retry_after is not None else policy.backoff_for(attempt)
             if wait > policy.retry_after_max:
-                return self._give_up(channel, attempt, f"{outcome.reason}; asked to wait {wait:.0f}s")
+                gave_up = self._give_up(channel, attempt, f"{reason}; asked to wait {wait:.0f}s", reason_class)
+                return dataclasses.replace(gave_up, retry_after=wait)
             if deadline is not None and self._clock.monotonic() + wait > deadline:
-                return self._give_up(channel, attempt, f"{outcome.reason}; no time left to retry")
+                return self._give_up(channel, attempt, f"{reason}; no time left to retry", reason_class)
             log.warning(
-                "alert to %s: try %d/%d failed (%s); retrying in %.1fs",
+                "alert to %s: try %d/%d failed (%s: %s); retrying in %.1fs",
                 channel,
                 attempt,
                 policy.max_tries,
-                outcome.reason,
+                reason_class,
+                reason,
                 wait,
             )
             self._clock.sleep(wait)
         raise AssertionError("unreachable: the last try always returns")  # pragma: no cover
 
-    def _give_up(self, channel: str, tries: int, reason: str) -> bool:
-        log.error("alert to %s not delivered after %d tries: %s", channel, tries, reason)
+    def _give_up(
+        self, channel: str, tries: int, reason: str, reason_class: str, *, permanent: bool = False
+    ) -> Delivery:
+        kind = "refused" if permanent else "failed"
+        log.error("alert to %s not delivered after %d tries (%s, %s): %s", channel, tries, kind, reason_class, reason)
         self._metrics.alerts_sent.labels(channel=channel, outcome="failure").inc()
-        return False
+        return Delivery(False, tries, reason, reason_class, permanent=permanent)
 
-    def _try(self, url: str, body: dict[str, Any]) -> _Try:
+    def _try(self, url: str, body: dict[str, Any], judge: Judge) -> Verdict:
         try:
             # No redirects: a webhook that moved is a configuration error to surface, and following
             # one would turn the POST into a GET (or hand the alert to another host).
@@ -126,19 +169,11 @@ class HttpSender:
                 url, json=body, timeout=self._policy.timeout, allow_redirects=False, stream=True
             ) as response:
                 status = response.status_code
-                if 200 <= status < 300:
-                    return _Try(delivered=True, retryable=False, reason="ok")  # the body is not needed
-                text = _read_body(response, deadline)
-                reason = f"HTTP {status}"
-                snippet = self._redact(text[:200].strip())
-                if snippet:
-                    reason += f": {snippet}"
-                if status == 429 or status >= 500:
-                    return _Try(False, True, reason, self._retry_after(response, text))
-                return _Try(False, False, reason)
+                text = "" if judge is judge_http and 200 <= status < 300 else _read_body(response, deadline)
+                return judge(status, text, self._retry_after(response, text))
         except requests.RequestException as exc:
             # The message names the URL, which may hold a token: mask before it goes anywhere.
-            return _Try(False, True, self._redact(f"{type(exc).__name__}: {exc}"))
+            return Verdict(False, True, self._redact(f"{type(exc).__name__}: {exc}"), "network")
 
     def _retry_after(self, response: requests.Response, text: str) -> float | None:
         """Seconds the server asked us to wait: the ``Retry-After`` header (seconds or an HTTP date),

@@ -276,6 +276,9 @@ class AlertingSettings(Section):
     backoff_max: Interval = 60.0
     retry_after_max: Interval = 300.0  # a channel asking to wait longer (Retry-After) is given up on
     queue_size: int = Field(default=1000, ge=1)
+    # A notice that could not be delivered waits in the store's outbox and is retried (across restarts)
+    # until it is this old; then it is given up on, with an error log and a metric.
+    outbox_give_up_after: Interval = 86400.0
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     webhook: WebhookSettings = WebhookSettings()

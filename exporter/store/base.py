@@ -134,6 +134,22 @@ class Incident:
 
 
 @dataclass(frozen=True)
+class OutboxNotice:
+    """An ``alert_outbox`` row: one notice waiting for one channel. ``alert`` is the notice as plain JSON
+    data (already redacted, no channel credentials); ``attempts`` counts the deliveries tried so far,
+    including the one this row was just claimed for."""
+
+    id: int
+    channel: str
+    check_name: str
+    alert: dict[str, Any]
+    created_at: datetime
+    due_at: datetime  # when it was first meant to go out (a maintenance window may put it later)
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class SloRow:
     """The SLO numbers of one check over a window, computed by the store (SPEC §2's SQL)."""
 
@@ -230,6 +246,52 @@ class Store(Protocol):
     def open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> Incident:
         """Open an incident, or return the one already open for ``check_name``."""
 
-    def resolve_incident(self, incident_id: int, at: datetime) -> None: ...
+    def resolve_incident(self, incident_id: int, at: datetime, reason: str | None = None) -> Incident | None:
+        """Resolve the incident if it is still open (compare-and-set): the resolved row when this call
+        resolved it, None when it was already resolved (by another replica) or does not exist."""
 
-    def mark_notified(self, incident_id: int, at: datetime) -> None: ...
+    def mark_notified(self, incident_id: int, at: datetime) -> None:
+        """Record a notice unconditionally (writing back what the store missed during an outage)."""
+
+    def claim_notice(self, incident_id: int, at: datetime, due_before: datetime | None) -> bool:
+        """Compare-and-set ``last_notified_at = at`` on an open incident: the first notice when
+        ``due_before`` is None (only if none was recorded), else a reminder (only if the last notice
+        is at or before ``due_before``, or none was recorded). True when this call won; False when
+        another replica did."""
+
+    # --- alert outbox (alert_outbox) ---
+    def enqueue_notice(
+        self, channel: str, check_name: str, alert: dict[str, Any], at: datetime, due_at: datetime
+    ) -> int:
+        """Persist a notice for ``channel``, to be delivered from ``due_at`` on; returns its id."""
+
+    def take_notice(self, channel: str, now: datetime, lease_until: datetime) -> OutboxNotice | None:
+        """Claim the oldest due notice of ``channel`` (none while an older notice of the same check still
+        waits, so a check's notices keep their order): its next attempt moves to ``lease_until`` (another
+        replica will not take it before then) and its ``attempts`` grows by one."""
+
+    def notice_delivered(self, notice_id: int) -> None:
+        """The channel accepted the notice: delete it."""
+
+    def notice_failed(self, notice_id: int, retry_at: datetime, error: str) -> None:
+        """Try the notice again from ``retry_at``; ``error`` (redacted) is kept for operators."""
+
+    def later_notices(self, channel: str, check_name: str, notice_id: int) -> int:
+        """How many notices of ``check_name`` for ``channel`` were queued after ``notice_id``."""
+
+    def retry_notices_now(self, channel: str, now: datetime) -> int:
+        """Make the notices of ``channel`` that wait for a retry due now (at start: the channel or its
+        configuration may have been fixed); neither those held until later (``due_at``) nor those
+        another process is delivering right now. Returns how many."""
+
+    def notice_abandoned(self, notice_id: int) -> None:
+        """Delete a notice given up on (the caller logs and counts it)."""
+
+    def pending_notices(self) -> dict[str, int]:
+        """How many notices wait, per channel."""
+
+    def channel_overrides(self, channel: str, setting: str) -> dict[str, str]:
+        """Values a channel's API told us to use instead of the configured ones: configured -> new."""
+
+    def save_channel_override(self, channel: str, setting: str, configured: str, value: str, at: datetime) -> None:
+        """Remember that ``setting`` of ``channel`` configured as ``configured`` is now ``value``."""

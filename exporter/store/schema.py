@@ -105,6 +105,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS idx_events_timestamp ON events(timestamp)",
         ),
     ),
+    Migration(
+        3,
+        "alert outbox (notices waiting for a channel), incident resolve reason, channel overrides",
+        postgresql=(
+            "ALTER TABLE monitor_incidents ADD COLUMN IF NOT EXISTS resolve_reason TEXT",
+            # One row per notice and channel, deleted once the channel accepted it (or it was given up).
+            """CREATE TABLE IF NOT EXISTS alert_outbox (
+                id BIGSERIAL PRIMARY KEY, channel TEXT NOT NULL, check_name TEXT NOT NULL,
+                alert JSONB NOT NULL, created_at TIMESTAMP NOT NULL, due_at TIMESTAMP NOT NULL,
+                next_attempt_at TIMESTAMP NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+                claimed_until TIMESTAMP)""",
+            "CREATE INDEX IF NOT EXISTS idx_alert_outbox_channel_due ON alert_outbox(channel, next_attempt_at)",
+            # What a channel's API told us to change (a Telegram group that became a supergroup).
+            """CREATE TABLE IF NOT EXISTS alert_channel_overrides (
+                channel TEXT NOT NULL, setting TEXT NOT NULL, configured TEXT NOT NULL, value TEXT NOT NULL,
+                updated_at TIMESTAMP NOT NULL, PRIMARY KEY (channel, setting, configured))""",
+        ),
+        sqlite=(
+            "ALTER TABLE monitor_incidents ADD COLUMN resolve_reason TEXT",
+            """CREATE TABLE IF NOT EXISTS alert_outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, check_name TEXT NOT NULL,
+                alert TEXT NOT NULL, created_at TIMESTAMP NOT NULL, due_at TIMESTAMP NOT NULL,
+                next_attempt_at TIMESTAMP NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+                claimed_until TIMESTAMP)""",
+            "CREATE INDEX IF NOT EXISTS idx_alert_outbox_channel_due ON alert_outbox(channel, next_attempt_at)",
+            """CREATE TABLE IF NOT EXISTS alert_channel_overrides (
+                channel TEXT NOT NULL, setting TEXT NOT NULL, configured TEXT NOT NULL, value TEXT NOT NULL,
+                updated_at TIMESTAMP NOT NULL, PRIMARY KEY (channel, setting, configured))""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -22,6 +22,7 @@ from exporter.store.base import (
     Checkpoint,
     CheckResult,
     Incident,
+    OutboxNotice,
     ResultBucket,
     SchemaMissingError,
     SloRow,
@@ -421,13 +422,19 @@ class SqlStore(ABC):
             raise StoreError(f"incident for {check_name} vanished right after it was opened")
         return _incident(row)
 
-    def resolve_incident(self, incident_id: int, at: datetime) -> None:
+    def resolve_incident(self, incident_id: int, at: datetime, reason: str | None = None) -> Incident | None:
         with self._tx() as cur:
             self._execute(
                 cur,
-                "UPDATE monitor_incidents SET resolved_at = %s WHERE id = %s AND resolved_at IS NULL",
-                (self._encode_time(at), incident_id),
+                "UPDATE monitor_incidents SET resolved_at = %s, resolve_reason = %s "
+                "WHERE id = %s AND resolved_at IS NULL",
+                (self._encode_time(at), reason, incident_id),
             )
+            if cur.rowcount != 1:
+                return None
+            self._execute(cur, f"SELECT {_INCIDENT_COLUMNS} FROM monitor_incidents WHERE id = %s", (incident_id,))
+            row = cur.fetchone()
+        return None if row is None else _incident(row)
 
     def mark_notified(self, incident_id: int, at: datetime) -> None:
         with self._tx() as cur:
@@ -435,4 +442,135 @@ class SqlStore(ABC):
                 cur,
                 "UPDATE monitor_incidents SET last_notified_at = %s WHERE id = %s",
                 (self._encode_time(at), incident_id),
+            )
+
+    def claim_notice(self, incident_id: int, at: datetime, due_before: datetime | None) -> bool:
+        with self._tx() as cur:
+            if due_before is None:
+                self._execute(
+                    cur,
+                    "UPDATE monitor_incidents SET last_notified_at = %s "
+                    "WHERE id = %s AND resolved_at IS NULL AND last_notified_at IS NULL",
+                    (self._encode_time(at), incident_id),
+                )
+            else:
+                self._execute(
+                    cur,
+                    "UPDATE monitor_incidents SET last_notified_at = %s "
+                    "WHERE id = %s AND resolved_at IS NULL AND (last_notified_at IS NULL OR last_notified_at <= %s)",
+                    (self._encode_time(at), incident_id, self._encode_time(due_before)),
+                )
+            return bool(cur.rowcount == 1)
+
+    # ----------------------------------------------------------------- alert outbox
+    def enqueue_notice(
+        self, channel: str, check_name: str, alert: dict[str, Any], at: datetime, due_at: datetime
+    ) -> int:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "INSERT INTO alert_outbox (channel, check_name, alert, created_at, due_at, next_attempt_at, attempts) "
+                "VALUES (%s, %s, %s, %s, %s, %s, 0) RETURNING id",
+                (
+                    channel,
+                    check_name,
+                    json.dumps(alert, sort_keys=True),
+                    self._encode_time(at),
+                    self._encode_time(due_at),
+                    self._encode_time(due_at),
+                ),
+            )
+            row = cur.fetchone()
+        return int(row[0])
+
+    def take_notice(self, channel: str, now: datetime, lease_until: datetime) -> OutboxNotice | None:
+        moment = self._encode_time(now)
+        with self._tx() as cur:
+            # A concurrent taker (another replica) picks the same row at worst; the outer condition,
+            # re-checked on the row it updates, lets only one of them have it.
+            self._execute(
+                cur,
+                "UPDATE alert_outbox SET next_attempt_at = %s, claimed_until = %s, "
+                "attempts = attempts + 1 WHERE id = ("
+                " SELECT o.id FROM alert_outbox o WHERE o.channel = %s AND o.next_attempt_at <= %s"
+                " AND NOT EXISTS (SELECT 1 FROM alert_outbox p"
+                "  WHERE p.channel = o.channel AND p.check_name = o.check_name AND p.id < o.id)"
+                " ORDER BY o.id LIMIT 1) AND next_attempt_at <= %s "
+                "RETURNING id, channel, check_name, alert, created_at, due_at, attempts, last_error",
+                (self._encode_time(lease_until), self._encode_time(lease_until), channel, moment, moment),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        created, due = as_utc(row[4]), as_utc(row[5])
+        assert created is not None and due is not None
+        return OutboxNotice(
+            id=int(row[0]),
+            channel=str(row[1]),
+            check_name=str(row[2]),
+            alert=as_json(row[3]),
+            created_at=created,
+            due_at=due,
+            attempts=int(row[6]),
+            last_error=row[7],
+        )
+
+    def notice_delivered(self, notice_id: int) -> None:
+        with self._tx() as cur:
+            self._execute(cur, "DELETE FROM alert_outbox WHERE id = %s", (notice_id,))
+
+    def notice_failed(self, notice_id: int, retry_at: datetime, error: str) -> None:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "UPDATE alert_outbox SET next_attempt_at = %s, last_error = %s, claimed_until = NULL WHERE id = %s",
+                (self._encode_time(retry_at), error[:1000], notice_id),
+            )
+
+    def later_notices(self, channel: str, check_name: str, notice_id: int) -> int:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "SELECT COUNT(*) FROM alert_outbox WHERE channel = %s AND check_name = %s AND id > %s",
+                (channel, check_name, notice_id),
+            )
+            row = cur.fetchone()
+        return int(row[0])
+
+    def retry_notices_now(self, channel: str, now: datetime) -> int:
+        moment = self._encode_time(now)
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "UPDATE alert_outbox SET next_attempt_at = CASE WHEN due_at > %s THEN due_at ELSE %s END "
+                "WHERE channel = %s AND next_attempt_at > %s AND next_attempt_at > due_at AND claimed_until IS NULL",
+                (moment, moment, channel, moment),
+            )
+            return int(cur.rowcount)
+
+    def notice_abandoned(self, notice_id: int) -> None:
+        self.notice_delivered(notice_id)
+
+    def pending_notices(self) -> dict[str, int]:
+        with self._tx() as cur:
+            self._execute(cur, "SELECT channel, COUNT(*) FROM alert_outbox GROUP BY channel")
+            return {str(channel): int(count) for channel, count in cur.fetchall()}
+
+    def channel_overrides(self, channel: str, setting: str) -> dict[str, str]:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "SELECT configured, value FROM alert_channel_overrides WHERE channel = %s AND setting = %s",
+                (channel, setting),
+            )
+            return {str(configured): str(value) for configured, value in cur.fetchall()}
+
+    def save_channel_override(self, channel: str, setting: str, configured: str, value: str, at: datetime) -> None:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "INSERT INTO alert_channel_overrides (channel, setting, configured, value, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (channel, setting, configured) DO UPDATE SET "
+                "value = excluded.value, updated_at = excluded.updated_at",
+                (channel, setting, configured, value, self._encode_time(at)),
             )

@@ -11,10 +11,13 @@ from typing import Any
 from exporter.alerting.alert import Alert
 from exporter.config import AlertingSettings
 from exporter.store.base import CheckResult
+from tests.support.http_receiver import Reply
 
 _uids = itertools.count()
 
 TELEGRAM_TOKEN = "123456:TEST-token-abcdef"
+# The Bot API's answer to a sendMessage it accepted (abridged).
+TELEGRAM_OK = Reply(200, {"ok": True, "result": {"message_id": 1, "chat": {"id": -100123}}})
 
 
 def result(check: str, ok: bool, at: datetime, latency_ms: int = 100, **details: Any) -> CheckResult:

@@ -5,6 +5,7 @@ one opened elsewhere is adopted without a second firing notice, reminders are no
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,12 +13,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.alerting.alert import render_text
 from exporter.alerting.engine import AlertEngine, owned_checks
 from exporter.clock import FakeClock
 from exporter.config import AlertingSettings
 from exporter.metrics import Metrics
 from exporter.store import Store, open_store
-from tests.alerting.kit import RecordingSink, result
+from tests.alerting.kit import RecordingSink, result, table_rows
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 ROUND = 60.0
@@ -28,7 +30,12 @@ class Process:
     """One engine as one process would have it: its own store connection, sink and registry."""
 
     def __init__(
-        self, store_url: str, clock: FakeClock, owned: Callable[[str], bool] | None = None, **settings: Any
+        self,
+        store_url: str,
+        clock: FakeClock,
+        owned: Callable[[str], bool] | None = None,
+        known: Callable[[str], bool] | None = None,
+        **settings: Any,
     ) -> None:
         self.store = open_store(store_url)
         self.store.migrate()
@@ -36,7 +43,7 @@ class Process:
         self.registry = CollectorRegistry()
         metrics = Metrics(self.registry, slo_latency_seconds=0.8, version="test")
         alerting = AlertingSettings.model_validate(settings)
-        self.engine = AlertEngine(self.store, self.sink, clock, metrics, alerting, owned=owned)
+        self.engine = AlertEngine(self.store, self.sink, clock, metrics, alerting, owned=owned, known=known)
 
     def open_gauge(self, severity: str) -> float | None:
         return self.registry.get_sample_value("blocktrust_incidents_open", {"severity": severity})
@@ -51,8 +58,10 @@ def clock() -> FakeClock:
 def processes(store_url: str, clock: FakeClock) -> Iterator[Callable[..., Process]]:
     started: list[Process] = []
 
-    def start(owned: Callable[[str], bool] | None = None, **settings: Any) -> Process:
-        started.append(Process(store_url, clock, owned, **{"reminder_interval": "10m", **settings}))
+    def start(
+        owned: Callable[[str], bool] | None = None, known: Callable[[str], bool] | None = None, **settings: Any
+    ) -> Process:
+        started.append(Process(store_url, clock, owned, known, **{"reminder_interval": "10m", **settings}))
         return started[-1]
 
     yield start
@@ -157,3 +166,141 @@ def test_reconciling_costs_one_query_per_tick(processes: Callable[..., Process],
     assert counting.reads == 1
     run(clock, 5, engine.tick, lambda: engine.observe([result("api.events", False, clock.now())]))
     assert counting.reads == 1 + 5  # observe() reads nothing
+
+
+# ------------------------------------------------------------------ issue #13 kind 6: two replicas, one voice
+def test_two_replicas_watching_one_check_send_one_firing_one_resolved_and_one_reminder_per_interval(
+    processes: Callable[..., Process], clock: FakeClock
+) -> None:
+    a, b = processes(), processes()
+    flip = [False]
+
+    def both(ok: bool) -> Callable[[], None]:
+        def step() -> None:
+            # Both replicas run the same check and see the same result; which one gets there first
+            # changes from round to round.
+            first, second = (b, a) if flip[0] else (a, b)
+            flip[0] = not flip[0]
+            for replica in (first, second):
+                replica.engine.observe([result("api.events", ok, clock.now())])
+                replica.engine.tick()
+
+        return step
+
+    run(clock, 27, both(False))  # fails from 10:00; fires at 10:01; reminders due at 10:11 and 10:21
+    run(clock, 2, both(True))  # recovers: resolved at 10:28
+    run(clock, 20, a.engine.tick, b.engine.tick)
+    notices = sorted(a.sink.alerts + b.sink.alerts, key=lambda alert: alert.at)
+    assert [(n.state, n.reminder, n.at.strftime("%H:%M")) for n in notices] == [
+        ("firing", False, "10:01"),
+        ("firing", True, "10:11"),
+        ("firing", True, "10:21"),
+        ("resolved", False, "10:28"),
+    ]
+    assert a.store.open_incidents() == []
+    assert a.open_gauge("warn") == b.open_gauge("warn") == 0
+
+
+def test_replicas_resolving_the_same_incident_announce_it_once(
+    processes: Callable[..., Process], clock: FakeClock
+) -> None:
+    a, b = processes(), processes()
+
+    def both(ok: bool) -> Callable[[], None]:
+        def step() -> None:
+            for replica in (a, b):
+                replica.engine.observe([result("api.events", ok, clock.now())])
+
+        return step
+
+    run(clock, 2, both(False))
+    assert a.sink.kinds() + b.sink.kinds() == [("api.events", "firing", False)]
+    # No tick in between: each replica resolves the incident it holds in memory, on the results alone.
+    run(clock, 2, both(True))
+    assert a.sink.kinds()[1:] + b.sink.kinds() == [("api.events", "resolved", False)]
+    assert a.store.open_incidents() == []
+
+
+def test_an_incident_of_a_check_no_longer_configured_is_resolved_at_start_with_the_reason(
+    processes: Callable[..., Process], clock: FakeClock, store_url: str
+) -> None:
+    before = processes()
+    run(clock, 2, lambda: before.engine.observe([result("api.renamed", False, clock.now())]))
+    run(clock, 2, lambda: before.engine.observe([result("api.events", False, clock.now())]))
+    assert [kind for kind in before.sink.kinds() if not kind[2]] == [
+        ("api.renamed", "firing", False),
+        ("api.events", "firing", False),
+    ]
+    before.store.close()
+
+    configured = {"api.events"}
+    after = processes(known=lambda name: name in configured)  # the configuration no longer has api.renamed
+    assert after.sink.kinds() == [("api.renamed", "resolved", False)]
+    notice = after.sink.alerts[0]
+    assert notice.detail == "Check removed from configuration"
+    assert "Check removed from configuration" in render_text(notice)
+    assert [i.check_name for i in after.store.open_incidents()] == ["api.events"]
+    reasons = {row[0]: row[1] for row in _reasons(store_url)}
+    assert reasons == {"api.renamed": "Check removed from configuration", "api.events": None}
+    again = processes(known=lambda name: name in configured)  # a second replica or a restart: no repeat
+    run(clock, 30, after.engine.tick, again.engine.tick)
+    assert [k for k in after.sink.kinds() + again.sink.kinds() if k[1] == "resolved"] == [
+        ("api.renamed", "resolved", False)
+    ]
+
+
+def _reasons(store_url: str) -> list[tuple[Any, ...]]:
+    rows = table_rows(store_url, "monitor_incidents")
+    # (check_name, resolve_reason): the last columns but one and the last, in both dialects
+    return [(row[-3], row[-1]) for row in rows]
+
+
+class StallingStore:
+    """A store whose ``open_incidents`` stalls (a PostgreSQL that stopped answering) until released."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.stall = False
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if name != "open_incidents":
+            return attribute
+
+        def stalling() -> Any:
+            if self.stall:
+                self.stalled.set()
+                self.release.wait(30)
+            return attribute()
+
+        return stalling
+
+
+def test_a_stalled_store_call_never_blocks_the_thread_handing_in_results(
+    processes: Callable[..., Process], clock: FakeClock
+) -> None:
+    process = processes()
+    stalling = StallingStore(process.store)
+    metrics = Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="test")
+    engine = AlertEngine(stalling, process.sink, clock, metrics, AlertingSettings())  # type: ignore[arg-type]
+    stalling.stall = True
+    ticking = threading.Thread(target=engine.tick, daemon=True)  # the scheduler's alert job
+    ticking.start()
+    try:
+        assert stalling.stalled.wait(10)
+        observing = threading.Thread(  # the check round handing in its results meanwhile
+            target=lambda: engine.observe([result("api.events", False, clock.now())] * 2), daemon=True
+        )
+        observing.start()
+        observing.join(10)
+        assert not observing.is_alive(), "observe() waited for the engine's store call"
+        assert not ticking.is_alive() or process.sink.alerts == []  # nothing decided while the store stalls
+    finally:
+        stalling.stall = False
+        stalling.release.set()
+    ticking.join(10)
+    assert not ticking.is_alive()
+    # The results handed in were accounted by the thread that held the engine, once it was free.
+    assert process.sink.kinds() == [("api.events", "firing", False)]

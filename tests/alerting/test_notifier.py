@@ -24,7 +24,9 @@ class RecordingSender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
 
-    def send(self, channel: str, url: str, body: dict[str, Any], *, deadline: float | None = None) -> bool:
+    def send(
+        self, channel: str, url: str, body: dict[str, Any], *, deadline: float | None = None, judge: Any = None
+    ) -> bool:
         self.sent.append((channel, url, body))
         return True
 

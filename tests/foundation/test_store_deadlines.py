@@ -65,6 +65,17 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "latest_results": lambda s: s.latest_results(["check.0", "check.1"]),
     "result_buckets": lambda s: s.result_buckets(T0 - timedelta(days=1), T0 + timedelta(days=1), 3600),
     "event_counts": lambda s: s.event_counts(T0 - timedelta(days=1)),
+    "claim_notice": lambda s: s.claim_notice(1, T0, None),
+    "enqueue_notice": lambda s: s.enqueue_notice("slack", "check.0", {"state": "firing"}, T0, T0),
+    "take_notice": lambda s: s.take_notice("slack", T0, T0 + timedelta(minutes=1)),
+    "notice_delivered": lambda s: s.notice_delivered(1),
+    "notice_failed": lambda s: s.notice_failed(1, T0, "network: refused"),
+    "later_notices": lambda s: s.later_notices("slack", "check.0", 1),
+    "retry_notices_now": lambda s: s.retry_notices_now("slack", T0),
+    "notice_abandoned": lambda s: s.notice_abandoned(1),
+    "pending_notices": lambda s: s.pending_notices(),
+    "channel_overrides": lambda s: s.channel_overrides("telegram", "chat_id"),
+    "save_channel_override": lambda s: s.save_channel_override("telegram", "chat_id", "-1", "-100", T0),
 }
 
 

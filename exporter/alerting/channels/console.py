@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.alerting.alert import Alert, body_lines, headline
+from exporter.alerting.answer import Verdict, judge_http
 
 CONSOLE_URL = "console:"  # not a network address: the log of this process
 
@@ -32,6 +33,10 @@ class ConsoleChannel:
 
     def build_request(self, alert: Alert) -> tuple[str, dict[str, Any]]:
         return CONSOLE_URL, {"text": render_line(alert)}
+
+    def judge(self, status: int, body: str, retry_after: float | None) -> Verdict:
+        """Never asked (nothing goes over HTTP); HTTP's rule, like a webhook's, for completeness."""
+        return judge_http(status, body, retry_after)
 
     def deliver(self, alert: Alert) -> bool:
         """Write the notice to the log; True (a log line cannot be refused)."""

@@ -1,17 +1,23 @@
 """Telegram Bot API: the ``sendMessage`` request for one alert.
 
-Pure: builds the request, sends nothing (``sender`` does, and honours Telegram's
-``parameters.retry_after``). The text uses parse mode HTML, the mode with the smallest escaping
+Pure: builds the request and judges the answer, sends nothing (``sender`` does). The Bot API
+answers JSON ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": 400, "description":
+"...", "parameters": {"migrate_to_chat_id": ..., "retry_after": ...}}``: ``ok`` decides,
+``migrate_to_chat_id`` means the group became a supergroup (send there instead), ``retry_after`` is
+flood control (wait that long). The text uses parse mode HTML, the mode with the smallest escaping
 rules (``&``, ``<``, ``>``), so a detail can never break the markup.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.alerting.alert import Alert, body_lines, headline
+from exporter.alerting.answer import DELIVERED, Verdict, judge_http
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
 
@@ -32,6 +38,45 @@ class TelegramChannel:
             "parse_mode": "HTML",
             "disable_web_page_preview": True,
         }
+
+    def judge(self, status: int, body: str, retry_after: float | None) -> Verdict:
+        return judge_telegram(status, body, retry_after)
+
+    def moved_to(self, chat_id: str) -> TelegramChannel:
+        """The same channel, sending to ``chat_id`` (where the group migrated)."""
+        return dataclasses.replace(self, chat_id=chat_id)
+
+
+def judge_telegram(status: int, body: str, retry_after: float | None) -> Verdict:
+    """The Bot API's answer: its JSON ``ok`` decides, whatever the status."""
+    try:
+        payload = json.loads(body) if body.strip().startswith("{") else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict) or not isinstance(payload.get("ok"), bool):
+        verdict = judge_http(status, body, retry_after)
+        if verdict.delivered:  # a 2xx that is not the Bot API's answer (a proxy, a captive portal)
+            return Verdict(False, False, f"HTTP {status}: not a Bot API answer", "bad_answer")
+        return verdict
+    if payload["ok"]:
+        return DELIVERED
+    code = payload.get("error_code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else status
+    description = payload.get("description")
+    reason = f"Telegram error {code}: {description if isinstance(description, str) else 'no description'}"
+    parameters = payload.get("parameters")
+    parameters = parameters if isinstance(parameters, dict) else {}
+    migrate = parameters.get("migrate_to_chat_id")
+    if isinstance(migrate, int | str) and not isinstance(migrate, bool) and str(migrate).strip():
+        return Verdict(False, False, f"{reason}; migrated to chat {migrate}", "migrated", migrate_to=str(migrate))
+    wait = parameters.get("retry_after")
+    if isinstance(wait, int | float) and not isinstance(wait, bool):
+        return Verdict(False, True, reason, "rate_limited", max(float(wait), 0.0))
+    if code == 429:
+        return Verdict(False, True, reason, "rate_limited", retry_after)
+    if code >= 500:
+        return Verdict(False, True, reason, "server_error", retry_after)
+    return Verdict(False, False, reason, "rejected")
 
 
 def render_html(alert: Alert) -> str:

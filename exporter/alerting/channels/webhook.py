@@ -11,6 +11,7 @@ from datetime import UTC
 from typing import Any
 
 from exporter.alerting.alert import Alert, render_text
+from exporter.alerting.answer import Verdict, judge_http
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,7 @@ class WebhookChannel:
             "dashboard_url": alert.dashboard_url,
             "text": render_text(alert),
         }
+
+    def judge(self, status: int, body: str, retry_after: float | None) -> Verdict:
+        """Any 2xx is a delivery (a webhook's contract is HTTP's)."""
+        return judge_http(status, body, retry_after)
