@@ -88,7 +88,7 @@ def test_a_store_that_hangs_holds_back_no_check_and_loses_no_result(postgres_url
     # A call deadline far longer than the wait below: a round that waited on the store would stop
     # the runs counter for a minute, which the bounded wait detects.
     config.write_text(
-        "checks:\n  interval: 1s\n  include_defaults: false\n  items:\n"
+        "checks:\n  interval: 1s\n  timeout: 1s\n  include_defaults: false\n  items:\n"
         f"    - name: self.health\n      url: http://127.0.0.1:{port}/healthz\n"
         "listener:\n  enabled: false\nstore:\n  connect_timeout: 2s\n  call_timeout: 90s\n"
     )
