@@ -5,19 +5,33 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from exporter.alerting.alert import Alert
 from exporter.config import AlertingSettings
 from exporter.store.base import CheckResult
-from tests.support.http_receiver import Reply
+from tests.support.http_receiver import HttpReceiver, Reply
 
 _uids = itertools.count()
 
 TELEGRAM_TOKEN = "123456:TEST-token-abcdef"
 # The Bot API's answer to a sendMessage it accepted (abridged).
 TELEGRAM_OK = Reply(200, {"ok": True, "result": {"message_id": 1, "chat": {"id": -100123}}})
+CHANNELS = ("slack", "telegram", "webhook")
+
+
+@contextlib.contextmanager
+def channel_receivers() -> Iterator[dict[str, HttpReceiver]]:
+    """A loopback receiver per channel, each answering success as its API documents it: Slack ``ok``,
+    Telegram ``{"ok": true, ...}``, a webhook 2xx."""
+    peers = {name: HttpReceiver(default=TELEGRAM_OK if name == "telegram" else None) for name in CHANNELS}
+    try:
+        yield peers
+    finally:
+        for peer in peers.values():
+            peer.close()
 
 
 def result(check: str, ok: bool, at: datetime, latency_ms: int = 100, **details: Any) -> CheckResult:

@@ -23,12 +23,18 @@ from exporter.config import AlertingSettings
 from exporter.metrics import Metrics
 from exporter.redact import Redactor
 from exporter.store import Store, open_store
-from tests.alerting.kit import TELEGRAM_OK, TELEGRAM_TOKEN, channel_settings, result, table_rows
+from tests.alerting.kit import (
+    CHANNELS,
+    TELEGRAM_TOKEN,
+    channel_receivers,
+    channel_settings,
+    result,
+    table_rows,
+)
 from tests.support.http_receiver import HttpReceiver, Reply, refused_url
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday
 ROUND = 60.0
-CHANNELS = ("slack", "telegram", "webhook")
 SUPERGROUP = -1001234567890
 OUTBOX_RETRY = 300.0
 
@@ -73,10 +79,8 @@ class Process:
 
 @pytest.fixture
 def receivers() -> Iterator[dict[str, HttpReceiver]]:
-    peers = {name: HttpReceiver(default=TELEGRAM_OK if name == "telegram" else None) for name in CHANNELS}
-    yield peers
-    for peer in peers.values():
-        peer.close()
+    with channel_receivers() as peers:
+        yield peers
 
 
 @pytest.fixture
