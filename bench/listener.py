@@ -36,9 +36,9 @@ import psycopg2
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))  # listener_backlog, when run as a script
+sys.path.insert(0, str(REPO))  # bench.listener_backlog, when run as a script
 
-from listener_backlog import BacklogSpec, start_backlog_chain  # noqa: E402
+from bench.listener_backlog import BacklogSpec, start_backlog_chain  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("BLOCKTRUST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -118,7 +118,7 @@ def phase_seed(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     for spec in contracts.values():
         contract = w3.eth.contract(address=Web3.to_checksum_address(spec["address"]), abi=spec["abi"])
-        for event in contract.events:
+        for event in (contract.events[item["name"]] for item in spec["abi"] if item["type"] == "event"):
             for entry in event.get_logs(from_block=args.first, to_block=args.last):
                 data = {
                     "blockNumber": entry["blockNumber"],

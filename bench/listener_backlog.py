@@ -1,7 +1,7 @@
 """Build the listener benchmark's backlog on anvil cheaply: >= 20,000 events over >= 20,000 blocks.
 
-Used by the listener benchmark (issue 5, acceptance 7), importable from a script in ``bench/``
-(``from listener_backlog import BacklogSpec, start_backlog_chain``), and runnable alone to time it:
+Used by the listener benchmark (issue 5, acceptance 7), importable with the repository on ``sys.path``
+(``from bench.listener_backlog import BacklogSpec, start_backlog_chain``), and runnable alone to time it:
 
     .venv/bin/python bench/listener_backlog.py [--rounds 100] [--per-type 31] [--blocks-per-round 500]
                                                [--state var/bench/backlog-state.json]

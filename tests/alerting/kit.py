@@ -74,10 +74,10 @@ def table_rows(store_url: str, table: str) -> list[tuple[Any, ...]]:
             return list(conn.execute(f"SELECT * FROM {table} ORDER BY id"))
     import psycopg2
 
-    conn = psycopg2.connect(store_url)
+    pg = psycopg2.connect(store_url)
     try:
-        with conn.cursor() as cur:
+        with pg.cursor() as cur:
             cur.execute(f"SELECT * FROM {table} ORDER BY id")
             return list(cur.fetchall())
     finally:
-        conn.close()
+        pg.close()

@@ -162,7 +162,7 @@ def test_reconciling_costs_one_query_per_tick(processes: Callable[..., Process],
     process = processes()
     counting = CountingStore(process.store)
     metrics = Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="test")
-    engine = AlertEngine(counting, process.sink, clock, metrics, AlertingSettings())  # type: ignore[arg-type]
+    engine = AlertEngine(counting, process.sink, clock, metrics, AlertingSettings())
     assert counting.reads == 1
     run(clock, 5, engine.tick, lambda: engine.observe([result("api.events", False, clock.now())]))
     assert counting.reads == 1 + 5  # observe() reads nothing
@@ -284,7 +284,7 @@ def test_a_stalled_store_call_never_blocks_the_thread_handing_in_results(
     process = processes()
     stalling = StallingStore(process.store)
     metrics = Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="test")
-    engine = AlertEngine(stalling, process.sink, clock, metrics, AlertingSettings())  # type: ignore[arg-type]
+    engine = AlertEngine(stalling, process.sink, clock, metrics, AlertingSettings())
     stalling.stall = True
     ticking = threading.Thread(target=engine.tick, daemon=True)  # the scheduler's alert job
     ticking.start()

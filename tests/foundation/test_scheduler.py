@@ -61,7 +61,12 @@ def test_stop_waits_for_the_run_in_flight(metrics: Metrics) -> None:
 def test_stop_gives_up_after_its_deadline(metrics: Metrics) -> None:
     scheduler = Scheduler(metrics)
     started, release = threading.Event(), threading.Event()
-    scheduler.add(Job("stuck", lambda: (started.set(), release.wait(10)), 60))
+
+    def stuck() -> None:
+        started.set()
+        release.wait(10)
+
+    scheduler.add(Job("stuck", stuck, 60))
     scheduler.start()
     assert started.wait(5)
     assert scheduler.stop(0.2) is False

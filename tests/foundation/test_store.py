@@ -50,16 +50,16 @@ def _columns_and_indexes(url: str) -> tuple[dict[str, set[str]], set[str]]:
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         conn.close()
         return columns, indexes
-    conn = psycopg2.connect(url)
-    with conn.cursor() as cur:
+    pg = psycopg2.connect(url)
+    with pg.cursor() as cur:
         cur.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema='public'")
-        columns: dict[str, set[str]] = {}
+        pg_columns: dict[str, set[str]] = {}
         for table, column in cur.fetchall():
-            columns.setdefault(table, set()).add(column)
+            pg_columns.setdefault(table, set()).add(column)
         cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname='public'")
-        indexes = {r[0] for r in cur.fetchall()}
-    conn.close()
-    return columns, indexes
+        pg_indexes = {r[0] for r in cur.fetchall()}
+    pg.close()
+    return pg_columns, pg_indexes
 
 
 def result(check: str = "api.health", ok: bool = True, latency: int = 100, at: datetime = T0) -> CheckResult:
@@ -249,11 +249,11 @@ def test_event_data_round_trips_exactly_with_awkward_characters(store: Store, st
         conn.close()
         assert json.loads(data) == awkward
     else:
-        conn = psycopg2.connect(store_url)
-        with conn.cursor() as cur:
+        pg = psycopg2.connect(store_url)
+        with pg.cursor() as cur:
             cur.execute("SELECT data FROM events")
             assert cur.fetchone() == (awkward,)
-        conn.close()
+        pg.close()
 
 
 def test_awkward_characters_outside_the_json_round_trip_too(store: Store, store_url: str) -> None:

@@ -69,7 +69,7 @@ def query(url: str, sql: str) -> list[tuple[Any, ...]]:
     if url.startswith("sqlite:///"):
         with closing(sqlite3.connect(url[len("sqlite:///") :])) as conn:
             return [tuple(row) for row in conn.execute(sql)]
-    with closing(psycopg2.connect(libpq_dsn(url))) as conn, conn.cursor() as cur:
+    with closing(psycopg2.connect(libpq_dsn(url))) as pg, pg.cursor() as cur:
         cur.execute(sql)
         return [tuple(row) for row in cur.fetchall()]
 

@@ -46,8 +46,9 @@ def _oracle(chain: DevChain) -> dict[tuple[str, int], tuple[str, dict[str, Any]]
     w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
     expected = {}
     for name, address in chain.addresses.items():
-        contract = w3.eth.contract(address=address, abi=chain.artifacts[name]["abi"])
-        for event in contract.events:
+        contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=chain.artifacts[name]["abi"])
+        abi = chain.artifacts[name]["abi"]
+        for event in (contract.events[item["name"]] for item in abi if item["type"] == "event"):
             for entry in event.get_logs(from_block=0):
                 key = ("0x" + entry["transactionHash"].hex().removeprefix("0x"), entry["logIndex"])
                 expected[key] = (SPEC_TYPES[entry["event"]], {k: _as_spec_json(v) for k, v in entry["args"].items()})
@@ -100,12 +101,8 @@ def test_all_seven_event_types_are_stored_with_exactly_decoded_args(
         assert metrics.registry.get_sample_value("blocktrust_listener_events_total", {"type": event_type}) == 1
     assert metrics.registry.get_sample_value("blocktrust_listener_processed_block") == chain.head()
     assert metrics.registry.get_sample_value("blocktrust_listener_head_block") == chain.head()
-    assert (
-        metrics.registry.get_sample_value(
-            "blocktrust_listener_rpc_requests_total", {"method": "eth_getLogs", "outcome": "success"}
-        )
-        >= 1
-    )
+    get_logs = {"method": "eth_getLogs", "outcome": "success"}
+    assert (metrics.registry.get_sample_value("blocktrust_listener_rpc_requests_total", get_logs) or 0) >= 1
 
 
 def test_heartbeat_is_written_every_poll_even_without_events(
@@ -235,8 +232,9 @@ def test_a_long_backlog_is_worked_off_over_several_time_boxed_polls(
         outcomes = [listener.poll_once() for _ in range(40)]
     finally:
         listener.close()
-    processed = [o.processed_block for o in outcomes]
-    assert processed[0] is not None and processed[0] < chain.head()  # the first poll stopped early
+    processed = [o.processed_block or 0 for o in outcomes]
+    assert all(o.processed_block is not None for o in outcomes)
+    assert processed[0] < chain.head()  # the first poll stopped early
     assert processed == sorted(processed)  # ...and each next one went on from there
     assert processed[-1] == chain.head()
     assert stored_keys(store_url) == chain_keys(chain)
