@@ -1,8 +1,11 @@
 """The status page in a real headless Chromium (Debian's ``chromium``, driven by Playwright with the
-system browser), served by a running exporter (``run`` as a subprocess, SQLite store) probing the
-bundled API simulator: every check listed with its state, a failing endpoint's row red within two
-rounds, no console error, no request leaving the exporter, no horizontal scrolling at 390 px.
-The screenshots in ``docs/`` (healthy, one check failing, the listener behind) are written here.
+system browser), served by a running exporter probing the bundled API simulator: every check listed
+with its state, a failing endpoint's row red within two rounds, no console error, no request leaving
+the exporter, no horizontal scrolling at 390 px (issue 17, acceptance 1). Twice: ``run`` as a
+subprocess against an in-process simulator (SQLite store), and the real ``demo`` (what ``make demo``
+runs: its own simulator, anvil chain and listener, so all nine checks), whose simulator is made to
+fail through its admin endpoint while it runs.
+The screenshots in ``docs/`` (healthy, one check failing, the listener behind, the demo) are written here.
 
 Slow (a browser and an exporter process); never skipped: a missing Chromium is a failure.
 """
@@ -14,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +51,8 @@ EXPECTED_CHECKS = {
     "synthetic.wallet_info",
     "synthetic.nft_status",
 }
+# The demo also runs the listener's two checks against its own anvil chain.
+DEMO_CHECKS = EXPECTED_CHECKS | {"listener.lag", "listener.progress"}
 HANG_GUARD_SECONDS = 90.0  # only bounds a hang; the assertions count rounds, not seconds
 
 
@@ -78,6 +84,54 @@ class Browsing:
 
     def screenshot(self, name: str) -> None:
         self.page.screenshot(path=str(DOCS / name), full_page=True)
+
+
+def _require_chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make setup` (scripts/ensure-system-deps.sh) installs Debian's chromium")
+
+
+@contextmanager
+def _chromium(base: str) -> Iterator[Browsing]:
+    """A phone-sized page in the system Chromium, recording what it requests and every error."""
+    _require_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport=PHONE, device_scale_factor=1)
+            browsing = Browsing(page, base)
+            page.on("request", lambda request: browsing.requested.append(request.url))
+            page.on("console", lambda message: _console(browsing, message))
+            page.on("pageerror", lambda error: browsing.errors.append(f"pageerror: {error}"))
+            yield browsing
+        finally:
+            browser.close()
+
+
+def _turns_red_within_two_rounds(
+    browsing: Browsing, exporter: ExporterProcess, fail: Callable[[], None], listed: set[str]
+) -> None:
+    """``fail()`` breaks the endpoint of ``FAILING_CHECK``; reloading the page, its row must be red
+    before two more of its rounds completed (a round in flight may finish with the old answer, so the
+    deadline is that round plus two more: rounds counted on /metrics), every other row still up."""
+    runs_before = _runs(exporter, FAILING_CHECK)
+    fail()
+    hang_guard = time.monotonic() + HANG_GUARD_SECONDS
+    while browsing.row_state(FAILING_CHECK) != "down":
+        past_deadline = _runs(exporter, FAILING_CHECK) >= runs_before + 3
+        browsing.load()
+        if past_deadline:
+            break
+        assert time.monotonic() < hang_guard, f"{FAILING_CHECK} ran no round: {_runs(exporter, FAILING_CHECK)}"
+        time.sleep(0.3)
+    assert browsing.row_state(FAILING_CHECK) == "down", "the failing check's row did not turn red in 2 rounds"
+    colour = browsing.page.locator(f'li[data-check="{FAILING_CHECK}"]').evaluate(
+        "row => getComputedStyle(row).borderLeftColor"
+    )
+    assert _is_red(colour), f"the failing row's colour is {colour}"
+    others = {name: browsing.row_state(name) for name in listed - {FAILING_CHECK}}
+    assert others == dict.fromkeys(listed - {FAILING_CHECK}, "up")
+    assert browsing.page.locator("li[data-check]").count() == len(listed)
 
 
 def _runs(exporter: ExporterProcess, check: str) -> float:
@@ -130,65 +184,82 @@ def exporter(tmp_path: Path) -> Iterator[tuple[ExporterProcess, BlocktrustSimula
 def test_status_page_in_chromium_healthy_failing_and_listener_behind(
     exporter: tuple[ExporterProcess, BlocktrustSimulator, str],
 ) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make setup` (scripts/ensure-system-deps.sh) installs Debian's chromium")
     process, simulator, store_url = exporter
     _wait_for(
         lambda: {c["name"] for c in _status(process)["checks"] if c["state"] == "up"} >= EXPECTED_CHECKS,
         "every check up",
     )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport=PHONE, device_scale_factor=1)
-            browsing = Browsing(page, process.url)
-            page.on("request", lambda request: browsing.requested.append(request.url))
-            page.on("console", lambda message: _console(browsing, message))
-            page.on("pageerror", lambda error: browsing.errors.append(f"pageerror: {error}"))
+    with _chromium(process.url) as browsing:
+        page = browsing.page
+        # Healthy: every check listed, each with its state.
+        browsing.load()
+        states = {name: browsing.row_state(name) for name in EXPECTED_CHECKS}
+        assert states == dict.fromkeys(EXPECTED_CHECKS, "up")
+        assert page.locator("li[data-check]").count() == len(EXPECTED_CHECKS)
+        assert "UTC" in page.inner_text("body")
+        browsing.assert_clean()
+        browsing.screenshot("status-healthy.png")
 
-            # Healthy: every check listed, each with its state.
-            browsing.load()
-            states = {name: browsing.row_state(name) for name in EXPECTED_CHECKS}
-            assert states == dict.fromkeys(EXPECTED_CHECKS, "up")
-            assert page.locator("li[data-check]").count() == len(EXPECTED_CHECKS)
-            assert "UTC" in page.inner_text("body")
-            browsing.assert_clean()
-            browsing.screenshot("status-healthy.png")
+        # One endpoint fails: its row is red within two rounds.
+        _turns_red_within_two_rounds(
+            browsing, process, lambda: simulator.set_fault(FAILING_PATH, "500"), EXPECTED_CHECKS
+        )
+        _wait_for(lambda: any(i["check"] == FAILING_CHECK for i in _status(process)["incidents"]), "the incident")
+        browsing.load()
+        assert page.locator(f'li[data-incident="{FAILING_CHECK}"]').count() == 1
+        browsing.assert_clean()
+        browsing.screenshot("status-check-failing.png")
 
-            # One endpoint fails: its row is red within two rounds (a round in flight may finish
-            # with the old answer, so the deadline is that round plus two more).
-            runs_before = _runs(process, FAILING_CHECK)
-            simulator.set_fault(FAILING_PATH, "500")
-            while browsing.row_state(FAILING_CHECK) != "down":
-                past_deadline = _runs(process, FAILING_CHECK) >= runs_before + 3
-                browsing.load()
-                if past_deadline:
-                    break
-                time.sleep(0.3)
-            assert browsing.row_state(FAILING_CHECK) == "down", "the failing check's row did not turn red in 2 rounds"
-            colour = page.locator(f'li[data-check="{FAILING_CHECK}"]').evaluate(
-                "row => getComputedStyle(row).borderLeftColor"
-            )
-            assert _is_red(colour), f"the failing row's colour is {colour}"
-            others = {name: browsing.row_state(name) for name in EXPECTED_CHECKS - {FAILING_CHECK}}
-            assert set(others.values()) == {"up"}
-            _wait_for(lambda: any(i["check"] == FAILING_CHECK for i in _status(process)["incidents"]), "the incident")
-            browsing.load()
-            assert page.locator(f'li[data-incident="{FAILING_CHECK}"]').count() == 1
-            browsing.assert_clean()
-            browsing.screenshot("status-check-failing.png")
+        # The listener (another process on the same store) is far behind the chain head.
+        simulator.clear_faults()
+        _wait_for(lambda: not _status(process)["incidents"], "the incident to resolve")
+        _write_listener_behind(store_url)
+        browsing.load()
+        assert page.locator("#listener").get_attribute("data-state") == "behind"
+        assert "18204" in page.inner_text("#listener")
+        browsing.assert_clean()
+        browsing.screenshot("status-listener-behind.png")
 
-            # The listener (another process on the same store) is far behind the chain head.
-            simulator.clear_faults()
-            _wait_for(lambda: not _status(process)["incidents"], "the incident to resolve")
-            _write_listener_behind(store_url)
+
+SIMULATOR_LINE = re.compile(r"demo: simulator=(http://[^\s\"]+)")
+
+
+@pytest.mark.anvil
+def test_the_demo_page_in_chromium_lists_nine_checks_and_a_failing_endpoint_turns_red(tmp_path: Path) -> None:
+    """``blocktrust-exporter demo`` as ``make demo`` runs it (10 s rounds; ``--duration`` only bounds a
+    leftover process): all nine checks up on the page, then its simulator fails ``FAILING_PATH``
+    through the admin endpoint (``POST /_simulator/faults``) and the row turns red within two rounds."""
+    _require_chromium()
+    args = ["demo", "--duration", "300s", "--workdir", str(tmp_path / "demo")]
+    with ExporterProcess(args, cwd=tmp_path) as demo:
+        demo.wait_ready(timeout=HANG_GUARD_SECONDS)
+        announced = SIMULATOR_LINE.search(demo.read_log())
+        assert announced, f"the demo did not log its simulator's URL:\n{demo.read_log()}"
+        simulator_url = announced.group(1)
+        _wait_for(
+            lambda: {c["name"] for c in _status(demo)["checks"] if c["state"] == "up"} >= DEMO_CHECKS,
+            "all nine checks of the demo up",
+        )
+        with _chromium(demo.url) as browsing:
             browsing.load()
-            assert page.locator("#listener").get_attribute("data-state") == "behind"
-            assert "18204" in page.inner_text("#listener")
+            assert {name: browsing.row_state(name) for name in DEMO_CHECKS} == dict.fromkeys(DEMO_CHECKS, "up")
+            assert browsing.page.locator("li[data-check]").count() == len(DEMO_CHECKS)
+            assert browsing.page.locator("#listener").get_attribute("data-state") == "ok"
+            assert "Minted" in browsing.page.inner_text("#events"), "the demo's trickle of events is not listed"
             browsing.assert_clean()
-            browsing.screenshot("status-listener-behind.png")
-        finally:
-            browser.close()
+
+            def fail() -> None:
+                answer = requests.post(
+                    simulator_url + "/_simulator/faults", json={"path": FAILING_PATH, "fault": "500"}, timeout=10
+                )
+                assert answer.status_code == 200, answer.text
+
+            _turns_red_within_two_rounds(browsing, demo, fail, DEMO_CHECKS)
+            browsing.assert_clean()
+            browsing.screenshot("status-demo.png")
+        code, _ = demo.stop()
+    assert code == 0, demo.output
+    assert "Traceback" not in demo.output, demo.output
 
 
 def _console(browsing: Browsing, message: ConsoleMessage) -> None:
@@ -226,8 +297,7 @@ def _write_listener_behind(store_url: str) -> None:
 def test_long_names_and_reasons_wrap_instead_of_scrolling_sideways_at_390_px(tmp_path: Path) -> None:
     """Whatever servers and configuration send (a 100-character check name, a 300-character reason
     without a space, a long incident title and dashboard title) wraps inside a phone's width."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make setup` (scripts/ensure-system-deps.sh) installs Debian's chromium")
+    _require_chromium()
     store = open_store(f"sqlite:///{tmp_path}/long.db")
     store.migrate()
     long_name = "custom." + "x" * 93
