@@ -26,7 +26,7 @@ from exporter.clock import Clock, SystemClock
 from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
-from exporter.probes.runner import CheckRound, resolve_checks
+from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
 from exporter.progress import AT_HEAD_MARGIN_BLOCKS, CatchUpReporter, RoundReporter
 from exporter.redact import Redactor
 from exporter.retention import purge_old_results
@@ -225,22 +225,7 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         notifier.start()
         rt.scheduler.add(Job("alerts", engine.tick, ALERT_TICK_SECONDS, run_at_start=False))
 
-    rt.parts["checks"] = bool(checks)
-    if checks:
-        report_round = RoundReporter()
-
-        def on_results(results: Sequence[CheckResult]) -> None:
-            if rt.parts["alerts"]:
-                engine.observe(results)
-            report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
-
-        round_ = CheckRound(
-            config, metrics=metrics, record=rt.writer.record, clock=clock, store=store, on_results=on_results
-        )
-        rt.on_overdue.append(round_.cancel)
-        rt.on_stop.append(round_.close)
-        rt.scheduler.add(Job("checks", round_.run_once, config.checks.interval))
-
+    rt.parts["checks"] = bool(checks)  # (the banner lists the parts in this order)
     rt.parts["listener"] = listener_on
     if listener_on:
 
@@ -268,6 +253,29 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         rt.on_stop.append(rt.listener.close)
         rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval))
 
+    if checks:
+        report_round = RoundReporter()
+
+        def on_results(results: Sequence[CheckResult]) -> None:
+            if rt.parts["alerts"]:
+                engine.observe(results)
+            report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
+
+        # The listener checks wait for this process's listener's first poll (ListenerStartGrace).
+        grace = ListenerStartGrace(rt.listener.first_poll_done, clock, config.listener.max_lag) if rt.listener else None
+        round_ = CheckRound(
+            config,
+            metrics=metrics,
+            record=rt.writer.record,
+            clock=clock,
+            store=store,
+            on_results=on_results,
+            hold=grace,
+        )
+        rt.on_overdue.append(round_.cancel)
+        rt.on_stop.append(round_.close)
+        rt.scheduler.add(Job("checks", round_.run_once, config.checks.interval))
+
     rt.parts["slo"] = "slo" in parts
     if rt.parts["slo"]:
         reporter = SloReporter(store, metrics, config.slo, clock, engine=engine)
@@ -288,7 +296,6 @@ def serve(
     parts: frozenset[str] = ALL_PARTS,
     duration: float | None = None,
     title: str = "BLOCKTRUST MONITORING SYSTEM",
-    prime_listener: bool = False,
     cleanup: Callable[[], None] | None = None,
 ) -> NoReturn:
     """Run until SIGTERM/SIGINT (or ``duration``), shut down cleanly, run ``cleanup`` (what the caller
@@ -297,8 +304,6 @@ def serve(
     rt = build_runtime(config, parts)
     for line in banner_lines(config, rt.parts, title=title, scheme=security.scheme, access=security.describe()):
         print(line, file=sys.stderr, flush=True)
-    if prime_listener and rt.listener is not None and rt.schema_ready.is_set():
-        rt.listener.poll_once()  # so the first check round already sees a heartbeat
     if security.auth is not None and security.tls is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     try:

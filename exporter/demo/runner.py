@@ -138,7 +138,7 @@ def run(args: argparse.Namespace, base: Config, ignored_env: Sequence[str] = ())
             listen=args.listen,
         )
         log.info("demo: simulator=%s chain=%s store=%s", simulator.url, chain.rpc_url, workdir / "demo.db")
-        serve(config, duration=args.duration, prime_listener=True, cleanup=cleanup)  # ends the process
+        serve(config, duration=args.duration, cleanup=cleanup)  # ends the process
     except BaseException:
         cleanup()
         raise
