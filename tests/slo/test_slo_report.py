@@ -266,7 +266,9 @@ def test_no_slo_incident_opens_on_too_few_runs_then_one_opens_with_enough(
     settings = SloSettings(min_runs=20)
     store.write_results([result("listener.lag", i != 0, NOW - timedelta(minutes=6 - i)) for i in range(6)])
     sink = RecordingSink()
-    reporter = SloReporter(store, metrics, settings, clock, AlertEngine(store, sink, clock, metrics, AlertingSettings()))
+    reporter = SloReporter(
+        store, metrics, settings, clock, AlertEngine(store, sink, clock, metrics, AlertingSettings())
+    )
     report = reporter.run_once()
     (line,) = report.lines
     assert (line.runs, line.uptime_ok, line.enough_runs) == (6, False, False)
@@ -275,14 +277,18 @@ def test_no_slo_incident_opens_on_too_few_runs_then_one_opens_with_enough(
     assert report.to_dict()["min_runs"] == 20 and report.to_dict()["checks"][0]["enough_runs"] is False
 
     clock.advance(3600)
-    store.write_results([result("listener.lag", i % 5 != 0, clock.now() - timedelta(minutes=50 - i)) for i in range(20)])
+    store.write_results(
+        [result("listener.lag", i % 5 != 0, clock.now() - timedelta(minutes=50 - i)) for i in range(20)]
+    )
     reporter.run_once()
     (incident,) = store.open_incidents()
     assert incident.check_name == "slo.listener.lag"
     assert incident.detail == "Uptime 80.77% < 99.5% target (5 of 26 runs failed) (as of 2026-01-05 13:00:00 UTC)"
 
 
-def test_an_open_slo_incident_does_not_resolve_on_too_few_runs(store: Store, clock: FakeClock, metrics: Metrics) -> None:
+def test_an_open_slo_incident_does_not_resolve_on_too_few_runs(
+    store: Store, clock: FakeClock, metrics: Metrics
+) -> None:
     engine = AlertEngine(store, RecordingSink(), clock, metrics, AlertingSettings())
     store.write_results([result("api.health", i % 2 == 0, NOW - timedelta(minutes=30 - i)) for i in range(10)])
     SloReporter(store, metrics, SloSettings(min_runs=10), clock, engine).run_once()
