@@ -152,12 +152,13 @@ class Runtime:
         live, reason = self.healthy()
         if not live:
             return False, reason
-        if not self.schema_ready.is_set():
-            return False, "store not migrated yet"
+        # Asked first: a store that does not answer is why the schema is not there yet either.
         try:
             self.store.ping()
         except StoreError as exc:
             return False, Redactor(self.config.secrets())(f"store unreachable: {exc}")
+        if not self.schema_ready.is_set():
+            return False, "store not migrated yet"
         return True, "ready"
 
 
