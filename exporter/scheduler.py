@@ -7,8 +7,8 @@ which starts when the run ends if that is within half an interval of its time, e
 collapse into the next grid time (logged). Each run has its own thread, so a wedged job holds no
 other. A job that raises is logged and counted in ``blocktrust_job_runs_total{outcome="error"}``; the
 scheduler carries on. A ``StoreError`` (the store is down: expected, retried) is one error line; anything
-else is a bug and is logged with its traceback. ``stop`` starts no new run and waits (bounded) for the runs in flight, so the
-caller can flush the store afterwards.
+else is a bug and is logged with its traceback. ``stop`` starts no new run and waits (bounded) for the
+runs in flight, so the caller can flush the store afterwards.
 
 Liveness: a job none of whose runs has completed for ``STALL_INTERVALS`` intervals (and at least
 ``MIN_STALL_SECONDS``) is *stalled*; ``health()`` names it, and ``/healthz`` and ``/readyz`` fail on it.
