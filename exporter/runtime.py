@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.notifier import build_notifier
-from exporter.banner import banner_lines, exporter_version
+from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
 from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
 from exporter.listener.service import Listener
@@ -298,13 +298,14 @@ def serve(
     duration: float | None = None,
     title: str = "BLOCKTRUST MONITORING SYSTEM",
     cleanup: Callable[[], None] | None = None,
+    log_format: str = "logfmt",
 ) -> NoReturn:
     """Run until SIGTERM/SIGINT (or ``duration``), shut down cleanly, run ``cleanup`` (what the caller
-    started around the exporter) and end the process. Logging must be set up."""
+    started around the exporter) and end the process. Logging must be set up, in ``log_format``
+    (the banner follows it: plain lines, or one JSON record)."""
     security = web_security(config)  # before anything starts: a bad file is a usage error
     rt = build_runtime(config, parts)
-    for line in banner_lines(config, rt.parts, title=title, scheme=security.scheme, access=security.describe()):
-        print(line, file=sys.stderr, flush=True)
+    print_banner(config, rt.parts, title=title, security=security, log_format=log_format)
     if security.auth is not None and security.tls is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     try:
@@ -330,6 +331,20 @@ def serve(
     if cleanup is not None:
         _run_before([cleanup], deadline)
     exit_by(deadline, EXIT_OK)
+
+
+def print_banner(
+    config: Config, parts: dict[str, bool], *, title: str, security: WebSecurity, log_format: str
+) -> None:
+    """The start-up banner on stderr: 16 lines for a person, or with ``log_format`` json one log record
+    carrying the same fields (``event: banner``), so that a log shipper parses every line."""
+    access = security.describe()
+    if log_format == "json":
+        fields = banner_fields(config, parts, title=title, scheme=security.scheme, access=access)
+        log.info("%s v%s starting", title, fields["version"], extra={"event": "banner", **fields})
+        return
+    for line in banner_lines(config, parts, title=title, scheme=security.scheme, access=access):
+        print(line, file=sys.stderr, flush=True)
 
 
 def http_server(rt: Runtime, security: WebSecurity) -> HttpServer:
