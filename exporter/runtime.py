@@ -333,9 +333,7 @@ def serve(
     exit_by(deadline, EXIT_OK)
 
 
-def print_banner(
-    config: Config, parts: dict[str, bool], *, title: str, security: WebSecurity, log_format: str
-) -> None:
+def print_banner(config: Config, parts: dict[str, bool], *, title: str, security: WebSecurity, log_format: str) -> None:
     """The start-up banner on stderr: 16 lines for a person, or with ``log_format`` json one log record
     carrying the same fields (``event: banner``), so that a log shipper parses every line."""
     access = security.describe()

@@ -148,6 +148,7 @@ class CheckRound:
         self._client = client or HttpClient(timer=timer)
         self._budget = config.checks.interval
         self._cancelled = threading.Event()
+        self._failing: set[str] = set()  # checks whose last run failed: their next success is logged
         self.session = _session(config, self._client, clock) if config.api.base_url else None
         self._ctx = ProbeContext(
             client=self._client,
@@ -251,12 +252,16 @@ class CheckRound:
                 # The heartbeat the listener.lag check read (also when the listener runs elsewhere).
                 self._metrics.heartbeat_seen(result.ts.timestamp() - lag)
             if not result.ok:
-                log.info(
+                self._failing.add(result.check_name)
+                log.warning(
                     "check failed check=%s error=%s reason=%r",
                     result.check_name,
                     result.details["error"],
                     result.details["reason"],
                 )
+            elif result.check_name in self._failing:
+                self._failing.discard(result.check_name)
+                log.info("check recovered check=%s", result.check_name)
         results = [result for result, _ in timed]
         for name, sink in (("record", self._record), ("on_results", self._on_results)):
             if sink is None:
