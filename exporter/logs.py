@@ -53,7 +53,7 @@ class JsonFormatter(logging.Formatter):
     ``extra=`` (``log.info("...", extra={"listen": "0.0.0.0:9108"})``), which never replace those four."""
 
     def format(self, record: logging.LogRecord) -> str:
-        body = {
+        body: dict[str, str | int | float | bool] = {
             "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
