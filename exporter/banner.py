@@ -1,5 +1,8 @@
 """The start-up banner (the seed's ``BLOCKTRUST MONITORING SYSTEM``) and safe renderings of URLs.
 
+The banner is 16 plain lines for a person (logfmt), or one JSON log record with the same fields
+(``--log-format json``): ``banner_fields`` holds what it says, ``banner_lines`` lays it out.
+
 Secret-bearing URLs are shown as scheme, host and port only: enough for an operator to see where
 the exporter points, never the credentials or API keys in userinfo, path or query.
 """
@@ -60,16 +63,17 @@ def base_url(listen: str, scheme: str = "http") -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def banner_lines(
+def banner_fields(
     config: Config,
     parts: dict[str, bool],
     *,
     title: str = "BLOCKTRUST MONITORING SYSTEM",
     scheme: str = "http",
     access: str = "http, no auth",
-) -> list[str]:
-    """The banner, one string per line, ending with where to look. ``parts`` says which components run
-    (name -> enabled); ``scheme`` and ``access`` describe the web configuration (TLS, basic auth)."""
+) -> dict[str, str]:
+    """What the banner says, as name -> text (the lines of ``banner_lines``, and one JSON log record's
+    fields with ``--log-format json``). ``parts`` says which components run (name -> enabled);
+    ``scheme`` and ``access`` describe the web configuration (TLS, basic auth)."""
     alerting = config.alerting
     channels = [
         name
@@ -82,23 +86,52 @@ def banner_lines(
         if on
     ]
     rpc = config.listener.rpc_url
+    return {
+        "title": title,
+        "version": exporter_version(),
+        "config": str(config.source),
+        "listen": config.server.listen,
+        "access": access,
+        "store": store_display(config),
+        "api": _without_userinfo(config.api.base_url) or "(not set: API checks disabled)",
+        "rpc": public_url(rpc.get_secret_value()) if rpc else "(not set: listener disabled)",
+        "checks": f"every {config.checks.interval:g}s",
+        "listener": f"every {config.listener.poll_interval:g}s, max lag {config.listener.max_lag:g}s",
+        "slo": f"uptime {config.slo.uptime_target:g}%, latency {config.slo.latency_ms} ms, "
+        f"report every {config.slo.report_interval:g}s",
+        "alerts": ", ".join(channels) if channels else "(no channel configured)",
+        "parts": ", ".join(f"{name}={'on' if on else 'off'}" for name, on in parts.items()),
+        "status_page": f"{base_url(config.server.listen, scheme)}/",
+        "metrics": f"{base_url(config.server.listen, scheme)}/metrics",
+    }
+
+
+def banner_lines(
+    config: Config,
+    parts: dict[str, bool],
+    *,
+    title: str = "BLOCKTRUST MONITORING SYSTEM",
+    scheme: str = "http",
+    access: str = "http, no auth",
+) -> list[str]:
+    """The banner, one string per line, ending with where to look (see ``banner_fields``)."""
+    f = banner_fields(config, parts, title=title, scheme=scheme, access=access)
     rule = "=" * 60
     return [
         rule,
-        f"🎯 {title} v{exporter_version()}",
+        f"🎯 {f['title']} v{f['version']}",
         rule,
-        f"  config:      {config.source}",
-        f"  listen:      {config.server.listen}  ({access})",
-        f"  store:       {store_display(config)}",
-        f"  api:         {_without_userinfo(config.api.base_url) or '(not set: API checks disabled)'}",
-        f"  rpc:         {public_url(rpc.get_secret_value()) if rpc else '(not set: listener disabled)'}",
-        f"  checks:      every {config.checks.interval:g}s",
-        f"  listener:    every {config.listener.poll_interval:g}s, max lag {config.listener.max_lag:g}s",
-        f"  slo:         uptime {config.slo.uptime_target:g}%, latency {config.slo.latency_ms} ms, "
-        f"report every {config.slo.report_interval:g}s",
-        f"  alerts:      {', '.join(channels) if channels else '(no channel configured)'}",
-        "  parts:       " + ", ".join(f"{name}={'on' if on else 'off'}" for name, on in parts.items()),
+        f"  config:      {f['config']}",
+        f"  listen:      {f['listen']}  ({f['access']})",
+        f"  store:       {f['store']}",
+        f"  api:         {f['api']}",
+        f"  rpc:         {f['rpc']}",
+        f"  checks:      {f['checks']}",
+        f"  listener:    {f['listener']}",
+        f"  slo:         {f['slo']}",
+        f"  alerts:      {f['alerts']}",
+        f"  parts:       {f['parts']}",
         rule,
-        f"  status page: {base_url(config.server.listen, scheme)}/",
-        f"  metrics:     {base_url(config.server.listen, scheme)}/metrics   (also /healthz, /readyz)",
+        f"  status page: {f['status_page']}",
+        f"  metrics:     {f['metrics']}   (also /healthz, /readyz)",
     ]

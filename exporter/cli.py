@@ -98,14 +98,16 @@ def _serving_config(args: argparse.Namespace, *, with_checks: bool = True) -> Co
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _serving_config(args)
-    setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
-    return serve(config, duration=args.duration)
+    log_format = args.log_format or config.log.format
+    setup_logging(fmt=log_format, level=config.log.level, secrets=config.secrets())
+    return serve(config, duration=args.duration, log_format=log_format)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
     """The seed's listener worker: only the listener (and the alerts its reorg guard raises)."""
     config = _serving_config(args, with_checks=False)
-    setup_logging(fmt=args.log_format or config.log.format, level=config.log.level, secrets=config.secrets())
+    log_format = args.log_format or config.log.format
+    setup_logging(fmt=log_format, level=config.log.level, secrets=config.secrets())
     if config.listener.rpc_url is None:
         raise ExitError(f"{config.source}: listener.rpc_url: required by listen (POLYGON_RPC_URL)", EXIT_USAGE)
     return serve(
@@ -113,6 +115,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         parts=frozenset({"listener", "alerts"}),
         duration=args.duration,
         title="BLOCKTRUST BLOCKCHAIN EVENT LISTENER",
+        log_format=log_format,
     )
 
 

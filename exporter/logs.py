@@ -44,9 +44,16 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields)
 
 
+# Attributes every LogRecord has; the others came through ``extra=`` (the JSON record carries them).
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("n", 0, "p", 0, "m", None, None))) | {"message", "asctime"}
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, msg, exc, and the scalar fields given with
+    ``extra=`` (``log.info("...", extra={"listen": "0.0.0.0:9108"})``), which never replace those four."""
+
     def format(self, record: logging.LogRecord) -> str:
-        body = {
+        body: dict[str, str | int | float | bool] = {
             "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -56,6 +63,9 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             body["exc"] = record.exc_text
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and key not in body and isinstance(value, str | int | float | bool):
+                body[key] = value
         return json.dumps(body, ensure_ascii=False)
 
 

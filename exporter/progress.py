@@ -51,7 +51,8 @@ def round_line(number: int, results: Sequence[CheckResult]) -> str:
 
 
 class RoundReporter:
-    """Counts check rounds and logs one info line per round; a ``CheckRound`` result sink."""
+    """Counts check rounds and logs one line per round, at info when every check passed, at warning
+    when one failed (like the failed check's own line); a ``CheckRound`` result sink."""
 
     def __init__(self, logger: logging.Logger = log) -> None:
         self._log = logger
@@ -62,7 +63,8 @@ class RoundReporter:
         with self._lock:
             self._rounds += 1
             number = self._rounds
-        self._log.info("%s", round_line(number, results))
+        level = logging.INFO if all(result.ok for result in results) else logging.WARNING
+        self._log.log(level, "%s", round_line(number, results))
 
 
 class CatchUpReporter:

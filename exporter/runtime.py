@@ -21,12 +21,12 @@ from prometheus_client import CollectorRegistry
 
 from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.notifier import build_notifier
-from exporter.banner import banner_lines, exporter_version
+from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
 from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
-from exporter.probes.runner import CheckRound, resolve_checks
+from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
 from exporter.progress import AT_HEAD_MARGIN_BLOCKS, CatchUpReporter, RoundReporter
 from exporter.redact import Redactor
 from exporter.retention import purge_old_results
@@ -152,12 +152,13 @@ class Runtime:
         live, reason = self.healthy()
         if not live:
             return False, reason
-        if not self.schema_ready.is_set():
-            return False, "store not migrated yet"
+        # Asked first: a store that does not answer is why the schema is not there yet either.
         try:
             self.store.ping()
         except StoreError as exc:
             return False, Redactor(self.config.secrets())(f"store unreachable: {exc}")
+        if not self.schema_ready.is_set():
+            return False, "store not migrated yet"
         return True, "ready"
 
 
@@ -225,22 +226,7 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         notifier.start()
         rt.scheduler.add(Job("alerts", engine.tick, ALERT_TICK_SECONDS, run_at_start=False))
 
-    rt.parts["checks"] = bool(checks)
-    if checks:
-        report_round = RoundReporter()
-
-        def on_results(results: Sequence[CheckResult]) -> None:
-            if rt.parts["alerts"]:
-                engine.observe(results)
-            report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
-
-        round_ = CheckRound(
-            config, metrics=metrics, record=rt.writer.record, clock=clock, store=store, on_results=on_results
-        )
-        rt.on_overdue.append(round_.cancel)
-        rt.on_stop.append(round_.close)
-        rt.scheduler.add(Job("checks", round_.run_once, config.checks.interval))
-
+    rt.parts["checks"] = bool(checks)  # (the banner lists the parts in this order)
     rt.parts["listener"] = listener_on
     if listener_on:
 
@@ -268,6 +254,29 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
         rt.on_stop.append(rt.listener.close)
         rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval))
 
+    if checks:
+        report_round = RoundReporter()
+
+        def on_results(results: Sequence[CheckResult]) -> None:
+            if rt.parts["alerts"]:
+                engine.observe(results)
+            report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
+
+        # The listener checks wait for this process's listener's first poll (ListenerStartGrace).
+        grace = ListenerStartGrace(rt.listener.first_poll_done, clock, config.listener.max_lag) if rt.listener else None
+        round_ = CheckRound(
+            config,
+            metrics=metrics,
+            record=rt.writer.record,
+            clock=clock,
+            store=store,
+            on_results=on_results,
+            hold=grace,
+        )
+        rt.on_overdue.append(round_.cancel)
+        rt.on_stop.append(round_.close)
+        rt.scheduler.add(Job("checks", round_.run_once, config.checks.interval))
+
     rt.parts["slo"] = "slo" in parts
     if rt.parts["slo"]:
         reporter = SloReporter(store, metrics, config.slo, clock, engine=engine)
@@ -288,17 +297,15 @@ def serve(
     parts: frozenset[str] = ALL_PARTS,
     duration: float | None = None,
     title: str = "BLOCKTRUST MONITORING SYSTEM",
-    prime_listener: bool = False,
     cleanup: Callable[[], None] | None = None,
+    log_format: str = "logfmt",
 ) -> NoReturn:
     """Run until SIGTERM/SIGINT (or ``duration``), shut down cleanly, run ``cleanup`` (what the caller
-    started around the exporter) and end the process. Logging must be set up."""
+    started around the exporter) and end the process. Logging must be set up, in ``log_format``
+    (the banner follows it: plain lines, or one JSON record)."""
     security = web_security(config)  # before anything starts: a bad file is a usage error
     rt = build_runtime(config, parts)
-    for line in banner_lines(config, rt.parts, title=title, scheme=security.scheme, access=security.describe()):
-        print(line, file=sys.stderr, flush=True)
-    if prime_listener and rt.listener is not None and rt.schema_ready.is_set():
-        rt.listener.poll_once()  # so the first check round already sees a heartbeat
+    print_banner(config, rt.parts, title=title, security=security, log_format=log_format)
     if security.auth is not None and security.tls is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
     try:
@@ -324,6 +331,18 @@ def serve(
     if cleanup is not None:
         _run_before([cleanup], deadline)
     exit_by(deadline, EXIT_OK)
+
+
+def print_banner(config: Config, parts: dict[str, bool], *, title: str, security: WebSecurity, log_format: str) -> None:
+    """The start-up banner on stderr: 16 lines for a person, or with ``log_format`` json one log record
+    carrying the same fields (``event: banner``), so that a log shipper parses every line."""
+    access = security.describe()
+    if log_format == "json":
+        fields = banner_fields(config, parts, title=title, scheme=security.scheme, access=access)
+        log.info("%s v%s starting", title, fields["version"], extra={"event": "banner", **fields})
+        return
+    for line in banner_lines(config, parts, title=title, scheme=security.scheme, access=access):
+        print(line, file=sys.stderr, flush=True)
 
 
 def http_server(rt: Runtime, security: WebSecurity) -> HttpServer:

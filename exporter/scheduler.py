@@ -6,8 +6,9 @@ no schedule. A job never overlaps itself: a run still going when the next is due
 which starts when the run ends if that is within half an interval of its time, else the missed runs
 collapse into the next grid time (logged). Each run has its own thread, so a wedged job holds no
 other. A job that raises is logged and counted in ``blocktrust_job_runs_total{outcome="error"}``; the
-scheduler carries on. ``stop`` starts no new run and waits (bounded) for the runs in flight, so the
-caller can flush the store afterwards.
+scheduler carries on. A ``StoreError`` (the store is down: expected, retried) is one error line; anything
+else is a bug and is logged with its traceback. ``stop`` starts no new run and waits (bounded) for the
+runs in flight, so the caller can flush the store afterwards.
 
 Liveness: a job none of whose runs has completed for ``STALL_INTERVALS`` intervals (and at least
 ``MIN_STALL_SECONDS``) is *stalled*; ``health()`` names it, and ``/healthz`` and ``/readyz`` fail on it.
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 from exporter.clock import Clock, SystemClock
 from exporter.metrics import Metrics
+from exporter.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +201,10 @@ class Scheduler:
         job = state.job
         try:
             job.func()
-        except Exception:
+        except StoreError as exc:  # an expected outage (the store retries on its own): one line
+            self._metrics.job_runs.labels(task=job.name, outcome="error").inc()
+            log.error("job failed job=%s error=%r", job.name, str(exc))
+        except Exception:  # a bug: its traceback
             self._metrics.job_runs.labels(task=job.name, outcome="error").inc()
             log.exception("job failed job=%s", job.name)
         else:

@@ -103,17 +103,52 @@ def default_routes(
     return {"/metrics": metrics, "/healthz": probe(health), "/readyz": probe(ready), "/": index}
 
 
+ALLOWED_METHODS = ("GET", "HEAD")
+
+
 def dispatch(routes: Mapping[str, WsgiApp]) -> WsgiApp:
-    """One app serving ``routes`` by exact path; anything else is 404."""
+    """One app serving ``routes`` by exact path; anything else is 404. Every route answers GET and HEAD
+    alike (HEAD: GET's status and headers, no body, whatever the route does with the method); any other
+    method is 405 with ``Allow: GET, HEAD``, before the route runs."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         route = routes.get(environ.get("PATH_INFO", "/") or "/")
-        if route is not None:
+        if route is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        if method == "GET":
             return route(environ, start_response)
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found\n"]
+        if method == "HEAD":
+            return _head(route, environ, start_response)
+        start_response(
+            "405 Method Not Allowed", [("Content-Type", "text/plain"), ("Allow", ", ".join(ALLOWED_METHODS))]
+        )
+        return [f"method {method} not allowed; use GET or HEAD\n".encode()]
 
     return app
+
+
+def _head(route: WsgiApp, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """``route``'s GET answer without its body (RFC 9110 §9.3.2), with the length GET would have."""
+    answer: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        answer[:] = [(status, list(headers))]
+        return lambda _data: None
+
+    body = route({**environ, "REQUEST_METHOD": "GET"}, capture)
+    try:
+        length = sum(len(chunk) for chunk in body)
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    status, headers = answer[0]
+    if not any(name.lower() == "content-length" for name, _ in headers):
+        headers.append(("Content-Length", str(length)))
+    start_response(status, headers)
+    return []
 
 
 def make_app(registry: CollectorRegistry, ready: Readiness, health: Readiness = _always_healthy) -> WsgiApp:

@@ -6,6 +6,9 @@ and SQLite).
 ``blocktrust_slo_uptime_ratio`` / ``blocktrust_slo_latency_p99_seconds`` and opens a warn incident
 through the alert engine while a check misses its objective (``slo.<check>``), resolving it once the
 check is back within, or once the check has no run left in the window (removed, renamed, stopped).
+A check with fewer than ``slo.min_runs`` runs in the window gets no verdict: its incident neither opens
+nor resolves (at start, one early failure in six runs is not an SLO miss). An incident's detail gives
+the numbers of the report that opened it and says "as of" when.
 ``report_command`` is ``blocktrust-exporter report``: the same numbers, printed, with no side effects.
 Not for deleting old rows: that is ``retention``.
 """
@@ -54,11 +57,13 @@ class SloLine:
     last_failure: datetime | None
     error_budget_left_percent: float  # 100 = untouched, 0 = spent, negative = overspent
     uptime_ok: bool
-    latency_ok: bool  # True when no successful run gave a latency to judge
+    latency_ok: bool | None  # None when no successful run gave a latency to judge
+    enough_runs: bool = True  # runs >= slo.min_runs: the SLO incident may open or resolve
 
     @property
     def ok(self) -> bool:
-        return self.uptime_ok and self.latency_ok
+        """Within both objectives (a latency with nothing to judge does not miss)."""
+        return self.uptime_ok and self.latency_ok is not False
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class SloReport:
     uptime_target_percent: float
     latency_objective_ms: int
     lines: tuple[SloLine, ...]
+    min_runs: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +82,7 @@ class SloReport:
             "window_seconds": (self.until - self.since).total_seconds(),
             "uptime_target_percent": self.uptime_target_percent,
             "latency_objective_ms": self.latency_objective_ms,
+            "min_runs": self.min_runs,
             "checks": [
                 {
                     "check": line.check_name,
@@ -88,6 +95,7 @@ class SloReport:
                     "error_budget_left_percent": line.error_budget_left_percent,
                     "uptime_ok": line.uptime_ok,
                     "latency_ok": line.latency_ok,
+                    "enough_runs": line.enough_runs,
                 }
                 for line in self.lines
             ],
@@ -108,7 +116,7 @@ class SloReport:
                 str(line.failures),
                 _time(line.last_failure) if line.last_failure else "-",
                 f"{line.error_budget_left_percent:.1f}%",
-                "ok" if line.ok else "BREACH",
+                _status(line),
             )
             for line in self.lines
         ]
@@ -124,6 +132,11 @@ class SloReport:
             ).rstrip()
 
         return "\n".join([header, fmt(columns), *(fmt(r) for r in rows)])
+
+
+def _status(line: SloLine) -> str:
+    verdict = "ok" if line.ok else "BREACH"
+    return verdict if line.enough_runs else f"({verdict}: too few runs)"
 
 
 def _time(moment: datetime) -> str:
@@ -150,11 +163,12 @@ def build_report(rows: Sequence[SloRow], settings: SloSettings, since: datetime,
             last_failure=row.last_failure,
             error_budget_left_percent=error_budget_left(row.total, row.failures, settings.uptime_target),
             uptime_ok=row.uptime_percent >= settings.uptime_target,
-            latency_ok=row.p99_latency_ms is None or row.p99_latency_ms <= settings.latency_ms,
+            latency_ok=None if row.p99_latency_ms is None else row.p99_latency_ms <= settings.latency_ms,
+            enough_runs=row.total >= settings.required_runs,
         )
         for row in sorted(rows, key=lambda r: r.check_name)
     )
-    return SloReport(since, until, settings.uptime_target, settings.latency_ms, lines)
+    return SloReport(since, until, settings.uptime_target, settings.latency_ms, lines, settings.required_runs)
 
 
 def compute_report(store: Store, settings: SloSettings, clock: Clock, window: float | None = None) -> SloReport:
@@ -164,16 +178,19 @@ def compute_report(store: Store, settings: SloSettings, clock: Clock, window: fl
     return build_report(store.slo_report(since, until, exclude=[HEARTBEAT_CHECK]), settings, since, until)
 
 
-def breach_detail(line: SloLine, settings: SloSettings) -> str:
+def breach_detail(line: SloLine, settings: SloSettings, as_of: datetime | None = None) -> str:
+    """Why ``line`` misses its objectives; ``as_of``: the report's end, appended so that an incident
+    kept open for hours does not pass its first numbers off as current."""
     problems: list[str] = []
     if not line.uptime_ok:
         problems.append(
             f"Uptime {line.uptime_percent:.2f}% < {settings.uptime_target:g}% target "
             f"({line.failures} of {line.runs} runs failed)"
         )
-    if not line.latency_ok and line.p99_latency_ms is not None:
+    if line.latency_ok is False and line.p99_latency_ms is not None:
         problems.append(f"p99 latency {line.p99_latency_ms:.0f} ms > {settings.latency_ms} ms objective")
-    return "; ".join(problems)
+    detail = "; ".join(problems)
+    return f"{detail} (as of {_time(as_of)})" if as_of is not None else detail
 
 
 class SloReporter:
@@ -227,12 +244,13 @@ class SloReporter:
         for line in report.lines:
             name = INCIDENT_PREFIX + line.check_name
             judged.add(name)
+            if not line.enough_runs:
+                continue  # too few runs for a verdict: an open incident stays open, none opens
             if line.ok:
                 engine.resolve(name)
             else:
-                engine.raise_incident(
-                    name, "warn", f"SLO missed: {line.check_name}", breach_detail(line, self._settings)
-                )
+                detail = breach_detail(line, self._settings, as_of=report.until)
+                engine.raise_incident(name, "warn", f"SLO missed: {line.check_name}", detail)
         # A check with no run left in the window will never be judged back within its objective, so
         # its SLO incident would stay open (and remind) for ever. Asked of the store, not of memory,
         # so an incident left by an earlier run of the exporter is found too.

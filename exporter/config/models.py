@@ -7,6 +7,7 @@ error messages) is ``load.py``; value types are ``types.py``; checks are ``check
 
 from __future__ import annotations
 
+import math
 from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
@@ -184,6 +185,18 @@ class SloSettings(Section):
     window: Interval = 86_400.0
     report_interval: Interval = 720.0
     retention: Interval = 30 * 86_400.0
+    # Runs a check needs in the window before its SLO incident opens or resolves; None: the fewest runs
+    # in which one failure stays within uptime_target (200 at 99.5 %). See ``required_runs``.
+    min_runs: int | None = Field(default=None, ge=1)
+
+    @property
+    def required_runs(self) -> int:
+        """``min_runs``, or by default ``ceil(100 / (100 - uptime_target))``: below that many runs a
+        single failure already misses the target, so the verdict would say more about the sample than
+        about the service (the SRE workbook's point about low-traffic SLOs)."""
+        if self.min_runs is not None:
+            return self.min_runs
+        return max(1, math.ceil(round(100.0 / (100.0 - self.uptime_target), 6)))
 
     @model_validator(mode="after")
     def _keeps_a_window(self) -> SloSettings:

@@ -97,7 +97,8 @@ def run(args: argparse.Namespace, base: Config, ignored_env: Sequence[str] = ())
     workdir.mkdir(parents=True, exist_ok=True)
     _discard_old_store(workdir / "demo.db")
     password = secrets.token_urlsafe(18)
-    setup_logging(fmt=args.log_format or base.log.format, level=base.log.level, secrets=[password])
+    log_format = args.log_format or base.log.format
+    setup_logging(fmt=log_format, level=base.log.level, secrets=[password])
     if ignored_env:
         log.info(
             "demo: ignoring %s from the environment: the demo brings its own API, chain and store",
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace, base: Config, ignored_env: Sequence[str] = ())
             listen=args.listen,
         )
         log.info("demo: simulator=%s chain=%s store=%s", simulator.url, chain.rpc_url, workdir / "demo.db")
-        serve(config, duration=args.duration, prime_listener=True, cleanup=cleanup)  # ends the process
+        serve(config, duration=args.duration, cleanup=cleanup, log_format=log_format)  # ends the process
     except BaseException:
         cleanup()
         raise

@@ -126,6 +126,9 @@ class Listener:
             topics0=tuple(sorted({s.topic0 for s in self.specs})),
         )
         self._stop = threading.Event()
+        # Set once the first poll has returned or stored its first heartbeat: until then the listener
+        # checks of this process have nothing of this listener to judge (see ``ListenerStartGrace``).
+        self.first_poll_done = threading.Event()
         self._retry = Retrier(Backoff(), clock, stop=self._stop)
         self._fetcher = RangeFetcher(
             self._rpc, log_filter, RangeSizer(settings.chunk_size, settings.max_chunk_size), self._retry
@@ -148,7 +151,10 @@ class Listener:
         with self._poll_lock:
             if self._stop.is_set():
                 return PollOutcome("stopped", message="stop requested")
-            return self._poll()
+            try:
+                return self._poll()
+            finally:
+                self.first_poll_done.set()
 
     def request_stop(self) -> None:
         """Ask a running (and every later) ``poll_once`` to return soon; returns at once, any thread.
@@ -442,6 +448,7 @@ class Listener:
             inserted = sum(by_type.values())
             self._metrics.listener_processed_block.set(processed)
         self._metrics.heartbeat_seen(heartbeat.ts.timestamp())
+        self.first_poll_done.set()  # a first poll working through a backlog has written a heartbeat
         if resumes:
             self._resumed()
         if self._on_progress is not None:

@@ -36,6 +36,43 @@ _CANCEL_POLL_SECONDS = 0.1  # how quickly a round in flight notices cancel()
 log = logging.getLogger(__name__)
 
 ResultSink = Callable[[Sequence[CheckResult]], None]
+HoldCheck = Callable[[CheckSpec], bool]
+
+
+class ListenerStartGrace:
+    """The start-up grace of an in-process listener: a ``CheckRound`` ``hold``.
+
+    The ``listener.lag`` and ``listener.progress`` checks judge the listener's heartbeat, which the
+    listener writes at the end of its first poll (or of each range it stores while catching up). A
+    round that runs before that would report a listener that never had a chance as failing
+    (``no_heartbeat``), and the SLO would count it. So, until ``first_poll`` is set (the first poll
+    returned, whatever its outcome, or stored a heartbeat), the rounds skip those checks: no result,
+    no metric sample, no incident. The grace ends at the latest ``limit`` seconds (``listener.max_lag``:
+    the heartbeat age ``listener.lag`` tolerates anyway) after the first round asked, so a first poll
+    that hangs is reported. Thread-safe."""
+
+    def __init__(self, first_poll: threading.Event, clock: Clock, limit: float) -> None:
+        self._first_poll = first_poll
+        self._clock = clock
+        self._limit = limit
+        self._since: float | None = None
+        self._over = False
+        self._lock = threading.Lock()
+
+    def __call__(self, spec: CheckSpec) -> bool:
+        """True while ``spec`` must wait for the listener's first poll."""
+        if spec.kind not in LISTENER_CHECKS:
+            return False
+        with self._lock:
+            if self._over:
+                return False
+            now = self._clock.monotonic()
+            if self._since is None:
+                self._since = now
+            if self._first_poll.is_set() or now - self._since >= self._limit:
+                self._over = True
+                return False
+            return True
 
 
 def validate_conditions(config: Config) -> None:
@@ -96,8 +133,12 @@ class CheckRound:
         client: HttpClient | None = None,
         on_results: ResultSink | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        hold: HoldCheck | None = None,
     ) -> None:
+        """``hold``: asked for each check at each round; True skips it this round, unrecorded
+        (e.g. ``ListenerStartGrace``)."""
         self.checks = resolve_checks(config)
+        self._hold = hold
         self._metrics = metrics
         self._record = record
         self._on_results = on_results
@@ -107,6 +148,7 @@ class CheckRound:
         self._client = client or HttpClient(timer=timer)
         self._budget = config.checks.interval
         self._cancelled = threading.Event()
+        self._failing: set[str] = set()  # checks whose last run failed: their next success is logged
         self.session = _session(config, self._client, clock) if config.api.base_url else None
         self._ctx = ProbeContext(
             client=self._client,
@@ -146,8 +188,11 @@ class CheckRound:
             self.session.start_round()
         round_ts = self._clock.now()
         round_start = self._timer()
+        held = [spec.name for spec in self.checks if self._hold is not None and self._hold(spec)]
+        if held:
+            log.info("waiting for the listener's first poll; not run this round checks=%s", ",".join(held))
         futures: list[tuple[CheckSpec, Future[tuple[CheckResult, float]]]] = [
-            (spec, self._pool.submit(self._run_check, spec)) for spec in self.checks
+            (spec, self._pool.submit(self._run_check, spec)) for spec in self.checks if spec.name not in held
         ]
         pending = {future for _, future in futures}
         while pending and not self._cancelled.is_set():
@@ -207,12 +252,16 @@ class CheckRound:
                 # The heartbeat the listener.lag check read (also when the listener runs elsewhere).
                 self._metrics.heartbeat_seen(result.ts.timestamp() - lag)
             if not result.ok:
-                log.info(
+                self._failing.add(result.check_name)
+                log.warning(
                     "check failed check=%s error=%s reason=%r",
                     result.check_name,
                     result.details["error"],
                     result.details["reason"],
                 )
+            elif result.check_name in self._failing:
+                self._failing.discard(result.check_name)
+                log.info("check recovered check=%s", result.check_name)
         results = [result for result, _ in timed]
         for name, sink in (("record", self._record), ("on_results", self._on_results)):
             if sink is None:

@@ -114,6 +114,7 @@ class StatusBuilder:
                 "window_seconds": (report.until - report.since).total_seconds(),
                 "uptime_target_percent": report.uptime_target_percent,
                 "latency_objective_ms": report.latency_objective_ms,
+                "min_runs": report.min_runs,
             },
             "checks": checks,
             "incidents": [self._incident(incident, now) for incident in incidents],
@@ -165,7 +166,10 @@ class StatusBuilder:
             "uptime_percent": _finite(line.uptime_percent),
             "uptime_ok": line.uptime_ok,
             "p99_latency_ms": _finite(line.p99_latency_ms, 1),
-            "latency_ok": line.latency_ok,
+            "latency_ok": line.latency_ok,  # None: no successful run, no p99 to judge
+            "enough_runs": line.enough_runs,
+            # Honest arithmetic, not clamped: -19900 is 200 times the allowed failures (the page
+            # says "budget exhausted").
             "error_budget_left_percent": _finite(line.error_budget_left_percent, 1),
             "last_failure": iso(line.last_failure),
         }

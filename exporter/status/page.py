@@ -87,7 +87,20 @@ def bucket_cells(check: Mapping[str, Any], window: Mapping[str, Any]) -> list[di
     return cells
 
 
+def budget_text(left_percent: float | None) -> str:
+    """The error budget for a person: ``budget left 42%``, or once overspent ``budget exhausted (200×
+    the allowed failures)`` rather than ``budget left -19900%`` (``None``: no failure was allowed)."""
+    if left_percent is None:
+        return "budget exhausted"
+    if left_percent >= 0:
+        return f"budget left {left_percent:.0f}%"
+    used = (100.0 - left_percent) / 100.0  # times the allowed failures
+    times = f"{used:.0f}" if used >= 10 else f"{used:.1f}"
+    return f"budget exhausted ({times}× the allowed failures)"
+
+
 _ENVIRONMENT.filters["ago"] = ago
+_ENVIRONMENT.filters["budget"] = budget_text
 _ENVIRONMENT.filters["utc"] = utc_text
 _ENVIRONMENT.globals["bucket_cells"] = bucket_cells
 

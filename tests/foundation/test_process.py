@@ -68,10 +68,26 @@ def test_readyz_is_503_while_the_store_is_unreachable(tmp_path: Path) -> None:
 
                 time.sleep(0.1)
         assert answer.status_code == 503
-        assert "store not migrated yet" in answer.text
+        # The cause, not its consequence (issue: it said "store not migrated yet").
+        assert answer.text.startswith("store unreachable: "), answer.text
         assert requests.get(exporter.url + "/healthz", timeout=2).status_code == 200
         code, _ = exporter.stop()
     assert code == 0, "a store outage never crashes the process"
+
+
+def test_json_logs_are_json_lines_only_banner_included(tmp_path: Path) -> None:
+    """Issue: ``--log-format json`` printed the plain 16-line banner among the JSON lines."""
+    import json
+
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
+    with ExporterProcess(["run", "--config", "/dev/null", "--log-format", "json"], env=env, cwd=tmp_path) as exporter:
+        exporter.wait_ready()
+        code, _ = exporter.stop()
+    assert code == 0
+    records = [json.loads(line) for line in exporter.output.splitlines()]  # every line parses
+    banners = [record for record in records if record.get("event") == "banner"]
+    assert len(banners) == 1 and banners[0]["listen"] == f"127.0.0.1:{exporter.port}", exporter.output
+    assert records.index(banners[0]) < next(i for i, r in enumerate(records) if r["msg"].startswith("exporter started"))
 
 
 def test_sigterm_exits_zero_within_ten_seconds(tmp_path: Path) -> None:

@@ -69,3 +69,13 @@ def test_a_listener_at_the_head_says_nothing(caplog: pytest.LogCaptureFixture) -
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (125, "2m05s"), (3 * 3600 + 300, "3h05m")])
 def test_durations_read_at_a_glance(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_a_round_line_with_a_failure_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue: failures were logged at info; the round line agrees with the failed check's own line."""
+    reporter = RoundReporter()
+    with caplog.at_level(logging.INFO, logger="exporter.progress"):
+        reporter([result("api.health")])
+        reporter([result("api.health", ok=False)])
+        reporter([result("api.health")])
+    assert [r.levelno for r in caplog.records] == [logging.INFO, logging.WARNING, logging.INFO]

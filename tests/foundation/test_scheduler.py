@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics import Metrics
@@ -117,3 +119,38 @@ def test_a_job_not_run_at_start_runs_one_interval_later(metrics: Metrics) -> Non
         assert ran.wait(10), "a job added with run_at_start=False must still run"
     finally:
         scheduler.stop(5)
+
+
+def test_a_store_outage_in_a_job_is_one_line_and_a_bug_keeps_its_traceback(
+    metrics: Metrics, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue: the slo and retention jobs logged a full traceback for an expected store outage."""
+    from exporter.store import StoreError
+
+    done = {"slo": threading.Event(), "bug": threading.Event()}
+
+    def slo() -> None:
+        done["slo"].set()
+        raise StoreError("connection to server at 127.0.0.1 port 5432 failed: Connection refused")
+
+    def bug() -> None:
+        done["bug"].set()
+        raise KeyError("a bug")
+
+    scheduler = Scheduler(metrics)
+    scheduler.add(Job("slo", slo, 60))
+    scheduler.add(Job("bug", bug, 60))
+    with caplog.at_level(logging.INFO, logger="exporter.scheduler"):
+        scheduler.start()
+        assert done["slo"].wait(10) and done["bug"].wait(10)
+        assert scheduler.stop(5)
+    by_job = {
+        record.getMessage().split()[2]: record for record in caplog.records if "job failed" in record.getMessage()
+    }
+    outage, crash = by_job["job=slo"], by_job["job=bug"]
+    # (A redacting log handler left by another test turns exc_info into exc_text.)
+    assert outage.levelno == logging.ERROR and outage.exc_info is None and not outage.exc_text
+    assert "Connection refused" in outage.getMessage() and "\n" not in outage.getMessage()
+    assert crash.levelno == logging.ERROR  # a real bug keeps its traceback:
+    assert crash.exc_info is not None or "KeyError" in (crash.exc_text or "")
+    assert registry.get_sample_value("blocktrust_job_runs_total", {"task": "slo", "outcome": "error"}) == 1

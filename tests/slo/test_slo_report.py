@@ -55,9 +55,13 @@ EXPECTED = {
     # check: (runs, failures, uptime %, p99 ms, last failure, budget left %, uptime ok, latency ok)
     "api.events": (4, 0, 100.0, 997.0, None, 100.0, True, False),
     "api.health": (12, 2, 1000 / 12, 391.0, at(0.5), 100 * (1 - 2 / 0.06), False, True),
-    "api.stats": (1, 1, 0.0, None, at(3), 100 * (1 - 1 / 0.005), False, True),
+    "api.stats": (1, 1, 0.0, None, at(3), 100 * (1 - 1 / 0.005), False, None),  # no latency: no verdict
     "synthetic.hash": (200, 1, 99.5, 100.0, at(6), 0.0, True, True),
 }
+
+
+# The incident mechanics with the fixture's few runs; slo.min_runs has its own tests.
+JUDGE_EVERY_RUN = SloSettings(min_runs=1)
 
 
 @pytest.fixture
@@ -103,7 +107,7 @@ def test_reporter_sets_gauges_and_opens_then_resolves_warn_incidents(
     write_fixture(store)
     sink = RecordingSink()
     engine = AlertEngine(store, sink, clock, metrics, AlertingSettings())
-    reporter = SloReporter(store, metrics, SloSettings(), clock, engine)
+    reporter = SloReporter(store, metrics, JUDGE_EVERY_RUN, clock, engine)
     reporter.run_once()
 
     def gauge(name: str, check: str) -> float | None:
@@ -117,8 +121,10 @@ def test_reporter_sets_gauges_and_opens_then_resolves_warn_incidents(
     incidents = {i.check_name: i for i in store.open_incidents()}
     assert sorted(incidents) == ["slo.api.events", "slo.api.health", "slo.api.stats"]
     assert {i.severity for i in incidents.values()} == {"warn"}
-    assert incidents["slo.api.health"].detail == "Uptime 83.33% < 99.5% target (2 of 12 runs failed)"
-    assert incidents["slo.api.events"].detail == "p99 latency 997 ms > 800 ms objective"
+    assert incidents["slo.api.health"].detail == (
+        "Uptime 83.33% < 99.5% target (2 of 12 runs failed) (as of 2026-01-05 12:00:00 UTC)"
+    )
+    assert incidents["slo.api.events"].detail == "p99 latency 997 ms > 800 ms objective (as of 2026-01-05 12:00:00 UTC)"
     assert [a.state for a in sink.alerts] == ["firing"] * 3
 
     reporter.run_once()  # still out of objective: nothing new
@@ -145,13 +151,13 @@ def test_a_restarted_reporter_resolves_slo_incidents_of_checks_gone_from_the_win
 ) -> None:
     write_fixture(store)
     SloReporter(
-        store, metrics, SloSettings(), clock, AlertEngine(store, RecordingSink(), clock, metrics, AlertingSettings())
+        store, metrics, JUDGE_EVERY_RUN, clock, AlertEngine(store, RecordingSink(), clock, metrics, AlertingSettings())
     ).run_once()
     assert len(store.open_incidents()) == 3
     clock.advance(86_400 + 60)  # nothing ran since: every check is gone from the window
     sink = RecordingSink()
     engine = AlertEngine(store, sink, clock, metrics, AlertingSettings())  # a new process
-    SloReporter(store, metrics, SloSettings(), clock, engine).run_once()
+    SloReporter(store, metrics, JUDGE_EVERY_RUN, clock, engine).run_once()
     assert store.open_incidents() == []
     assert sorted(sink.kinds()) == [
         ("slo.api.events", "resolved", False),
@@ -166,7 +172,7 @@ def test_report_command_prints_a_table_or_json(store: Store, clock: FakeClock) -
     add_report_arguments(parser)
 
     out = io.StringIO()
-    assert report_command(store, SloSettings(), clock, parser.parse_args([]), out) == 0
+    assert report_command(store, JUDGE_EVERY_RUN, clock, parser.parse_args([]), out) == 0
     lines = out.getvalue().splitlines()
     assert lines[0] == (
         "SLO report 2026-01-04 12:00:00 UTC .. 2026-01-05 12:00:00 UTC: uptime target 99.5%, p99 objective 800 ms"
@@ -242,3 +248,56 @@ def test_retention_deletes_old_results_in_batches(store: Store, clock: FakeClock
 def test_retention_stops_after_its_batch_budget(store: Store, clock: FakeClock) -> None:
     store.write_results([result("api.health", True, NOW - timedelta(days=40, minutes=i)) for i in range(10)])
     assert purge_old_results(store, clock, 30 * 86_400, batch_size=2, max_batches=3) == 6
+
+
+# ------------------------------------------------------------------ slo.min_runs (issue: SLO verdicts at start)
+def test_min_runs_defaults_to_the_fewest_runs_one_failure_fits_in() -> None:
+    assert SloSettings().required_runs == 200  # 1 failure in 200 runs = exactly 99.5 %
+    assert SloSettings(uptime_target=99.0).required_runs == 100
+    assert SloSettings(uptime_target=99.9).required_runs == 1000
+    assert SloSettings(min_runs=12).required_runs == 12
+
+
+def test_no_slo_incident_opens_on_too_few_runs_then_one_opens_with_enough(
+    store: Store, clock: FakeClock, metrics: Metrics
+) -> None:
+    """A fresh start: 1 failed run of 6 (the listener before its first poll) is 83 % uptime, but no
+    verdict; the same share over min_runs runs is one."""
+    settings = SloSettings(min_runs=20)
+    store.write_results([result("listener.lag", i != 0, NOW - timedelta(minutes=6 - i)) for i in range(6)])
+    sink = RecordingSink()
+    reporter = SloReporter(
+        store, metrics, settings, clock, AlertEngine(store, sink, clock, metrics, AlertingSettings())
+    )
+    report = reporter.run_once()
+    (line,) = report.lines
+    assert (line.runs, line.uptime_ok, line.enough_runs) == (6, False, False)
+    assert store.open_incidents() == [] and sink.alerts == []
+    assert report.to_table().splitlines()[2].endswith("(BREACH: too few runs)")
+    assert report.to_dict()["min_runs"] == 20 and report.to_dict()["checks"][0]["enough_runs"] is False
+
+    clock.advance(3600)
+    store.write_results(
+        [result("listener.lag", i % 5 != 0, clock.now() - timedelta(minutes=50 - i)) for i in range(20)]
+    )
+    reporter.run_once()
+    (incident,) = store.open_incidents()
+    assert incident.check_name == "slo.listener.lag"
+    assert incident.detail == "Uptime 80.77% < 99.5% target (5 of 26 runs failed) (as of 2026-01-05 13:00:00 UTC)"
+
+
+def test_an_open_slo_incident_does_not_resolve_on_too_few_runs(
+    store: Store, clock: FakeClock, metrics: Metrics
+) -> None:
+    engine = AlertEngine(store, RecordingSink(), clock, metrics, AlertingSettings())
+    store.write_results([result("api.health", i % 2 == 0, NOW - timedelta(minutes=30 - i)) for i in range(10)])
+    SloReporter(store, metrics, SloSettings(min_runs=10), clock, engine).run_once()
+    assert [i.check_name for i in store.open_incidents()] == ["slo.api.health"]
+    # A day later: 3 good runs only (the checks were stopped for most of the day).
+    clock.advance(86_400)
+    store.write_results([result("api.health", True, clock.now() - timedelta(minutes=m)) for m in range(1, 4)])
+    SloReporter(store, metrics, SloSettings(min_runs=10), clock, engine).run_once()
+    assert [i.check_name for i in store.open_incidents()] == ["slo.api.health"]
+    store.write_results([result("api.health", True, clock.now() - timedelta(minutes=m)) for m in range(4, 11)])
+    SloReporter(store, metrics, SloSettings(min_runs=10), clock, engine).run_once()
+    assert store.open_incidents() == []

@@ -239,3 +239,29 @@ def test_a_row_from_a_replica_whose_clock_runs_ahead_still_gives_a_valid_documen
     document = builder_for(store).build()
     validate(document)
     assert document["checks"][0]["age_seconds"] == 0 and document["checks"][0]["state"] == "up"
+
+
+def test_an_overspent_budget_reads_exhausted_on_the_page_and_stays_a_number_in_the_json(store: Store) -> None:
+    """Issue: "budget left -19900%" after 3 runs, and latency_ok true with no p99 to judge."""
+    store.write_results([result("api.stats", False, NOW - timedelta(minutes=m), status_code=500) for m in (1, 2, 3)])
+    document = builder_for(store).build()
+    validate(document)
+    (stats,) = [c for c in document["checks"] if c["name"] == "api.stats"]
+    assert stats["slo"]["error_budget_left_percent"] == -19900.0  # 3 failures, 0.015 allowed: honest
+    assert stats["slo"]["p99_latency_ms"] is None and stats["slo"]["latency_ok"] is None
+    assert stats["slo"]["enough_runs"] is False and document["slo_window"]["min_runs"] == 200
+    page = render_page(document)
+    assert "budget exhausted (200× the allowed failures)" in page
+    assert "19900" not in page and "budget left" not in page
+    assert "3 of 200 runs, too few for a verdict" in page
+    assert '<span class="miss">- ms</span>' not in page  # no p99: nothing missed
+
+
+def test_budget_text_reads_left_then_exhausted() -> None:
+    from exporter.status.page import budget_text
+
+    assert budget_text(100.0) == "budget left 100%"
+    assert budget_text(0.0) == "budget left 0%"
+    assert budget_text(-50.0) == "budget exhausted (1.5× the allowed failures)"
+    assert budget_text(-19900.0) == "budget exhausted (200× the allowed failures)"
+    assert budget_text(None) == "budget exhausted"

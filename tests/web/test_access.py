@@ -235,3 +235,42 @@ def test_basic_credentials_parse_per_rfc_7617() -> None:
 def test_a_password_beyond_bcrypts_72_bytes_is_refused_not_crashing() -> None:
     auth = BasicAuth({USER: _hash(PASSWORD)})
     assert not auth.check(_basic(USER, "x" * 100))
+
+
+def test_every_route_answers_get_and_head_alike_and_405_otherwise(runtime: Runtime) -> None:
+    """Issue: HEAD /metrics was 405 while HEAD elsewhere was 200, and POST / was 200."""
+    server, route = _serve(runtime, None)
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        paths = sorted(server.routes)
+        assert {"/", "/api/v1/status", "/metrics", "/healthz", "/readyz", TEST_ROUTE} <= set(paths)
+        for path in paths:
+            get = requests.get(base + path, timeout=10)
+            head = requests.head(base + path, timeout=10)
+            assert (head.status_code, head.content) == (get.status_code, b""), path
+            assert head.headers["Content-Type"] == get.headers["Content-Type"], path
+            assert int(head.headers["Content-Length"]) > 0, path  # GET's length (the body changes: not compared)
+            if path in ("/healthz", "/readyz", TEST_ROUTE):  # bodies that do not change between requests
+                assert head.headers["Content-Length"] == str(len(get.content)), path
+            for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+                answer = requests.request(method, base + path, timeout=10)
+                assert answer.status_code == 405, (method, path)
+                assert answer.headers["Allow"] == "GET, HEAD", (method, path)
+        assert route.calls == 2, "GET and HEAD reached the route; no other method did"
+        assert requests.post(base + UNKNOWN, timeout=10).status_code == 404
+    finally:
+        server.stop()
+
+
+def test_the_auth_layer_answers_before_the_method_check(tmp_path: Path, runtime: Runtime) -> None:
+    server, route = _serve(runtime, _web_config(tmp_path, f"basic_auth_users:\n  {USER}: {_hash(PASSWORD)}\n"))
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        for path in ("/", "/metrics", TEST_ROUTE):
+            assert requests.post(base + path, timeout=10).status_code == 401
+            assert requests.head(base + path, timeout=10).status_code == 401
+            assert requests.post(base + path, auth=(USER, PASSWORD), timeout=10).status_code == 405
+            assert requests.head(base + path, auth=(USER, PASSWORD), timeout=10).status_code == 200
+        assert route.calls == 1
+    finally:
+        server.stop()
