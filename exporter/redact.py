@@ -175,7 +175,10 @@ class Redactor:
         # Swapped whole (one assignment each), so a reader never sees half of a change.
         starts: dict[str, list[str]] = {}
         for fragment in ordered:
-            if len(fragment) > MIN_CUT_PREFIX:
+            # A whole URL cut short shows its scheme and host, not yet its key: the key's own
+            # fragments (userinfo, path segments, query values) catch it, and "https" ending a
+            # line stays readable.
+            if len(fragment) > MIN_CUT_PREFIX and "://" not in fragment and "%3A%2F%2F" not in fragment:
                 starts.setdefault(fragment[:MIN_CUT_PREFIX], []).append(fragment)
         self._starts = ({key: tuple(value) for key, value in starts.items()}, max(map(len, ordered), default=0))
         self._pattern = re.compile("|".join(map(_alternative, ordered))) if ordered else None
