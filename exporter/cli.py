@@ -99,8 +99,9 @@ def _serving_config(args: argparse.Namespace, *, with_checks: bool = True) -> Co
 def cmd_run(args: argparse.Namespace) -> int:
     config = _serving_config(args)
     log_format = args.log_format or config.log.format
-    setup_logging(fmt=log_format, level=config.log.level, secrets=config.secrets())
-    return serve(config, duration=args.duration, log_format=log_format)
+    redactor = Redactor(config.secrets())  # one for the logs and every other output, JWT included
+    setup_logging(fmt=log_format, level=config.log.level, redactor=redactor)
+    return serve(config, duration=args.duration, log_format=log_format, redactor=redactor)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:

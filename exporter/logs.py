@@ -70,12 +70,19 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(
-    *, fmt: str = "logfmt", level: str = "info", secrets: list[str] | None = None, stream: TextIO | None = None
+    *,
+    fmt: str = "logfmt",
+    level: str = "info",
+    secrets: list[str] | None = None,
+    stream: TextIO | None = None,
+    redactor: Redactor | None = None,
 ) -> logging.Handler:
-    """Replace the root logger's handlers with one that formats, and masks ``secrets``, every record."""
+    """Replace the root logger's handlers with one that formats, and masks ``secrets``, every record.
+    With ``redactor``, that one masks instead (so secrets it learns while running, the monitoring JWT,
+    are masked in the logs too)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
-    handler.addFilter(RedactingFilter(Redactor(secrets or [])))
+    handler.addFilter(RedactingFilter(redactor if redactor is not None else Redactor(secrets or [])))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

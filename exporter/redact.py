@@ -8,8 +8,12 @@ attributes. Not for deciding what is secret: ``Config.secrets()`` says that.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
+import threading
+from collections import deque
 from collections.abc import Iterable
 from urllib.parse import quote, unquote, urlsplit
 
@@ -23,6 +27,12 @@ MIN_FRAGMENT = 6
 # ("%3A123") or a backslash escape ("\n123"), whose last character is a letter or digit.
 _START = r"(?:(?<![0-9A-Za-z])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbf]))"
 _END = r"(?![0-9A-Za-z])"
+# A text cut short (a probe's reason, a quoted value) may end in the first characters of a secret:
+# that many of them, or more, right before "…", "..." or the end of the text are masked too.
+MIN_CUT_PREFIX = 4
+_CUT_MARKS = re.compile(r"…|\.\.\.|\Z")
+# Secrets learnt while running (the monitoring JWT): at most this many are kept, the oldest forgotten.
+MAX_RUNTIME_SECRETS = 16
 
 
 def no_redaction(text: str) -> str:
@@ -58,10 +68,14 @@ def secret_fragments(secret: str) -> set[str]:
         return {secret}.union(*(secret_fragments(url) for url in urls))
     whole = {secret}
     derived = {quote(secret, safe=""), quote(secret, safe="/:@"), unquote(secret)}
+    derived |= encoded_forms(secret)
     parts = urlsplit(secret)
     if parts.scheme and parts.netloc:
         if parts.password:
             whole.update({parts.password, unquote(parts.password)})
+            whole |= encoded_forms(unquote(parts.password))
+            if parts.scheme in ("http", "https"):  # sent as Authorization: Basic base64(user:password)
+                whole |= basic_credentials(parts.username or "", parts.password)
         # A DB URL's path is a DB name and its user a role, not credentials; webhook and RPC keys
         # live in an http(s) URL's path, query or user ("https://<key>@rpc.example").
         if parts.scheme in ("http", "https"):
@@ -77,7 +91,27 @@ def secret_fragments(secret: str) -> set[str]:
     elif ":" in secret:
         # A Telegram bot token is "<bot id>:<secret>"; the secret half alone is still a credential.
         derived.add(secret.split(":", 1)[1])
+    else:
+        whole |= encoded_forms(secret)  # a password: JSON-escaped in a login body, quoted back by a parser
     return {f for f in whole if f} | {f for f in derived if len(f) >= MIN_FRAGMENT}
+
+
+def encoded_forms(text: str) -> set[str]:
+    """How ``text`` reads once escaped by the usual carriers: JSON strings (``\\"``, ``\\u00e9``),
+    Python's repr of text and of bytes (an h11 error quotes the line it refused as
+    ``bytearray(b'...')``) and percent-encoding (a form or a query)."""
+    forms = {text, quote(text, safe=""), quote(text, safe="/:@")}
+    forms |= {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]}
+    forms |= {repr(text)[1:-1], repr(text.encode())[2:-1]}
+    forms.add(repr(json.dumps(text)[1:-1].encode())[2:-1])  # a JSON request body quoted back as bytes
+    return forms
+
+
+def basic_credentials(user: str, password: str) -> set[str]:
+    """``user:password`` as an HTTP client sends it in ``Authorization: Basic`` (base64), for a URL's
+    userinfo taken raw and percent-decoded (``requests`` decodes it)."""
+    pairs = {f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"}
+    return {base64.b64encode(pair.encode()).decode() for pair in pairs}
 
 
 def _alternative(fragment: str) -> str:
@@ -94,24 +128,83 @@ def _alternative(fragment: str) -> str:
 
 
 class Redactor:
-    """Replaces every occurrence of any secret (or a fragment of one) with ``***``."""
+    """Replaces every occurrence of any secret (or a fragment or encoding of one) with ``***``.
+
+    ``secrets`` are the configured ones; ``remember(value)`` adds one learnt while running (the
+    monitoring JWT) and ``forget(value)`` drops it again; at most ``MAX_RUNTIME_SECRETS`` are kept
+    (the oldest goes first). Thread-safe: one instance serves the log handler and every other
+    output of the process. A text that ends (or is cut with "…" / "...") in the first
+    ``MIN_CUT_PREFIX`` or more characters of a secret has that part masked too.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        self._configured = [secret for secret in secrets if secret]
+        self._runtime: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+        self._starts: tuple[dict[str, tuple[str, ...]], int] = ({}, 0)
+        self._compile()
+
+    def remember(self, secret: str) -> None:
+        """Mask ``secret`` (and its encodings) from now on."""
+        if not secret:
+            return
+        with self._lock:
+            if secret in self._runtime:
+                return
+            self._runtime.append(secret)
+            while len(self._runtime) > MAX_RUNTIME_SECRETS:
+                self._runtime.popleft()
+            self._compile()
+
+    def forget(self, secret: str) -> None:
+        """Stop masking a secret given to ``remember`` (a token that was replaced)."""
+        with self._lock:
+            if secret in self._runtime:
+                self._runtime.remove(secret)
+                self._compile()
+
+    def _compile(self) -> None:
         fragments: set[str] = set()
-        for secret in secrets:
-            if secret:
-                fragments |= secret_fragments(secret)
+        for secret in self._configured:
+            fragments |= secret_fragments(secret)
+        for secret in self._runtime:
+            fragments |= {form for form in encoded_forms(secret) if form}
         # Longest first, so a whole URL is masked before its path would leave the host visible.
         ordered = sorted(fragments, key=len, reverse=True)
+        # Swapped whole (one assignment each), so a reader never sees half of a change.
+        starts: dict[str, list[str]] = {}
+        for fragment in ordered:
+            # A whole URL cut short shows its scheme and host, not yet its key: the key's own
+            # fragments (userinfo, path segments, query values) catch it, and "https" ending a
+            # line stays readable.
+            if len(fragment) > MIN_CUT_PREFIX and "://" not in fragment and "%3A%2F%2F" not in fragment:
+                starts.setdefault(fragment[:MIN_CUT_PREFIX], []).append(fragment)
+        self._starts = ({key: tuple(value) for key, value in starts.items()}, max(map(len, ordered), default=0))
         self._pattern = re.compile("|".join(map(_alternative, ordered))) if ordered else None
 
     def __call__(self, text: str) -> str:
-        if self._pattern is None or not text:
+        pattern, (starts, longest) = self._pattern, self._starts
+        if pattern is None or not text:
             return text
-        return self._pattern.sub(MASK, text)
+        return _mask_cut_prefixes(pattern.sub(MASK, text), starts, longest)
 
     def __bool__(self) -> bool:
         return self._pattern is not None
+
+
+def _mask_cut_prefixes(text: str, starts: dict[str, tuple[str, ...]], longest: int) -> str:
+    """Mask the start of a secret left where a text was cut: before "…", "..." or at its end.
+    ``starts`` maps the first ``MIN_CUT_PREFIX`` characters of each fragment to the fragments."""
+    cuts = [match.start() for match in _CUT_MARKS.finditer(text)]
+    for end in reversed(cuts):  # from the end, so earlier positions stay valid
+        for start in range(max(0, end - longest), end - MIN_CUT_PREFIX + 1):
+            candidates = starts.get(text[start : start + MIN_CUT_PREFIX])
+            cut = text[start:end]
+            if candidates and any(len(f) > len(cut) and f.startswith(cut) for f in candidates):
+                text = text[:start] + MASK + text[end:]
+                break
+    return text
 
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and may hold a secret.

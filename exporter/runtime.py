@@ -162,8 +162,11 @@ class Runtime:
         return True, "ready"
 
 
-def build_runtime(config: Config, parts: frozenset[str] = ALL_PARTS, clock: Clock | None = None) -> Runtime:
-    """Assemble the components ``parts`` asks for and schedule their jobs (not started yet)."""
+def build_runtime(
+    config: Config, parts: frozenset[str] = ALL_PARTS, clock: Clock | None = None, redactor: Redactor | None = None
+) -> Runtime:
+    """Assemble the components ``parts`` asks for and schedule their jobs (not started yet). ``redactor``
+    masks secrets in every output (give the log handler's, so that the JWT is masked there too)."""
     clock = clock or SystemClock()
     registry = CollectorRegistry()
     metrics = Metrics(registry, slo_latency_seconds=config.slo.latency_ms / 1000, version=exporter_version())
@@ -176,16 +179,15 @@ def build_runtime(config: Config, parts: frozenset[str] = ALL_PARTS, clock: Cloc
     except StoreError as exc:
         log.error("store unreachable at start; will retry every %gs error=%r", STORE_RETRY_SECONDS, str(exc))
     try:
-        _add_components(rt, parts)
+        _add_components(rt, parts, redactor if redactor is not None else Redactor(config.secrets()))
     except ConfigError as exc:
         store.close()
         raise ExitError(str(exc), EXIT_USAGE) from None
     return rt
 
 
-def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
+def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> None:
     config, clock, metrics, store = rt.config, rt.clock, rt.metrics, rt.store
-    redact = Redactor(config.secrets())
     checks = resolve_checks(config) if "checks" in parts else []
     listener_on = "listener" in parts and config.listener.enabled and config.listener.rpc_url is not None
 
@@ -272,6 +274,7 @@ def _add_components(rt: Runtime, parts: frozenset[str]) -> None:
             store=store,
             on_results=on_results,
             hold=grace,
+            redactor=redact,
         )
         rt.on_overdue.append(round_.cancel)
         rt.on_stop.append(round_.close)
@@ -299,12 +302,13 @@ def serve(
     title: str = "BLOCKTRUST MONITORING SYSTEM",
     cleanup: Callable[[], None] | None = None,
     log_format: str = "logfmt",
+    redactor: Redactor | None = None,
 ) -> NoReturn:
     """Run until SIGTERM/SIGINT (or ``duration``), shut down cleanly, run ``cleanup`` (what the caller
     started around the exporter) and end the process. Logging must be set up, in ``log_format``
     (the banner follows it: plain lines, or one JSON record)."""
     security = web_security(config)  # before anything starts: a bad file is a usage error
-    rt = build_runtime(config, parts)
+    rt = build_runtime(config, parts, redactor=redactor)
     print_banner(config, rt.parts, title=title, security=security, log_format=log_format)
     if security.auth is not None and security.tls is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")

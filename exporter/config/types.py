@@ -69,10 +69,48 @@ def shown_url(value: str) -> str:
     return value
 
 
-def http_url(value: str) -> str:
-    parts = urlsplit(value)
+def url_problem(value: str) -> str | None:
+    """Why ``value`` is not an http(s) URL a client can call (without quoting it), or None: the
+    scheme, a host, a port in 1-65535, a host name of DNS labels of 1-63 characters (253 in all)
+    that IDNA can encode, or an IP address."""
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        return f"not a valid URL ({exc})"
+    try:
+        port = parts.port
+    except ValueError:  # "Port out of range 0-65535", "Port could not be cast to integer value"
+        return "the port is not a number from 1 to 65535"
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http(s) URL"
+    if port == 0:
+        return "the port is not a number from 1 to 65535"
+    host = parts.hostname
+    if host.startswith("[") or ":" in host:
+        return None  # urlsplit has checked the brackets; the address itself is checked by the client
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if any(c.isspace() or ord(c) < 32 or c in "\\%" for c in host):
+        return "the host name has a space, control character, backslash or %"
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError:  # "label empty or too long", or characters IDNA refuses
+        return "the host name has an empty label, one over 63 characters, or characters DNS cannot carry"
+    labels = encoded.rstrip(b".").split(b".")
+    if len(encoded) > 253 or any(not 0 < len(label) <= 63 for label in labels):
+        return "the host name has an empty label or one over 63 characters (253 in all)"
+    return None
+
+
+def http_url(value: str) -> str:
+    problem = url_problem(value)
+    if problem == "not an http(s) URL":
         raise ValueError(f"expected an http(s) URL, got {shown_url(value)!r}")
+    if problem is not None:
+        raise ValueError(f"expected an http(s) URL, got {shown_url(value)!r}: {problem}")
     return value.rstrip("/")
 
 
@@ -100,9 +138,11 @@ def listen_address(value: str) -> str:
 
 
 def _secret_url(value: SecretStr) -> SecretStr:
-    parts = urlsplit(value.get_secret_value())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    problem = url_problem(value.get_secret_value())
+    if problem == "not an http(s) URL":
         raise ValueError("expected an http(s) URL (value hidden: it is a secret)")
+    if problem is not None:  # the problem never quotes the value (an IDNA error names no characters)
+        raise ValueError(f"expected an http(s) URL (value hidden: it is a secret): {problem}")
     return value
 
 

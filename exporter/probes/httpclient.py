@@ -135,14 +135,11 @@ class HttpClient:
         sock: socket.socket | None = None
         received = _Received()
         try:
-            parts = urlsplit(request.url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise HttpError("bad_request", "not an http(s) URL", seconds=0.0)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            sock = self._connect(parts.hostname, port, deadline)
+            parts, host, port = _target(request.url)
+            sock = self._connect(host, port, deadline)
             if parts.scheme == "https":
                 deadline.phase = "tls"
-                sock = self._handshake(sock, parts.hostname, deadline)
+                sock = self._handshake(sock, host, deadline)
             deadline.phase = "send"
             connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADER_BYTES)
             wire = _encode(connection, request, parts)
@@ -153,6 +150,7 @@ class HttpClient:
             head = reader.final_response()
             deadline.phase = "body"
             body = reader.body(head, limit=max_body_bytes)
+            _check_coding(head)
             return HttpResponse(status=head.status_code, headers=_headers(head), body=body, seconds=deadline.elapsed())
         except HttpError as failure:
             failure.seconds = failure.seconds or deadline.elapsed()
@@ -195,6 +193,10 @@ class HttpClient:
                 infos = future.result(timeout=deadline.left())
             except socket.gaierror:
                 raise HttpError("dns_error", f"cannot resolve {host}", seconds=deadline.elapsed()) from None
+            except (UnicodeError, ValueError):  # IDNA: "label empty or too long"; an embedded NUL
+                raise HttpError(
+                    "bad_request", "the URL's host name cannot be looked up (bad label)", seconds=deadline.elapsed()
+                ) from None
         deadline.phase = "connect"
         last: OSError | None = None
         for family, kind, proto, _, address in infos:
@@ -243,7 +245,9 @@ def _encode(connection: h11.Connection, request: HttpRequest, parts: SplitResult
         host_header = f"[{host}]" if port is None else f"[{host}]:{port}"
     names = {name.lower() for name in request.headers}
     headers = [("Host", host_header)]
-    defaults = {"user-agent": USER_AGENT, "accept": "application/json, */*"}
+    # RFC 9110 §12.5.3: without Accept-Encoding any coding is acceptable, and a gzip answer would be
+    # judged as bytes; the probe asks for the body as it is (and refuses any other, see _check_coding).
+    defaults = {"user-agent": USER_AGENT, "accept": "application/json, */*", "accept-encoding": "identity"}
     headers += [(name, value) for name, value in defaults.items() if name not in names]
     headers += list(request.headers.items())
     body = request.body or b""
@@ -261,6 +265,46 @@ def _encode(connection: h11.Connection, request: HttpRequest, parts: SplitResult
     except UnicodeEncodeError:
         raise HttpError("bad_request", "the request cannot be sent: a header is not Latin-1", seconds=0.0) from None
     return wire or b""
+
+
+def _target(url: str) -> tuple[SplitResult, str, int]:
+    """The URL's parts, host and port; ``HttpError`` (bad_request) for any URL that cannot be called
+    (the configuration refuses them at load; a check's URL is also built from base_url and a path)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port out of 0-65535 or not a number, broken IPv6 brackets
+        raise HttpError("bad_request", "the URL cannot be parsed (port or IPv6 address)", seconds=0.0) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HttpError("bad_request", "not an http(s) URL", seconds=0.0)
+    if port == 0:
+        raise HttpError("bad_request", "the URL's port is 0", seconds=0.0)
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise HttpError("bad_request", "the URL's host name cannot be looked up (bad label)", seconds=0.0) from None
+    return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _check_coding(head: h11.Response) -> None:
+    """The body must be as sent: a Content-Encoding other than identity (asked for, RFC 9110
+    §12.5.3) would be judged as compressed bytes, so it is a classified fault naming the coding."""
+    codings = [
+        coding.strip().lower()
+        for name, value in head.headers
+        if name == b"content-encoding"
+        for coding in value.decode("latin-1").split(",")
+    ]
+    unusable = [coding for coding in codings if coding not in ("", "identity")]
+    if unusable:
+        raise HttpError(
+            "bad_response",
+            f"the body is {', '.join(unusable)}-encoded (Content-Encoding) although only identity was accepted"[
+                :_REASON_CHARS
+            ],
+            seconds=0.0,
+            status=head.status_code,
+        )
 
 
 def _headers(response: h11.Response) -> dict[str, str]:

@@ -29,6 +29,7 @@ from exporter.probes.httpclient import HttpClient
 from exporter.probes.kinds import PROBES
 from exporter.probes.probe import HeartbeatSource, Outcome, ProbeContext
 from exporter.probes.session import JwtSession
+from exporter.redact import Redactor
 from exporter.store.base import CheckResult
 
 _CANCEL_POLL_SECONDS = 0.1  # how quickly a round in flight notices cancel()
@@ -134,11 +135,15 @@ class CheckRound:
         on_results: ResultSink | None = None,
         timer: Callable[[], float] = time.perf_counter,
         hold: HoldCheck | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         """``hold``: asked for each check at each round; True skips it this round, unrecorded
         (e.g. ``ListenerStartGrace``)."""
         self.checks = resolve_checks(config)
         self._hold = hold
+        # Results leave the probes here, and only here: every text in them is masked once, for the
+        # store, the alerts, the status page and the logs alike (a server may echo any secret).
+        self._redactor = redactor if redactor is not None else Redactor(config.secrets())
         self._metrics = metrics
         self._record = record
         self._on_results = on_results
@@ -149,7 +154,7 @@ class CheckRound:
         self._budget = config.checks.interval
         self._cancelled = threading.Event()
         self._failing: set[str] = set()  # checks whose last run failed: their next success is logged
-        self.session = _session(config, self._client, clock) if config.api.base_url else None
+        self.session = _session(config, self._client, clock, self._redactor) if config.api.base_url else None
         self._ctx = ProbeContext(
             client=self._client,
             session=self.session,
@@ -229,13 +234,15 @@ class CheckRound:
         seconds = outcome.seconds if outcome.seconds is not None else self._timer() - start
         return self._result(spec, outcome, ts, seconds)
 
-    @staticmethod
-    def _result(spec: CheckSpec, outcome: Outcome, ts: datetime, seconds: float) -> tuple[CheckResult, float]:
+    def _result(self, spec: CheckSpec, outcome: Outcome, ts: datetime, seconds: float) -> tuple[CheckResult, float]:
+        details = {
+            key: self._redactor(value) if isinstance(value, str) else value for key, value in outcome.details().items()
+        }
         result = CheckResult(
             check_name=spec.name,
             ok=outcome.ok,
             latency_ms=round(seconds * 1000),
-            details=outcome.details(),
+            details=details,
             ts=ts,
             uid=uuid.uuid4().hex,
         )
@@ -272,7 +279,7 @@ class CheckRound:
                 log.exception("check round: %s failed", name)
 
 
-def _session(config: Config, client: HttpClient, clock: Clock) -> JwtSession:
+def _session(config: Config, client: HttpClient, clock: Clock, redactor: Redactor) -> JwtSession:
     assert config.api.base_url is not None
     return JwtSession(
         client,
@@ -284,4 +291,5 @@ def _session(config: Config, client: HttpClient, clock: Clock) -> JwtSession:
         default_lifetime=config.api.default_token_lifetime,
         timeout=config.checks.timeout,
         max_body_bytes=config.checks.max_body_bytes,
+        redactor=redactor,
     )

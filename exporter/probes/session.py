@@ -15,7 +15,9 @@ A login answer is judged strictly, and every failure names what was wrong (``log
 is empty``, ``login: the answer is an array, expected an object with "token"``). A usable
 token with an unusable ``expires_in`` (missing, null, not a number, not positive, over a
 year) is kept for ``default_lifetime`` seconds, and the reason is logged once, not every round.
-Credentials and tokens never appear in errors, logs or reasons. Not for the checks themselves
+Credentials and tokens are never put into errors, logs or reasons on purpose, and a server may
+still echo them: every token obtained is given to the process's ``Redactor`` (the current and
+the previous one are kept there), which masks it wherever results, logs and notices go. Not for the checks themselves
 (``kinds/http.py``) nor for HTTP details (``httpclient.py``).
 """
 
@@ -35,6 +37,7 @@ from pydantic import SecretStr
 from exporter.clock import Clock
 from exporter.probes import jsonbody
 from exporter.probes.httpclient import HttpClient, HttpError, HttpRequest, HttpResponse
+from exporter.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class JwtSession:
         timeout: float,
         max_body_bytes: int,
         default_lifetime: float = 900.0,
+        redactor: Redactor | None = None,
     ) -> None:
         self._client = client
         self._clock = clock
@@ -77,6 +81,10 @@ class JwtSession:
         self._timeout = timeout
         self._max_body_bytes = max_body_bytes
         self._default_lifetime = default_lifetime
+        # Each token obtained is a secret of the process from then on: masked in every output. The
+        # one it replaced stays masked too (a check may still be answering with it), the older go.
+        self._redactor = redactor
+        self._masked: list[str] = []
         self._lock = threading.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0  # Clock.monotonic() after which the token is renewed
@@ -136,6 +144,7 @@ class JwtSession:
             log.warning("monitoring login failed: %s", failure.reason)
             raise
         self.logins += 1
+        self._mask(self._token)
         # Renew `margin` before expiry, but never sooner than half-way through a short lifetime.
         margin = min(self._margin, lifetime / 2)
         self._refresh_at = self._clock.monotonic() + lifetime - margin
@@ -171,6 +180,14 @@ class JwtSession:
         if problem is not None:
             raise self._refused(response, f"login: {problem}")
         return answer["token"], self._lifetime(answer)
+
+    def _mask(self, token: str) -> None:
+        if self._redactor is None or token in self._masked:
+            return
+        self._redactor.remember(token)
+        self._masked.append(token)
+        while len(self._masked) > 2:
+            self._redactor.forget(self._masked.pop(0))
 
     @staticmethod
     def _refused(response: HttpResponse, reason: str) -> LoginError:

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from exporter.config import Config
-from exporter.redact import MASK, RedactingFilter, Redactor
+from exporter.redact import MASK, MAX_RUNTIME_SECRETS, RedactingFilter, Redactor
 from tests.support.http_receiver import refused_url
 
 SLACK = "https://hooks.slack.test/services/T000/B000/XXXXSECRETXXXX"
@@ -216,3 +216,41 @@ def test_a_database_url_path_and_user_stay_readable() -> None:
     assert (
         redact("role monitor on blocktrust, password pa55w0rd-secret") == f"role monitor on blocktrust, password {MASK}"
     )
+
+
+def test_common_encodings_of_a_secret_are_masked() -> None:
+    """Issue 13 kind 7: Basic auth's base64 of a URL's user:password, JSON escapes, bytes repr."""
+    redact = Redactor(["https://user:p%40ss@hooks.test/hook", 'pa"ss\\wörd-1'])
+    assert redact("Authorization: Basic dXNlcjpwQHNz") == f"Authorization: Basic {MASK}"  # user:p@ss
+    assert redact('{"password": "pa\\"ss\\\\w\\u00f6rd-1"}') == f'{{"password": "{MASK}"}}'
+    assert redact("bytearray(b'pa\"ss\\\\w\\xc3\\xb6rd-1')") == f"bytearray(b'{MASK}')"
+    assert redact("pa%22ss%5Cw%C3%B6rd-1") == MASK
+
+
+def test_a_secret_cut_short_is_masked_where_the_text_was_cut() -> None:
+    redact = Redactor(["hostile-Pa55word"])
+    assert redact('keys: "hostile-Pa…') == f'keys: "{MASK}…'
+    assert redact('value "hostile-Pa55w...') == f'value "{MASK}...'
+    assert redact('keys: "aaaa", "hostile-P') == f'keys: "aaaa", "{MASK}'
+    assert redact("hos... post... hostel") == "hos... post... hostel"  # under four characters, no start, not cut
+
+
+def test_secrets_learnt_while_running_are_masked_until_forgotten_and_bounded() -> None:
+    redact = Redactor([])
+    assert not redact
+    redact.remember("eyJ.token-one")
+    assert redact("Bearer eyJ.token-one") == f"Bearer {MASK}"
+    redact.forget("eyJ.token-one")
+    assert redact("Bearer eyJ.token-one") == "Bearer eyJ.token-one"
+    for n in range(MAX_RUNTIME_SECRETS + 5):
+        redact.remember(f"runtime-secret-{n:03d}")
+    assert redact("runtime-secret-000") == "runtime-secret-000"  # the oldest went
+    assert redact(f"runtime-secret-{MAX_RUNTIME_SECRETS + 4:03d}") == MASK
+
+
+def test_the_log_filter_masks_what_its_redactor_learns_later() -> None:
+    redact = Redactor(["configured-secret"])
+    record = logging.LogRecord("t", logging.INFO, "p", 1, "echo %s", ("Bearer learnt-token",), None)
+    redact.remember("learnt-token")
+    RedactingFilter(redact).filter(record)
+    assert record.getMessage() == f"echo Bearer {MASK}"

@@ -3,11 +3,19 @@ or /metrics (issue 3, acceptance 8)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import psycopg2
 import pytest
 import requests
 
@@ -166,3 +174,151 @@ def test_a_key_the_far_end_echoes_back_alone_is_masked(tmp_path: Path) -> None:
     assert "HTTP 400: ***" in exporter.output, exporter.output
     for key in keys.values():
         assert key not in exporter.output, key
+
+
+class EchoingApi:
+    """The monitored API, echoing secrets back: the first login answers an object whose key is the
+    password, the second a header line that is the request body (the email and password), the
+    later ones a token; ``/echo`` answers the Authorization header it got as ``status``."""
+
+    def __init__(self, token: str) -> None:
+        self.logins = 0
+        self.echoes = 0
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                api.logins += 1
+                if api.logins == 1:
+                    password = json.loads(body)["password"]
+                    self._json(json.dumps({password: 1}).encode())
+                elif api.logins == 2:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n" + body + b"\r\n\r\n")
+                    self.close_connection = True
+                else:
+                    self._json(json.dumps({"token": token, "expires_in": 3600}).encode())
+
+            def do_GET(self) -> None:
+                api.echoes += 1
+                self._json(json.dumps({"status": self.headers.get("Authorization", "")}).encode())
+
+            def _json(self, payload: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class EchoingHook:
+    """A webhook receiver answering 503 whose body is the Authorization header it got."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                authorization = self.headers.get("Authorization", "")
+                hook.authorizations.append(authorization)
+                payload = f"unavailable; you sent Authorization: {authorization}".encode()
+                self.send_response(503)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _all_rows(database_url: str) -> str:
+    """Every row of every table of the store, as text."""
+    if database_url.startswith("sqlite"):
+        with closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as lite:
+            tables = [row[0] for row in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return repr({table: lite.execute(f'SELECT * FROM "{table}"').fetchall() for table in tables})
+    pg = psycopg2.connect(database_url)
+    try:
+        cur = pg.cursor()
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        rows: dict[str, Any] = {}
+        for (table,) in cur.fetchall():
+            cur.execute(f'SELECT * FROM "{table}"')
+            rows[table] = cur.fetchall()
+        return repr(rows)
+    finally:
+        pg.close()
+
+
+def test_secrets_echoed_by_the_far_ends_are_masked_in_every_sink(tmp_path: Path, store_url: str) -> None:
+    """Issue 13 kind 7 through a real ``run``: the password echoed by the login (as a JSON key, as a
+    header line quoting the request body), the session's JWT echoed by a checked endpoint (cut short
+    in the reason) and a webhook's Basic credentials echoed in its error body (base64) appear in no
+    log line, /metrics, /api/v1/status, status page or row of the store."""
+    password = f"{SENTINEL}-jwt-password"
+    token = f"{SENTINEL}JWT." + "x" * 80
+    hook_password = f"{SENTINEL}-hook-password"
+    basic = base64.b64encode(f"hookuser:{hook_password}".encode()).decode()
+    api = EchoingApi(token)
+    hook = EchoingHook()
+    try:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "API_BASE": api.url,
+            "JWT_MONITOR_EMAIL": "monitor@example.org",
+            "JWT_MONITOR_PASS": password,
+            "DATABASE_URL": store_url,
+            "ALERT_WEBHOOK_URL": hook.url.replace("http://", f"http://hookuser:{hook_password}@") + "/hook",
+        }
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "checks:\n  interval: 1s\n  timeout: 1s\n  include_defaults: false\n  items:\n"
+            "    - name: echo\n      path: /echo\n      auth: true\n      conditions: ['[BODY].status == ok']\n"
+            "alerting:\n  failure_threshold: 1\nlistener:\n  enabled: false\n"
+        )
+        with ExporterProcess(["run", "--config", str(config)], env=env, cwd=tmp_path) as exporter:
+            exporter.wait_ready()
+            deadline = time.monotonic() + 40
+            while api.echoes < 2 or not hook.authorizations or "not delivered" not in exporter.read_log():
+                assert time.monotonic() < deadline and exporter.proc.poll() is None, exporter.read_log()
+                time.sleep(0.1)
+            served = "".join(
+                requests.get(exporter.url + path, timeout=10).text for path in ("/metrics", "/api/v1/status", "/")
+            )
+            exporter.stop()
+    finally:
+        api.close()
+        hook.close()
+    assert hook.authorizations[0] == f"Basic {basic}"  # the far end did get it
+    rows = _all_rows(store_url)
+    assert 'the answer has no "token"' in rows and "illegal header line" in rows, rows
+    assert "[BODY].status is" in rows and "Basic ***" in rows, rows
+    for sink, text in (("log", exporter.output), ("served", served), ("rows", rows)):
+        for secret in (password, token[:12], hook_password, basic, basic[:12], SENTINEL):
+            assert secret not in text, (sink, secret, text)

@@ -8,6 +8,7 @@ nothing is logged with a traceback; and a round makes one login attempt at most.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -122,6 +123,7 @@ def _assert_classified(results: Sequence[CheckResult]) -> None:
 
 
 # ------------------------------------------------------------------------------ the endpoint's answers
+GZIPPED = gzip.compress(OK_BODY)
 BIG_HEADER = b"X-Big: " + b"a" * 70_000 + b"\r\n"
 
 # id -> (script of the endpoint, error, a part of the reason, status_code, bytes); the login is good.
@@ -179,6 +181,22 @@ ENDPOINT_ANSWERS: dict[str, tuple[list[Step], str | None, str, int | None, int]]
         None,
         0,
     ),
+    # Probes ask for Accept-Encoding: identity; a server that compresses anyway is named, not misread.
+    "gzip-despite-identity": (
+        [answer("200 OK", GZIPPED, JSON, "Content-Encoding: gzip")],
+        "bad_response",
+        "the body is gzip-encoded (Content-Encoding) although only identity was accepted",
+        200,
+        len(GZIPPED),
+    ),
+    "brotli-despite-identity": (
+        [answer("200 OK", b"\x1b\x0e\x00", JSON, "Content-Encoding: br")],
+        "bad_response",
+        "the body is br-encoded",
+        200,
+        3,
+    ),
+    "identity-named": ([answer("200 OK", OK_BODY, JSON, "Content-Encoding: identity")], None, "HTTP 200", 200, 15),
     "invalid-json": ([answer("200 OK", b'{"status": ok}', JSON)], "malformed_json", "not valid JSON", 200, 14),
     "empty-body": ([answer("200 OK", b"", JSON)], "malformed_json", "the body is empty", 200, 0),
     "invalid-utf8": (
@@ -300,6 +318,15 @@ def test_every_endpoint_answer_is_classified_with_one_login(
     assert rig.server.hits[LOGIN] == 1
     assert rig.server.hits[TARGET] == len(CHECKS)  # no retry: a fresh token answered 401 is not renewed
     _assert_no_traceback(caplog)
+
+
+def test_probes_ask_for_the_body_without_content_coding(rigs: list[Rig]) -> None:
+    """RFC 9110 §12.5.3: no Accept-Encoding means any coding is acceptable, so it is sent explicitly."""
+    rig = _rig(rigs, GOOD_LOGIN, GOOD_TARGET)
+    assert all(result.ok for result in rig.round().run_once())
+    assert rig.server.requests
+    for request in rig.server.requests:
+        assert b"\r\naccept-encoding: identity\r\n" in request.lower()
 
 
 def test_several_401s_with_an_old_token_cost_one_login(rigs: list[Rig], caplog: pytest.LogCaptureFixture) -> None:

@@ -284,3 +284,28 @@ def _fetch_url(client: HttpClient, server: ScriptedServer, url: str) -> object:
         return client.fetch(HttpRequest("GET", url), timeout=0.3, max_body_bytes=10)
     finally:
         server.close()
+
+
+LONG_LABEL = "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:99999/", "the URL cannot be parsed"),
+        ("http://h:70000/", "the URL cannot be parsed"),
+        ("http://h:port/", "the URL cannot be parsed"),
+        ("http://[::1/", "the URL cannot be parsed"),
+        ("http://127.0.0.1:0/", "the URL's port is 0"),
+        (f"http://{LONG_LABEL}.example/", "host name cannot be looked up"),
+        ("http://api..example/", "host name cannot be looked up"),
+        ("ftp://example.org/", "not an http(s) URL"),
+    ],
+)
+def test_a_url_that_cannot_be_called_is_a_bad_request_not_a_crash(client: HttpClient, url: str, reason: str) -> None:
+    """Issue 13 kind 2: whatever URL a check ends up with (base_url + path included), the client
+    classifies it; it never raises anything but ``HttpError``."""
+    with pytest.raises(HttpError) as raised:
+        client.fetch(HttpRequest("GET", url), timeout=2, max_body_bytes=100)
+    assert raised.value.error == "bad_request"
+    assert reason in raised.value.reason
