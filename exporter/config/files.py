@@ -73,11 +73,19 @@ def _refuse_duplicate_keys(node: yaml.Node, source: str) -> None:
             first_line[name] = line
 
 
-def _yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
+class YamlSyntaxError(ConfigError):
+    """Text that is not YAML; ``line`` (1-based) where the parser gave up, when it says."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> YamlSyntaxError:
     mark = getattr(exc, "problem_mark", None)
     where = f"{source}:{mark.line + 1}" if mark is not None else source
     problem = getattr(exc, "problem", None) or "invalid YAML"
-    return ConfigError(f"{where}: invalid YAML: {problem}")
+    return YamlSyntaxError(f"{where}: invalid YAML: {problem}", mark.line + 1 if mark is not None else None)
 
 
 def compose_yaml(text: str, source: str) -> yaml.Node | None:

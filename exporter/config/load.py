@@ -20,7 +20,14 @@ import yaml
 from pydantic import ValidationError
 
 from exporter.config.errors import ConfigError, KeyPathError
-from exporter.config.files import compose_yaml, construct_yaml, decode_text, key_path, yaml_children
+from exporter.config.files import (
+    YamlSyntaxError,
+    compose_yaml,
+    construct_yaml,
+    decode_text,
+    key_path,
+    yaml_children,
+)
 from exporter.config.models import Config
 from exporter.config.types import EnvText
 
@@ -230,7 +237,15 @@ def read_config_file(path: str | os.PathLike[str], env: Mapping[str, str]) -> di
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the configuration file: {exc.strerror}") from None
-    root = compose_yaml(decode_text(data, source), source)
+    text = decode_text(data, source)
+    try:
+        root = compose_yaml(text, source)
+    except YamlSyntaxError as exc:
+        lines = text.splitlines()
+        if exc.line is not None and "${" in (lines[exc.line - 1] if exc.line <= len(lines) else ""):
+            # References are expanded after parsing, so one inside [...] or {...} must be quoted.
+            raise ConfigError(f'{exc} (inside [...] or {{...}} quote a reference: "${{VAR}}")') from None
+        raise
     if root is None:
         return {}
     _expand(root, env, source)
