@@ -160,14 +160,14 @@ def _scalar_kinds(annotation: object) -> tuple[set[type], set[object]] | None:
 
 
 def _yaml_type_problem(value: object, kinds: set[type], literals: set[object]) -> str | None:
-    if isinstance(value, EnvText) or value is None or value in literals:
+    if isinstance(value, EnvText) or value is None or (isinstance(value, str) and value in literals):
         return None
     if isinstance(value, bool):
         fits = bool in kinds
     elif isinstance(value, int | float):
         fits = bool(kinds - {bool})
-    else:
-        fits = not isinstance(value, str)  # other types: the key's own validation speaks
+    else:  # text, a list, a mapping, a date...
+        fits = False
     if fits:
         return None
     expected = " or ".join(
