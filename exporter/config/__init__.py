@@ -1,7 +1,9 @@
 """Configuration: typed, frozen, validated; plain data that imports no feature of the exporter.
 
-``load_config`` (load.py) reads the file, expands ``${VAR}``, overlays SPEC §3's variables and
-``X_FILE`` secrets, and raises ``ConfigError`` (errors.py) with one line naming the culprit. The
+``load_config`` (load.py) reads the file, expands ``${VAR}`` inside its parsed text values, overlays
+SPEC §3's variables (or their ``X_FILE``), and raises ``ConfigError`` (errors.py) with one line naming
+the culprit. files.py reads any file a user gives (strict UTF-8, YAML without duplicate keys); the
+web configuration file and ``contracts_config.json`` use it too. The
 sections are in models.py, value types (durations, URLs, times) in types.py, checks and the nine
 defaults of SPEC §1 in checks.py, the accepted ``DATABASE_URL`` forms in database_url.py.
 """

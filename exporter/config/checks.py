@@ -90,9 +90,10 @@ class CheckSpec(Section):
         if self.name in LISTENER_CHECKS and self.kind != self.name:
             raise KeyPathError(("kind",), f"{self.name} is the listener's own check: its kind must be {self.name}")
         if self.kind not in CHECK_KINDS:
-            raise ValueError(f"unknown kind {self.kind!r} (one of: {', '.join(CHECK_KINDS)})")
+            raise KeyPathError(("kind",), f"unknown kind {self.kind!r} (one of: {', '.join(CHECK_KINDS)})")
         if self.kind in ("http", "synthetic.hash") and (self.path is None) == (self.url is None):
-            raise ValueError(f"a {self.kind} check needs exactly one of path or url")
+            key = "path" if self.path is None else "url"
+            raise KeyPathError((key,), f"a {self.kind} check needs exactly one of path or url")
         return self
 
 

@@ -63,11 +63,25 @@ class StoreSettings(Section):
     tcp_user_timeout: Interval = 30.0
     migration_timeout: Interval = 600.0
 
+    @field_validator("connect_timeout")
+    @classmethod
+    def _libpq_connect_timeout(cls, seconds: float) -> float:
+        # libpq's connect_timeout is whole seconds and treats 1 as 2: "500ms" would silently become 2 s.
+        if seconds != int(seconds) or seconds < 2:
+            raise ValueError(
+                f"expected whole seconds, at least 2s (libpq's connect_timeout), got {format_seconds(seconds)}"
+            )
+        return seconds
+
     @model_validator(mode="after")
     def _deadlines(self) -> StoreSettings:
         # The server's own cancel (a clear "statement timeout" error) should come before the client gives up.
         if self.statement_timeout > self.call_timeout:
-            raise ValueError("statement_timeout must not exceed call_timeout")
+            raise KeyPathError(
+                ("statement_timeout",),
+                f"{format_seconds(self.statement_timeout)} is longer than store.call_timeout "
+                f"({format_seconds(self.call_timeout)})",
+            )
         return self
 
     @field_validator("url")
@@ -158,9 +172,11 @@ class ListenerSettings(Section):
     @model_validator(mode="after")
     def _consistent(self) -> ListenerSettings:
         if self.chunk_size > self.max_chunk_size:
-            raise ValueError("chunk_size must not exceed max_chunk_size")
+            raise KeyPathError(
+                ("chunk_size",), f"{self.chunk_size} is above listener.max_chunk_size ({self.max_chunk_size})"
+            )
         if isinstance(self.start_block, int) and self.start_block < 0:
-            raise ValueError("start_block must be a block number >= 0 or 'latest'")
+            raise KeyPathError(("start_block",), f"expected a block number >= 0 or 'latest', got {self.start_block}")
         # A heartbeat is written once per poll: a limit not above the poll interval fails listener.lag
         # between two healthy polls.
         if self.max_lag <= self.poll_interval:
@@ -265,14 +281,16 @@ class MaintenanceWindow(Section):
             raise ValueError("a maintenance window needs either start and end, or days with from and to")
         if fixed:
             if self.start is None or self.end is None:
-                raise ValueError("a fixed maintenance window needs both start and end")
+                missing = "start" if self.start is None else "end"
+                raise KeyPathError((missing,), "required: a fixed maintenance window needs both start and end")
             if parse_instant(self.start) >= parse_instant(self.end):
-                raise ValueError("end must be after start")
+                raise KeyPathError(("end",), f"{self.end} is not after start ({self.start})")
         else:
-            if not self.days or self.from_ is None or self.to is None:
-                raise ValueError("a weekly maintenance window needs days, from and to")
-            if parse_clock_time(self.from_) == parse_clock_time(self.to):
-                raise ValueError("from and to must differ")
+            for key, value in (("days", self.days), ("from", self.from_), ("to", self.to)):
+                if not value:
+                    raise KeyPathError((key,), "required: a weekly maintenance window needs days, from and to")
+            if parse_clock_time(self.from_ or "") == parse_clock_time(self.to or ""):
+                raise KeyPathError(("to",), f"{self.to} is the same time as from")
         return self
 
 

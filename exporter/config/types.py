@@ -6,11 +6,17 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import types
+import typing
 from datetime import UTC, datetime, time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic.functional_validators import PlainValidator, WrapValidator
+
+from exporter.config.errors import KeyPathError
 
 # Ten years: beyond any interval or window that makes sense, and within what timedelta and the
 # scheduler can hold (a "1e20" interval would otherwise crash the scheduler at start).
@@ -157,10 +163,112 @@ Severity = Literal["info", "warn", "crit"]
 ListenAddress = Annotated[str, AfterValidator(listen_address)]
 
 
+class EnvText(str):
+    """Text from the environment (a variable, an ``X_FILE``, a ``${VAR}`` in the file): converted to
+    its key's type (``"30"`` for an integer, ``"true"`` for a boolean), as a shell can only give text.
+
+    A value the YAML file gives itself is not converted: YAML has its own numbers and booleans, so
+    ``concurrency: "16"`` or ``enabled: "yes"`` (quoted: text) is a mistake to point at, not to guess.
+    """
+
+    __slots__ = ()
+
+
+_KINDS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number"}
+
+
+def _scalar_kinds(annotation: object) -> tuple[set[type], set[object]] | None:
+    """The numeric/boolean types and Literal values a key of this annotation takes, or None when it
+    takes anything else too (text, a duration, a model...), which its own validation then judges."""
+    kinds: set[type] = set()
+    literals: set[object] = set()
+    members = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    for member in members:
+        if member is type(None):
+            continue
+        if member in _KINDS:
+            kinds.add(member)
+        elif typing.get_origin(member) is Literal:
+            literals.update(typing.get_args(member))
+        else:
+            return None
+    return (kinds, literals) if kinds else None
+
+
+def _yaml_type_problem(value: object, kinds: set[type], literals: set[object]) -> str | None:
+    if isinstance(value, EnvText) or value is None or (isinstance(value, str) and value in literals):
+        return None
+    if isinstance(value, bool):
+        fits = bool in kinds
+    elif isinstance(value, int | float):
+        fits = bool(kinds - {bool})
+    else:  # text, a list, a mapping, a date...
+        fits = False
+    if fits:
+        return None
+    expected = " or ".join(
+        [*(_KINDS[k] for k in (bool, int, float) if k in kinds), *map(repr, sorted(map(str, literals)))]
+    )
+    if isinstance(value, str) and _reads_as(value, kinds):
+        return f"expected {expected}, got the text {value!r} (quoted in YAML: write it without quotes)"
+    return f"expected {expected}, got {value!r}"
+
+
+def _reads_as(text: str, kinds: set[type]) -> bool:
+    """Whether ``text`` would be one of ``kinds`` unquoted (so the quotes are the mistake)."""
+    if bool in kinds and text.lower() in ("true", "false", "yes", "no", "on", "off"):
+        return True
+    if int in kinds and re.fullmatch(r"[-+]?\d+", text.strip()):
+        return True
+    if float in kinds:
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _checks_type(field: FieldInfo) -> bool:
+    return not any(isinstance(m, BeforeValidator | PlainValidator | WrapValidator) for m in field.metadata)
+
+
 class Section(BaseModel):
-    """A configuration section: unknown keys are errors, values are frozen once loaded."""
+    """A configuration section: unknown keys are errors, values are frozen once loaded.
+
+    Integers, numbers and booleans given by the YAML file must be YAML's own (see ``EnvText``);
+    pydantic's lax conversion is kept for text from the environment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_types(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            if key not in data or not _checks_type(field):
+                continue
+            value, annotation = data[key], field.annotation
+            items: list[tuple[tuple[str | int, ...], object]] = [((key,), value)]
+            if typing.get_origin(annotation) is list and isinstance(value, list):
+                annotation = typing.get_args(annotation)[0]
+                items = [((key, index), item) for index, item in enumerate(value)]
+            if typing.get_origin(annotation) is Annotated:
+                annotation = typing.get_args(annotation)[0]
+            scalar = _scalar_kinds(annotation)
+            if scalar is None:
+                continue
+            for keys, item in items:
+                problem = _yaml_type_problem(item, *scalar)
+                if problem:
+                    raise KeyPathError(keys, problem)
+        return data
 
 
 def parse_instant(value: str) -> datetime:

@@ -21,6 +21,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from exporter.config import ConfigError
+from exporter.config.files import decode_text
 
 REQUIRED_CONTRACTS = ("IdentityNFT", "ProofRegistry", "FailSafe")  # SPEC §1
 # Where SPEC §1 declares each followed event, to name the ABI that lacks one.
@@ -172,14 +173,23 @@ def _require_followed_events(specs: list[EventSpec], source: str, event_types: M
 def load_contracts(
     path: str | Path, event_types: Mapping[str, str], required: Iterable[str] = REQUIRED_CONTRACTS
 ) -> list[EventSpec]:
-    """Read and validate the file; raise ``ContractsConfigError`` (one line) on any problem."""
-    source = str(path)
+    """Read and validate the file; raise ``ContractsConfigError`` (one line) on any problem.
+
+    A relative ``path`` is taken from the working directory (as it always was: the Docker image's
+    ``WORKDIR /data`` holds it while its configuration is in /etc); messages name the absolute path.
+    """
+    source, absolute = str(path), Path(path).absolute()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = absolute.read_bytes()
     except FileNotFoundError:
-        raise ContractsConfigError(f"{source}: contracts config file not found") from None
+        where = "" if Path(path).is_absolute() else " (a relative path is read from the working directory)"
+        raise ContractsConfigError(f"listener.contracts_config: {absolute}: file not found{where}") from None
     except OSError as exc:
-        raise ContractsConfigError(f"{source}: cannot read: {exc.strerror}") from None
+        raise ContractsConfigError(f"listener.contracts_config: {absolute}: cannot read: {exc.strerror}") from None
+    try:
+        text = decode_text(data, source)
+    except ConfigError as exc:
+        raise ContractsConfigError(str(exc)) from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

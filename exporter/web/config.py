@@ -16,7 +16,9 @@ The subset supported::
 Relative file names are read from the web configuration file's folder, as the toolkit does. The
 toolkit's other keys (inline ``cert``/``key``/``client_ca``, ``cipher_suites``, ``curve_preferences``,
 ``client_allowed_sans``, ``http_server_config``, ``rate_limit``...) are refused, as are unknown
-keys: each problem is one ``WebConfigError`` line naming the file and the key. A hash is never
+keys: each problem is one ``WebConfigError`` line naming the file and the key. A key given twice (a
+repeated ``basic_auth_users:`` would otherwise silently replace the users, turning auth off) and text
+that is not UTF-8 are refused as in the main configuration (``exporter.config.files``). A hash is never
 quoted back (a password pasted by mistake would land in a log). The file is read once, at start:
 restart to pick up new certificates.
 """
@@ -30,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from exporter.config.errors import ConfigError
+from exporter.config.files import decode_text, parse_yaml
 from exporter.web.auth import BasicAuth, WsgiApp
 
 BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}")
@@ -98,17 +100,13 @@ def load_web_config(path: str | None) -> WebSecurity:
     if not path:
         return WebSecurity()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise WebConfigError(f"{path}: cannot read the web configuration file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise WebConfigError(f"{path}: cannot read the web configuration file: not UTF-8 text") from None
-    try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        raise WebConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    try:  # the main configuration's reading: strict UTF-8, and a key given twice is an error
+        tree = parse_yaml(decode_text(data, path), path)
+    except ConfigError as exc:
+        raise WebConfigError(str(exc)) from None
     tree = {} if tree is None else tree
     problem = _Problems(path)
     root = problem.mapping(tree, "")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from exporter.cli import main
 from exporter.config import (
     CHECK_NAME_CHARSET,
     ENV_VARS,
@@ -95,13 +96,23 @@ def test_environment_overrides_the_file_and_expansion(tmp_path: Path) -> None:
     assert load_config(path, env={"LISTENER_POLL_INTERVAL": "5"}).listener.poll_interval == 5
 
 
-def test_a_secret_file_wins_over_the_variable(tmp_path: Path) -> None:
+def test_a_secret_file_is_read_stripped_and_kept_secret(tmp_path: Path) -> None:
     secret = tmp_path / "pass"
     secret.write_text("from-file\n")
-    config = load_config(None, env={"JWT_MONITOR_PASS": "from-env", "JWT_MONITOR_PASS_FILE": str(secret)})
+    config = load_config(None, env={"JWT_MONITOR_PASS_FILE": str(secret)})
     assert config.api.password is not None and config.api.password.get_secret_value() == "from-file"
     assert "from-file" in config.secrets()
     assert "from-file" not in repr(config)
+
+
+@pytest.mark.parametrize("name", sorted(ENV_VARS))
+def test_a_variable_and_its_file_both_set_is_refused(name: str, tmp_path: Path) -> None:
+    """Which one wins is the operator's to say (it used to be the file, silently)."""
+    value = tmp_path / "value"
+    value.write_text("30\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={name: "30", f"{name}_FILE": str(value)})
+    assert str(info.value) == f"environment variables {name} and {name}_FILE are both set: set only one of them"
 
 
 def test_every_seed_variable_lands_where_spec_says() -> None:
@@ -224,3 +235,157 @@ def test_a_recursive_alias_is_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert str(info.value).startswith(f"{path}: checks.items[0]")
+
+
+# ------------------------------------------------------------------------------ ${VAR} after parsing
+@pytest.mark.parametrize(
+    "value",
+    ["abc #def", "'quoted'", '"double"', "12345678", "a: b", "- item", "{x: 1}", "tab\there", "&anchor *alias"],
+)
+def test_a_variable_is_the_whole_text_of_its_value(value: str, tmp_path: Path) -> None:
+    """Expanded after YAML parsing: a '#', quotes, ': ' or digits in the variable are its text, never YAML."""
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  password: ${P}\n  email: 'm-${P}'\n")
+    config = load_config(path, env={"P": value})
+    assert config.api.password is not None and config.api.password.get_secret_value() == value
+    assert config.api.email == f"m-{value}"
+
+
+def test_a_variable_cannot_inject_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("checks:\n  interval: ${INTV}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"INTV": "30s\n  timeout: 1s"})
+    assert str(info.value) == f"{path}: checks.interval: expected a duration like \"5s\", got '30s\\n  timeout: 1s'"
+
+
+def test_variable_text_is_converted_like_an_environment_override(tmp_path: Path) -> None:
+    """Numbers and booleans from the environment are text; they validate for numeric and boolean keys,
+    as MONITOR_CHECK_INTERVAL or SLO_LATENCY_MS always did."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "checks:\n  concurrency: ${C}\n  include_defaults: ${D:-false}\nslo:\n  latency_ms: ${L}\n"
+        "  uptime_target: ${U}\nlistener:\n  enabled: ${E}\n  start_block: ${S}\n"
+    )
+    config = load_config(path, env={"C": "4", "L": "900", "U": "99.9", "E": "no", "S": "12"})
+    assert (config.checks.concurrency, config.checks.include_defaults) == (4, False)
+    assert (config.slo.latency_ms, config.slo.uptime_target) == (900, 99.9)
+    assert (config.listener.enabled, config.listener.start_block) == (False, 12)
+    assert load_config(None, env={"SLO_LATENCY_MS": "700"}).slo.latency_ms == 700
+
+
+def test_colon_dash_default_is_used_when_the_variable_is_unset_or_empty(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  base_url: ${MY_API:-http://d.example}\n  email: ${MY_MAIL-fallback}\n")
+    for env in ({}, {"MY_API": ""}):
+        assert load_config(path, env=env).api.base_url == "http://d.example"
+    assert load_config(path, env={"MY_API": "http://e.example"}).api.base_url == "http://e.example"
+    assert load_config(path, env={}).api.email == "fallback"  # `-`: only when unset
+    assert load_config(path, env={"MY_MAIL": "x@example.org"}).api.email == "x@example.org"
+
+
+def test_references_in_comments_and_keys_are_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("# ${NOT_SET\nchecks:  # ${ALSO_NOT_SET}\n  interval: 30s # ${}\n")
+    assert load_config(path, env={}).checks.interval == 30
+
+
+def test_a_reference_in_a_literal_block_names_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "status_page:\n  dashboards:\n    - title: |\n        first\n        ${UNSET_X}\n      url: http://x\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == (
+        f"{path}:5: status_page.dashboards[0].title: environment variable UNSET_X is not set and has no default"
+    )
+
+
+# ------------------------------------------------------------------------------ text that is not UTF-8
+def _check_config(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    code = main(["check-config", *args])
+    return code, capsys.readouterr().err.splitlines()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(f"{name}_FILE", raising=False)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_latin1_config_file_is_one_line_with_the_offset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes("checks:\n  interval: 30s # café\n".encode("latin-1"))
+    assert _check_config(capsys, "--config", str(path)) == (
+        2,
+        [
+            f"blocktrust-exporter: {path}: not UTF-8 text: "
+            "the first byte that is not UTF-8 is at offset 29; save it as UTF-8"
+        ],
+    )
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_utf16_config_file_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes("checks:\n  interval: 30s\n".encode("utf-16"))
+    assert _check_config(capsys, "--config", str(path)) == (
+        2,
+        [
+            f"blocktrust-exporter: {path}: not UTF-8 text: it looks like UTF-16 "
+            "(it starts with a UTF-16 byte order mark); save it as UTF-8"
+        ],
+    )
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize("name", sorted(ENV_VARS))
+def test_a_variable_file_that_is_not_utf8_is_one_line(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "value"
+    secret.write_bytes(b"hunter\xff2\n")
+    monkeypatch.setenv(f"{name}_FILE", str(secret))
+    monkeypatch.chdir(tmp_path)  # no config.yaml here: the defaults and the environment
+    assert _check_config(capsys) == (
+        2,
+        [
+            f"blocktrust-exporter: environment variable {name}_FILE: {secret}: not UTF-8 text: "
+            "the first byte that is not UTF-8 is at offset 6; save it as UTF-8"
+        ],
+    )
+
+
+def test_a_variable_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  email: ${MAIL}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"MAIL": "caf\udce9"})  # os.environ's form of an undecodable byte
+    assert str(info.value) == f"{path}:2: api.email: environment variable MAIL: not UTF-8 text"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"JWT_MONITOR_EMAIL": "caf\udce9"})
+    assert str(info.value) == "environment variable JWT_MONITOR_EMAIL: not UTF-8 text"
+
+
+# ------------------------------------------------------------------------------ NAME_FILE for every variable
+def test_every_variable_may_come_from_its_file(tmp_path: Path) -> None:
+    """API_BASE_FILE and JWT_MONITOR_EMAIL_FILE used to be ignored without a word."""
+    (tmp_path / "base").write_text("https://api.example.org\n")
+    (tmp_path / "email").write_text("monitor@example.org\n")
+    (tmp_path / "interval").write_text("45s\n")
+    config = load_config(
+        None,
+        env={
+            "API_BASE_FILE": str(tmp_path / "base"),
+            "JWT_MONITOR_EMAIL_FILE": str(tmp_path / "email"),
+            "MONITOR_CHECK_INTERVAL_FILE": str(tmp_path / "interval"),
+        },
+    )
+    assert (config.api.base_url, config.api.email, config.checks.interval) == (
+        "https://api.example.org",
+        "monitor@example.org",
+        45,
+    )

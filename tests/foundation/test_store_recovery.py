@@ -32,7 +32,7 @@ def test_a_store_back_after_start_is_migrated_and_gets_the_buffered_results(post
     config.write_text(
         "checks:\n  interval: 1s\n  timeout: 1s\n  include_defaults: false\n  items:\n"
         f"    - name: self.health\n      url: http://127.0.0.1:{port}/healthz\n"
-        "listener:\n  enabled: false\nstore:\n  connect_timeout: 1s\n"
+        "listener:\n  enabled: false\nstore:\n  connect_timeout: 2s\n"
     )
     with TcpProxy("127.0.0.1", 5432) as proxy:
         proxy.cut()

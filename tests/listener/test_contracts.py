@@ -79,8 +79,31 @@ def test_invalid_config_names_the_problem(tmp_path: Path, document: Any, message
 
 
 def test_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"nowhere\.json: contracts config file not found"):
+    with pytest.raises(ConfigError) as info:
         load_contracts(tmp_path / "nowhere.json", {})
+    assert str(info.value) == f"listener.contracts_config: {tmp_path / 'nowhere.json'}: file not found"
+
+
+def test_missing_relative_file_names_the_key_and_the_absolute_path_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_contracts("contracts_config.json", {})
+    assert str(info.value) == (
+        f"listener.contracts_config: {tmp_path / 'contracts_config.json'}: file not found "
+        "(a relative path is read from the working directory)"
+    )
+
+
+def test_a_file_that_is_not_utf8_is_one_line_naming_it_and_the_offset(tmp_path: Path) -> None:
+    path = tmp_path / "contracts_config.json"
+    path.write_bytes(b'{"IdentityNFT": "caf\xe9"}')
+    with pytest.raises(ConfigError) as info:
+        load_contracts(path, {})
+    assert str(info.value) == (
+        f"{path}: not UTF-8 text: the first byte that is not UTF-8 is at offset 20; save it as UTF-8"
+    )
 
 
 def test_abi_given_as_a_json_string_is_accepted(tmp_path: Path) -> None:

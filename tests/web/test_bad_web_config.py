@@ -32,6 +32,25 @@ CASES: list[tuple[str, str | None, str]] = [
     ("missing_file", None, "{path}: cannot read the web configuration file: No such file or directory"),
     ("bad_yaml", "basic_auth_users: [alice\n", "{path}:2: invalid YAML: …"),
     ("top_level_list", "- alice\n", "{path}: expected a mapping, got list"),
+    # A repeated key is refused as in the main configuration: YAML would keep the last, and an empty
+    # basic_auth_users at the end would have turned authentication off without a word.
+    (
+        "repeated_users_turning_auth_off",
+        f"basic_auth_users:\n  alice: {HASH}\nbasic_auth_users:\n",
+        "{path}:3: basic_auth_users: duplicate key (first at line 1)",
+    ),
+    (
+        "repeated_tls_section",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "tls_server_config:\n  min_version: TLS13\n",
+        "{path}:4: tls_server_config: duplicate key (first at line 1)",
+    ),
+    (
+        "repeated_user",
+        f"basic_auth_users:\n  alice: {HASH}\n  alice: {HASH}\n",
+        "{path}:3: basic_auth_users.alice: duplicate key (first at line 2)",
+    ),
+    ("not_utf8", "\udce9", "{path}: not UTF-8 text: the first byte that is not UTF-8 is at offset 0; save it as UTF-8"),
     ("unknown_top_key", "tls_config:\n  cert_file: x\n", "{path}: tls_config: unknown key"),
     (
         "unsupported_top_key",
@@ -133,8 +152,8 @@ def _case(pki: Pki, case_id: str) -> tuple[str, str]:
     """The web configuration file of the case (beside the certificates) and the line it must give."""
     _id, text, expected = next(case for case in CASES if case[0] == case_id)
     path = pki.ca.parent / f"{case_id}.yml"
-    if text is not None:
-        path.write_text(text)
+    if text is not None:  # "\udce9" stands for the byte 0xe9 (not UTF-8)
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
     return str(path), expected.replace("{path}", str(path)).replace("{dir}", str(pki.ca.parent))
 
 
