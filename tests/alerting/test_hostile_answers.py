@@ -139,7 +139,7 @@ def test_a_retry_after_header_is_parsed_strictly(clock: FakeClock, metrics: Metr
 
 @pytest.mark.parametrize("wait", ["1e400", "-1e400", "NaN", "true", "-3", '"7"'])
 def test_a_telegram_retry_after_is_parsed_strictly(clock: FakeClock, metrics: Metrics, wait: str) -> None:
-    flood = f'{{"ok": false, "error_code": 429, "description": "Too Many Requests", "parameters": {{"retry_after": {wait}}}}}'
+    flood = f'{{"ok": false, "error_code": 429, "parameters": {{"retry_after": {wait}}}}}'
     ok = Reply(200, {"ok": True, "result": {}})
     with requests.Session() as session, HttpReceiver(Reply(429, flood), ok) as peer:
         sender = HttpSender(session, clock, metrics, RetryPolicy(max_tries=3, timeout=5.0, backoff=1.0))
@@ -271,7 +271,12 @@ def test_stopping_interrupts_a_back_off_and_releases_the_claim(
         assert receivers["slack"].requests, "the first try never came"
         time.sleep(0.1)  # the worker is now waiting out its first back-off
         stopped = threading.Event()
-        threading.Thread(target=lambda: (first.notifier.stop(5), stopped.set()), daemon=True).start()
+
+        def stop() -> None:
+            first.notifier.stop(5)
+            stopped.set()
+
+        threading.Thread(target=stop, daemon=True).start()
         assert stopped.wait(4.5), "stop waited for the back-off"
         [row] = table_rows(store_url, "alert_outbox")
         assert row[9] is None  # claimed_until: released
