@@ -4,7 +4,7 @@ It records incidents opened, notified and resolved, and never lets a store failu
 engine: an incident the store cannot take is handed back unsaved (id ``UNSAVED``) and written,
 in order, once the store answers again, together with the resolutions and notices the store
 missed. After a failed call it leaves the store alone for ``STORE_RETRY_SECONDS``: with the store
-down each call may wait for a connect timeout, and the engine runs on the check round's thread.
+down each call may wait for a connect timeout, and alerts wait behind it on the engine's thread.
 
 Not for deciding anything (thresholds, reminders, who owns what): that is ``engine.py``.
 """

@@ -180,6 +180,7 @@ def _alert() -> Alert:
     return Alert("api.health", "warn", "firing", "API down", "503", START, START)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread killed on purpose
 def test_a_worker_survives_an_unexpected_error_and_health_names_a_dead_one(
     store: Store, clock: FakeClock, metrics: Metrics, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
