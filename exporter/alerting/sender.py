@@ -10,6 +10,7 @@ queueing: the ``notifier`` calls this from its worker threads, off the check pat
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import logging
 import threading
@@ -195,8 +196,10 @@ class HttpSender:
                 status = response.status_code
                 text = "" if judge is judge_http and 200 <= status < 300 else _read_body(response, deadline)
                 return judge(status, text, self._retry_after(response, text))
-        except requests.RequestException as exc:
-            # The message names the URL, which may hold a token: mask before it goes anywhere.
+        except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            # A failed exchange, or an answer HTTP cannot parse (an over-long header line, a broken chunk)
+            # that escaped requests' own wrapping. The message names the URL, which may hold a token:
+            # mask before it goes anywhere.
             return Verdict(False, True, self._redact(f"{type(exc).__name__}: {exc}"), "network")
 
     def _retry_after(self, response: requests.Response, text: str) -> float | None:
