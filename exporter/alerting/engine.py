@@ -33,6 +33,7 @@ announced. An incident the store cannot take is kept in memory, notified as usua
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import fnmatch
 import logging
@@ -333,7 +334,8 @@ class AlertEngine:
             return
         self.flush(timeout)
         self._stopped.set()
-        self._work.put(lambda: None)  # wakes the thread; it ends after this
+        with contextlib.suppress(queue.Full):
+            self._work.put_nowait(lambda: None)  # wakes an idle thread; it ends after this
         thread.join(max(timeout, 0.1))
 
     def flush(self, timeout: float) -> bool:
@@ -349,15 +351,23 @@ class AlertEngine:
             return False, "alert engine thread dead"
         return True, "ok"
 
+    def _take_pending(self) -> list[Callable[[], None]]:
+        taken: list[Callable[[], None]] = []
+        while self._pending:
+            taken.append(self._pending.popleft())
+        return taken
+
     def _serve(self) -> None:
         while True:
             job = self._work.get()
             try:
                 with self._lock:
-                    job()
-            except Exception:
-                log.exception("alert engine: unexpected error (the engine carries on)")
-                self._metrics.alerting_errors.labels(worker="engine").inc()
+                    for work in (job, *self._take_pending()):  # pending: handed in inline after ``stop``
+                        try:
+                            work()
+                        except Exception:
+                            log.exception("alert engine: unexpected error (the engine carries on)")
+                            self._metrics.alerting_errors.labels(worker="engine").inc()
             finally:
                 self._work.task_done()
             if self._stopped.is_set() and self._work.empty():
