@@ -234,6 +234,19 @@ class Metrics:
             ["channel", "reason"],
             registry=registry,
         )
+        self.alerting_errors = Counter(
+            "blocktrust_alerting_errors",
+            "Unexpected errors (bugs) in an alerting thread, by worker (a channel's name, or engine); the "
+            "thread logs the traceback and carries on.",
+            ["worker"],
+            registry=registry,
+        )
+        self.alert_engine_queue_full = Counter(
+            "blocktrust_alert_engine_queue_full",
+            "Work (a round of results, a tick, an incident raised or resolved) the alert engine's queue was "
+            "too full to take, each also logged as an error.",
+            registry=registry,
+        )
         # --- the exporter itself ---
         self.store_write_errors = Counter(
             "blocktrust_store_write_errors",

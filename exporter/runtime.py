@@ -51,6 +51,7 @@ SHUTDOWN_ABANDON_SECONDS = 1.0  # for jobs told to abandon their work to return
 FLUSH_RESERVE_SECONDS = 1.5  # of the deadline, kept for the final store flush
 STORE_RETRY_SECONDS = 5.0
 ALERT_TICK_SECONDS = 15.0  # reminders and end-of-maintenance notices are checked this often
+REMOVED_CHECK_INTERVALS = 3  # an unconfigured check's incident is resolved after this long with no result
 RETENTION_SECONDS = 3600.0
 LISTENER_INCIDENT = LISTENER_REORG_INCIDENT  # the incident a too-deep reorg opens (a reserved name)
 TAGGED_HEAD_MARGIN_BLOCKS = 256  # following "safe"/"finalized" keeps the listener this far behind, or so
@@ -124,6 +125,8 @@ class Runtime:
     on_signal: list[Callable[[], None]] = field(default_factory=list)  # wrap up now (nothing is lost)
     on_overdue: list[Callable[[], None]] = field(default_factory=list)  # the grace is over: abandon work
     on_stop: list[Callable[[], None]] = field(default_factory=list)  # release resources once it has
+    # More of /healthz: each says (False, why) when a part's own thread died (the alert engine, a channel).
+    health_checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list)
 
     def ensure_schema(self) -> None:
         """Migrate once the store answers; until then results wait in the buffer."""
@@ -142,8 +145,16 @@ class Runtime:
         self.writer.wake()  # the writer thread retries on its own too; now the schema is there
 
     def healthy(self) -> tuple[bool, str]:
-        """``/healthz``: the process answers and no scheduled job is stalled (see ``scheduler.py``)."""
-        return self.scheduler.health()
+        """``/healthz``: the process answers, no scheduled job is stalled (see ``scheduler.py``) and no
+        part's own thread (the alert engine, a channel's worker) has died."""
+        live, reason = self.scheduler.health()
+        if not live:
+            return live, reason
+        for check in self.health_checks:
+            live, reason = check()
+            if not live:
+                return live, reason
+        return True, reason
 
     def ready(self) -> tuple[bool, str]:
         """``/readyz``: healthy, and the store answers with its schema migrated."""
@@ -222,10 +233,15 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         redact=redact,
         owned=owned,
         known=known,
+        # An unconfigured check's incident is left open while any process (a replica on another
+        # configuration) recorded a result for it within three check intervals.
+        removed_after=REMOVED_CHECK_INTERVALS * config.checks.interval,
     )
     rt.parts["alerts"] = "alerts" in parts
     if rt.parts["alerts"]:
         notifier.start()
+        engine.start()  # from now on no caller (a check round) waits for the engine's store calls
+        rt.health_checks += [engine.health, notifier.health]
         rt.scheduler.add(Job("alerts", engine.tick, ALERT_TICK_SECONDS, run_at_start=False))
 
     rt.parts["checks"] = bool(checks)  # (the banner lists the parts in this order)
@@ -282,7 +298,8 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
 
     rt.parts["slo"] = "slo" in parts
     if rt.parts["slo"]:
-        reporter = SloReporter(store, metrics, config.slo, clock, engine=engine)
+        # It judges only the checks this process runs (a replica may run others).
+        reporter = SloReporter(store, metrics, config.slo, clock, engine=engine, checks=[c.name for c in checks])
         rt.scheduler.add(Job("slo", reporter.run_once, config.slo.report_interval))
         rt.scheduler.add(
             Job("retention", lambda: purge_old_results(store, clock, config.slo.retention), RETENTION_SECONDS)
@@ -290,6 +307,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
 
     if rt.parts["alerts"]:
         # Last, so that notices raised while the other parts stop still go out.
+        rt.on_stop.append(lambda: engine.stop(timeout=2.0))
         rt.on_stop.append(lambda: notifier.stop(timeout=2.0))
     rt.on_stop.append(session.close)
 

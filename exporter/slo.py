@@ -19,7 +19,7 @@ import argparse
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
@@ -203,8 +203,13 @@ class SloReporter:
         settings: SloSettings,
         clock: Clock,
         engine: IncidentRaiser | None = None,
+        *,
+        checks: Collection[str] | None = None,
     ) -> None:
+        """``checks``: the checks this process runs, the only ones it judges (opens or resolves
+        ``slo.<check>`` for); None: every check in the report."""
         self._store = store
+        self._checks = None if checks is None else frozenset(checks)
         self._metrics = metrics
         self._settings = settings
         self._clock = clock
@@ -239,9 +244,14 @@ class SloReporter:
         with contextlib.suppress(KeyError):  # never exported: nothing to drop
             gauge.remove(check_name)
 
+    def _runs(self, check_name: str) -> bool:
+        return self._checks is None or check_name in self._checks
+
     def _judge(self, report: SloReport, engine: IncidentRaiser) -> None:
         judged: set[str] = set()
         for line in report.lines:
+            if not self._runs(line.check_name):
+                continue  # another replica's check: that replica judges it
             name = INCIDENT_PREFIX + line.check_name
             judged.add(name)
             if not line.enough_runs:
@@ -256,7 +266,11 @@ class SloReporter:
         # so an incident left by an earlier run of the exporter is found too.
         for incident in self._store.open_incidents():
             name = incident.check_name
-            if name.startswith(INCIDENT_PREFIX) and name not in judged:
+            if (
+                name.startswith(INCIDENT_PREFIX)
+                and name not in judged
+                and self._runs(name.removeprefix(INCIDENT_PREFIX))
+            ):
                 engine.resolve(name)
 
 

@@ -9,6 +9,8 @@ logging them.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +43,33 @@ class Verdict:
 
 
 DELIVERED = Verdict(True)
+
+# The longest wait a channel can ask for that we keep as a number (a year): anything longer means the
+# same ("not within the outbox's give-up horizon") and stays far from datetime's range.
+WAIT_CEILING_SECONDS = 366 * 86400.0
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+
+
+def wait_seconds(value: object) -> float | None:
+    """A wait a channel asked for in JSON (Telegram's ``retry_after``), as seconds: a finite,
+    non-negative number, capped at ``WAIT_CEILING_SECONDS``. None for anything else (``1e400`` read as
+    infinity, ``NaN``, ``-5``, ``true``, ``"7"``): the caller then backs off as without the hint."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        return float(min(value, int(WAIT_CEILING_SECONDS))) if value >= 0 else None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return min(value, WAIT_CEILING_SECONDS)
+
+
+def delta_seconds(text: str) -> float | None:
+    """``Retry-After``'s delta-seconds form (RFC 9110 §10.2.3: decimal digits only), capped at
+    ``WAIT_CEILING_SECONDS``; None for anything else (``inf``, ``nan``, ``1e3``, ``-5``, ``5s``)."""
+    text = text.strip()
+    if not _DELTA_SECONDS.fullmatch(text):
+        return None
+    return WAIT_CEILING_SECONDS if len(text) > 12 else min(float(int(text)), WAIT_CEILING_SECONDS)
 
 
 def judge_http(status: int, body: str, retry_after: float | None) -> Verdict:

@@ -12,10 +12,15 @@ elsewhere and adopting those opened elsewhere without announcing them again. ``o
 engine adopts, so the ``listen`` process manages only its own incidents (``listener.reorg``) and the
 main process leaves those alone. Each notice is a compare-and-set on the incident row (the ledger's
 ``claim_notice`` and ``resolve``): of replicas that find the same notice due, exactly one sends it.
-``known`` lets the process that runs the checks resolve, at start, the incidents of checks that are
-no longer configured.
+``known`` lets the process that runs the checks resolve the incidents of checks that are no longer
+configured: at start and at each ``tick``, but only those of checks no process has recorded a result
+for within ``removed_after`` (a replica still on an older configuration runs it: its incident is
+left to that replica).
 
-No caller waits for the engine's lock (see ``_run``): a stalled store delays alerts, never a check round.
+No caller waits for the engine's store calls: once ``start``ed, every entry point hands its work to
+the engine's own thread through a bounded queue (in order; a full queue is an error log and
+``blocktrust_alert_engine_queue_full_total``), so a stalled store delays alerts, never a check round.
+Before ``start`` (tests, one thread) the work is done when the call returns.
 
 It knows nothing of any channel: alerts go to an ``AlertSink`` (the ``notifier``), whose ``submit``
 never blocks. Nor does it touch the store: the ``IncidentLedger`` (ledger.py) records incidents, and
@@ -28,9 +33,11 @@ announced. An incident the store cannot take is kept in memory, notified as usua
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import fnmatch
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +73,9 @@ DEFAULT_TITLES = {
 NOT_CHECKS = frozenset({HEARTBEAT_CHECK})
 _MAX_DETAIL = 500
 REMOVED_CHECK_REASON = "Check removed from configuration"
+# Incidents about a check under another name (the SLO report's ``slo.<check>``): their results are the check's.
+DERIVED_PREFIXES = ("slo.",)
+ENGINE_QUEUE_SIZE = 1000
 
 
 class AlertSink(Protocol):
@@ -134,6 +144,14 @@ def owned_checks(include: Iterable[str] = ("*",), exclude: Iterable[str] = ()) -
     return owned
 
 
+def _result_name(incident_name: str) -> str:
+    """The check whose results an incident is about (``slo.api.health`` -> ``api.health``)."""
+    for prefix in DERIVED_PREFIXES:
+        if incident_name.startswith(prefix):
+            return incident_name.removeprefix(prefix)
+    return incident_name
+
+
 def _own_everything(check_name: str) -> bool:
     return True
 
@@ -161,12 +179,15 @@ class AlertEngine:
         redact: Callable[[str], str] = no_redaction,
         owned: Callable[[str], bool] | None = None,
         known: Callable[[str], bool] | None = None,
+        removed_after: float = 0.0,
+        queue_size: int = ENGINE_QUEUE_SIZE,
     ) -> None:
         """``owned(check_name)`` says which incidents found in the store this engine adopts (at start and
         at each ``tick``), reminds about and resolves; None: all of them. Incidents the engine opens
         itself are always its own. ``known(check_name)``: whether a check (or an incident name such as
         ``listener.reorg``) still exists in the configuration; an owned open incident of one that does
-        not is resolved at start, its notice saying why. None: every name is known."""
+        not is resolved (at start, and at a ``tick``), its notice saying why, once no process has
+        recorded a result for it for ``removed_after`` seconds. None: every name is known."""
         self._ledger = IncidentLedger(store, clock, redact=redact)
         self._sink = sink
         self._clock = clock
@@ -176,6 +197,12 @@ class AlertEngine:
         self._redact = redact
         self._owned = owned or _own_everything
         self._known = known
+        self._removed_after = timedelta(seconds=removed_after)
+        self._work: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._full_logged = False
+        self._foreign_logged: set[str] = set()
         self._maintenance = MaintenanceCalendar(settings.maintenance)
         self._reminder = timedelta(seconds=settings.reminder_interval)
         self._lock = threading.Lock()
@@ -262,7 +289,22 @@ class AlertEngine:
         may take all of one). A caller that finds the engine busy leaves its work in ``_pending`` and
         returns at once; the thread holding the lock runs it before letting go, and looks again after
         letting go, so nothing handed in is left behind. Uncontended (a test, one thread), the work is
-        done when the call returns."""
+        done when the call returns.
+
+        Once ``start``ed, the work goes to the engine's thread instead (see ``start``)."""
+        if self._thread is not None and not self._stopped.is_set():
+            try:
+                self._work.put_nowait(work)
+                self._full_logged = False
+            except queue.Full:
+                self._metrics.alert_engine_queue_full.inc()
+                if not self._full_logged:  # once per burst; the counter counts every one
+                    self._full_logged = True
+                    log.error(
+                        "alert engine: its queue is full (%d items; the store is stalled?): work dropped",
+                        self._work.maxsize,
+                    )
+            return
         self._pending.append(work)
         while self._pending:
             if not self._lock.acquire(blocking=False):
@@ -274,8 +316,62 @@ class AlertEngine:
                         job()
                     except Exception:
                         log.exception("alert engine: unexpected error (the engine carries on)")
+                        self._metrics.alerting_errors.labels(worker="engine").inc()
             finally:
                 self._lock.release()
+
+    # ------------------------------------------------------------------------ own thread
+    def start(self) -> None:
+        """Do the engine's work on its own thread from now on: no caller waits for a store call."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="alert-engine", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Finish the work handed in (within ``timeout`` real seconds), then do later work inline."""
+        thread = self._thread
+        if thread is None:
+            return
+        self.flush(timeout)
+        self._stopped.set()
+        with contextlib.suppress(queue.Full):
+            self._work.put_nowait(lambda: None)  # wakes an idle thread; it ends after this
+        thread.join(max(timeout, 0.1))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (real seconds) until the work handed in so far is done; False on timeout."""
+        pending = self._work
+        with pending.all_tasks_done:
+            return pending.all_tasks_done.wait_for(lambda: pending.unfinished_tasks == 0, timeout)
+
+    def health(self) -> tuple[bool, str]:
+        """For ``/healthz``: False when the started engine thread is no longer running."""
+        thread = self._thread
+        if thread is not None and not thread.is_alive() and not self._stopped.is_set():
+            return False, "alert engine thread dead"
+        return True, "ok"
+
+    def _take_pending(self) -> list[Callable[[], None]]:
+        taken: list[Callable[[], None]] = []
+        while self._pending:
+            taken.append(self._pending.popleft())
+        return taken
+
+    def _serve(self) -> None:
+        while True:
+            job = self._work.get()
+            try:
+                with self._lock:
+                    for work in (job, *self._take_pending()):  # pending: handed in inline after ``stop``
+                        try:
+                            work()
+                        except Exception:
+                            log.exception("alert engine: unexpected error (the engine carries on)")
+                            self._metrics.alerting_errors.labels(worker="engine").inc()
+            finally:
+                self._work.task_done()
+            if self._stopped.is_set() and self._work.empty():
+                return
 
     # ------------------------------------------------------------------------------ state
     def _sync(self, *, reconcile: bool = False) -> None:
@@ -289,6 +385,7 @@ class AlertEngine:
             self._load(stored)
         else:
             self._reconcile(stored)
+            self._resolve_removed()
 
     def _load(self, stored: list[Incident]) -> None:
         """The first look at the store: our own incidents from before a restart. One never announced
@@ -299,16 +396,41 @@ class AlertEngine:
         self._loaded = True
         if incidents:
             log.info("alert engine resumed %d open incident(s)", len(incidents))
-        known = self._known
-        if known is not None:
-            for incident in [i for i in self._open.values() if not known(i.check_name)]:
-                log.warning(
-                    "incident %d of %s resolved: the check was removed from (or renamed in) the configuration",
-                    incident.id,
-                    incident.check_name,
-                )
-                self._resolve(incident, self._clock.now(), reason=REMOVED_CHECK_REASON)
+        self._resolve_removed()
         self._update_gauge()
+
+    def _resolve_removed(self) -> None:
+        """Resolve the open incidents of checks not in this configuration that no process has recorded
+        a result for within ``removed_after``; the others are left to the replica that runs them."""
+        known = self._known
+        if known is None:
+            return
+        unknown = [i for i in self._open.values() if not known(i.check_name)]
+        if not unknown:
+            return
+        now = self._clock.now()
+        names = {i.check_name: _result_name(i.check_name) for i in unknown}
+        recent = self._ledger.ran_since(sorted(set(names.values())), now - self._removed_after)
+        if recent is None:
+            return  # the store cannot tell now: ask again at the next tick
+        for incident in unknown:
+            if names[incident.check_name] in recent:
+                if incident.check_name not in self._foreign_logged:
+                    self._foreign_logged.add(incident.check_name)
+                    log.info(
+                        "incident %d of %s kept open: not in this configuration, but another process ran it "
+                        "within %.0fs",
+                        incident.id,
+                        incident.check_name,
+                        self._removed_after.total_seconds(),
+                    )
+                continue
+            log.warning(
+                "incident %d of %s resolved: the check was removed from (or renamed in) the configuration",
+                incident.id,
+                incident.check_name,
+            )
+            self._resolve(incident, now, reason=REMOVED_CHECK_REASON)
 
     def _reconcile(self, open_in_store: list[Incident]) -> None:
         """Make the open incidents in memory those of the store, where another engine may have changed them.

@@ -4,7 +4,7 @@ It records incidents opened, notified and resolved, and never lets a store failu
 engine: an incident the store cannot take is handed back unsaved (id ``UNSAVED``) and written,
 in order, once the store answers again, together with the resolutions and notices the store
 missed. After a failed call it leaves the store alone for ``STORE_RETRY_SECONDS``: with the store
-down each call may wait for a connect timeout, and the engine runs on the check round's thread.
+down each call may wait for a connect timeout, and alerts wait behind it on the engine's thread.
 
 Not for deciding anything (thresholds, reminders, who owns what): that is ``engine.py``.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import datetime
 
 from exporter.clock import Clock
@@ -106,6 +106,18 @@ class IncidentLedger:
             self._failed(f"recording the notice of incident {incident.id}", exc)
             self._unnoted[incident.id] = at
             return True
+
+    def ran_since(self, check_names: Sequence[str], since: datetime) -> set[str] | None:
+        """Which of ``check_names`` have a result (from any process) at or after ``since``; None when the
+        store cannot say now (in back-off, or failing)."""
+        if not self.usable():
+            return None
+        try:
+            latest = self._store.latest_results(list(check_names))
+        except StoreError as exc:
+            self._failed("looking for recent results", exc)
+            return None
+        return {name for name, row in latest.items() if row.ts >= since}
 
     def _write_back(self, open_now: MutableMapping[str, Incident]) -> None:
         """Record, in order, the incidents that lived only in memory while the store was down."""

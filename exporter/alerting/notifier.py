@@ -48,6 +48,8 @@ _IDLE_POLL = 0.2
 _OUTBOX_POLL = 5.0
 OUTBOX_RETRY_MAX = 900.0  # seconds between two outbox rounds of one notice, at most
 _MIGRATION_HOPS = 3
+LEASE_MARGIN_SECONDS = 10.0
+_WALL_STEP_SECONDS = 1.0  # a change of wall minus monotonic time larger than this is a clock step
 
 
 class Sender(Protocol):
@@ -64,6 +66,10 @@ class Outbox(Protocol):
     ) -> int: ...
 
     def take_notice(self, channel: str, now: datetime, lease_until: datetime) -> OutboxNotice | None: ...
+
+    def take_expired_notice(
+        self, channel: str, due_before: datetime, now: datetime, lease_until: datetime
+    ) -> OutboxNotice | None: ...
 
     def notice_delivered(self, notice_id: int) -> None: ...
 
@@ -106,6 +112,8 @@ class _Worker:
         self.passed = threading.Condition()
         self.unmarked: list[int] = []  # delivered, but the store missed the delete: never take them again
         self.store_ok = True
+        self.claimed: int | None = None  # the outbox notice being delivered now (released if stopped)
+        self.wall_offset: float | None = None  # clock.now() - clock.monotonic() at the last pass
 
 
 class Notifier:
@@ -139,6 +147,7 @@ class Notifier:
                 metrics.alert_delivery_failures.labels(channel=channel.name, reason=reason)
                 metrics.alert_notices_abandoned.labels(channel=channel.name, reason=reason)
             metrics.alert_outbox_pending.labels(channel=channel.name).set(0)
+            metrics.alerting_errors.labels(worker=channel.name)
         self._stopping = threading.Event()
         self._deadline: float | None = None  # clock.monotonic() after which nothing more is attempted
 
@@ -204,6 +213,9 @@ class Notifier:
         """
         self._deadline = self._clock.monotonic() + timeout
         self._stopping.set()
+        stop_sender = getattr(self._sender, "stop", None)
+        if callable(stop_sender):
+            stop_sender()  # a worker waiting to retry stops waiting now
         # One budget for all workers (real time: this waits for threads, not for the domain clock).
         end = time.monotonic() + timeout
         for worker in self._workers:
@@ -212,48 +224,101 @@ class Notifier:
                 worker.thread.join(max(end - time.monotonic(), 0.0))
                 if worker.thread.is_alive():
                     log.warning("alert worker for %s did not stop within %.0fs", worker.channel.name, timeout)
+                    claimed = worker.claimed
+                    if claimed is not None:  # still in a request: let the next process have it at once
+                        self._release(worker.channel.name, claimed, "the process stopped during its delivery")
             else:  # never started: nothing will deliver what is queued
                 self._drain(worker, "the notifier never started")
 
+    def health(self) -> tuple[bool, str]:
+        """For ``/healthz``: False, naming the channel, when a started worker thread is no longer running
+        (it never should: a worker logs, counts and survives every error)."""
+        if self._stopping.is_set():
+            return True, "ok"
+        dead = [w.channel.name for w in self._workers if w.thread is not None and not w.thread.is_alive()]
+        if dead:
+            return False, "alert worker thread dead for channel(s): " + ", ".join(dead)
+        return True, "ok"
+
+    def _release(self, channel: str, notice_id: int, why: str) -> None:
+        """Make a claimed notice due now and unclaimed (``next_attempt_at = now``, ``claimed_until`` NULL)."""
+        if self._outbox is None:
+            return
+        try:
+            self._outbox.notice_failed(notice_id, self._clock.now(), f"released: {why}")
+            log.info("alert %d to %s released for the next process: %s", notice_id, channel, why)
+        except StoreError as exc:
+            log.warning("alert %d to %s: could not release it (%s)", notice_id, channel, self._redact(str(exc)))
+
     # ------------------------------------------------------------------------ the worker
     def _run(self, worker: _Worker) -> None:
-        last_pass = float("-inf")
+        """The worker thread: it never dies of an error (see ``_iteration``)."""
+        state = {"last_pass": float("-inf")}
         while True:
-            woken = worker.wake.wait(_IDLE_POLL)
-            with worker.passed:
-                worker.wake.clear()
-                worker.started += 1
-            while True:
-                try:
-                    alert = worker.queue.get_nowait()
-                except queue.Empty:
-                    break
-                try:
-                    self._deliver_from_memory(worker, alert)
-                finally:
-                    worker.queue.task_done()
-            if self._stopping.is_set():
-                self._drain_later(worker)
-                return
-            self._release_later(worker)
-            if self._outbox is not None and (woken or time.monotonic() - last_pass >= _OUTBOX_POLL):
-                self._outbox_pass(worker)
-                last_pass = time.monotonic()
-            with worker.passed:
-                worker.passes += 1
-                worker.passed.notify_all()
+            try:
+                if self._iteration(worker, state):
+                    return
+            except Exception:
+                # A bug (or an answer no rule foresaw) must not silence this channel for the process life.
+                log.exception("alert worker for %s: unexpected error (it carries on)", worker.channel.name)
+                self._metrics.alerting_errors.labels(worker=worker.channel.name).inc()
+                with worker.passed:
+                    worker.passes += 1
+                    worker.passed.notify_all()
+
+    def _iteration(self, worker: _Worker, state: dict[str, float]) -> bool:
+        """One turn of the worker's loop; True when the worker is to end (stopping)."""
+        woken = worker.wake.wait(_IDLE_POLL)
+        with worker.passed:
+            worker.wake.clear()
+            worker.started += 1
+        while True:
+            try:
+                alert = worker.queue.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                self._deliver_from_memory(worker, alert)
+            finally:
+                worker.queue.task_done()
+        if self._stopping.is_set():
+            self._drain_later(worker)
+            return True
+        self._release_later(worker)
+        if self._outbox is not None and (woken or time.monotonic() - state["last_pass"] >= _OUTBOX_POLL):
+            state["last_pass"] = time.monotonic()
+            self._outbox_pass(worker)
+        with worker.passed:
+            worker.passes += 1
+            worker.passed.notify_all()
+        return False
 
     def _outbox_pass(self, worker: _Worker) -> None:
         """Deliver every notice of this channel that is due now, oldest first."""
         assert self._outbox is not None
         try:
             self._mark_delivered(worker)
+            self._after_wall_step(worker)
+            self._abandon_expired(worker)
             while not self._stopping.is_set():
                 now = self._clock.now()
                 notice = self._outbox.take_notice(worker.channel.name, now, now + timedelta(seconds=self._policy.lease))
                 if notice is None:
                     break
-                self._deliver_notice(worker, notice)
+                worker.claimed = notice.id
+                try:
+                    self._deliver_notice(worker, notice)
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    log.exception(
+                        "alert %d to %s: unexpected error (the worker carries on)", notice.id, worker.channel.name
+                    )
+                    self._metrics.alerting_errors.labels(worker=worker.channel.name).inc()
+                    retry_at = self._clock.now() + timedelta(seconds=self._policy.retry_in(notice.attempts))
+                    self._outbox.notice_failed(notice.id, retry_at, f"internal: {type(exc).__name__}")
+                finally:
+                    worker.claimed = None
             self._report_pending()
             if not worker.store_ok:
                 log.info("alert outbox for %s reachable again", worker.channel.name)
@@ -262,6 +327,43 @@ class Notifier:
             if worker.store_ok:  # once per outage, not once per poll
                 log.error("alert outbox for %s unreachable: %s", worker.channel.name, self._redact(str(exc)))
                 worker.store_ok = False
+
+    def _after_wall_step(self, worker: _Worker) -> None:
+        """Retries are scheduled in the store as wall timestamps (for other replicas and restarts). When
+        the wall clock stepped (wall minus monotonic time moved by more than a second since the last
+        pass), a retry this process meant for "in 4 s" could wait for the wall clock to catch up (a
+        step back) or be tried early (a step forward): the channel's waiting retries are made due now."""
+        assert self._outbox is not None
+        offset = self._clock.now().timestamp() - self._clock.monotonic()
+        previous, worker.wall_offset = worker.wall_offset, offset
+        if previous is None or abs(offset - previous) <= _WALL_STEP_SECONDS:
+            return
+        count = self._outbox.retry_notices_now(worker.channel.name, self._clock.now())
+        log.warning(
+            "alert outbox for %s: the wall clock stepped by %+.0fs; %d waiting retr%s made due now",
+            worker.channel.name,
+            offset - previous,
+            count,
+            "y" if count == 1 else "ies",
+        )
+
+    def _abandon_expired(self, worker: _Worker) -> None:
+        """Give up (loudly) on every notice past the give-up horizon, however far off its next attempt
+        and however many attempts it had: age alone decides."""
+        assert self._outbox is not None
+        while not self._stopping.is_set():
+            now = self._clock.now()
+            horizon = now - timedelta(seconds=self._policy.give_up_after)
+            notice = self._outbox.take_expired_notice(
+                worker.channel.name, horizon, now, now + timedelta(seconds=self._policy.lease)
+            )
+            if notice is None:
+                return
+            last = notice.last_error or "never tried"
+            reason_class, _, _ = last.partition(":")
+            if reason_class not in REASON_CLASSES:
+                reason_class = "internal"
+            self._abandon(notice, reason_class, f"still undelivered at the give-up horizon (last: {last})")
 
     def _deliver_notice(self, worker: _Worker, notice: OutboxNotice) -> None:
         assert self._outbox is not None
@@ -286,11 +388,23 @@ class Notifier:
         now = self._clock.now()
         age = (now - notice.due_at).total_seconds()
         reason_class = delivery.reason_class or "internal"
+        if delivery.interrupted:  # stopping: the next process (or another replica) takes it at once
+            self._release(name, notice.id, f"stopped during its delivery ({reason_class}: {delivery.reason})")
+            return
         if age >= self._policy.give_up_after:
             self._abandon(notice, reason_class, delivery.reason)
             return
-        # Never sooner than the channel asked (a Retry-After too long to wait for within one delivery).
-        wait = max(self._policy.retry_in(notice.attempts), delivery.retry_after or 0.0)
+        left = self._policy.give_up_after - age  # until the give-up horizon
+        asked = delivery.retry_after or 0.0
+        if asked >= left:
+            # The channel will not take it before we would give up anyway: say so now, and let the
+            # notices of the same check queued behind this one go.
+            self._abandon(
+                notice, reason_class, f"{delivery.reason}; asked to wait {asked:.0f}s, past the give-up horizon"
+            )
+            return
+        # Never sooner than the channel asked; never later than the give-up horizon.
+        wait = min(max(self._policy.retry_in(notice.attempts), asked), left)
         log.warning(
             "alert %d to %s not delivered (%s: %s); %d round(s) so far, next in %.0fs",
             notice.id,
@@ -535,9 +649,9 @@ def retry_policy(settings: AlertingSettings) -> RetryPolicy:
 
 def outbox_policy(settings: AlertingSettings) -> OutboxPolicy:
     policy = retry_policy(settings)
-    # Long enough for one whole delivery (every try, timeout and back-off), so that a replica never
-    # takes a notice another one is still delivering.
-    lease = policy.max_tries * (policy.timeout * 2 + min(policy.backoff_max, policy.retry_after_max)) + 60.0
+    # Long enough for one whole delivery (every try's timeouts and the delivery's wait budget), so that
+    # a replica never takes a notice another one is still delivering; a little more for the store calls.
+    lease = policy.longest_delivery() + LEASE_MARGIN_SECONDS
     return OutboxPolicy(
         give_up_after=settings.outbox_give_up_after,
         retry_min=max(settings.backoff_max, 1.0),

@@ -10,8 +10,10 @@ queueing: the ``notifier`` calls this from its worker threads, off the check pat
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import requests
 import urllib3
 
 from exporter.alerting.alert import Alert
-from exporter.alerting.answer import Verdict, judge_http
+from exporter.alerting.answer import Verdict, delta_seconds, judge_http, wait_seconds
 from exporter.clock import Clock
 from exporter.metrics import Metrics
 from exporter.redact import no_redaction
@@ -66,6 +68,18 @@ class RetryPolicy:
     def backoff_for(self, failed_tries: int) -> float:
         return float(min(self.backoff * 2 ** (failed_tries - 1), self.backoff_max))
 
+    def wait_budget(self) -> float:
+        """The most one delivery waits between its tries, in all: the sum of its back-offs, but at least
+        one wait of ``min(backoff_max, retry_after_max)`` (room for a short Retry-After). A wait the
+        channel asks for beyond what is left of it ends the delivery; the outbox retries no sooner."""
+        backoffs = sum(self.backoff_for(i) for i in range(1, self.max_tries))
+        return float(max(backoffs, min(self.backoff_max, self.retry_after_max)))
+
+    def longest_delivery(self) -> float:
+        """An upper bound (seconds) of one delivery: every try's connect and read (``timeout`` each, the
+        body within the read's) plus the wait budget. What an outbox lease must cover."""
+        return float(self.max_tries * 2 * self.timeout + self.wait_budget())
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -80,6 +94,7 @@ class Delivery:
     permanent: bool = False
     migrate_to: str | None = None
     retry_after: float | None = None  # seconds the channel asked us to wait (longer than we would here)
+    interrupted: bool = False  # the sender was stopped during the delivery (the notice is to be released)
 
     def __bool__(self) -> bool:
         return self.delivered
@@ -101,6 +116,11 @@ class HttpSender:
         self._metrics = metrics
         self._policy = policy or RetryPolicy()
         self._redact = redact
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """End every wait between tries at once (shutdown): deliveries in progress return ``interrupted``."""
+        self._stop.set()
 
     def send(
         self,
@@ -118,6 +138,7 @@ class HttpSender:
         Every try is counted (``blocktrust_alert_delivery_attempts_total``), every failed one by reason
         class (``blocktrust_alert_delivery_failures_total``) and logged with the channel and reason."""
         policy = self._policy
+        budget = policy.wait_budget()
         for attempt in range(1, policy.max_tries + 1):
             verdict = self._try(url, body, judge)
             self._metrics.alert_delivery_attempts.labels(channel=channel).inc()
@@ -131,11 +152,13 @@ class HttpSender:
                 log.warning("alert to %s: the channel moved (%s)", channel, reason)
                 return Delivery(False, attempt, reason, "migrated", migrate_to=verdict.migrate_to)
             if not verdict.retryable or attempt == policy.max_tries:
-                return self._give_up(channel, attempt, reason, reason_class, permanent=not verdict.retryable)
+                gave_up = self._give_up(channel, attempt, reason, reason_class, permanent=not verdict.retryable)
+                return dataclasses.replace(gave_up, retry_after=verdict.retry_after)  # the outbox honours it
             wait = verdict.retry_after if verdict.retry_after is not None else policy.backoff_for(attempt)
-            if wait > policy.retry_after_max:
+            if wait > policy.retry_after_max or wait > budget:
                 gave_up = self._give_up(channel, attempt, f"{reason}; asked to wait {wait:.0f}s", reason_class)
                 return dataclasses.replace(gave_up, retry_after=wait)
+            budget -= wait
             if deadline is not None and self._clock.monotonic() + wait > deadline:
                 return self._give_up(channel, attempt, f"{reason}; no time left to retry", reason_class)
             log.warning(
@@ -147,7 +170,9 @@ class HttpSender:
                 reason,
                 wait,
             )
-            self._clock.sleep(wait)
+            if self._clock.wait(self._stop, wait):
+                gave_up = self._give_up(channel, attempt, f"{reason}; stopped while waiting to retry", reason_class)
+                return dataclasses.replace(gave_up, interrupted=True)
         raise AssertionError("unreachable: the last try always returns")  # pragma: no cover
 
     def _give_up(
@@ -171,8 +196,10 @@ class HttpSender:
                 status = response.status_code
                 text = "" if judge is judge_http and 200 <= status < 300 else _read_body(response, deadline)
                 return judge(status, text, self._retry_after(response, text))
-        except requests.RequestException as exc:
-            # The message names the URL, which may hold a token: mask before it goes anywhere.
+        except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            # A failed exchange, or an answer HTTP cannot parse (an over-long header line, a broken chunk)
+            # that escaped requests' own wrapping. The message names the URL, which may hold a token:
+            # mask before it goes anywhere.
             return Verdict(False, True, self._redact(f"{type(exc).__name__}: {exc}"), "network")
 
     def _retry_after(self, response: requests.Response, text: str) -> float | None:
@@ -181,26 +208,23 @@ class HttpSender:
         header = response.headers.get("Retry-After")
         if header:
             text = header.strip()
-            try:
-                return max(float(text), 0.0)
-            except ValueError:
-                pass
+            seconds = delta_seconds(text)
+            if seconds is not None:
+                return seconds
             try:
                 when = parsedate_to_datetime(text)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError, IndexError):
                 when = None
             if when is not None:
                 when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-                return max((when - self._clock.now()).total_seconds(), 0.0)
+                return wait_seconds(max((when - self._clock.now()).total_seconds(), 0.0))
+            return None  # not a Retry-After we understand (``nan``, ``inf``, ``-1``): back off as usual
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a body of deeply nested brackets
             return None
         parameters = payload.get("parameters") if isinstance(payload, dict) else None
-        value = parameters.get("retry_after") if isinstance(parameters, dict) else None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return max(float(value), 0.0)
-        return None
+        return wait_seconds(parameters.get("retry_after")) if isinstance(parameters, dict) else None
 
 
 def _read_body(response: requests.Response, deadline: float) -> str:

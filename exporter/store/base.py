@@ -270,6 +270,13 @@ class Store(Protocol):
         waits, so a check's notices keep their order): its next attempt moves to ``lease_until`` (another
         replica will not take it before then) and its ``attempts`` grows by one."""
 
+    def take_expired_notice(
+        self, channel: str, due_before: datetime, now: datetime, lease_until: datetime
+    ) -> OutboxNotice | None:
+        """Claim until ``lease_until`` the oldest notice of ``channel`` due at or before ``due_before``
+        that no process is delivering now, whatever its next attempt time and attempts: one past the
+        give-up horizon, to be abandoned (deleted) by the caller."""
+
     def notice_delivered(self, notice_id: int) -> None:
         """The channel accepted the notice: delete it."""
 

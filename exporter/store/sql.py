@@ -46,6 +46,23 @@ def as_json(value: object) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def db_text(value: str) -> str:
+    """``value`` as every store can keep it: NUL (which PostgreSQL refuses in text and in JSONB) becomes
+    U+FFFD. Applied to every string parameter, and to the strings inside JSON written by this module."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def db_json(value: Any) -> Any:
+    """``value`` (plain JSON data) with ``db_text`` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return db_text(value)
+    if isinstance(value, dict):
+        return {db_json(k) if isinstance(k, str) else k: db_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [db_json(v) for v in value]
+    return value
+
+
 def percentile_cont(sorted_values: Sequence[float], fraction: float) -> float | None:
     """PostgreSQL's PERCENTILE_CONT: linear interpolation between the two nearest ranks."""
     if not sorted_values:
@@ -80,6 +97,21 @@ def _incident(row: Sequence[Any]) -> Incident:
         opened_at=opened,
         resolved_at=as_utc(row[6]),
         last_notified_at=as_utc(row[7]),
+    )
+
+
+def _notice(row: Sequence[Any]) -> OutboxNotice:
+    created, due = as_utc(row[4]), as_utc(row[5])
+    assert created is not None and due is not None
+    return OutboxNotice(
+        id=int(row[0]),
+        channel=str(row[1]),
+        check_name=str(row[2]),
+        alert=as_json(row[3]),
+        created_at=created,
+        due_at=due,
+        attempts=int(row[6]),
+        last_error=row[7],
     )
 
 
@@ -190,7 +222,7 @@ class SqlStore(ABC):
                 cursor.close()
 
     def _execute(self, cursor: Any, text: str, params: Sequence[Any] = ()) -> None:
-        cursor.execute(self._sql(text), tuple(params))
+        cursor.execute(self._sql(text), tuple(db_text(p) if isinstance(p, str) else p for p in params))
 
     # ----------------------------------------------------------------- schema
     def migrate(self) -> int:
@@ -252,7 +284,7 @@ class SqlStore(ABC):
                 r.check_name,
                 r.ok,
                 r.latency_ms,
-                json.dumps(r.details, sort_keys=True, default=str),
+                json.dumps(db_json(r.details), sort_keys=True, default=str),
                 r.uid,
             )
             for r in results
@@ -474,7 +506,7 @@ class SqlStore(ABC):
                 (
                     channel,
                     check_name,
-                    json.dumps(alert, sort_keys=True),
+                    json.dumps(db_json(alert), sort_keys=True),
                     self._encode_time(at),
                     self._encode_time(due_at),
                     self._encode_time(due_at),
@@ -500,20 +532,24 @@ class SqlStore(ABC):
                 (self._encode_time(lease_until), self._encode_time(lease_until), channel, moment, moment),
             )
             row = cur.fetchone()
-        if row is None:
-            return None
-        created, due = as_utc(row[4]), as_utc(row[5])
-        assert created is not None and due is not None
-        return OutboxNotice(
-            id=int(row[0]),
-            channel=str(row[1]),
-            check_name=str(row[2]),
-            alert=as_json(row[3]),
-            created_at=created,
-            due_at=due,
-            attempts=int(row[6]),
-            last_error=row[7],
-        )
+        return None if row is None else _notice(row)
+
+    def take_expired_notice(
+        self, channel: str, due_before: datetime, now: datetime, lease_until: datetime
+    ) -> OutboxNotice | None:
+        moment = self._encode_time(now)
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "UPDATE alert_outbox SET claimed_until = %s WHERE id = ("
+                " SELECT o.id FROM alert_outbox o WHERE o.channel = %s AND o.due_at <= %s"
+                " AND (o.claimed_until IS NULL OR o.claimed_until <= %s) ORDER BY o.id LIMIT 1)"
+                " AND (claimed_until IS NULL OR claimed_until <= %s) "
+                "RETURNING id, channel, check_name, alert, created_at, due_at, attempts, last_error",
+                (self._encode_time(lease_until), channel, self._encode_time(due_before), moment, moment),
+            )
+            row = cur.fetchone()
+        return None if row is None else _notice(row)
 
     def notice_delivered(self, notice_id: int) -> None:
         with self._tx() as cur:

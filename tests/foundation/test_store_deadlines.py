@@ -68,6 +68,7 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "claim_notice": lambda s: s.claim_notice(1, T0, None),
     "enqueue_notice": lambda s: s.enqueue_notice("slack", "check.0", {"state": "firing"}, T0, T0),
     "take_notice": lambda s: s.take_notice("slack", T0, T0 + timedelta(minutes=1)),
+    "take_expired_notice": lambda s: s.take_expired_notice("slack", T0, T0, T0 + timedelta(minutes=1)),
     "notice_delivered": lambda s: s.notice_delivered(1),
     "notice_failed": lambda s: s.notice_failed(1, T0, "network: refused"),
     "later_notices": lambda s: s.later_notices("slack", "check.0", 1),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.alerting.alert import Alert, body_lines, headline
-from exporter.alerting.answer import DELIVERED, Verdict, judge_http
+from exporter.alerting.answer import DELIVERED, Verdict, judge_http, wait_seconds
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
 
@@ -51,7 +51,7 @@ def judge_telegram(status: int, body: str, retry_after: float | None) -> Verdict
     """The Bot API's answer: its JSON ``ok`` decides, whatever the status."""
     try:
         payload = json.loads(body) if body.strip().startswith("{") else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested brackets
         payload = None
     if not isinstance(payload, dict) or not isinstance(payload.get("ok"), bool):
         verdict = judge_http(status, body, retry_after)
@@ -69,9 +69,9 @@ def judge_telegram(status: int, body: str, retry_after: float | None) -> Verdict
     migrate = parameters.get("migrate_to_chat_id")
     if isinstance(migrate, int | str) and not isinstance(migrate, bool) and str(migrate).strip():
         return Verdict(False, False, f"{reason}; migrated to chat {migrate}", "migrated", migrate_to=str(migrate))
-    wait = parameters.get("retry_after")
-    if isinstance(wait, int | float) and not isinstance(wait, bool):
-        return Verdict(False, True, reason, "rate_limited", max(float(wait), 0.0))
+    wait = wait_seconds(parameters.get("retry_after"))  # None when absent or not a usable number
+    if wait is not None:
+        return Verdict(False, True, reason, "rate_limited", wait)
     if code == 429:
         return Verdict(False, True, reason, "rate_limited", retry_after)
     if code >= 500:
