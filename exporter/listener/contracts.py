@@ -187,8 +187,8 @@ class _Object(dict[str, Any]):
     @classmethod
     def of(cls, pairs: list[tuple[str, Any]]) -> _Object:
         made = cls(pairs)
-        seen: set[str] = set()
-        made.duplicates = tuple(key for key, _ in pairs if key in seen or seen.add(key))
+        keys = [key for key, _ in pairs]
+        made.duplicates = tuple(key for index, key in enumerate(keys) if key in keys[:index])
         return made
 
 
