@@ -303,6 +303,14 @@ class AlertingSettings(Section):
     console: ConsoleSettings = ConsoleSettings()
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
+    @field_validator("runbook_url")
+    @classmethod
+    def _a_link(cls, value: str) -> str:
+        # It ends up in every alert's annotations: a space or control character would break the link.
+        if not value or any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"expected a URL or path without spaces or control characters, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _backoff_within_its_cap(self) -> AlertingSettings:
         if self.backoff > self.backoff_max:
