@@ -23,6 +23,17 @@ MIN_FRAGMENT = 6
 # ("%3A123") or a backslash escape ("\n123"), whose last character is a letter or digit.
 _START = r"(?:(?<![0-9A-Za-z])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrtbf]))"
 _END = r"(?![0-9A-Za-z])"
+# Nothing shorter than this (without surrounding whitespace) is ever masked, and nothing without a
+# letter or digit: a secret of " " would turn every space of the output into "***", one of "-" every
+# dash. The configuration refuses blank secrets; this guard keeps any other caller from wrecking logs.
+MIN_SECRET = 2
+
+
+def maskable(fragment: str) -> bool:
+    """Whether ``fragment`` may be masked at all: ``MIN_SECRET`` characters or more once stripped of
+    surrounding whitespace, at least one of them a letter or digit."""
+    core = fragment.strip()
+    return len(core) >= MIN_SECRET and any(c.isalnum() for c in core)
 
 
 def no_redaction(text: str) -> str:
@@ -94,13 +105,14 @@ def _alternative(fragment: str) -> str:
 
 
 class Redactor:
-    """Replaces every occurrence of any secret (or a fragment of one) with ``***``."""
+    """Replaces every occurrence of any secret (or a fragment of one) with ``***``; a secret (or
+    fragment) that is not ``maskable`` (blank, one character, punctuation only) is never registered."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         fragments: set[str] = set()
         for secret in secrets:
-            if secret:
-                fragments |= secret_fragments(secret)
+            if maskable(secret):
+                fragments |= {fragment for fragment in secret_fragments(secret) if maskable(fragment)}
         # Longest first, so a whole URL is masked before its path would leave the host visible.
         ordered = sorted(fragments, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(_alternative, ordered))) if ordered else None
