@@ -54,6 +54,9 @@ ALERT_TICK_SECONDS = 15.0  # reminders and end-of-maintenance notices are checke
 RETENTION_SECONDS = 3600.0
 LISTENER_INCIDENT = LISTENER_REORG_INCIDENT  # the incident a too-deep reorg opens (a reserved name)
 TAGGED_HEAD_MARGIN_BLOCKS = 256  # following "safe"/"finalized" keeps the listener this far behind, or so
+# /readyz waits this long for the store's ping: a stalled store (whose calls end only at
+# store.call_timeout) must not hold the answer past Kubernetes' default probe timeout of 1 s.
+READY_PING_SECONDS = 0.5
 
 
 class ExitError(Exception):
@@ -103,6 +106,43 @@ def web_security(config: Config) -> WebSecurity:
         raise ExitError(str(exc), EXIT_USAGE) from None
 
 
+class ReadinessPing:
+    """The store's ping for ``/readyz`` with a short deadline: the ping runs on its own daemon thread,
+    and the caller waits at most ``wait`` seconds for it. One ping at a time: a probe arriving while
+    the last ping is still waiting on a stalled store waits for that same ping (no thread pile-up)."""
+
+    def __init__(self, ping: Callable[[], None], wait: float = READY_PING_SECONDS) -> None:
+        self._ping = ping
+        self._wait = wait
+        self._lock = threading.Lock()
+        self._current: _Ping | None = None
+
+    def check(self) -> str | None:
+        """None when the store answered within the deadline; else why not (``StoreError`` text)."""
+        with self._lock:
+            ping = self._current
+            if ping is None or ping.done.is_set():  # start a fresh ping; never reuse an old answer
+                ping = self._current = _Ping()
+                threading.Thread(target=ping.run, args=(self._ping,), name="readyz-ping", daemon=True).start()
+        if not ping.done.wait(self._wait):
+            return f"store did not answer within {self._wait:g}s"
+        return None if ping.error is None else f"store unreachable: {ping.error}"
+
+
+@dataclass
+class _Ping:
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
+
+    def run(self, ping: Callable[[], None]) -> None:
+        try:
+            ping()
+        except Exception as exc:  # StoreError; anything else is not an answer either
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 # ------------------------------------------------------------------------------ run
 ALL_PARTS = frozenset({"checks", "listener", "alerts", "slo"})
 
@@ -124,6 +164,10 @@ class Runtime:
     on_signal: list[Callable[[], None]] = field(default_factory=list)  # wrap up now (nothing is lost)
     on_overdue: list[Callable[[], None]] = field(default_factory=list)  # the grace is over: abandon work
     on_stop: list[Callable[[], None]] = field(default_factory=list)  # release resources once it has
+    ready_ping: ReadinessPing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ready_ping = ReadinessPing(self.store.ping)
 
     def ensure_schema(self) -> None:
         """Migrate once the store answers; until then results wait in the buffer."""
@@ -154,10 +198,9 @@ class Runtime:
             return False, reason
         if not self.schema_ready.is_set():
             return False, "store not migrated yet"
-        try:
-            self.store.ping()
-        except StoreError as exc:
-            return False, Redactor(self.config.secrets())(f"store unreachable: {exc}")
+        problem = self.ready_ping.check()  # at most READY_PING_SECONDS, however the store hangs
+        if problem is not None:
+            return False, Redactor(self.config.secrets())(problem)
         return True, "ready"
 
 
