@@ -33,6 +33,17 @@ MIN_CUT_PREFIX = 4
 _CUT_MARKS = re.compile(r"…|\.\.\.|\Z")
 # Secrets learnt while running (the monitoring JWT): at most this many are kept, the oldest forgotten.
 MAX_RUNTIME_SECRETS = 16
+# Nothing shorter than this (without surrounding whitespace) is ever masked, and nothing without a
+# letter or digit: a secret of " " would turn every space of the output into "***", one of "-" every
+# dash. The configuration refuses blank secrets; this guard keeps any other caller from wrecking logs.
+MIN_SECRET = 2
+
+
+def maskable(fragment: str) -> bool:
+    """Whether ``fragment`` may be masked at all: ``MIN_SECRET`` characters or more once stripped of
+    surrounding whitespace, at least one of them a letter or digit."""
+    core = fragment.strip()
+    return len(core) >= MIN_SECRET and any(c.isalnum() for c in core)
 
 
 def no_redaction(text: str) -> str:
@@ -134,11 +145,12 @@ class Redactor:
     monitoring JWT) and ``forget(value)`` drops it again; at most ``MAX_RUNTIME_SECRETS`` are kept
     (the oldest goes first). Thread-safe: one instance serves the log handler and every other
     output of the process. A text that ends (or is cut with "…" / "...") in the first
-    ``MIN_CUT_PREFIX`` or more characters of a secret has that part masked too.
+    ``MIN_CUT_PREFIX`` or more characters of a secret has that part masked too. A secret (or
+    fragment) that is not ``maskable`` (blank, one character, punctuation only) is never registered.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._configured = [secret for secret in secrets if secret]
+        self._configured = [secret for secret in secrets if maskable(secret)]
         self._runtime: deque[str] = deque()
         self._lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
@@ -146,8 +158,8 @@ class Redactor:
         self._compile()
 
     def remember(self, secret: str) -> None:
-        """Mask ``secret`` (and its encodings) from now on."""
-        if not secret:
+        """Mask ``secret`` (and its encodings) from now on (unless it is not ``maskable``)."""
+        if not maskable(secret):
             return
         with self._lock:
             if secret in self._runtime:
@@ -167,9 +179,9 @@ class Redactor:
     def _compile(self) -> None:
         fragments: set[str] = set()
         for secret in self._configured:
-            fragments |= secret_fragments(secret)
+            fragments |= {fragment for fragment in secret_fragments(secret) if maskable(fragment)}
         for secret in self._runtime:
-            fragments |= {form for form in encoded_forms(secret) if form}
+            fragments |= {form for form in encoded_forms(secret) if maskable(form)}
         # Longest first, so a whole URL is masked before its path would leave the host visible.
         ordered = sorted(fragments, key=len, reverse=True)
         # Swapped whole (one assignment each), so a reader never sees half of a change.

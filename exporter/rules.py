@@ -150,8 +150,19 @@ def _windows(tiers: list[BurnTier], period_s: float) -> list[float]:
     return sorted(found)
 
 
+def template_literal(text: str) -> str:
+    """``text`` as it must be written into an annotation (a Go template) for Prometheus to show it
+    as written: each ``{{`` becomes the action ``{{ "{{" }}``, so that an operator's URL such as
+    ``https://wiki/{{page}}`` neither makes promtool refuse the file nor runs as a template."""
+    return text.replace("{{", '{{ "{{" }}')
+
+
+def _runbook(config: Config, alert: str) -> str:
+    return f"{template_literal(config.alerting.runbook_url)}#{alert.lower()}"
+
+
 def _dashboard(config: Config, *, per_check: bool = True) -> str:
-    base = config.alerting.dashboard_url or DEFAULT_GRAFANA_URL
+    base = template_literal(config.alerting.dashboard_url or DEFAULT_GRAFANA_URL)
     return f"{base}{DASHBOARD_PATH}" + ("?var-check={{ $labels.check }}" if per_check else "")
 
 
@@ -196,7 +207,7 @@ def _burn_alert(sli: _Sli, tier: BurnTier, config: Config) -> dict[str, object]:
                 f"{sli.budget * 100:g} % over {duration(config.slo.window)}. "
                 f"At this rate the error budget is gone in {exhausted_in}."
             ),
-            "runbook_url": f"{config.alerting.runbook_url}#{alert.lower()}",
+            "runbook_url": _runbook(config, alert),
             "dashboard": _dashboard(config),
         },
     }
@@ -216,7 +227,7 @@ def _objective_alerts(config: Config) -> dict[str, object]:
                 "summary": "Chain listener is lagging",
                 "description": f"The newest listener heartbeat is {{{{ $value | humanizeDuration }}}} "
                 f"old (allowed: {duration(config.listener.max_lag)}).",
-                "runbook_url": f"{config.alerting.runbook_url}#blocktrustlistenerlagging",
+                "runbook_url": _runbook(config, "BlocktrustListenerLagging"),
                 "dashboard": _dashboard(config, per_check=False),
             },
         },
@@ -232,7 +243,7 @@ def _objective_alerts(config: Config) -> dict[str, object]:
                 "summary": "{{ $labels.check }} has stopped running",
                 "description": "The last run of {{ $labels.check }} was {{ $value | humanizeDuration }} ago "
                 f"(expected every {duration(config.checks.interval)}).",
-                "runbook_url": f"{config.alerting.runbook_url}#blocktrustchecknotrunning",
+                "runbook_url": _runbook(config, "BlocktrustCheckNotRunning"),
                 "dashboard": _dashboard(config),
             },
         }
@@ -273,7 +284,7 @@ def _check_failing_alerts(config: Config) -> list[dict[str, object]]:
             "summary": "{{ $labels.check }} failing",
             "description": f"The last {config.alerting.failure_threshold} runs of {{{{ $labels.check }}}} failed; "
             "the exporter's log (and its own alert) give the reason.",
-            "runbook_url": f"{config.alerting.runbook_url}#blocktrustcheckfailing",
+            "runbook_url": _runbook(config, "BlocktrustCheckFailing"),
             "dashboard": _dashboard(config),
         }
         rules.append(rule)

@@ -55,6 +55,9 @@ REMOVED_CHECK_INTERVALS = 3  # an unconfigured check's incident is resolved afte
 RETENTION_SECONDS = 3600.0
 LISTENER_INCIDENT = LISTENER_REORG_INCIDENT  # the incident a too-deep reorg opens (a reserved name)
 TAGGED_HEAD_MARGIN_BLOCKS = 256  # following "safe"/"finalized" keeps the listener this far behind, or so
+# /readyz waits this long for the store's ping: a stalled store (whose calls end only at
+# store.call_timeout) must not hold the answer past Kubernetes' default probe timeout of 1 s.
+READY_PING_SECONDS = 0.5
 
 
 class ExitError(Exception):
@@ -104,6 +107,43 @@ def web_security(config: Config) -> WebSecurity:
         raise ExitError(str(exc), EXIT_USAGE) from None
 
 
+class ReadinessPing:
+    """The store's ping for ``/readyz`` with a short deadline: the ping runs on its own daemon thread,
+    and the caller waits at most ``wait`` seconds for it. One ping at a time: a probe arriving while
+    the last ping is still waiting on a stalled store waits for that same ping (no thread pile-up)."""
+
+    def __init__(self, ping: Callable[[], None], wait: float = READY_PING_SECONDS) -> None:
+        self._ping = ping
+        self._wait = wait
+        self._lock = threading.Lock()
+        self._current: _Ping | None = None
+
+    def check(self) -> str | None:
+        """None when the store answered within the deadline; else why not (``StoreError`` text)."""
+        with self._lock:
+            ping = self._current
+            if ping is None or ping.done.is_set():  # start a fresh ping; never reuse an old answer
+                ping = self._current = _Ping()
+                threading.Thread(target=ping.run, args=(self._ping,), name="readyz-ping", daemon=True).start()
+        if not ping.done.wait(self._wait):
+            return f"store did not answer within {self._wait:g}s"
+        return None if ping.error is None else f"store unreachable: {ping.error}"
+
+
+@dataclass
+class _Ping:
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
+
+    def run(self, ping: Callable[[], None]) -> None:
+        try:
+            ping()
+        except Exception as exc:  # StoreError; anything else is not an answer either
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 # ------------------------------------------------------------------------------ run
 ALL_PARTS = frozenset({"checks", "listener", "alerts", "slo"})
 
@@ -127,6 +167,10 @@ class Runtime:
     on_stop: list[Callable[[], None]] = field(default_factory=list)  # release resources once it has
     # More of /healthz: each says (False, why) when a part's own thread died (the alert engine, a channel).
     health_checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list)
+    ready_ping: ReadinessPing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ready_ping = ReadinessPing(self.store.ping)
 
     def ensure_schema(self) -> None:
         """Migrate once the store answers; until then results wait in the buffer."""
@@ -163,11 +207,11 @@ class Runtime:
         live, reason = self.healthy()
         if not live:
             return False, reason
-        # Asked first: a store that does not answer is why the schema is not there yet either.
-        try:
-            self.store.ping()
-        except StoreError as exc:
-            return False, Redactor(self.config.secrets())(f"store unreachable: {exc}")
+        # Asked first (within READY_PING_SECONDS, however the store hangs): a store that does not
+        # answer is why the schema is not there yet either.
+        problem = self.ready_ping.check()
+        if problem is not None:
+            return False, Redactor(self.config.secrets())(problem)
         if not self.schema_ready.is_set():
             return False, "store not migrated yet"
         return True, "ready"

@@ -10,12 +10,12 @@ checks are run, by ``exporter.probes``; this module only describes them.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from exporter.config.errors import KeyPathError
-from exporter.config.types import HttpStatus, HttpUrl, Interval, Section, Severity, UrlPath
+from exporter.config.types import HttpStatus, HttpUrl, Interval, Section, Severity, UrlPath, within
 
 # The kinds exporter/probes/kinds/ implements (a test keeps the two in step).
 CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress")
@@ -71,7 +71,7 @@ class CheckSpec(Section):
     json_body: dict[str, Any] | None = None
     expected_status: list[HttpStatus] = Field(default_factory=lambda: [200], min_length=1)
     conditions: list[str] = Field(default_factory=list)  # exporter/probes/conditions.py
-    timeout: Interval | None = None  # defaults to checks.timeout
+    timeout: Annotated[Interval, within(0.1, 600)] | None = None  # defaults to checks.timeout
     severity: Severity = "warn"
     failure_threshold: int | None = Field(default=None, ge=1)
     success_threshold: int | None = Field(default=None, ge=1)

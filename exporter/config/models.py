@@ -22,6 +22,7 @@ from exporter.config.types import (
     HttpUrl,
     Interval,
     ListenAddress,
+    Secret,
     SecretHttpUrl,
     Section,
     UrlPath,
@@ -29,6 +30,7 @@ from exporter.config.types import (
     parse_clock_time,
     parse_instant,
     shown_url,
+    within,
     yaml_clock_time,
     yaml_id,
     yaml_instant,
@@ -48,26 +50,27 @@ class LogSettings(Section):
 
 
 class StoreSettings(Section):
-    url: SecretStr | None = None  # DATABASE_URL; None = the embedded SQLite file below
+    url: Secret | None = None  # DATABASE_URL; None = the embedded SQLite file below
     sqlite_path: str = Field(default="blocktrust-exporter.db", min_length=1)
     pool_size: int = Field(default=4, ge=1, le=64)
     buffer_size: int = Field(default=10_000, ge=1)
     # Deadlines of store calls (exporter.store.StoreTimeouts; README "Storage"): a store that
-    # stops answering counts as down after these, it never hangs the exporter.
-    connect_timeout: Interval = 5.0
-    call_timeout: Interval = 15.0
-    statement_timeout: Interval = 10.0
-    lock_timeout: Interval = 5.0
-    pool_timeout: Interval = 5.0
-    idle_in_transaction_timeout: Interval = 60.0
-    tcp_user_timeout: Interval = 30.0
-    migration_timeout: Interval = 600.0
+    # stops answering counts as down after these, it never hangs the exporter. Each has a range (the
+    # server's settings are int32 milliseconds: beyond 24.8 days every connection would be refused).
+    connect_timeout: Annotated[Interval, within(2, 600)] = 5.0
+    call_timeout: Annotated[Interval, within(0.1, 3600)] = 15.0
+    statement_timeout: Annotated[Interval, within(0.1, 3600)] = 10.0
+    lock_timeout: Annotated[Interval, within(0.1, 3600)] = 5.0
+    pool_timeout: Annotated[Interval, within(0.1, 600)] = 5.0
+    idle_in_transaction_timeout: Annotated[Interval, within(1, 86_400)] = 60.0
+    tcp_user_timeout: Annotated[Interval, within(1, 3600)] = 30.0
+    migration_timeout: Annotated[Interval, within(1, 86_400)] = 600.0
 
     @field_validator("connect_timeout")
     @classmethod
     def _libpq_connect_timeout(cls, seconds: float) -> float:
-        # libpq's connect_timeout is whole seconds and treats 1 as 2: "500ms" would silently become 2 s.
-        if seconds != int(seconds) or seconds < 2:
+        # libpq's connect_timeout is whole seconds (and treats 1 as 2): "2.5s" would silently become 2 s.
+        if seconds != int(seconds):
             raise ValueError(
                 f"expected whole seconds, at least 2s (libpq's connect_timeout), got {format_seconds(seconds)}"
             )
@@ -96,10 +99,11 @@ class StoreSettings(Section):
 class ApiSettings(Section):
     base_url: HttpUrl | None = None  # API_BASE
     email: str | None = None  # JWT_MONITOR_EMAIL
-    password: SecretStr | None = None  # JWT_MONITOR_PASS
+    password: Secret | None = None  # JWT_MONITOR_PASS
     login_path: UrlPath = "/api/explorer/login"
-    token_refresh_margin: Duration = 60.0
-    default_token_lifetime: Interval = 900.0  # when a login answer has no usable expires_in
+    token_refresh_margin: Annotated[Duration, within(0, 86_400)] = 60.0
+    # When a login answer has no usable expires_in.
+    default_token_lifetime: Annotated[Interval, within(10, 30 * 86_400)] = 900.0
 
     @field_validator("base_url")
     @classmethod
@@ -111,8 +115,8 @@ class ApiSettings(Section):
 
 
 class ChecksSettings(Section):
-    interval: Interval = 60.0  # MONITOR_CHECK_INTERVAL
-    timeout: Interval = 10.0
+    interval: Annotated[Interval, within(1, 86_400)] = 60.0  # MONITOR_CHECK_INTERVAL
+    timeout: Annotated[Interval, within(0.1, 600)] = 10.0
     concurrency: int = Field(default=16, ge=1, le=1024)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     include_defaults: bool = True  # the nine checks of SPEC §1
@@ -148,15 +152,15 @@ class ListenerSettings(Section):
     enabled: bool = True
     rpc_url: SecretHttpUrl | None = None  # POLYGON_RPC_URL (often carries an API key)
     contracts_config: str = Field(default="contracts_config.json", min_length=1)
-    poll_interval: Interval = 15.0  # LISTENER_POLL_INTERVAL
-    max_lag: Interval = 180.0  # MAX_LISTENER_LAG_SEC
+    poll_interval: Annotated[Interval, within(1, 3600)] = 15.0  # LISTENER_POLL_INTERVAL
+    max_lag: Annotated[Interval, within(1, 7 * 86_400)] = 180.0  # MAX_LISTENER_LAG_SEC
     start_block: int | Literal["latest"] = Field(default="latest")
     chunk_size: int = Field(default=2_000, ge=1)
     max_chunk_size: int = Field(default=10_000, ge=1)
     follow: Literal["latest", "safe", "finalized"] = "latest"
     confirmations: int = Field(default=0, ge=0)
     max_reorg_depth: int = Field(default=64, ge=1)
-    rpc_timeout: Interval = 10.0
+    rpc_timeout: Annotated[Interval, within(0.1, 600)] = 10.0
     event_types: dict[str, str] = Field(
         default_factory=lambda: {
             "MintingEvent": "Minted",
@@ -198,9 +202,9 @@ class ListenerSettings(Section):
 class SloSettings(Section):
     uptime_target: float = Field(default=99.5, gt=0, lt=100)  # SLO_UPTIME_TARGET, percent
     latency_ms: int = Field(default=800, gt=0)  # SLO_LATENCY_MS
-    window: Interval = 86_400.0
-    report_interval: Interval = 720.0
-    retention: Interval = 30 * 86_400.0
+    window: Annotated[Interval, within(3600, 365 * 86_400)] = 86_400.0
+    report_interval: Annotated[Interval, within(1, 86_400)] = 720.0
+    retention: Annotated[Interval, within(3600, 3650 * 86_400)] = 30 * 86_400.0
     # Runs a check needs in the window before its SLO incident opens or resolves; None: the fewest runs
     # in which one failure stays within uptime_target (200 at 99.5 %). See ``required_runs``.
     min_runs: int | None = Field(default=None, ge=1)
@@ -213,6 +217,18 @@ class SloSettings(Section):
         if self.min_runs is not None:
             return self.min_runs
         return max(1, math.ceil(round(100.0 / (100.0 - self.uptime_target), 6)))
+
+    @field_validator("uptime_target")
+    @classmethod
+    def _a_percentage(cls, value: float) -> float:
+        # SLO_UPTIME_TARGET=0.995 means 0.995 %: an objective every outage meets. A ratio given for a
+        # percentage is the likely mistake; below 50 % no objective makes sense either.
+        if value < 1:
+            percent = f"{value * 100:g}"
+            raise ValueError(f"{value:g} reads as {value:g} %, not {percent} %: it is a percentage, write {percent}")
+        if value < 50:
+            raise ValueError(f"expected a percentage from 50 to 100 (like 99.5), got {value:g}")
+        return value
 
     @model_validator(mode="after")
     def _keeps_a_window(self) -> SloSettings:
@@ -231,7 +247,7 @@ class SlackSettings(Section):
 
 
 class TelegramSettings(Section):
-    bot_token: SecretStr | None = None  # ALERT_TELEGRAM_BOT
+    bot_token: Secret | None = None  # ALERT_TELEGRAM_BOT
     chat_id: Annotated[str, BeforeValidator(yaml_id), Field(min_length=1)] | None = None  # ALERT_TELEGRAM_CHAT
     base_url: HttpUrl = "https://api.telegram.org"
     send_resolved: bool = True
@@ -297,24 +313,34 @@ class MaintenanceWindow(Section):
 class AlertingSettings(Section):
     failure_threshold: int = Field(default=2, ge=1)
     success_threshold: int = Field(default=2, ge=1)
-    reminder_interval: Interval = 3600.0
+    reminder_interval: Annotated[Interval, within(60, 30 * 86_400)] = 3600.0
     dashboard_url: HttpUrl | None = None
     # Where your team serves docs/runbooks.md; alert rules link to <runbook_url>#<alert name>.
     runbook_url: str = "docs/runbooks.md"
-    timeout: Interval = 10.0
+    timeout: Annotated[Interval, within(0.1, 600)] = 10.0
     max_tries: int = Field(default=5, ge=1, le=20)
-    backoff: Interval = 1.0  # first wait between tries; doubles each retry, capped at backoff_max
-    backoff_max: Interval = 60.0
-    retry_after_max: Interval = 300.0  # a channel asking to wait longer (Retry-After) is given up on
+    # The first wait between tries; doubles each retry, capped at backoff_max.
+    backoff: Annotated[Interval, within(0.1, 3600)] = 1.0
+    backoff_max: Annotated[Interval, within(0.1, 86_400)] = 60.0
+    # A channel asking to wait longer (Retry-After) is given up on.
+    retry_after_max: Annotated[Interval, within(1, 86_400)] = 300.0
     queue_size: int = Field(default=1000, ge=1)
     # A notice that could not be delivered waits in the store's outbox and is retried (across restarts)
     # until it is this old; then it is given up on, with an error log and a metric.
-    outbox_give_up_after: Interval = 86400.0
+    outbox_give_up_after: Annotated[Interval, within(60, 30 * 86_400)] = 86400.0
     slack: SlackSettings = SlackSettings()
     telegram: TelegramSettings = TelegramSettings()
     webhook: WebhookSettings = WebhookSettings()
     console: ConsoleSettings = ConsoleSettings()
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+
+    @field_validator("runbook_url")
+    @classmethod
+    def _a_link(cls, value: str) -> str:
+        # It ends up in every alert's annotations: a space or control character would break the link.
+        if not value or any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"expected a URL or path without spaces or control characters, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _backoff_within_its_cap(self) -> AlertingSettings:
@@ -335,7 +361,7 @@ class DashboardLink(Section):
 class StatusPageSettings(Section):
     """The status page at ``/`` and its JSON at ``/api/v1/status``."""
 
-    refresh: Interval = 30.0  # the page reloads itself this often
+    refresh: Annotated[Interval, within(0.1, 86_400)] = 30.0  # the page reloads itself this often
     dashboards: list[DashboardLink] = Field(default_factory=list)  # links shown on the page
 
 

@@ -21,7 +21,7 @@ from exporter.config.errors import KeyPathError
 # Ten years: beyond any interval or window that makes sense, and within what timedelta and the
 # scheduler can hold (a "1e20" interval would otherwise crash the scheduler at start).
 MAX_DURATION_SECONDS = 3650 * 86_400.0
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -33,6 +33,10 @@ def parse_duration(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
+        # ASCII digits only, as for every number of the configuration: float() would read "٦٠" (and
+        # "６０") as 60, where an integer key refuses it.
+        if not text.isascii():
+            raise ValueError(f'expected a duration like "5s" (ASCII digits), got {value!r}')
         try:
             seconds = float(text)
         except ValueError:
@@ -64,6 +68,33 @@ def _positive(seconds: float) -> float:
     if seconds <= 0:
         raise ValueError("must be greater than 0")
     return seconds
+
+
+def _shown_duration(seconds: float) -> str:
+    return f"{seconds * 1000:g}ms" if 0 < seconds < 1 else format_seconds(seconds)
+
+
+def within(low: float, high: float) -> AfterValidator:
+    """A duration's sane range for its meaning, and what the system it is passed to accepts
+    (PostgreSQL's timeouts are int32 milliseconds: at most 24.8 days, or every connection fails):
+    ``Annotated[Interval, within(1, 86_400)]``. Refuses with the range in the message."""
+
+    def check(seconds: float) -> float:
+        if not low <= seconds <= high:
+            raise ValueError(
+                f"expected a duration from {_shown_duration(low)} to {_shown_duration(high)}, "
+                f"got {_shown_duration(seconds)}"
+            )
+        return seconds
+
+    return AfterValidator(check)
+
+
+def _not_blank(value: SecretStr) -> SecretStr:
+    # " " would pass for a secret that is set (and the log redactor would mask every space).
+    if not value.get_secret_value().strip():
+        raise ValueError("must not be empty or only whitespace (value hidden: it is a secret)")
+    return value
 
 
 def shown_url(value: str) -> str:
@@ -131,7 +162,7 @@ def url_path(value: str) -> str:
 def listen_address(value: str) -> str:
     """``HOST:PORT``: an IPv4 address or host name, or an IPv6 address in brackets (``[::]:9108``)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f'expected HOST:PORT like "0.0.0.0:9108", got {value!r}')
     if host.startswith("[") or host.endswith("]") or ":" in host:
         try:
@@ -144,6 +175,7 @@ def listen_address(value: str) -> str:
 
 
 def _secret_url(value: SecretStr) -> SecretStr:
+    _not_blank(value)
     problem = url_problem(value.get_secret_value())
     if problem == "not an http(s) URL":
         raise ValueError("expected an http(s) URL (value hidden: it is a secret)")
@@ -158,6 +190,7 @@ HttpUrl = Annotated[str, AfterValidator(http_url)]
 UrlPath = Annotated[str, AfterValidator(url_path)]
 HttpStatus = Annotated[int, Field(ge=100, le=599)]
 SecretHttpUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
+Secret = Annotated[SecretStr, AfterValidator(_not_blank)]  # a password, a token: never blank
 Severity = Literal["info", "warn", "crit"]
 
 ListenAddress = Annotated[str, AfterValidator(listen_address)]
@@ -282,7 +315,7 @@ def parse_instant(value: str) -> datetime:
 
 def parse_clock_time(value: str) -> time:
     """``HH:MM`` (24 h); ``24:00`` is accepted as the end of the day and returned as ``time.max``."""
-    match = re.fullmatch(r"([01]?\d|2[0-4]):([0-5]\d)", value)
+    match = re.fullmatch(r"([01]?[0-9]|2[0-4]):([0-5][0-9])", value)
     if not match or (match.group(1) == "24" and match.group(2) != "00"):
         raise ValueError(f'expected a time of day like "02:30", got {value!r}')
     return time.max if match.group(1) == "24" else time(int(match.group(1)), int(match.group(2)))

@@ -2,7 +2,8 @@
 
 The file maps a contract name to ``{"address": "0x…", "abi": [...]}`` (SPEC §3). Every problem
 (missing file, bad JSON, missing contract, bad address, malformed ABI, an ABI type eth-abi does
-not know, an event of ``listener.event_types`` that no ABI declares) raises ``ContractsConfigError``
+not know, an event of ``listener.event_types`` that no ABI declares, a SPEC event declared in
+another SPEC contract's ABI, a key given twice in one JSON object) raises ``ContractsConfigError``
 with one line naming the file, the contract and the ABI entry. Not for decoding logs: ``decode.py``
 turns an ``EventSpec`` into a decoder.
 """
@@ -34,6 +35,7 @@ SPEC_EVENT_CONTRACTS = {
     "ProofStoredDual": "ProofRegistry",
     "FailsafeEvent": "FailSafe",
 }
+SPEC_CONTRACTS = frozenset(SPEC_EVENT_CONTRACTS.values())
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -126,7 +128,15 @@ def _contract_events(name: str, body: Any, where: str, event_types: Mapping[str,
         if not isinstance(entry, dict):
             raise ContractsConfigError(f"{entry_where}: expected an object")
         if entry.get("type") == "event" and not entry.get("anonymous"):
-            specs.append(_event_spec(name, checksummed, entry, entry_where, event_types))
+            spec = _event_spec(name, checksummed, entry, entry_where, event_types)
+            emitter = SPEC_EVENT_CONTRACTS.get(spec.name)
+            if emitter is not None and name in SPEC_CONTRACTS and name != emitter:
+                # Logs are fetched by address: FailSafe's address never emits IdentityNFT's MintingEvent.
+                raise ContractsConfigError(
+                    f"{entry_where}: {spec.name} is emitted by {emitter} (SPEC §1), not {name}: "
+                    f"declared here it would never be stored; move it to {emitter}'s abi"
+                )
+            specs.append(spec)
     if not specs:
         raise ContractsConfigError(f"{where}.abi: no events to follow")
     return specs
@@ -170,6 +180,32 @@ def _require_followed_events(specs: list[EventSpec], source: str, event_types: M
             )
 
 
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys given more than once (``json`` would keep the last)."""
+
+    duplicates: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _Object:
+        made = cls(pairs)
+        keys = [key for key, _ in pairs]
+        made.duplicates = tuple(key for index, key in enumerate(keys) if key in keys[:index])
+        return made
+
+
+def _refuse_duplicate_keys(node: Any, source: str, path: str = "") -> None:
+    """The first key given twice in one object, depth first, as ``file: key.path: duplicate key``."""
+    if isinstance(node, _Object):
+        if node.duplicates:
+            where = f"{path}.{node.duplicates[0]}" if path else node.duplicates[0]
+            raise ContractsConfigError(f"{source}: {where}: duplicate key (JSON keeps the last)")
+        for key, value in node.items():
+            _refuse_duplicate_keys(value, source, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            _refuse_duplicate_keys(item, source, f"{path}[{index}]")
+
+
 def load_contracts(
     path: str | Path, event_types: Mapping[str, str], required: Iterable[str] = REQUIRED_CONTRACTS
 ) -> list[EventSpec]:
@@ -191,7 +227,8 @@ def load_contracts(
     except ConfigError as exc:
         raise ContractsConfigError(str(exc)) from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_Object.of)
     except json.JSONDecodeError as exc:
         raise ContractsConfigError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    _refuse_duplicate_keys(document, source)
     return parse_contracts(document, source, event_types, required)

@@ -9,6 +9,11 @@ exporter-toolkit, verdicts are cached. The cache never holds a password: its key
 verdicts. An unknown user is checked against a decoy hash of the same cost, so the answer takes as
 long as for a known one; users are compared in constant time. Only one bcrypt runs at a time, so a
 burst of wrong passwords costs one core, not all of them.
+
+Costs from ``MIN_BCRYPT_COST`` (bcrypt's own minimum) to ``MAX_BCRYPT_COST`` are accepted: each step
+doubles the time of a check, and cost 31 would take days of CPU for one request. Building a
+``BasicAuth`` verifies no hash (the decoy is made without running bcrypt at its cost), so
+``check-config`` costs nothing whatever the cost.
 """
 
 from __future__ import annotations
@@ -30,6 +35,23 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 REALM = "blocktrust-exporter"
 DEFAULT_CACHE_SIZE = 256
+MIN_BCRYPT_COST = 4  # bcrypt's minimum
+MAX_BCRYPT_COST = 14  # about 1 s per check on one core (cost 10: about 70 ms); each step doubles it
+
+
+def bcrypt_cost_problem(hashed: str) -> str | None:
+    """Why the cost of ``hashed`` (a bcrypt hash, format already checked) is refused, or None."""
+    cost = int(hashed.split("$")[2])
+    if cost < MIN_BCRYPT_COST:
+        return f"bcrypt cost {cost} is below bcrypt's minimum of {MIN_BCRYPT_COST} (value hidden)"
+    if cost > MAX_BCRYPT_COST:
+        seconds = 0.07 * 2 ** (cost - 10)
+        took = f"{seconds / 86_400:.0f} days" if seconds >= 86_400 else f"{seconds:.0f} s"
+        return (
+            f"bcrypt cost {cost} is above the maximum of {MAX_BCRYPT_COST}: each check would take about "
+            f"{took} of CPU; hash it with cost 10 to {MAX_BCRYPT_COST} (value hidden)"
+        )
+    return None
 
 
 def parse_basic(header: str) -> tuple[bytes, bytes] | None:
@@ -57,10 +79,16 @@ class BasicAuth:
     def __init__(self, users: Mapping[str, str], *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         if not users:
             raise ValueError("basic auth needs at least one user")
+        for hashed in users.values():
+            problem = bcrypt_cost_problem(hashed)
+            if problem:
+                raise ValueError(problem)
         self._users = [(name.encode(), hashed.encode()) for name, hashed in users.items()]
         # Same cost as the first user's hash, so an unknown user takes as long to refuse as a known one.
+        # Made of a fresh salt of that cost and the digest of a cheap cost-4 hash: a well-formed hash
+        # that no password matches, without running bcrypt at the (maybe high) cost here.
         cost = int(self._users[0][1].split(b"$")[2])
-        self._decoy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost))
+        self._decoy = bcrypt.gensalt(cost) + bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(4))[29:]
         self._key = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
         self._cache_size = cache_size

@@ -34,9 +34,9 @@ from typing import Any
 
 from exporter.config.errors import ConfigError
 from exporter.config.files import decode_text, parse_yaml
-from exporter.web.auth import BasicAuth, WsgiApp
+from exporter.web.auth import BasicAuth, WsgiApp, bcrypt_cost_problem
 
-BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}")
+BCRYPT_HASH = re.compile(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")  # the cost: bcrypt_cost_problem
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
     "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -227,5 +227,8 @@ def _users(problem: _Problems, node: object) -> dict[str, str]:
         if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
             # Never quote it: a plain password pasted here by mistake would end up in a log.
             raise problem.fail(where, 'expected a bcrypt hash like "$2y$10$" and 53 characters (value hidden)')
+        cost_problem = bcrypt_cost_problem(hashed)
+        if cost_problem:
+            raise problem.fail(where, cost_problem)
         users[name] = hashed
     return users

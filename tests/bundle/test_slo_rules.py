@@ -236,3 +236,65 @@ def test_check_failing_uses_each_checks_configured_severity() -> None:
     }
     alone = Config.model_validate({"checks": {"include_defaults": False}, "alerting": {"failure_threshold": 1}})
     assert _failing_rules(alone) == {"warn": "blocktrust_check_up{} == 0"}
+
+
+@pytest.mark.parametrize(
+    ("runbook", "dashboard"),
+    [
+        ("https://wiki.example/{{page}}", "https://grafana.example/{{x}}"),
+        ("{{", "https://g.example/{{"),
+        ("%{{%", "https://g.example/a{{-"),
+        ("{{/*", "https://g.example/{{/*"),
+        ('{{"}}"}}', "https://g.example/{{{"),
+        ("{{.Foo}}", "https://g.example/{{$labels.check}}"),
+    ],
+)
+def test_hostile_runbook_and_dashboard_urls_pass_promtool_and_stay_literal(
+    runbook: str, dashboard: str, tmp_path: Path
+) -> None:
+    """Operator text in an annotation is written as a Go-template literal: promtool accepts the file,
+    and what Prometheus would render (checked with promtool's own template engine in a unit test) is
+    the URL exactly as configured."""
+    config = Config.model_validate({"alerting": {"runbook_url": runbook, "dashboard_url": dashboard}})
+    rules = tmp_path / "slo.yml"
+    rules.write_text(render_rules(config))
+    result = subprocess.run(
+        [tool("promtool"), "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # promtool's unit tests expand annotations: the lagging alert must show both URLs literally.
+    unit = tmp_path / "unit.yml"
+    unit.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(rules)],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [{"series": "blocktrust_listener_lag_seconds", "values": "1000x60"}],
+                        "alert_rule_test": [
+                            {
+                                "eval_time": "30m",
+                                "alertname": "BlocktrustListenerLagging",
+                                "exp_alerts": [
+                                    {
+                                        "exp_labels": {"severity": "warn", "check": "listener.lag"},
+                                        "exp_annotations": {
+                                            "summary": "Chain listener is lagging",
+                                            "description": "The newest listener heartbeat is 16m 40s old "
+                                            "(allowed: 3m).",
+                                            "runbook_url": f"{runbook}#blocktrustlistenerlagging",
+                                            "dashboard": f"{dashboard}/d/blocktrust-slo/blocktrust-slo-overview",
+                                        },
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    result = subprocess.run([tool("promtool"), "test", "rules", str(unit)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

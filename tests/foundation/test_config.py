@@ -389,3 +389,125 @@ def test_every_variable_may_come_from_its_file(tmp_path: Path) -> None:
         "monitor@example.org",
         45,
     )
+
+
+# ----------------------------------------------------------------------- limits (issue 13, kind 1)
+_COMPANIONS = {"ALERT_TELEGRAM_BOT": {"ALERT_TELEGRAM_CHAT": "42"}}
+
+
+@pytest.mark.parametrize("name", SECRET_ENV_VARS)
+@pytest.mark.parametrize("blank", [" ", "   ", "\t", " \n "])
+def test_a_blank_secret_variable_is_refused_in_one_line(name: str, blank: str) -> None:
+    """A whitespace-only secret would pass for one that is set (and mask every space of the logs)."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={name: blank, **_COMPANIONS.get(name, {})})
+    assert str(info.value).startswith(f"environment variable {name}: ")
+    assert str(info.value).endswith(": must not be empty or only whitespace (value hidden: it is a secret)")
+
+
+@pytest.mark.parametrize(
+    "key", ["store.url", "api.password", "listener.rpc_url", "alerting.telegram.bot_token", "alerting.webhook.url"]
+)
+def test_a_blank_secret_in_the_file_is_refused(key: str, tmp_path: Path) -> None:
+    tree: dict[str, Any] = {"alerting": {"telegram": {"chat_id": "42", "bot_token": "1:abc"}}}
+    node = tree
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = "  "
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    with pytest.raises(ConfigError, match=rf"^{path}: {key}: must not be empty or only whitespace"):
+        load_config(path, env={})
+
+
+def _duration_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every duration key of the configuration (those parsed by parse_duration)."""
+    found: list[str] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += _duration_paths(annotation, f"{prefix}{name}.")
+        elif any(getattr(meta, "func", None) is parse_duration for meta in field.metadata):
+            found.append(f"{prefix}{name}")
+    return found
+
+
+DURATION_PATHS = _duration_paths(Config)
+# Keys whose sane range reaches below 1 ms or above 1 year (each for a reason given in models.py).
+MAY_BE_ZERO = {"api.token_refresh_margin"}
+MAY_BE_YEARS = {"slo.retention"}
+
+
+def _with(path: str, value: object) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    node = tree
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return tree
+
+
+def test_the_duration_keys_are_found() -> None:
+    assert {"store.statement_timeout", "alerting.reminder_interval", "listener.poll_interval"} <= set(DURATION_PATHS)
+    assert len(DURATION_PATHS) >= 25
+
+
+@pytest.mark.parametrize("path", DURATION_PATHS)
+def test_every_duration_has_a_sane_range(path: str) -> None:
+    """1 ms is too short for any of them, and none means anything at 400 days (slo.retention aside);
+    the store's timeouts, int32 milliseconds in PostgreSQL, stay far below its 24.8 days."""
+    if path not in MAY_BE_ZERO:
+        with pytest.raises(ValueError, match=r"expected a duration from .* to .*, got 1ms"):
+            Config.model_validate(_with(path, "1ms"))
+    if path not in MAY_BE_YEARS:
+        with pytest.raises(ValueError, match=r"expected a duration from .* to .*, got 400d"):
+            Config.model_validate(_with(path, "400d"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "store.statement_timeout",
+        "store.lock_timeout",
+        "store.idle_in_transaction_timeout",
+        "store.tcp_user_timeout",
+        "store.call_timeout",
+    ],
+)
+def test_store_timeouts_stay_within_postgresql_int32_milliseconds(path: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration from"):
+        Config.model_validate(_with(path, "30d"))
+
+
+NUMERIC_VARIABLES = {
+    "LISTENER_POLL_INTERVAL": "60",
+    "MONITOR_CHECK_INTERVAL": "60",
+    "MAX_LISTENER_LAG_SEC": "600",
+    "SLO_LATENCY_MS": "800",
+    "SLO_UPTIME_TARGET": "99.5",
+}
+
+
+def test_every_numeric_variable_is_listed() -> None:
+    numeric = {"listener.poll_interval", "checks.interval", "listener.max_lag", "slo.latency_ms", "slo.uptime_target"}
+    assert {name for name, path in ENV_VARS.items() if ".".join(path) in numeric} == set(NUMERIC_VARIABLES)
+
+
+@pytest.mark.parametrize("name", NUMERIC_VARIABLES)
+@pytest.mark.parametrize("digits", ["0123456789", "٠١٢٣٤٥٦٧٨٩", "０１２３４５６７８９", "०१२३४५६७८९"])
+def test_numeric_variables_take_ascii_digits_only(name: str, digits: str) -> None:
+    """The same rule for every variable: "٦٠" is refused by MONITOR_CHECK_INTERVAL as by SLO_LATENCY_MS."""
+    value = NUMERIC_VARIABLES[name].translate(str.maketrans("0123456789", digits))
+    if digits.isascii():
+        load_config(None, env={name: value})
+    else:
+        with pytest.raises(ConfigError, match=rf"^environment variable {name}: "):
+            load_config(None, env={name: value})
+
+
+@pytest.mark.parametrize(("given", "suggested"), [("0.995", "99.5"), ("0.9", "90"), ("0.999", "99.9")])
+def test_an_uptime_target_given_as_a_ratio_is_refused_with_the_percentage(given: str, suggested: str) -> None:
+    with pytest.raises(ConfigError, match=rf"it is a percentage, write {suggested}$"):
+        load_config(None, env={"SLO_UPTIME_TARGET": given})

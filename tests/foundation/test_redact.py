@@ -254,3 +254,18 @@ def test_the_log_filter_masks_what_its_redactor_learns_later() -> None:
     redact.remember("learnt-token")
     RedactingFilter(redact).filter(record)
     assert record.getMessage() == f"echo Bearer {MASK}"
+
+
+@pytest.mark.parametrize("secret", [" ", "   ", "\t", "\n", "x", " x ", "-", "...", "***", ":", "/"])
+def test_a_blank_one_character_or_punctuation_only_secret_is_never_registered(secret: str) -> None:
+    """Such a secret would mask every space, letter or dash of the output; it is not registered."""
+    text = "round 12: 9/9 ok - slowest x api.events 14 ms ... *** : /"
+    redact = Redactor([secret])
+    assert not redact
+    assert redact(text) == text
+
+
+def test_a_blank_or_one_character_url_password_is_not_registered_but_the_url_is() -> None:
+    redact = Redactor(["postgresql://u:x@h/db", "https://a: @rpc.example/key0123456789"])
+    text = "x marks the spot; postgresql://u:x@h/db and https://a: @rpc.example/key0123456789"
+    assert redact(text) == f"x marks the spot; {MASK} and {MASK}"

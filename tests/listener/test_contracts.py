@@ -110,3 +110,36 @@ def test_abi_given_as_a_json_string_is_accepted(tmp_path: Path) -> None:
     doc = contracts_document()
     doc["FailSafe"]["abi"] = json.dumps(doc["FailSafe"]["abi"])
     assert len(load_contracts(_write(tmp_path, doc), {})) == 7
+
+
+@pytest.mark.parametrize(
+    ("event", "wrong", "right"),
+    [("MintingEvent", "FailSafe", "IdentityNFT"), ("FailsafeEvent", "ProofRegistry", "FailSafe")],
+)
+def test_a_spec_event_in_another_spec_contracts_abi_is_refused(
+    tmp_path: Path, event: str, wrong: str, right: str
+) -> None:
+    """Logs are fetched by each contract's address: declared in the wrong ABI, it is never stored."""
+    document = contracts_document()
+    entry = next(e for e in document[right]["abi"] if e.get("name") == event)
+    document[wrong]["abi"].append(copy.deepcopy(entry))  # also when the right contract declares it too
+    with pytest.raises(ContractsConfigError) as info:
+        load_contracts(_write(tmp_path, document), {})
+    index = len(document[wrong]["abi"]) - 1
+    assert str(info.value) == (
+        f"{tmp_path / 'contracts_config.json'}: {wrong}.abi[{index}]: {event} is emitted by {right} (SPEC §1), "
+        f"not {wrong}: declared here it would never be stored; move it to {right}'s abi"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('{"IdentityNFT": {}, "IdentityNFT": {}}', "IdentityNFT"),
+        ('{"FailSafe": {"abi": [{"name": "a", "type": "event", "name": "b"}]}}', "FailSafe.abi[0].name"),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_its_path(tmp_path: Path, text: str, where: str) -> None:
+    with pytest.raises(ContractsConfigError) as info:
+        load_contracts(_write(tmp_path, text), {})
+    assert str(info.value) == f"{tmp_path / 'contracts_config.json'}: {where}: duplicate key (JSON keeps the last)"

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from exporter.cli import main
@@ -66,6 +67,23 @@ CASES: list[tuple[str, str | None, str]] = [
     ("bad_hash", "basic_auth_users:\n  alice: $2y$10$short\n", "{path}: basic_auth_users.alice: " + HIDDEN),
     ("plain_password", f"basic_auth_users:\n  alice: {PLAIN_PASSWORD}\n", "{path}: basic_auth_users.alice: " + HIDDEN),
     ("hash_not_a_string", "basic_auth_users:\n  alice: 12345\n", "{path}: basic_auth_users.alice: " + HIDDEN),
+    (
+        "bcrypt_cost_31",  # the decoy hash of this cost kept check-config at 100 % CPU for ever
+        f"basic_auth_users:\n  alice: $2y$31${HASH[7:]}\n",
+        "{path}: basic_auth_users.alice: bcrypt cost 31 is above the maximum of 14: each check would take about "
+        "2 days of CPU; hash it with cost 10 to 14 (value hidden)",
+    ),
+    (
+        "bcrypt_cost_15",
+        f"basic_auth_users:\n  bob: {HASH}\n  alice: $2b$15${HASH[7:]}\n",
+        "{path}: basic_auth_users.alice: bcrypt cost 15 is above the maximum of 14: each check would take about "
+        "2 s of CPU; hash it with cost 10 to 14 (value hidden)",
+    ),
+    (
+        "bcrypt_cost_3",
+        f"basic_auth_users:\n  alice: $2a$03${HASH[7:]}\n",
+        "{path}: basic_auth_users.alice: bcrypt cost 3 is below bcrypt's minimum of 4 (value hidden)",
+    ),
     (
         "user_with_colon",
         f"basic_auth_users:\n  'a:b': {HASH}\n",
@@ -239,6 +257,34 @@ def test_start_up_with_a_bad_web_config_exits_2_before_serving(pki: Pki) -> None
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [f"blocktrust-exporter: {expected}"]
     assert PLAIN_PASSWORD not in proc.stderr + proc.stdout
+
+
+def test_loading_a_web_config_runs_no_bcrypt_at_the_hashes_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check-config and start-up check the format of a hash only; the decoy for unknown users is made
+    without running bcrypt at the (maybe high) cost of the configured hashes."""
+    costs: list[bytes] = []
+    real_hashpw, real_checkpw = bcrypt.hashpw, bcrypt.checkpw
+
+    def hashpw(password: bytes, salt: bytes) -> bytes:
+        costs.append(salt[4:6])
+        return real_hashpw(password, salt)
+
+    def checkpw(password: bytes, hashed: bytes) -> bool:
+        costs.append(hashed[4:6])
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "hashpw", hashpw)
+    monkeypatch.setattr(bcrypt, "checkpw", checkpw)
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  alice: $2y$14${HASH[7:]}\n")
+    security = load_web_config(str(path))
+    assert security.auth is not None
+    assert all(cost == b"04" for cost in costs), costs
+    # The decoy still costs what a known user's check does: cost 14, like alice's hash.
+    assert not security.auth.check("Basic " + base64.b64encode(b"mallory:guess").decode())
+    assert costs[-1] == b"14"
 
 
 def test_the_documented_example_loads(pki: Pki) -> None:
