@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn
 
 import yaml
 from pydantic import ValidationError
@@ -129,7 +130,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    config = load(args, with_checks=False)
+    config = load(args, with_checks=False, with_contracts=False)  # the schema needs no ABI
     setup_logging(fmt=config.log.format, level=config.log.level, secrets=config.secrets())
     store = make_store(config)
     try:
@@ -143,7 +144,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    config = load(args, with_checks=False)
+    config = load(args, with_checks=False, with_contracts=False)
     setup_logging(fmt=config.log.format, level="warning", secrets=config.secrets())
     store = make_store(config, read_only=True)  # reading creates nothing: no SQLite file, no schema
     try:
@@ -155,7 +156,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    sys.stdout.write(render_rules(load(args)))
+    sys.stdout.write(render_rules(load(args, with_contracts=False)))
     return EXIT_OK
 
 
@@ -166,7 +167,7 @@ def cmd_simulate(argv: Sequence[str]) -> int:
     """``simulate``: its arguments belong to the simulator, which only this command imports."""
     from exporter.demo.simulator import cli as simulator_cli
 
-    parser = argparse.ArgumentParser(prog="blocktrust-exporter simulate", description=SIMULATE_HELP)
+    parser = _Parser(prog="blocktrust-exporter simulate", description=SIMULATE_HELP)
     simulator_cli.add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging()
@@ -197,16 +198,24 @@ def _duration_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are bad input like any other: one line naming the culprit, exit 2 (argparse
+    would print its usage block first). Subcommands inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="blocktrust-exporter",
         description="Monitors the Blocktrust API and follows its contracts on chain; serves Prometheus metrics.",
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--config", default=DEFAULT_CONFIG_PATH, help=f"configuration file (default: {DEFAULT_CONFIG_PATH})"
     )
-    web = argparse.ArgumentParser(add_help=False)
+    web = _Parser(add_help=False)
     web.add_argument(
         "--web.config.file",
         dest="web_config_file",
@@ -214,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TLS and basic auth for the HTTP server (exporter-toolkit format; env WEB_CONFIG_FILE, "
         "overriding server.web_config_file)",
     )
-    serving = argparse.ArgumentParser(add_help=False, parents=[web])
+    serving = _Parser(add_help=False, parents=[web])
     serving.add_argument(
         "--listen", help="HOST:PORT to serve on, e.g. 0.0.0.0:9108 or [::]:9108; overrides server.listen"
     )
@@ -223,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
-        name: str, func: Callable[[argparse.Namespace], int], help_text: str, *parents: argparse.ArgumentParser
+        name: str, func: Callable[[argparse.Namespace], int], help_text: str, *parents: _Parser
     ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, parents=[common, *parents], help=help_text, description=help_text)
         command.set_defaults(func=func)

@@ -436,6 +436,7 @@ def status_builder(rt: Runtime) -> StatusBuilder:
         checks=resolve_checks(rt.config) if rt.parts.get("checks") else (),
         version=exporter_version(),
         reorgs=(lambda: registry.get_sample_value("blocktrust_listener_reorgs_total")) if rt.listener else None,
+        store_check=rt.ready_ping.check,  # at most READY_PING_SECONDS, however the store hangs
     )
 
 

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, base: Config, ignored_env: Sequence[str] = ())
     simulator = BlocktrustSimulator(email=DEMO_EMAIL, password=password, clock=SystemClock()).start()
     for path, fault in faults:
         simulator.set_fault(path, fault)
-        log.info("demo: simulator fault injected path=%s fault=%s", path, fault)
+        log.info("demo: simulator fault injected path=%s fault=%s", path, fault.text())
     stop = threading.Event()
     try:
         chain = DevChain.start(workdir / "anvil")

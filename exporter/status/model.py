@@ -18,7 +18,7 @@ from typing import Any
 from exporter.clock import Clock
 from exporter.config import HEARTBEAT_CHECK, CheckSpec, Config
 from exporter.slo import SloLine, compute_report
-from exporter.store import CheckResult, Incident, Store
+from exporter.store import CheckResult, Incident, Store, StoreError
 
 API_VERSION = 1
 HISTORY_SECONDS = 86_400.0
@@ -53,7 +53,9 @@ def _finite(value: float | None, digits: int = 3) -> float | None:
 class StatusBuilder:
     """Builds the status document. ``checks``: the checks this process runs (listed even before
     their first result); checks found only in the store's last 24 h are listed too. ``reorgs``:
-    the listener's reorg count when the listener runs in this process, else ``None``."""
+    the listener's reorg count when the listener runs in this process, else ``None``.
+    ``store_check``: asked first, returns why the store cannot answer now (``None`` if it can), so
+    that a stalled store gives a 503 at once rather than after each query's deadline."""
 
     config: Config
     store: Store
@@ -61,6 +63,7 @@ class StatusBuilder:
     checks: Sequence[CheckSpec] = ()
     version: str = ""
     reorgs: ReorgCount | None = None
+    store_check: Callable[[], str | None] | None = None
     _severity: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +71,9 @@ class StatusBuilder:
 
     def build(self) -> dict[str, Any]:
         """The document; raises ``StoreError`` when the store does not answer."""
+        problem = self.store_check() if self.store_check is not None else None
+        if problem is not None:
+            raise StoreError(problem)
         now = self.clock.now()
         bucket_seconds = HISTORY_SECONDS / HISTORY_BUCKETS
         until = datetime.fromtimestamp(math.ceil(now.timestamp() / bucket_seconds) * bucket_seconds, UTC)

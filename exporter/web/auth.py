@@ -49,7 +49,8 @@ def bcrypt_cost_problem(hashed: str) -> str | None:
         took = f"{seconds / 86_400:.0f} days" if seconds >= 86_400 else f"{seconds:.0f} s"
         return (
             f"bcrypt cost {cost} is above the maximum of {MAX_BCRYPT_COST}: each check would take about "
-            f"{took} of CPU; hash it with cost 10 to {MAX_BCRYPT_COST} (value hidden)"
+            f"{took} of CPU; hash it with a cost from {MIN_BCRYPT_COST} to {MAX_BCRYPT_COST}, "
+            "10 being usual (value hidden)"
         )
     return None
 

@@ -193,6 +193,23 @@ class _DownStore:
         return fail
 
 
+class _UntouchableStore:
+    """A stalled store: any query is a test failure, since the store check said it does not answer."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the page queried a store known not to answer ({name})")
+
+
+def test_a_store_known_not_to_answer_is_a_503_at_once_without_a_query() -> None:
+    """``store_check`` (the runtime's bounded readiness ping) is asked first: a stalled store gives
+    the page a 503 at once instead of after each query's deadline."""
+    builder = StatusBuilder(
+        Config(), _UntouchableStore(), FakeClock(NOW), store_check=lambda: "store did not answer within 0.5s"
+    )
+    with pytest.raises(StoreError, match=r"did not answer within 0\.5s"):
+        builder.build()
+
+
 def test_an_unreachable_store_answers_503_on_both_paths() -> None:
     builder = StatusBuilder(Config(), _DownStore(), FakeClock(NOW))
     server = HttpServer(
