@@ -9,8 +9,17 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import requests
+from prometheus_client import CollectorRegistry
+
 from exporter.alerting.alert import Alert
+from exporter.alerting.engine import AlertEngine
+from exporter.alerting.notifier import Notifier, build_notifier
+from exporter.clock import Clock, FakeClock
 from exporter.config import AlertingSettings
+from exporter.metrics import Metrics
+from exporter.redact import Redactor
+from exporter.store import Store, open_store
 from exporter.store.base import CheckResult
 from tests.support.http_receiver import HttpReceiver, Reply
 
@@ -81,3 +90,46 @@ def table_rows(store_url: str, table: str) -> list[tuple[Any, ...]]:
             return list(cur.fetchall())
     finally:
         pg.close()
+
+
+class AlertingProcess:
+    """One exporter process's alerting half (engine, notifier on the store's outbox, the redactor of
+    the channels' secrets), wired as ``runtime.py`` wires it, on ``clock``."""
+
+    ROUND = 60.0  # seconds between check rounds in ``rounds``
+
+    def __init__(self, store_url: str, settings: AlertingSettings, clock: Clock) -> None:
+        self.clock = clock
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, slo_latency_seconds=0.8, version="test")
+        self.store: Store = open_store(store_url)
+        self.store.migrate()
+        self.session = requests.Session()
+        secrets = (settings.slack.webhook_url, settings.telegram.bot_token, settings.webhook.url)
+        redact = Redactor(s.get_secret_value() for s in secrets if s is not None)
+        self.notifier: Notifier = build_notifier(
+            settings, self.metrics, clock, self.session, redact=redact, store=self.store
+        )
+        self.notifier.start()
+        self.engine = AlertEngine(self.store, self.notifier, clock, self.metrics, settings, redact=redact)
+
+    def rounds(self, pattern: str, check: str = "api.health") -> None:
+        """One check round per character ("o" passes, anything else fails), ``ROUND`` s apart; the
+        notifier's workers see each moment of the clock, as a real one would let them."""
+        assert isinstance(self.clock, FakeClock)
+        for mark in pattern:
+            self.engine.observe([result(check, mark == "o", self.clock.now())])
+            self.engine.tick()
+            self.delivered()
+            self.clock.advance(self.ROUND)
+
+    def delivered(self) -> None:
+        assert self.notifier.flush(10), "the notifier did not finish in time"
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def close(self) -> None:
+        self.notifier.stop(5)
+        self.session.close()
+        self.store.close()

@@ -18,54 +18,19 @@ from prometheus_client import CollectorRegistry
 
 from exporter.alerting.alert import Alert
 from exporter.alerting.channels.webhook import WebhookChannel
-from exporter.alerting.notifier import Notifier, build_notifier, outbox_policy
+from exporter.alerting.notifier import Notifier, outbox_policy
 from exporter.alerting.sender import HttpSender, RetryPolicy
 from exporter.clock import Clock, FakeClock, ManualClock
 from exporter.config import AlertingSettings
 from exporter.metrics import Metrics
-from exporter.store import Store, open_store
-from tests.alerting.kit import channel_receivers, channel_settings, result, table_rows
+from exporter.store import Store
+from tests.alerting.kit import AlertingProcess as Process
+from tests.alerting.kit import channel_receivers, channel_settings, table_rows
 from tests.support.http_receiver import HttpReceiver, Reply
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 ROUND = 60.0
 OUTBOX_RETRY = 300.0
-
-
-class Process:
-    """An exporter's alerting half (engine and notifier on the store's outbox), as ``runtime.py`` wires it."""
-
-    def __init__(self, store_url: str, settings: AlertingSettings, clock: Clock) -> None:
-        from exporter.alerting.engine import AlertEngine
-
-        self.clock = clock
-        self.registry = CollectorRegistry()
-        self.metrics = Metrics(self.registry, slo_latency_seconds=0.8, version="test")
-        self.store: Store = open_store(store_url)
-        self.store.migrate()
-        self.session = requests.Session()
-        self.notifier: Notifier = build_notifier(settings, self.metrics, clock, self.session, store=self.store)
-        self.notifier.start()
-        self.engine = AlertEngine(self.store, self.notifier, clock, self.metrics, settings)
-
-    def rounds(self, pattern: str, check: str = "api.health") -> None:
-        assert isinstance(self.clock, FakeClock)
-        for mark in pattern:
-            self.engine.observe([result(check, mark == "o", self.clock.now())])
-            self.engine.tick()
-            self.delivered()
-            self.clock.advance(ROUND)
-
-    def delivered(self) -> None:
-        assert self.notifier.flush(10), "the notifier did not finish in time"
-
-    def value(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-    def close(self) -> None:
-        self.notifier.stop(5)
-        self.session.close()
-        self.store.close()
 
 
 @pytest.fixture

@@ -16,20 +16,19 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from exporter.alerting.alert import Alert
-from exporter.alerting.engine import AlertEngine
-from exporter.alerting.notifier import Notifier, build_notifier
+from exporter.alerting.notifier import build_notifier
 from exporter.clock import FakeClock
 from exporter.config import AlertingSettings
 from exporter.metrics import Metrics
-from exporter.redact import Redactor
-from exporter.store import Store, open_store
 from tests.alerting.kit import (
     CHANNELS,
     TELEGRAM_TOKEN,
     channel_receivers,
     channel_settings,
-    result,
     table_rows,
+)
+from tests.alerting.kit import (
+    AlertingProcess as Process,
 )
 from tests.support.http_receiver import HttpReceiver, Reply, refused_url
 
@@ -37,44 +36,6 @@ START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday
 ROUND = 60.0
 SUPERGROUP = -1001234567890
 OUTBOX_RETRY = 300.0
-
-
-class Process:
-    """One exporter process's alerting half (engine, notifier with the store's outbox), wired as
-    ``runtime.py`` wires it, on one FakeClock."""
-
-    def __init__(self, store_url: str, settings: AlertingSettings, clock: FakeClock) -> None:
-        self.clock = clock
-        self.registry = CollectorRegistry()
-        self.metrics = Metrics(self.registry, slo_latency_seconds=0.8, version="test")
-        self.store: Store = open_store(store_url)
-        self.store.migrate()
-        self.session = requests.Session()
-        secrets = (settings.slack.webhook_url, settings.telegram.bot_token, settings.webhook.url)
-        redact = Redactor(s.get_secret_value() for s in secrets if s is not None)
-        self.notifier: Notifier = build_notifier(
-            settings, self.metrics, clock, self.session, redact=redact, store=self.store
-        )
-        self.notifier.start()
-        self.engine = AlertEngine(self.store, self.notifier, clock, self.metrics, settings, redact=redact)
-
-    def rounds(self, pattern: str, check: str = "api.health") -> None:
-        for mark in pattern:
-            self.engine.observe([result(check, mark == "o", self.clock.now())])
-            self.engine.tick()
-            self.delivered()  # the workers see each moment of the clock, as a real one would let them
-            self.clock.advance(ROUND)
-
-    def delivered(self) -> None:
-        assert self.notifier.flush(10), "the notifier did not finish in time"
-
-    def value(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-    def close(self) -> None:
-        self.notifier.stop(5)
-        self.session.close()
-        self.store.close()
 
 
 @pytest.fixture

@@ -176,7 +176,20 @@ def test_a_key_the_far_end_echoes_back_alone_is_masked(tmp_path: Path) -> None:
         assert key not in exporter.output, key
 
 
-class EchoingApi:
+class _Loopback:
+    """A threading HTTP server on a free loopback port, serving ``handler`` until ``close``."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class EchoingApi(_Loopback):
     """The monitored API, echoing secrets back: the first login answers an object whose key is the
     password, the second a header line that is the request body (the email and password), the
     later ones a token; ``/echo`` answers the Authorization header it got as ``status``."""
@@ -215,16 +228,10 @@ class EchoingApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
 
 
-class EchoingHook:
+class EchoingHook(_Loopback):
     """A webhook receiver answering 503 whose body is the Authorization header it got."""
 
     def __init__(self) -> None:
@@ -248,13 +255,7 @@ class EchoingHook:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
 
 
 def _all_rows(database_url: str) -> str:
