@@ -7,13 +7,12 @@ environment variables with ``# env: NAME=value`` lines, as blackbox_exporter's t
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exporter.cli import main
+from tests.support.exporter_process import run_command
 
 CASES = sorted((Path(__file__).parent.parent / "data" / "bad_config").glob("*.yaml"))
 
@@ -56,14 +55,7 @@ def test_check_config_rejects_with_one_exact_line(case: Path) -> None:
     expected, extra_env = _header(case)
     env = {k: v for k, v in os.environ.items() if k not in ("MONITOR_CHECK_INTERVAL", "DATABASE_URL")}
     env.update(extra_env)
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", "--config", str(case)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = run_command(["check-config", "--config", str(case)], env=env)
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [f"blocktrust-exporter: {expected}"]

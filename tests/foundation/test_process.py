@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.exporter_process import ExporterProcess
+from tests.support.exporter_process import ExporterProcess, run_command
 
 # Each test runs the exporter as a process.
 pytestmark = pytest.mark.slow
@@ -102,11 +101,8 @@ def test_sigterm_exits_zero_within_ten_seconds(tmp_path: Path) -> None:
 
 
 def test_check_config_prints_the_effective_configuration_and_exits_zero(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", "--config", "/dev/null"],
-        capture_output=True,
-        text=True,
-        check=False,
+    proc = run_command(
+        ["check-config", "--config", "/dev/null"],
         cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "MONITOR_CHECK_INTERVAL": "30s"},
     )
@@ -115,13 +111,7 @@ def test_check_config_prints_the_effective_configuration_and_exits_zero(tmp_path
 
 
 def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", "--config", "missing.yaml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
+    proc = run_command(["check-config", "--config", "missing.yaml"], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "blocktrust-exporter: missing.yaml: cannot read the configuration file: No such file or directory"
@@ -131,32 +121,11 @@ def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> 
 def test_listen_does_not_need_the_api_checks_to_be_configured(tmp_path: Path) -> None:
     """API_BASE without credentials stops `run` (its checks need a login), never `listen` or `migrate`."""
     env = {"PATH": "/usr/bin:/bin", "API_BASE": "https://api.example.org", "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
-    run = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", "--config", "/dev/null"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
+    run = run_command(["check-config", "--config", "/dev/null"], env=env, cwd=tmp_path)
     assert run.returncode == 2 and "api.email and api.password" in run.stderr
-    migrate = subprocess.run(
-        [sys.executable, "-m", "exporter", "migrate", "--config", "/dev/null"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
+    migrate = run_command(["migrate", "--config", "/dev/null"], env=env, cwd=tmp_path)
     assert migrate.returncode == 0, migrate.stderr
-    listen = subprocess.run(
-        [sys.executable, "-m", "exporter", "listen", "--config", "/dev/null"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
+    listen = run_command(["listen", "--config", "/dev/null"], env=env, cwd=tmp_path)
     # It gets past the checks and stops at what `listen` really needs.
     assert listen.returncode == 2
     assert listen.stderr.strip().endswith("listener.rpc_url: required by listen (POLYGON_RPC_URL)")

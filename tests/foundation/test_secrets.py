@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from contextlib import closing
@@ -20,7 +18,7 @@ import pytest
 import requests
 
 from tests.support.contracts import write_fake_contracts_config
-from tests.support.exporter_process import ExporterProcess
+from tests.support.exporter_process import ExporterProcess, run_command
 from tests.support.http_receiver import HttpReceiver, Reply, refused_url
 
 # Each test runs the exporter as a process and reads everything it printed.
@@ -56,14 +54,7 @@ def test_no_secret_in_check_config_banner_logs_or_metrics(tmp_path: Path, databa
     config = tmp_path / "config.yaml"
     config.write_text(f"listener:\n  contracts_config: {contracts}\n")
 
-    check = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
+    check = run_command(["check-config", "--config", str(config)], env=env, cwd=tmp_path)
     with ExporterProcess(["run", "--config", str(config), "--duration", "4s"], env=env, cwd=tmp_path) as exporter:
         metrics_body = ""
         for _ in range(100):
@@ -92,13 +83,8 @@ def test_no_secret_in_check_config_banner_logs_or_metrics(tmp_path: Path, databa
     ],
 )
 def test_driver_errors_never_show_the_database_password(tmp_path: Path, database_url: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "migrate", "--config", "/dev/null"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url},
+    proc = run_command(
+        ["migrate", "--config", "/dev/null"], cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url}
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("blocktrust-exporter: migrate: postgresql: ")
@@ -115,14 +101,7 @@ def test_a_password_in_api_base_is_masked_in_check_config_and_the_banner(tmp_pat
     }
     config = tmp_path / "config.yaml"
     config.write_text("listener:\n  enabled: false\n")
-    check = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
+    check = run_command(["check-config", "--config", str(config)], env=env, cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     with ExporterProcess(["run", "--config", str(config), "--duration", "2s"], env=env, cwd=tmp_path) as exporter:
         exporter.proc.wait(timeout=30)

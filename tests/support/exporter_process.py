@@ -26,6 +26,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_command(
+    args: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m exporter <args>`` to its end (a command that exits by itself: check-config, migrate,
+    a refused ``run``...): its exit code and text output. ``env`` replaces the environment when given;
+    ``timeout`` only bounds a hang."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class ExporterProcess:
     def __init__(
         self,

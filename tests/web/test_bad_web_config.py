@@ -12,8 +12,6 @@ import base64
 import logging
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pytest
 from exporter.cli import main
 from exporter.web import load_web_config
 from tests.support.certs import Pki, make_pki
+from tests.support.exporter_process import run_command
 
 HASH = "$2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze"
 PLAIN_PASSWORD = "hunter2-plain-password"
@@ -245,15 +244,7 @@ def test_start_up_with_a_bad_web_config_exits_2_before_serving(pki: Pki) -> None
     path, expected = _case(pki, "plain_password")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MONITOR_CHECK_INTERVAL")}
     env["WEB_CONFIG_FILE"] = path
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "run", "--config", os.devnull, "--listen", "127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-        cwd=pki.ca.parent,
-    )
+    proc = run_command(["run", "--config", os.devnull, "--listen", "127.0.0.1:1"], env=env, cwd=pki.ca.parent)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [f"blocktrust-exporter: {expected}"]
     assert PLAIN_PASSWORD not in proc.stderr + proc.stdout
