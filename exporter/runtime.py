@@ -167,6 +167,7 @@ class Runtime:
     on_stop: list[Callable[[], None]] = field(default_factory=list)  # release resources once it has
     # More of /healthz: each says (False, why) when a part's own thread died (the alert engine, a channel).
     health_checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list)
+    redact: Redactor = field(default_factory=lambda: Redactor([]))  # the process's one redactor (JWT too)
     ready_ping: ReadinessPing = field(init=False)
 
     def __post_init__(self) -> None:
@@ -211,7 +212,7 @@ class Runtime:
         # answer is why the schema is not there yet either.
         problem = self.ready_ping.check()
         if problem is not None:
-            return False, Redactor(self.config.secrets())(problem)
+            return False, self.redact(problem)
         if not self.schema_ready.is_set():
             return False, "store not migrated yet"
         return True, "ready"
@@ -227,14 +228,15 @@ def build_runtime(
     metrics = Metrics(registry, slo_latency_seconds=config.slo.latency_ms / 1000, version=exporter_version())
     store = make_store(config)
     writer = BufferedWriter(store, metrics, capacity=config.store.buffer_size, retry_seconds=STORE_RETRY_SECONDS)
-    rt = Runtime(config, clock, registry, metrics, store, writer, Scheduler(metrics, clock))
+    redact = redactor if redactor is not None else Redactor(config.secrets())
+    rt = Runtime(config, clock, registry, metrics, store, writer, Scheduler(metrics, clock), redact=redact)
     rt.scheduler.add(Job("store", rt.store_job, STORE_RETRY_SECONDS, run_at_start=False))
     try:
         rt.ensure_schema()  # before the components, which read the store as they start
     except StoreError as exc:
         log.error("store unreachable at start; will retry every %gs error=%r", STORE_RETRY_SECONDS, str(exc))
     try:
-        _add_components(rt, parts, redactor if redactor is not None else Redactor(config.secrets()))
+        _add_components(rt, parts, redact)
     except ConfigError as exc:
         store.close()
         raise ExitError(str(exc), EXIT_USAGE) from None
