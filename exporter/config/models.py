@@ -193,7 +193,8 @@ class ListenerSettings(Section):
                 ("rpc_urls",), "set either listener.rpc_url (POLYGON_RPC_URL) or listener.rpc_urls, not both"
             )
         if len(set(self.rpc_endpoints)) != len(self.rpc_endpoints):
-            raise KeyPathError(("rpc_urls",), "the same endpoint URL is listed twice (values hidden: secrets)")
+            key = "rpc_url" if self.rpc_url is not None else "rpc_urls"
+            raise KeyPathError((key,), "the same endpoint URL is listed twice (values hidden: secrets)")
         if self.chunk_size > self.max_chunk_size:
             raise KeyPathError(
                 ("chunk_size",), f"{self.chunk_size} is above listener.max_chunk_size ({self.max_chunk_size})"
