@@ -398,20 +398,27 @@ class EndpointPool:
 
     # ------------------------------------------------------------------------ batches
     def _batched(self, endpoint: _Endpoint, method: str, params_list: list[list[Any]]) -> list[Any]:
-        if endpoint.batch_ok:
-            try:
-                return endpoint.client.batch(method, params_list)
-            except BatchRefusedError as exc:
-                self._batch_refused(endpoint, exc)
-        return [endpoint.client.call(method, params) for params in params_list]
+        return self._batch_or_single(
+            endpoint,
+            partial(endpoint.client.batch, method, params_list),
+            lambda: [endpoint.client.call(method, params) for params in params_list],
+        )
 
     def _headers(self, endpoint: _Endpoint, numbers: list[int]) -> list[BlockRef | None]:
+        return self._batch_or_single(
+            endpoint, partial(endpoint.client.blocks, numbers), lambda: [endpoint.client.block(n) for n in numbers]
+        )
+
+    def _batch_or_single(
+        self, endpoint: _Endpoint, batched: Callable[[], list[_T]], single: Callable[[], list[_T]]
+    ) -> list[_T]:
+        """``batched`` while the endpoint takes batches; ``single`` (one call each) once it refused one."""
         if endpoint.batch_ok:
             try:
-                return endpoint.client.blocks(numbers)
+                return batched()
             except BatchRefusedError as exc:
                 self._batch_refused(endpoint, exc)
-        return [endpoint.client.block(n) for n in numbers]
+        return single()
 
     def _batch_refused(self, endpoint: _Endpoint, exc: BatchRefusedError) -> None:
         with self._lock:

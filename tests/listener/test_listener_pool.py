@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from exporter.clock import FakeClock
 from exporter.demo.devchain import DevChain
 from exporter.listener import Listener
@@ -26,6 +28,7 @@ def _sample(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
+@pytest.mark.slow
 def test_every_corpus_answer_replayed_during_a_backlog_ingest_ends_exact(
     chain: DevChain, contracts_path: Path, postgres_url: str, metrics: Metrics
 ) -> None:
