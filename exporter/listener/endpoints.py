@@ -284,8 +284,10 @@ class EndpointPool:
             if len(self._endpoints) == 1:
                 return alive
             ready = [e for e in alive if e.cooling_until <= now]
-            if needs is not None:
-                ready = [e for e in ready if e.head is None or e.head >= needs]
+            if needs is not None and any(e.head is not None for e in alive):
+                # A head not (yet) known is no proof the endpoint has the block: a node behind its
+                # load balancer would answer [] for it. It serves again once it told its head.
+                ready = [e for e in ready if e.head is not None and e.head >= needs]
             if best_first:
                 return sorted(ready, key=lambda e: (e.stalled, -(e.head or 0), e.index))
             return sorted(ready, key=lambda e: (e.stalled, e.index))

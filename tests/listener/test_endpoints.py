@@ -230,3 +230,17 @@ def test_each_endpoint_learns_its_own_range_limit(
     assert pool.sizer.size == 40
     assert sample(metrics, "blocktrust_listener_rpc_endpoint_range_limit_blocks", endpoint="0") == 40
     assert sample(metrics, "blocktrust_listener_rpc_endpoint_range_limit_blocks", endpoint="1") == 1000
+
+
+def test_an_endpoint_whose_head_is_unknown_does_not_serve_the_newest_blocks(
+    nodes: list[ScriptedNode], metrics: Metrics, clock: FakeClock
+) -> None:
+    first, second = nodes
+    first.replies.extend([CHAIN, Reply(status=429, body=b"", headers={"Retry-After": "1"})])
+    second.replies.extend([CHAIN, Reply(result="0x6e")])
+    pool = make_pool(nodes, metrics, clock)
+    assert pool.block_number() == 110  # the first was rate limited: its head is unknown
+    clock.advance(2)
+    second.replies.append(Reply(result=[{"logIndex": "0x1"}]))
+    assert pool.get_logs(101, 110, FILTER) == [{"logIndex": "0x1"}]
+    assert [r["method"] for r in first.requests] == ["eth_chainId", "eth_blockNumber"]
