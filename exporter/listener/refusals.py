@@ -73,6 +73,8 @@ _RANGE = re.compile(
     r"should not greater than|max results|size exceeded",
     re.IGNORECASE,
 )
+# Words that make a "limit" message about the query, not the quota ("block range limit reached").
+_ABOUT_RANGE = re.compile(r"\brange\b|\bresults\b|\blogs\b|\bblocks?\b|response size", re.IGNORECASE)
 _TRANSIENT = re.compile(
     r"header not found|unknown block|no backend|upstream|temporar|try again|unavailable|"
     r"internal error|timeout|timed out|busy|overloaded|not (yet )?synced|syncing|bad gateway|"
@@ -152,7 +154,8 @@ def classify(
         wait = _backoff_seconds(data)
     logs = method == LOGS_METHOD
 
-    if status == 429 or code in _RATE_CODES or (_RATE.search(message) and not _width_or_range(message, data)):
+    about_range = logs and (_width_or_range(message, data) or bool(_ABOUT_RANGE.search(message)))
+    if status == 429 or code in _RATE_CODES or (_RATE.search(message) and not about_range):
         return Refusal("rate_limit", text, retry_after=wait)
     if status in _QUOTA_HTTP and _RATE.search(message):
         return Refusal("rate_limit", text, retry_after=wait)

@@ -116,3 +116,16 @@ def test_a_rate_limit_never_shrinks_a_range() -> None:
     refusal = classify("eth_getLogs", status=429, error={"code": -32005, "message": "limit exceeded"})
     assert refusal.kind == "rate_limit"
     assert refusal.suggested_range(10) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("block range limit reached", "range"),
+        ("too many results, limit reached", "range"),
+        ("request limit reached", "rate_limit"),
+        ("monthly quota exceeded", "rate_limit"),
+    ],
+)
+def test_a_limit_on_the_query_is_not_taken_for_a_quota(message: str, kind: str) -> None:
+    assert classify("eth_getLogs", error={"code": -32000, "message": message}).kind == kind
