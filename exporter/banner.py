@@ -85,7 +85,7 @@ def banner_fields(
         )
         if on
     ]
-    rpc = config.listener.rpc_url
+    rpc = config.listener.rpc_endpoints
     return {
         "title": title,
         "version": exporter_version(),
@@ -94,7 +94,7 @@ def banner_fields(
         "access": access,
         "store": store_display(config),
         "api": _without_userinfo(config.api.base_url) or "(not set: API checks disabled)",
-        "rpc": public_url(rpc.get_secret_value()) if rpc else "(not set: listener disabled)",
+        "rpc": ", ".join(public_url(url) for url in rpc) if rpc else "(not set: listener disabled)",
         "checks": f"every {config.checks.interval:g}s",
         "listener": f"every {config.listener.poll_interval:g}s, max lag {config.listener.max_lag:g}s",
         "slo": f"uptime {config.slo.uptime_target:g}%, latency {config.slo.latency_ms} ms, "

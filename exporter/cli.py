@@ -51,7 +51,7 @@ def load(
             resolve_checks(config)
         else:
             validate_conditions(config)
-        if with_contracts and config.listener.enabled and config.listener.rpc_url is not None:
+        if with_contracts and config.listener.enabled and config.listener.rpc_endpoints:
             # Fail at start (and in check-config) rather than on the first poll.
             load_contracts(config.listener.contracts_config, config.listener.event_types)
     except ConfigError as exc:
@@ -110,7 +110,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     config = _serving_config(args, with_checks=False)
     log_format = args.log_format or config.log.format
     setup_logging(fmt=log_format, level=config.log.level, secrets=config.secrets())
-    if config.listener.rpc_url is None:
+    if not config.listener.rpc_endpoints:
         raise ExitError(f"{config.source}: listener.rpc_url: required by listen (POLYGON_RPC_URL)", EXIT_USAGE)
     return serve(
         config,

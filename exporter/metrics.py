@@ -182,6 +182,45 @@ class Metrics:
             buckets=_RPC_BUCKETS,
             registry=registry,
         )
+        # Per endpoint of the RPC pool (exporter.listener.endpoints). ``endpoint`` is the endpoint's
+        # index in listener.rpc_urls ("0", "1"...): URLs carry API keys, so never a URL in a label.
+        self.rpc_endpoint_requests = Counter(
+            "blocktrust_listener_rpc_endpoint_requests",
+            "JSON-RPC requests sent to one endpoint of the pool (a batch counts once).",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.rpc_endpoint_errors = Counter(
+            "blocktrust_listener_rpc_endpoint_errors",
+            "Failed requests of one endpoint by class (range, rate_limit, transient, permanent, batch, wrong_chain).",
+            ["endpoint", "class"],
+            registry=registry,
+        )
+        self.rpc_endpoint_range_limit = Gauge(
+            "blocktrust_listener_rpc_endpoint_range_limit_blocks",
+            "The eth_getLogs range width (blocks) the endpoint's refusals taught; max_chunk_size until one.",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.rpc_endpoint_head_lag = Gauge(
+            "blocktrust_listener_rpc_endpoint_head_lag_blocks",
+            "How many blocks the endpoint's head is behind the best head of the pool.",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.rpc_endpoint_up = Gauge(
+            "blocktrust_listener_rpc_endpoint_up",
+            "1 if the endpoint is in rotation; 0 while cooling down, stalled or dropped (wrong chain).",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.rpc_endpoint_rotations = Counter(
+            "blocktrust_listener_rpc_endpoint_rotations",
+            "Times a call left this endpoint for another, by reason "
+            "(rate_limit, transient, permanent, stalled, behind, wrong_chain).",
+            ["endpoint", "reason"],
+            registry=registry,
+        )
         # --- SLO, incidents, alerts ---
         self.slo_uptime = Gauge(
             "blocktrust_slo_uptime_ratio",

@@ -246,7 +246,7 @@ def build_runtime(
 def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> None:
     config, clock, metrics, store = rt.config, rt.clock, rt.metrics, rt.store
     checks = resolve_checks(config) if "checks" in parts else []
-    listener_on = "listener" in parts and config.listener.enabled and config.listener.rpc_url is not None
+    listener_on = "listener" in parts and config.listener.enabled and bool(config.listener.rpc_endpoints)
 
     # Alerts: the engine decides, the notifier's workers send (off the check path). When the listener
     # runs in another process (`listen`), each process manages only its own incidents.
@@ -314,6 +314,11 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             on_recovered=on_recovered,
             on_progress=catch_up.observe,
         )
+        try:
+            rt.listener.check_chain()  # a URL of another network: one line, exit 2
+        except ConfigError:
+            rt.listener.close()
+            raise
         rt.on_signal.append(rt.listener.request_stop)
         rt.on_stop.append(rt.listener.close)
         rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval))

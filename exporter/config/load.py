@@ -206,7 +206,7 @@ def _message(error: Mapping[str, Any]) -> str:
     return msg
 
 
-_SECRET_KEYS = frozenset({"password", "url", "rpc_url", "webhook_url", "bot_token"})
+_SECRET_KEYS = frozenset({"password", "url", "rpc_url", "rpc_urls", "webhook_url", "bot_token"})
 
 
 def _format_error(err: ValidationError, source: str, origins: dict[tuple[str, ...], str]) -> str:
@@ -223,7 +223,8 @@ def _format_error(err: ValidationError, source: str, origins: dict[tuple[str, ..
             where = origin
             break
     secret_types = ("extra_forbidden", "missing", "value_error")
-    if loc and loc[-1] in _SECRET_KEYS and first["type"] not in secret_types and first.get("input") is not None:
+    secret = bool(loc) and (loc[-1] in _SECRET_KEYS or (isinstance(loc[-1], int) and loc[-2:-1] == ("rpc_urls",)))
+    if secret and first["type"] not in secret_types and first.get("input") is not None:
         # Never echo a secret back, not even a malformed one; our own value errors never quote it.
         return f"{where}: {path}: {str(first['msg']).split(',')[0]} (value hidden: it is a secret)"
     return f"{where}: {path}: {_message(first)}" if path else f"{where}: {_message(first)}"

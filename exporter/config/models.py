@@ -24,6 +24,7 @@ from exporter.config.types import (
     ListenAddress,
     Secret,
     SecretHttpUrl,
+    SecretHttpUrls,
     Section,
     UrlPath,
     format_seconds,
@@ -150,7 +151,12 @@ EVENT_TYPE_MAX_LENGTH = 50  # events.type is VARCHAR(50) (SPEC §2)
 
 class ListenerSettings(Section):
     enabled: bool = True
-    rpc_url: SecretHttpUrl | None = None  # POLYGON_RPC_URL (often carries an API key)
+    # POLYGON_RPC_URL (often carries an API key): one URL, or several comma-separated (an endpoint pool)
+    rpc_url: SecretHttpUrls | None = None
+    rpc_urls: list[SecretHttpUrl] = Field(default_factory=list)  # the pool as a YAML list (not with rpc_url)
+    expected_chain_id: int | None = Field(default=None, ge=1)  # checked by eth_chainId; None: endpoints agree
+    max_retry_after: Annotated[Interval, within(1, 86_400)] = 300.0  # a provider's Retry-After, honoured up to this
+    head_stall_timeout: Annotated[Interval, within(1, 86_400)] = 60.0  # head unchanged this long: stalled
     contracts_config: str = Field(default="contracts_config.json", min_length=1)
     poll_interval: Annotated[Interval, within(1, 3600)] = 15.0  # LISTENER_POLL_INTERVAL
     max_lag: Annotated[Interval, within(1, 7 * 86_400)] = 180.0  # MAX_LISTENER_LAG_SEC
@@ -173,8 +179,22 @@ class ListenerSettings(Section):
         }
     )
 
+    @property
+    def rpc_endpoints(self) -> tuple[str, ...]:
+        """Every endpoint URL of the pool, in order (secret values: never log them)."""
+        if self.rpc_url is not None:
+            return tuple(part.strip() for part in self.rpc_url.get_secret_value().split(","))
+        return tuple(url.get_secret_value() for url in self.rpc_urls)
+
     @model_validator(mode="after")
     def _consistent(self) -> ListenerSettings:
+        if self.rpc_url is not None and self.rpc_urls:
+            raise KeyPathError(
+                ("rpc_urls",), "set either listener.rpc_url (POLYGON_RPC_URL) or listener.rpc_urls, not both"
+            )
+        if len(set(self.rpc_endpoints)) != len(self.rpc_endpoints):
+            key = "rpc_url" if self.rpc_url is not None else "rpc_urls"
+            raise KeyPathError((key,), "the same endpoint URL is listed twice (values hidden: secrets)")
         if self.chunk_size > self.max_chunk_size:
             raise KeyPathError(
                 ("chunk_size",), f"{self.chunk_size} is above listener.max_chunk_size ({self.max_chunk_size})"
@@ -400,11 +420,13 @@ class Config(Section):
             self.store.url,
             self.api.password,
             self.listener.rpc_url,
+            *self.listener.rpc_urls,
             self.alerting.slack.webhook_url,
             self.alerting.telegram.bot_token,
             self.alerting.webhook.url,
         ]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = list(dict.fromkeys([*found, *self.listener.rpc_endpoints]))  # each URL of a POLYGON_RPC_URL list
         # A password in a URL's userinfo (https://user:pass@host), API_BASE's or a check's own, is a
         # secret too. (Other parts of a check's URL are not: a query value may well be an address.)
         urls = [self.api.base_url, *(check.url for check in self.checks.items)]

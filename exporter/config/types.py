@@ -184,12 +184,28 @@ def _secret_url(value: SecretStr) -> SecretStr:
     return value
 
 
+def _secret_urls(value: SecretStr) -> SecretStr:
+    """One http(s) URL or several, comma-separated (POLYGON_RPC_URL of an endpoint pool)."""
+    _not_blank(value)
+    parts = [part.strip() for part in value.get_secret_value().split(",")]
+    for position, part in enumerate(parts):
+        where = f"URL {position + 1} of {len(parts)}: " if len(parts) > 1 else ""
+        if not part:
+            raise ValueError(f"{where}empty (a stray comma?)")
+        problem = url_problem(part)
+        if problem is not None:
+            detail = "" if problem == "not an http(s) URL" else f": {problem}"
+            raise ValueError(f"{where}expected an http(s) URL (value hidden: it is a secret){detail}")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 HttpUrl = Annotated[str, AfterValidator(http_url)]
 UrlPath = Annotated[str, AfterValidator(url_path)]
 HttpStatus = Annotated[int, Field(ge=100, le=599)]
 SecretHttpUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
+SecretHttpUrls = Annotated[SecretStr, AfterValidator(_secret_urls)]  # one URL or several, comma-separated
 Secret = Annotated[SecretStr, AfterValidator(_not_blank)]  # a password, a token: never blank
 Severity = Literal["info", "warn", "crit"]
 

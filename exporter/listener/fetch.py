@@ -22,9 +22,10 @@ from functools import partial
 from typing import Any
 
 from exporter.listener.chain import ChainMovedError, check_links
-from exporter.listener.ranges import RangeSizer
+from exporter.listener.endpoints import EndpointPool
+from exporter.listener.ranges import RangeSizing
 from exporter.listener.retry import Retrier
-from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, TransientRpcError
+from exporter.listener.rpc import LogFilter, RangeRefusedError, TransientRpcError
 from exporter.store.base import BlockRef
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class FetchedRange:
 class RangeFetcher:
     """Fetches [start, ≤last] ranges; called from one worker thread at a time."""
 
-    def __init__(self, rpc: RpcClient, log_filter: LogFilter, sizer: RangeSizer, retrier: Retrier) -> None:
+    def __init__(self, rpc: EndpointPool, log_filter: LogFilter, sizer: RangeSizing, retrier: Retrier) -> None:
         self._rpc = rpc
         self._filter = log_filter
         self._sizer = sizer

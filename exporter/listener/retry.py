@@ -29,18 +29,29 @@ class FetchCancelledError(Exception):
 class Backoff:
     """Exponential back-off with full jitter: attempt n waits uniform(0, min(cap, base * 2**n))."""
 
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        base: float = 0.5,
+        cap: float = 30.0,
+        rng: random.Random | None = None,
+        *,
+        max_retry_after: float | None = None,
+    ) -> None:
         self.base = base
         self.cap = cap
+        # A server's Retry-After is honoured whole up to this (listener.max_retry_after), not cut
+        # to ``cap``: retrying a rate-limited provider early only prolongs the limit.
+        self.max_retry_after = cap if max_retry_after is None else max_retry_after
         # Jitter only spreads retries of many clients; it needs no cryptographic randomness.
         self._rng = rng or random.Random()  # noqa: S311
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        """Seconds to wait before retry number ``attempt`` (1-based); at least ``retry_after`` (seconds,
+        up to ``max_retry_after``) when the server asked for it."""
         ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
         wait = self._rng.uniform(0, ceiling)
         if retry_after is not None:
-            wait = max(wait, min(self.cap, retry_after))
+            wait = max(wait, min(self.max_retry_after, retry_after))
         return wait
 
 

@@ -8,7 +8,12 @@ It does exactly the calls the listener needs (``eth_blockNumber``, ``eth_getBloc
   wide; e.g. codes -32005 / -32614), possibly with a range it suggests instead;
 * ``TransientRpcError``: 429, 5xx, timeouts, refused connections, garbled JSON, an answer larger
   than ``max_response_bytes``: retry later;
-* ``RpcError``: anything else the node answered with an error.
+* ``RpcError``: anything else the node answered with an error (``BatchRefusedError``: the provider
+  refuses JSON-RPC batches).
+
+What each answer means is ``refusals.py``'s decision (a corpus-tested classifier); this module only
+raises the matching exception. A wide ``eth_getLogs`` that times out, overflows the byte cap or gets
+a 502/504 is a range refusal, so the range narrows instead of failing the same way again.
 
 ``timeout`` bounds each call as a whole, not only each socket read: the answer is streamed and
 reading stops at the call's deadline (and at ``max_response_bytes``), so a provider that trickles
@@ -20,15 +25,14 @@ control over error classification; web3's formatters and middlewares cost more t
 decode step. Raw JSON-RPC also never validates ``extraData``, so Polygon's POA blocks (the reason
 web3 needs its extra-data middleware) need no special handling here.
 
-Not for retrying or range sizing: ``ranges.py`` decides what to do with these errors. Error
-messages never contain the RPC URL (it often carries an API key).
+Not for retrying, failover or range sizing: ``endpoints.py`` and ``ranges.py`` decide what to do
+with these errors. Error messages never contain the RPC URL (it often carries an API key).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,24 +43,15 @@ import requests
 import urllib3.exceptions
 
 from exporter.clock import Clock
+from exporter.listener.refusals import Failure, Refusal, classify, classify_failure
 from exporter.metrics import Metrics
 from exporter.store.base import BlockRef
 
-# Codes and phrases providers use to refuse a getLogs range (Infura, Alchemy, QuickNode,
-# Polygon's public nodes, geth's own limits).
-_RANGE_CODES = frozenset({-32005, -32614})
-_RANGE_PHRASES = re.compile(
-    r"more than \d+ results|query returned more than|range too (large|wide)|block range|"
-    r"too many (results|logs|blocks)|response size exceeded|exceeds? (the )?max(imum)?|limit exceeded",
-    re.IGNORECASE,
-)
-_RATE_PHRASES = re.compile(r"rate.?limit|too many requests|capacity exceeded", re.IGNORECASE)
 # The largest answer read: far above any real one (providers cap eth_getLogs at ~10k logs, a few
 # tens of MB), far below what would exhaust the sidecar's memory. Larger: a transient error.
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 _READ_CHUNK = 1 << 16
 _T = TypeVar("_T")
-_SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 
 
 class RpcError(Exception):
@@ -69,15 +64,24 @@ class TransientRpcError(Exception):
     def __init__(self, message: str, outcome: str = "transient", *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.outcome = outcome  # the rpc_requests metric label
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # seconds the provider asked for (Retry-After), uncapped
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.outcome == "rate_limited"
+
+
+class BatchRefusedError(RpcError):
+    """The provider refuses JSON-RPC batches (or batches this large): send single calls."""
 
 
 class RangeRefusedError(Exception):
     """The provider refused a getLogs block range; ``suggested`` is its proposal, if it made one."""
 
-    def __init__(self, message: str, suggested: tuple[int, int] | None) -> None:
+    def __init__(self, message: str, suggested: tuple[int, int] | None, max_blocks: int | None = None) -> None:
         super().__init__(message)
         self.suggested = suggested
+        self.max_blocks = max_blocks  # a width the provider named as its limit
 
 
 @dataclass(frozen=True)
@@ -86,30 +90,6 @@ class LogFilter:
 
     addresses: tuple[str, ...]
     topics0: tuple[str, ...]
-
-
-def _suggested_range(error: dict[str, Any]) -> tuple[int, int] | None:
-    """A provider's suggested range, from ``error.data`` ({"from","to"}) or the message ("[0x.., 0x..]")."""
-    data = error.get("data")
-    if isinstance(data, dict):
-        start, end = data.get("from"), data.get("to")
-        if isinstance(start, str) and isinstance(end, str):
-            try:
-                return int(start, 16), int(end, 16)
-            except ValueError:
-                pass
-    match = _SUGGESTED.search(str(error.get("message", "")))
-    if match:
-        return int(match.group(1), 16), int(match.group(2), 16)
-    return None
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class RpcClient:
@@ -148,7 +128,8 @@ class RpcClient:
         def run() -> list[Any]:
             answers = self._post(method, requests_)
             if not isinstance(answers, list):
-                raise self._answer_error(method, answers)
+                # One error object for a whole batch: often "batches not supported" (refusals.py).
+                raise self._answer_error(method, answers, batch=True)
             by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
             missing = [r for r in requests_ if r["id"] not in by_id]
             if missing:
@@ -166,6 +147,9 @@ class RpcClient:
             return run()
         except RangeRefusedError:
             outcome = "range_refused"
+            raise
+        except BatchRefusedError:
+            outcome = "batch_refused"
             raise
         except TransientRpcError as exc:
             outcome = exc.outcome
@@ -203,30 +187,35 @@ class RpcClient:
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # str(exc) would name the URL; the exception type is enough to diagnose.
             raise _transient(f"{method}: connection failed ({type(exc).__name__})", "connection_error") from None
-        if response.status_code == 429:
-            raise _transient(f"{method}: HTTP 429 (rate limited)", "rate_limited", _retry_after(response))
-        if response.status_code >= 500:
-            raise _transient(f"{method}: HTTP {response.status_code}", "http_error", _retry_after(response))
+        batch = isinstance(payload, list)
+        status = response.status_code
         try:
             # orjson: faster on a catch-up's large answers. Unlike json.loads it reads an integer
             # beyond 64 bits as a float; JSON-RPC quantities are hex strings, so none is expected.
             answer = orjson.loads(content)
         except ValueError:  # orjson.JSONDecodeError is a ValueError
-            raise _transient(
-                f"{method}: invalid JSON in the answer (HTTP {response.status_code})", "invalid_response"
-            ) from None
-        jsonrpc_shaped = isinstance(answer, list) or (
-            isinstance(answer, dict) and ("result" in answer or "error" in answer)
-        )
-        if response.status_code >= 400 and not jsonrpc_shaped:
-            raise RpcError(f"{method}: HTTP {response.status_code}")  # e.g. 401/403: a bad URL or key
+            if status < 400:
+                raise _transient(f"{method}: invalid JSON in the answer (HTTP {status})", "invalid_response") from None
+            answer = None  # an HTML or text error page: classified by its status (and text)
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if status >= 400 or (batch and isinstance(error, dict)):
+            refusal = classify(
+                method,
+                status=status,
+                error=error if isinstance(error, dict) else None,
+                body=content[:300].decode("utf-8", "replace"),
+                retry_after=response.headers.get("Retry-After"),
+                batch=batch,
+                now=self._clock.now(),
+            )
+            raise _raised(refusal, status)
         return answer
 
     def _read_body(self, method: str, response: requests.Response, deadline: float) -> bytes:
         """The whole body, read before ``deadline`` and within the byte cap, else a transient error."""
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
-            raise _transient(f"{method}: answer of {declared} bytes exceeds {self._max_bytes}", "invalid_response")
+            raise _transient(f"{method}: answer of {declared} bytes exceeds {self._max_bytes}", "oversize")
         raw = response.raw
         connection = getattr(raw, "connection", None)
         sock = getattr(connection, "sock", None)
@@ -244,19 +233,19 @@ class RpcClient:
                 return bytes(body)
             body += chunk
             if len(body) > self._max_bytes:
-                raise _transient(f"{method}: answer larger than {self._max_bytes} bytes", "invalid_response")
+                raise _transient(f"{method}: answer larger than {self._max_bytes} bytes", "oversize")
 
     def _answer(self, method: str, answer: Any) -> Any:
         if isinstance(answer, dict) and "result" in answer and answer.get("error") is None:
             return answer["result"]
         raise self._answer_error(method, answer)
 
-    @staticmethod
-    def _answer_error(method: str, answer: Any) -> Exception:
+    def _answer_error(self, method: str, answer: Any, *, batch: bool = False) -> Exception:
         error = answer.get("error") if isinstance(answer, dict) else None
         if error is None:
             return _transient(f"{method}: answer is not a JSON-RPC response", "invalid_response")
-        return _classify(method, error if isinstance(error, dict) else {"message": str(error)})
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        return _raised(classify(method, error=error, batch=batch, now=self._clock.now()), 200)
 
     # ------------------------------------------------------------------------------ calls
     def block_number(self) -> int:
@@ -281,7 +270,19 @@ class RpcClient:
             "address": list(log_filter.addresses),
             "topics": [list(log_filter.topics0)],
         }
-        result = self.call("eth_getLogs", [params])
+        try:
+            result = self.call("eth_getLogs", [params])
+        except RangeRefusedError as exc:
+            if exc.suggested is None and exc.max_blocks is not None:
+                exc.suggested = (start, start + exc.max_blocks - 1)
+            raise
+        except TransientRpcError as exc:
+            # A wide range that timed out or overflowed the byte cap: narrower is the likeliest cure.
+            failure: Failure | None = "timeout" if exc.outcome == "timeout" else None
+            failure = "oversize" if exc.outcome == "oversize" else failure
+            if failure is not None and classify_failure("eth_getLogs", failure, width=end - start + 1).kind == "range":
+                raise RangeRefusedError(str(exc), None) from None
+            raise
         if not isinstance(result, list):
             raise _transient("eth_getLogs: result is not a list", "invalid_response")
         return result
@@ -291,18 +292,17 @@ def _transient(message: str, outcome: str, retry_after: float | None = None) -> 
     return TransientRpcError(message, outcome, retry_after=retry_after)
 
 
-def _classify(method: str, error: dict[str, Any]) -> Exception:
-    code = error.get("code")
-    message = str(error.get("message", ""))[:200]
-    text = f"{method}: error {code}: {message}"
-    if _RATE_PHRASES.search(message) or code == 429:
-        return _transient(text, "rate_limited")
-    if method == "eth_getLogs" and (code in _RANGE_CODES or _RANGE_PHRASES.search(message)):
-        return RangeRefusedError(text, _suggested_range(error))
-    if isinstance(code, int) and -32099 <= code <= -32000 and "header not found" in message.lower():
-        # A load-balanced provider whose backend lags behind: the block will be there shortly.
-        return _transient(text, "transient")
-    return RpcError(text)
+def _raised(refusal: Refusal, status: int) -> Exception:
+    """The exception that tells the caller what a classified refusal means."""
+    if refusal.kind == "range":
+        return RangeRefusedError(refusal.reason, refusal.suggested, refusal.max_blocks)
+    if refusal.kind == "rate_limit":
+        return _transient(refusal.reason, "rate_limited", refusal.retry_after)
+    if refusal.kind == "transient":
+        return _transient(refusal.reason, "http_error" if status >= 400 else "transient", refusal.retry_after)
+    if refusal.kind == "batch":
+        return BatchRefusedError(refusal.reason)
+    return RpcError(refusal.reason)
 
 
 def _block_ref(result: Any) -> BlockRef:

@@ -34,10 +34,10 @@ from exporter.config import HEARTBEAT_CHECK, ConfigError, ListenerSettings
 from exporter.listener.chain import ChainMovedError, check_links, find_common_ancestor, trim_recent
 from exporter.listener.contracts import EventSpec, load_contracts
 from exporter.listener.decode import LogDecoder
+from exporter.listener.endpoints import EndpointPool
 from exporter.listener.fetch import FetchedRange, RangeFetcher
-from exporter.listener.ranges import RangeSizer
 from exporter.listener.retry import Backoff, FetchCancelledError, Retrier
-from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
+from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcError, TransientRpcError
 from exporter.metrics import Metrics
 from exporter.store.base import BlockRef, Checkpoint, CheckResult, EventRecord, Store, StoreError
 
@@ -105,7 +105,7 @@ class Listener:
         session: requests.Session | None = None,
         specs: list[EventSpec] | None = None,
     ) -> None:
-        if settings.rpc_url is None or not settings.rpc_url.get_secret_value():
+        if not settings.rpc_endpoints:
             raise ConfigError("listener.rpc_url (POLYGON_RPC_URL) is not set")
         self._settings = settings
         self._store = store
@@ -117,8 +117,17 @@ class Listener:
         self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
         self._session = session or requests.Session()
-        self._rpc = RpcClient(
-            settings.rpc_url.get_secret_value(), self._session, metrics, clock, timeout=settings.rpc_timeout
+        self._rpc = EndpointPool(
+            settings.rpc_endpoints,
+            self._session,
+            metrics,
+            clock,
+            timeout=settings.rpc_timeout,
+            chunk_size=settings.chunk_size,
+            max_chunk_size=settings.max_chunk_size,
+            expected_chain_id=settings.expected_chain_id,
+            max_retry_after=settings.max_retry_after,
+            head_stall_timeout=settings.head_stall_timeout,
         )
         self._decoder = LogDecoder(self.specs, metrics)
         log_filter = LogFilter(
@@ -129,10 +138,8 @@ class Listener:
         # Set once the first poll has returned or stored its first heartbeat: until then the listener
         # checks of this process have nothing of this listener to judge (see ``ListenerStartGrace``).
         self.first_poll_done = threading.Event()
-        self._retry = Retrier(Backoff(), clock, stop=self._stop)
-        self._fetcher = RangeFetcher(
-            self._rpc, log_filter, RangeSizer(settings.chunk_size, settings.max_chunk_size), self._retry
-        )
+        self._retry = Retrier(Backoff(max_retry_after=settings.max_retry_after), clock, stop=self._stop)
+        self._fetcher = RangeFetcher(self._rpc, log_filter, self._rpc.sizer, self._retry)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-fetch")
         # The poll's own RPC calls (head, headers) run here too, so a stop request never waits
         # for a slow answer: the call is abandoned and its thread ends at the RPC deadline.
@@ -146,6 +153,10 @@ class Listener:
         self._recovery_pending = True  # on_recovered is due at the first commit after start or halt
 
     # ---------------------------------------------------------------------------- public
+    def check_chain(self) -> None:
+        """At start: every RPC endpoint serves the expected chain, else ``ConfigError`` (endpoints.py)."""
+        self._rpc.check_chain()
+
     def poll_once(self) -> PollOutcome:
         """One scheduler tick (see the module docstring). Never raises for RPC or store trouble."""
         with self._poll_lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.listener.ranges import GROW_AFTER_SUCCESSES, RangeSizer
+from exporter.listener.ranges import GROW_AFTER_SUCCESSES, PROBE_AFTER_SUCCESSES, RangeSizer
 
 
 def test_starts_at_chunk_size_capped_by_maximum() -> None:
@@ -32,9 +32,7 @@ def test_refusal_shrinks_to_suggestion_or_halves(
 
 
 def test_grows_back_gradually_after_successes_up_to_maximum() -> None:
-    sizer = RangeSizer(1000, 2000)
-    sizer.refused(0, 999, None)
-    assert sizer.size == 500
+    sizer = RangeSizer(500, 2000)  # a narrow start, no refusal yet: nothing learned, grows to the maximum
     sizes = []
     for _ in range(6 * GROW_AFTER_SUCCESSES):
         sizer.succeeded(sizer.size)
@@ -45,8 +43,36 @@ def test_grows_back_gradually_after_successes_up_to_maximum() -> None:
     assert sizes[-1] == 2000
 
 
-def test_short_tail_ranges_do_not_count_towards_growth() -> None:
-    sizer = RangeSizer(100, 1000)
-    for _ in range(10):
-        sizer.succeeded(3)
-    assert sizer.size == 100
+def test_a_refusal_teaches_a_limit_that_growth_passes_only_by_a_rare_probe() -> None:
+    sizer = RangeSizer(2000, 10_000)
+    sizer.refused(0, 1999, (0, 999))  # "limited to a 1000 range"
+    assert (sizer.size, sizer.limit) == (1000, 1000)
+    successes = 0
+    while sizer.size <= 1000:
+        sizer.succeeded(sizer.size)
+        successes += 1
+        assert successes <= PROBE_AFTER_SUCCESSES + GROW_AFTER_SUCCESSES, "never probed past the learned limit"
+    assert successes >= PROBE_AFTER_SUCCESSES - GROW_AFTER_SUCCESSES  # only after many successes
+    sizer.refused(0, sizer.size - 1, None)  # the probe is refused: straight back to the limit, not halved
+    assert (sizer.size, sizer.limit) == (1000, 1000)
+
+
+def test_a_served_probe_raises_the_learned_limit() -> None:
+    sizer = RangeSizer(2000, 10_000)
+    sizer.refused(0, 1999, (0, 999))
+    assert sizer.limit == 1000
+    while sizer.size <= 1000:
+        sizer.succeeded(sizer.size)
+    probe = sizer.size
+    sizer.succeeded(probe)
+    assert sizer.limit == probe
+
+
+def test_after_a_blind_refusal_it_grows_back_quickly_to_just_below_the_refused_width() -> None:
+    sizer = RangeSizer(2000, 10_000)
+    sizer.refused(0, 1999, (0, 999))  # limit 1000
+    sizer.refused(0, 999, None)  # a busy stretch, no suggestion: halve; 1000 blocks were too many
+    assert (sizer.size, sizer.limit) == (500, 999)
+    for _ in range(2 * GROW_AFTER_SUCCESSES):
+        sizer.succeeded(sizer.size)
+    assert sizer.size == 999

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import requests
 
-from exporter.clock import SystemClock
-from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
+from exporter.clock import FakeClock, SystemClock
+from exporter.listener.rpc import (
+    BatchRefusedError,
+    LogFilter,
+    RangeRefusedError,
+    RpcClient,
+    RpcError,
+    TransientRpcError,
+)
 from exporter.metrics import Metrics
 from tests.listener.scripted_node import Reply, ScriptedNode
 
@@ -101,7 +109,7 @@ def test_transient_failures(
 ) -> None:
     node.replies.append(reply)
     with pytest.raises(TransientRpcError) as info:
-        client.get_logs(0, 10, FILTER)
+        client.get_logs(7, 7, FILTER)  # one block: a timeout of a wider range narrows it instead (below)
     assert info.value.outcome == outcome
     assert info.value.retry_after == retry_after
     assert "secret-key" not in str(info.value)
@@ -137,7 +145,7 @@ def test_connection_refused_is_transient_and_hides_the_url(metrics: Metrics) -> 
             },
             (16, 31),
         ),
-        ({"code": -32614, "message": "eth_getLogs is limited to a 10,000 range"}, None),
+        ({"code": -32614, "message": "eth_getLogs is limited to a 10,000 range"}, (16, 10_015)),  # the width named
         ({"code": -32000, "message": "query returned more than 10000 results"}, None),
         ({"code": -32600, "message": "block range too large"}, None),
     ],
@@ -187,7 +195,7 @@ def test_a_trickling_answer_ends_at_the_call_deadline(node: ScriptedNode, client
     # Each byte comes well within the 0.5 s read timeout, the whole answer would take ~4 s.
     node.replies.append(Reply(result=[{"logIndex": "0x" + "0" * 40}], trickle=0.05))
     with pytest.raises(TransientRpcError, match=r"not complete within 0\.5s") as info:
-        client.get_logs(0, 10, FILTER)
+        client.get_logs(10, 10, FILTER)  # one block (a wider range is narrowed instead: see below)
     assert info.value.outcome == "timeout"
     assert _count(metrics, "eth_getLogs", "timeout") == 1
 
@@ -199,10 +207,10 @@ def test_an_answer_over_the_byte_cap_is_transient(node: ScriptedNode, metrics: M
     with requests.Session() as session:
         client = RpcClient(node.url, session, metrics, SystemClock(), timeout=5, max_response_bytes=150_000)
         with pytest.raises(TransientRpcError, match="150000") as info:
-            client.get_logs(0, 10, FILTER)
-        assert info.value.outcome == "invalid_response"
+            client.get_logs(10, 10, FILTER)  # one block (a wider range is narrowed instead: see below)
+        assert info.value.outcome == "oversize"
         assert client.get_logs(0, 10, FILTER) == []  # the next call works (a fresh connection)
-    assert _count(metrics, "eth_getLogs", "invalid_response") == 1
+    assert _count(metrics, "eth_getLogs", "oversize") == 1
 
 
 def test_a_gzip_compressed_answer_is_decoded(node: ScriptedNode, client: RpcClient) -> None:
@@ -213,3 +221,47 @@ def test_a_gzip_compressed_answer_is_decoded(node: ScriptedNode, client: RpcClie
     body = gzip.compress(json.dumps({"jsonrpc": "2.0", "id": 1, "result": "0x10"}).encode())
     node.replies.append(Reply(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}))
     assert client.block_number() == 16
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(delay=1.0, result=[]),
+        Reply(result=[{"data": "0x" + "00" * 100_000}]),
+        Reply(status=502, body=b"<html>502 Bad Gateway</html>"),
+        Reply(status=504, body=b"upstream request timeout"),
+    ],
+    ids=["timeout", "oversize", "502", "504"],
+)
+def test_a_wide_range_that_times_out_or_overflows_is_a_range_refusal(
+    node: ScriptedNode, metrics: Metrics, reply: Reply
+) -> None:
+    with requests.Session() as session:
+        client = RpcClient(node.url, session, metrics, SystemClock(), timeout=0.5, max_response_bytes=150_000)
+        node.replies.append(reply)
+        with pytest.raises(RangeRefusedError) as info:
+            client.get_logs(0, 10, FILTER)
+        assert info.value.suggested is None  # no suggestion: the sizer halves
+
+
+def test_a_batch_refused_as_a_whole_is_a_batch_refusal(node: ScriptedNode, client: RpcClient) -> None:
+    refusal = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "batch requests are disabled"}}
+    node.replies.append(Reply(body=json.dumps(refusal).encode()))  # one object for the whole batch
+    with pytest.raises(BatchRefusedError):
+        client.blocks([1, 2])
+    node.replies.append(Reply(status=400, body=b"Bad Request"))
+    with pytest.raises(BatchRefusedError):
+        client.blocks([1, 2])
+
+
+def test_retry_after_as_an_http_date_is_honoured_uncapped(node: ScriptedNode, metrics: Metrics) -> None:
+    clock = FakeClock(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+    with requests.Session() as session:
+        client = RpcClient(node.url, session, metrics, clock, timeout=2)
+        node.replies.append(
+            Reply(status=429, body=b"slow down", headers={"Retry-After": "Mon, 30 Nov 2026 12:02:00 GMT"})
+        )
+        with pytest.raises(TransientRpcError) as info:
+            client.block_number()
+    assert info.value.rate_limited
+    assert info.value.retry_after == 120.0  # a date two minutes ahead; not cut to 30 s
