@@ -35,6 +35,7 @@ from exporter.listener.chain import ChainMovedError, check_links, find_common_an
 from exporter.listener.contracts import EventSpec, load_contracts
 from exporter.listener.decode import LogDecoder
 from exporter.listener.fetch import FetchedRange, RangeFetcher
+from exporter.listener.quarantine import QuarantineReporter
 from exporter.listener.ranges import RangeSizer
 from exporter.listener.retry import Backoff, FetchCancelledError, Retrier
 from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
@@ -102,6 +103,7 @@ class Listener:
         on_critical: CriticalCallback = _log_critical,
         on_recovered: RecoveredCallback = _nothing,
         on_progress: ProgressCallback | None = None,
+        on_quarantined: CriticalCallback = _log_critical,
         session: requests.Session | None = None,
         specs: list[EventSpec] | None = None,
     ) -> None:
@@ -114,6 +116,7 @@ class Listener:
         self._on_critical = on_critical
         self._on_recovered = on_recovered
         self._on_progress = on_progress  # (head, processed block, events stored) after each commit
+        self._quarantine = QuarantineReporter(metrics, on_quarantined)  # rows the store refused for good
         self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
         self._session = session or requests.Session()
@@ -273,10 +276,13 @@ class Listener:
         return head, followed - self._settings.confirmations
 
     def _initial_cursor(self, target: int) -> Checkpoint:
-        """Where a fresh listener starts: just before ``start_block``, or at the target for 'latest'."""
+        """Where a fresh listener starts: just before ``start_block``; for 'latest', just after the newest
+        stored event (a database adopted from the seed: nothing between its last block and ours is
+        missed), else at the target."""
         start = self._settings.start_block
-        first = max(0, target) if start == "latest" else start
-        log.info("listener: no checkpoint yet; starting at block %d", first)
+        newest = self._store.newest_event_block() if start == "latest" else None
+        first = start if start != "latest" else max(0, target) if newest is None else newest + 1
+        log.info("listener: no checkpoint yet; starting at block %d (newest stored event: %s)", first, newest)
         return Checkpoint(first - 1, "")  # no hash: nothing stored yet to compare with the chain
 
     def _ensure_on_chain(self, cursor: Checkpoint, head: int) -> Checkpoint | None:
@@ -445,6 +451,7 @@ class Listener:
         else:
             by_type = self._store.commit_blocks(CHECKPOINT_NAME, records, after, heartbeat)
             self._count_inserted(by_type)
+            self._quarantine.report(by_type.quarantined)
             inserted = sum(by_type.values())
             self._metrics.listener_processed_block.set(processed)
         self._metrics.heartbeat_seen(heartbeat.ts.timestamp())
