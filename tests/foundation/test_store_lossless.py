@@ -157,7 +157,7 @@ def test_a_refused_row_is_quarantined_and_the_rest_of_the_batch_stored(
 
 
 # Values of the other columns a backend refuses, each with the backends that refuse it.
-REFUSED_ELSEWHERE = [
+REFUSED_ELSEWHERE: list[tuple[str, dict[str, Any], set[str]]] = [
     ("nul_in_tx_hash", {"tx_hash": "0xab\x00cd"}, {"postgresql"}),
     ("lone_surrogate_in_block_hash", {"block_hash": "0xb\ud800"}, {"postgresql", "sqlite"}),
     ("type_longer_than_the_column", {"type": "T" * 51}, {"postgresql"}),

@@ -46,13 +46,13 @@ def _wait(predicate: Callable[[], bool], what: str, proc: ExporterProcess, timeo
 
 def _execute(store_url: str, statement: str) -> None:
     if store_url.startswith("sqlite:///"):
-        with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as conn:
-            conn.execute(statement)
-            conn.commit()
+        with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as lite:
+            lite.execute(statement)
+            lite.commit()
         return
-    with closing(psycopg2.connect(store_url)) as conn, conn.cursor() as cur:
+    with closing(psycopg2.connect(store_url)) as pg, pg.cursor() as cur:
         cur.execute(statement)
-        conn.commit()
+        pg.commit()
 
 
 def _all_keys(chain: DevChain) -> list[tuple[str, int, int, str]]:
