@@ -31,10 +31,11 @@ def describe(items: Sequence[QuarantinedEvent]) -> str:
 
 
 class QuarantineReporter:
-    """Counts quarantined events (``blocktrust_listener_quarantined_events_total``) and raises an
-    incident through ``on_incident`` (title, detail), logging if that fails (the count stays)."""
+    """Counts quarantined events (``blocktrust_listener_quarantined_events_total``), logs them and
+    raises an incident through ``on_incident`` (title, detail; None: the log line only), logging if
+    that fails (the count stays)."""
 
-    def __init__(self, metrics: Metrics, on_incident: IncidentCallback) -> None:
+    def __init__(self, metrics: Metrics, on_incident: IncidentCallback | None) -> None:
         self._metrics = metrics
         self._on_incident = on_incident
 
@@ -44,6 +45,8 @@ class QuarantineReporter:
         self._metrics.listener_quarantined.inc(len(items))
         detail = describe(items)
         log.error("listener: %s: %s", TITLE, detail)
+        if self._on_incident is None:
+            return
         try:
             self._on_incident(TITLE, detail)
         except Exception:

@@ -103,7 +103,7 @@ class Listener:
         on_critical: CriticalCallback = _log_critical,
         on_recovered: RecoveredCallback = _nothing,
         on_progress: ProgressCallback | None = None,
-        on_quarantined: CriticalCallback = _log_critical,
+        on_quarantined: CriticalCallback | None = None,
         session: requests.Session | None = None,
         specs: list[EventSpec] | None = None,
     ) -> None:
@@ -281,7 +281,12 @@ class Listener:
         missed), else at the target."""
         start = self._settings.start_block
         newest = self._store.newest_event_block() if start == "latest" else None
-        first = start if start != "latest" else max(0, target) if newest is None else newest + 1
+        if start != "latest":
+            first = start
+        elif newest is not None:
+            first = newest + 1
+        else:
+            first = max(0, target)
         log.info("listener: no checkpoint yet; starting at block %d (newest stored event: %s)", first, newest)
         return Checkpoint(first - 1, "")  # no hash: nothing stored yet to compare with the chain
 

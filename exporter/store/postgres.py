@@ -323,9 +323,9 @@ class PostgresStore(SqlStore):
         except psycopg2.Error as exc:
             code = exc.pgcode or ""
             # The server answered with an SQL error: not an outage (a migration fails on it for good).
-            refused = bool(code) and code[:2] not in _TRANSIENT_CLASSES
-            error = StatementRefusedError if refused else StoreError
-            raise error(f"postgresql: {self._reason(exc)}") from None
+            if code and code[:2] not in _TRANSIENT_CLASSES:
+                raise StatementRefusedError(f"postgresql: {self._refused(exc)}") from None
+            raise StoreError(f"postgresql: {self._reason(exc)}") from None
         except StoreError as exc:
             raise StoreError(f"postgresql: {exc}") from None
 
@@ -342,6 +342,13 @@ class PostgresStore(SqlStore):
         for secret in self._hidden:
             line = line.replace(secret, "***")
         return line
+
+    def _refused(self, exc: psycopg2.Error) -> str:
+        """An SQL error in one line: the server's message and its SQLSTATE (secrets masked)."""
+        message = exc.diag.message_primary or self._reason(exc)
+        for secret in self._hidden:
+            message = message.replace(secret, "***")
+        return f"{message} (SQLSTATE {exc.pgcode})"
 
     def close(self) -> None:
         with self._leader_lock:
@@ -379,8 +386,9 @@ class PostgresStore(SqlStore):
             if alarm is not None and alarm.fired:
                 raise StoreError(f"postgresql: adopting the seed's events: {_late(self._timeouts.migration)}") from None
             code = exc.pgcode or ""
-            error = StatementRefusedError if code and code[:2] not in _TRANSIENT_CLASSES else StoreError
-            raise error(f"postgresql: adopting the seed's events: {self._reason(exc)}") from None
+            if code and code[:2] not in _TRANSIENT_CLASSES:
+                raise StatementRefusedError(f"postgresql: adopting the seed's events: {self._refused(exc)}") from None
+            raise StoreError(f"postgresql: adopting the seed's events: {self._reason(exc)}") from None
         finally:
             if conn is not None:
                 _close_quietly(conn)

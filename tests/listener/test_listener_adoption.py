@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg2
 import psycopg2.errors
@@ -21,6 +22,7 @@ from exporter.store.base import MigrationError, StoreTimeouts
 from tests.listener.conftest import chain_keys, query, stored_checkpoint
 from tests.listener.spec_abi import contracts_document
 from tests.support.exporter_process import ExporterProcess, free_port, run_command
+from tests.support.tcp_proxy import TcpProxy
 
 SEED_ROWS = 200_000
 SEED_DUPLICATES = 10  # the seed resumed from its newest block inclusive: its last rows came twice
@@ -179,3 +181,31 @@ def test_an_unreachable_store_is_not_taken_for_a_refused_migration() -> None:
         store.migrate()
     assert not isinstance(raised.value, MigrationError)
     store.close()
+
+
+@pytest.mark.slow
+def test_a_store_that_comes_back_and_refuses_the_migration_ends_the_process_with_exit_1(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    _execute(postgres_url, SEED_TABLE.replace("JSONB", "TEXT"), "INSERT INTO events (type, data) VALUES ('x', '{}')")
+    (tmp_path / "contracts_config.json").write_text(json.dumps(contracts_document()))
+    server = urlsplit(postgres_url)
+    with TcpProxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        proxy.cut()  # unreachable at start: retried, as before
+        env = {
+            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy.port}{server.path}",
+            "POLYGON_RPC_URL": f"http://127.0.0.1:{free_port()}",
+        }
+        proc = ExporterProcess(["listen", "--config", "/dev/null"], env=env, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 30
+            while "store unreachable at start" not in proc.read_log():
+                assert proc.proc.poll() is None and time.monotonic() < deadline, proc.read_log()
+                time.sleep(0.05)
+            proxy.restore()
+            code = proc.proc.wait(timeout=30)  # the next store job migrates, is refused and ends the process
+        finally:
+            proc.stop()
+    assert code == 1, proc.output
+    assert len([line for line in proc.output.splitlines() if "migration failed" in line]) == 1, proc.output
+    assert "Traceback" not in proc.output
