@@ -130,8 +130,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "quarantined_events: rows the store refused for good, with the raw log and the reason",
         # ``event`` and ``raw_log`` are ASCII JSON (strings that cannot be stored in the tagged form),
-        # so that a row refused for whatever it holds can always be kept here. ``event_key`` is
-        # [block_hash, tx_hash, log_index] as such JSON: a range fetched again is not kept twice.
+        # so that a row refused for whatever it holds can always be kept here. ``event_key`` is the
+        # SHA-256 (hex) of [block_hash, tx_hash, log_index] as such JSON: a range fetched again is not
+        # kept twice, and the key fits its index whatever the values' size.
         postgresql=(
             """CREATE TABLE IF NOT EXISTS quarantined_events (
                 id BIGSERIAL PRIMARY KEY, quarantined_at TIMESTAMP NOT NULL, listener TEXT NOT NULL,

@@ -7,6 +7,7 @@ subclasses. Not for connection management or outage buffering.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -519,7 +520,8 @@ class SqlStore(ABC):
                     self._encode_time(datetime.now(UTC)),
                     name,
                     event.block_number if _BIGINT_MIN <= event.block_number <= _BIGINT_MAX else None,
-                    ascii_json([event.block_hash, event.tx_hash, event.log_index]),
+                    # A digest: the key's values may be as large as the one that was refused.
+                    hashlib.sha256(ascii_json([event.block_hash, event.tx_hash, event.log_index]).encode()).hexdigest(),
                     ascii_json(
                         {
                             "type": event.type,
