@@ -310,8 +310,11 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             engine.raise_critical(LISTENER_INCIDENT, title, detail)
 
         def on_quarantined(title: str, detail: str) -> None:
-            # Open until an operator resolves it: the quarantined rows wait for them.
+            # Open until an operator has dealt with the quarantined rows (re-inserted or deleted them).
             engine.raise_critical(LISTENER_QUARANTINE_INCIDENT, title, detail)
+
+        def on_quarantine_cleared() -> None:
+            engine.resolve(LISTENER_QUARANTINE_INCIDENT)
 
         def on_recovered() -> None:
             engine.resolve(LISTENER_INCIDENT)  # ingesting again: a halt's incident is over
@@ -330,6 +333,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             on_recovered=on_recovered,
             on_progress=catch_up.observe,
             on_quarantined=on_quarantined,
+            on_quarantine_cleared=on_quarantine_cleared,
         )
         rt.on_signal.append(rt.listener.request_stop)
         rt.on_stop.append(rt.listener.close)

@@ -104,6 +104,7 @@ class Listener:
         on_recovered: RecoveredCallback = _nothing,
         on_progress: ProgressCallback | None = None,
         on_quarantined: CriticalCallback | None = None,
+        on_quarantine_cleared: RecoveredCallback | None = None,
         session: requests.Session | None = None,
         specs: list[EventSpec] | None = None,
     ) -> None:
@@ -116,7 +117,8 @@ class Listener:
         self._on_critical = on_critical
         self._on_recovered = on_recovered
         self._on_progress = on_progress  # (head, processed block, events stored) after each commit
-        self._quarantine = QuarantineReporter(metrics, on_quarantined)  # rows the store refused for good
+        # Rows the store refused for good: counted, an incident opened, resolved once they are dealt with.
+        self._quarantine = QuarantineReporter(metrics, store.quarantined_count, on_quarantined, on_quarantine_cleared)
         self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
         self._session = session or requests.Session()
@@ -249,6 +251,7 @@ class Listener:
         if self._halted is not None:
             log.warning("listener: the chain agrees with our checkpoint again; resuming")
             self._halted = None
+        self._quarantine.review()
         processed = cursor.block_number if cursor.block_hash else None
         if processed is not None:
             self._metrics.listener_processed_block.set(processed)

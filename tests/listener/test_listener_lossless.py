@@ -108,12 +108,16 @@ def test_any_bytes_are_stored_and_a_refused_event_is_quarantined_while_ingestion
         chain.emit_each_event()
         head = chain.head()
         _wait(lambda: stored_checkpoint(store_url) == head, "the events after the quarantine", proc)
-    assert _note_texts(store_url)[later] == NUL + b" again"
-    everything = _all_keys(chain)
-    assert any(key[0] == poisoned for key in everything)
-    assert stored_keys(store_url) == [key for key in everything if key[0] != poisoned]
-    assert len(query(store_url, _OPEN_QUARANTINE_INCIDENT)) == 1
-    assert query(store_url, "SELECT COUNT(*) FROM quarantined_events") == [(1,)]
+        assert _note_texts(store_url)[later] == NUL + b" again"
+        everything = _all_keys(chain)
+        assert any(key[0] == poisoned for key in everything)
+        assert stored_keys(store_url) == [key for key in everything if key[0] != poisoned]
+        assert query(store_url, _OPEN_QUARANTINE_INCIDENT) == [("crit",)]
+        assert query(store_url, "SELECT COUNT(*) FROM quarantined_events") == [(1,)]
+
+        # The operator deals with the row (here: drops it); the incident resolves at a following poll.
+        _execute(store_url, "DELETE FROM quarantined_events")
+        _wait(lambda: not query(store_url, _OPEN_QUARANTINE_INCIDENT), "the quarantine incident to resolve", proc)
 
 
 _OPEN_QUARANTINE_INCIDENT = (
