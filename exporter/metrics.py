@@ -164,6 +164,11 @@ class Metrics:
             "Chain reorganisations rolled back.",
             registry=registry,
         )
+        self.listener_quarantined = Counter(
+            "blocktrust_listener_quarantined_events",
+            "Events the store refused for good, kept in quarantined_events instead of events.",
+            registry=registry,
+        )
         self.listener_unknown_logs = Counter(
             "blocktrust_listener_unknown_logs",
             "Logs whose topic matches no followed ABI event (skipped).",

@@ -23,7 +23,7 @@ from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.notifier import build_notifier
 from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
-from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
+from exporter.config import LISTENER_QUARANTINE_INCIDENT, LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
 from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
@@ -36,7 +36,7 @@ from exporter.slo import INCIDENT_PREFIX as SLO_INCIDENT_PREFIX
 from exporter.slo import SloReporter
 from exporter.status import StatusBuilder, status_routes
 from exporter.store import Store, StoreError, StoreTimeouts, open_store
-from exporter.store.base import CheckResult
+from exporter.store.base import CheckResult, MigrationError
 from exporter.store.buffer import BufferedWriter
 from exporter.web import WebConfigError, WebSecurity, load_web_config
 
@@ -54,6 +54,7 @@ ALERT_TICK_SECONDS = 15.0  # reminders and end-of-maintenance notices are checke
 REMOVED_CHECK_INTERVALS = 3  # an unconfigured check's incident is resolved after this long with no result
 RETENTION_SECONDS = 3600.0
 LISTENER_INCIDENT = LISTENER_REORG_INCIDENT  # the incident a too-deep reorg opens (a reserved name)
+LISTENER_INCIDENTS = (LISTENER_REORG_INCIDENT, LISTENER_QUARANTINE_INCIDENT)  # the listener's own
 TAGGED_HEAD_MARGIN_BLOCKS = 256  # following "safe"/"finalized" keeps the listener this far behind, or so
 # /readyz waits this long for the store's ping: a stalled store (whose calls end only at
 # store.call_timeout) must not hold the answer past Kubernetes' default probe timeout of 1 s.
@@ -162,6 +163,8 @@ class Runtime:
     parts: dict[str, bool] = field(default_factory=dict)
     listener: Listener | None = None
     schema_ready: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)  # ``serve`` shuts down once set
+    exit_code: int = EXIT_OK  # what ``serve`` ends the process with
     on_signal: list[Callable[[], None]] = field(default_factory=list)  # wrap up now (nothing is lost)
     on_overdue: list[Callable[[], None]] = field(default_factory=list)  # the grace is over: abandon work
     on_stop: list[Callable[[], None]] = field(default_factory=list)  # release resources once it has
@@ -183,6 +186,12 @@ class Runtime:
     def store_job(self) -> None:
         try:
             self.ensure_schema()
+        except MigrationError as exc:
+            # The store came back and refused the migration: retrying would fail the same way.
+            log.critical("%s; exiting", self.redact(str(exc)))
+            self.exit_code = EXIT_FAILURE
+            self.stop.set()
+            return
         except StoreError as exc:
             self.metrics.store_write_errors.inc()
             log.error("store unreachable; retrying in %gs error=%r", STORE_RETRY_SECONDS, str(exc))
@@ -233,6 +242,9 @@ def build_runtime(
     rt.scheduler.add(Job("store", rt.store_job, STORE_RETRY_SECONDS, run_at_start=False))
     try:
         rt.ensure_schema()  # before the components, which read the store as they start
+    except MigrationError as exc:
+        store.close()  # the database answered and refused: retrying would fail the same way
+        raise ExitError(redact(str(exc)), EXIT_FAILURE) from None
     except StoreError as exc:
         log.error("store unreachable at start; will retry every %gs error=%r", STORE_RETRY_SECONDS, str(exc))
     try:
@@ -251,9 +263,9 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
     # Alerts: the engine decides, the notifier's workers send (off the check path). When the listener
     # runs in another process (`listen`), each process manages only its own incidents.
     if listener_on and not checks:
-        owned: Callable[[str], bool] | None = owned_checks([LISTENER_INCIDENT])
+        owned: Callable[[str], bool] | None = owned_checks(LISTENER_INCIDENTS)
     elif not listener_on:
-        owned = owned_checks(exclude=[LISTENER_INCIDENT])
+        owned = owned_checks(exclude=LISTENER_INCIDENTS)
     else:
         owned = None
     session = requests.Session()
@@ -267,7 +279,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         def known(check_name: str) -> bool:
             if check_name.startswith(SLO_INCIDENT_PREFIX):
                 return check_name.removeprefix(SLO_INCIDENT_PREFIX) in names
-            return check_name in names or check_name == LISTENER_INCIDENT
+            return check_name in names or check_name in LISTENER_INCIDENTS
 
     engine = AlertEngine(
         store,
@@ -297,6 +309,13 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         def on_critical(title: str, detail: str) -> None:
             engine.raise_critical(LISTENER_INCIDENT, title, detail)
 
+        def on_quarantined(title: str, detail: str) -> None:
+            # Open until an operator has dealt with the quarantined rows (re-inserted or deleted them).
+            engine.raise_critical(LISTENER_QUARANTINE_INCIDENT, title, detail)
+
+        def on_quarantine_cleared() -> None:
+            engine.resolve(LISTENER_QUARANTINE_INCIDENT)
+
         def on_recovered() -> None:
             engine.resolve(LISTENER_INCIDENT)  # ingesting again: a halt's incident is over
 
@@ -313,6 +332,8 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             on_critical=on_critical,
             on_recovered=on_recovered,
             on_progress=catch_up.observe,
+            on_quarantined=on_quarantined,
+            on_quarantine_cleared=on_quarantine_cleared,
         )
         try:
             rt.listener.check_chain()  # a URL of another network: one line, exit 2
@@ -386,7 +407,7 @@ def serve(
     except OSError as exc:
         rt.store.close()
         raise ExitError(f"cannot listen on {config.server.listen}: {exc.strerror}", EXIT_FAILURE) from None
-    stop = threading.Event()
+    stop = rt.stop
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; shutting down signal=%s", signal.Signals(signum).name)
@@ -403,7 +424,7 @@ def serve(
     shutdown(rt, server, deadline)
     if cleanup is not None:
         _run_before([cleanup], deadline)
-    exit_by(deadline, EXIT_OK)
+    exit_by(deadline, rt.exit_code)
 
 
 def print_banner(config: Config, parts: dict[str, bool], *, title: str, security: WebSecurity, log_format: str) -> None:

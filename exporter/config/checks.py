@@ -23,6 +23,8 @@ CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress")
 HEARTBEAT_CHECK = "listener.tick"
 # The incident a reorg deeper than listener.max_reorg_depth opens (owned by the ``listen`` process).
 LISTENER_REORG_INCIDENT = "listener.reorg"
+# The incident opened when the store refuses events for good and they are quarantined (``listen`` owns it).
+LISTENER_QUARANTINE_INCIDENT = "listener.quarantine"
 # The SLO report's incidents are ``slo.<check>``; it resolves every open ``slo.*`` it did not judge.
 SLO_INCIDENT_PREFIX = "slo."
 
@@ -38,6 +40,7 @@ _CHECK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED_CHECK_NAMES = {
     HEARTBEAT_CHECK: "the listener's heartbeat rows",
     LISTENER_REORG_INCIDENT: "the listener's reorg incident",
+    LISTENER_QUARANTINE_INCIDENT: "the listener's quarantine incident",
 }
 RESERVED_CHECK_PREFIXES = {
     "listener.": "the listener's own names (only listener.lag and listener.progress, of their own kind, "

@@ -14,7 +14,13 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from exporter.config.checks import LISTENER_REORG_INCIDENT, SLO_INCIDENT_PREFIX, CheckSpec, default_checks
+from exporter.config.checks import (
+    LISTENER_QUARANTINE_INCIDENT,
+    LISTENER_REORG_INCIDENT,
+    SLO_INCIDENT_PREFIX,
+    CheckSpec,
+    default_checks,
+)
 from exporter.config.database_url import store_url_error
 from exporter.config.errors import KeyPathError
 from exporter.config.types import (
@@ -405,7 +411,8 @@ class Config(Section):
         names = {spec.name for spec in self.checks.items}
         if self.checks.include_defaults:
             names |= {spec.name for spec in default_checks()}
-        names |= {LISTENER_REORG_INCIDENT} | {SLO_INCIDENT_PREFIX + name for name in names}
+        listener_incidents = {LISTENER_REORG_INCIDENT, LISTENER_QUARANTINE_INCIDENT}
+        names |= listener_incidents | {SLO_INCIDENT_PREFIX + name for name in names}
         for index, window in enumerate(self.alerting.maintenance):
             for position, pattern in enumerate(window.checks):
                 if not any(fnmatchcase(name, pattern) for name in names):

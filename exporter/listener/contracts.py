@@ -23,6 +23,8 @@ from eth_utils.crypto import keccak
 
 from exporter.config import ConfigError
 from exporter.config.files import decode_text
+from exporter.config.models import EVENT_TYPE_MAX_LENGTH
+from exporter.store.lossless import storable_text
 
 REQUIRED_CONTRACTS = ("IdentityNFT", "ProofRegistry", "FailSafe")  # SPEC §1
 # Where SPEC §1 declares each followed event, to name the ABI that lacks one.
@@ -95,12 +97,19 @@ def _event_spec(
         inputs.append(EventInput(str(param.get("name") or f"arg{i}"), abi_type, bool(param.get("indexed"))))
     if sum(p.indexed for p in inputs) > 3:
         raise ContractsConfigError(f"{where} ({name}): more than 3 indexed inputs")
+    stored_type = event_types.get(name, name)
+    if len(stored_type) > EVENT_TYPE_MAX_LENGTH or not storable_text(stored_type):
+        # PostgreSQL would refuse every such event (SQLite would take it): refused here, on both.
+        raise ContractsConfigError(
+            f"{where} ({name}): the event name is not a storable events.type (at most {EVENT_TYPE_MAX_LENGTH} "
+            "characters, no NUL): map it to a shorter type in listener.event_types"
+        )
     signature = f"{name}({','.join(p.abi_type for p in inputs)})"
     return EventSpec(
         contract=contract,
         address=address,
         name=name,
-        stored_type=event_types.get(name, name),
+        stored_type=stored_type,
         signature=signature,
         topic0="0x" + keccak(text=signature).hex(),
         inputs=tuple(inputs),

@@ -3,7 +3,11 @@
 Each log is routed by (address, topic0) to its ABI event; indexed arguments come from the topics,
 the rest from ``data``. Values become JSON: integers as decimal strings (uint256 does not fit a
 JSON number), bytes/bytesN as 0x-hex, addresses checksummed, an indexed dynamic value (string,
-bytes, array, tuple) as its topic hash, because the log only carries the hash. A log that matches
+bytes, array, tuple) as its topic hash, because the log only carries the hash. A ``string`` is decoded
+as the bytes it carries (its ABI encoding is that of ``bytes``) and kept whatever they are: as text
+when they are valid UTF-8 without NUL, else in the tagged ``{"$hex": …}`` form of
+``exporter.store.lossless`` (eth-abi's own string decoder refuses invalid UTF-8, and such an event
+used to be skipped). A log that matches
 no followed event, or does not decode, is logged, counted in ``listener_unknown_logs`` and skipped:
 never a crash. Not for fetching or storing.
 """
@@ -11,6 +15,7 @@ never a crash. Not for fetching or storing.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -23,6 +28,7 @@ from eth_utils.address import to_checksum_address
 from exporter.listener.contracts import EventSpec
 from exporter.metrics import Metrics
 from exporter.store.base import EventRecord
+from exporter.store.lossless import text_value
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,18 @@ def converter_for(abi_type: str) -> Converter:
         return _checksum
     if node.base == "bytes":
         return _hex
-    return lambda value: value  # bool, string: eth-abi's value is already JSON
+    if node.base == "string":
+        return text_value  # given the bytes: see ``wire_type``
+    return lambda value: value  # bool: eth-abi's value is already JSON
+
+
+_STRING = re.compile(r"\bstring\b")
+
+
+def wire_type(abi_type: str) -> str:
+    """``abi_type`` with every ``string`` read as ``bytes`` (the same encoding), so that eth-abi hands
+    over a string's bytes as they are instead of refusing those that are not valid UTF-8."""
+    return _STRING.sub("bytes", abi_type)
 
 
 def _is_dynamic(abi_type: str) -> bool:
@@ -132,7 +149,7 @@ def word_decoder(abi_type: str) -> WordDecoder | None:
 def _eth_abi_word(abi_type: str) -> WordDecoder:
     """The general path for an indexed static value that is not a single simple word."""
     convert = converter_for(abi_type)
-    return lambda word: convert(abi_decode([abi_type], bytes.fromhex(word))[0])
+    return lambda word: convert(abi_decode([wire_type(abi_type)], bytes.fromhex(word))[0])
 
 
 def _topic_hash(word: str) -> str:
@@ -156,7 +173,7 @@ class _EventDecoder:
         self.data_words = [(p.name, w) for p, w in zip(plain, words, strict=True) if w is not None]
         self.data_hex_length = 2 + 64 * len(plain) if len(self.data_words) == len(plain) else -1
         self.data_names = [p.name for p in plain]
-        self.data_types = [p.abi_type for p in plain]
+        self.data_types = [wire_type(p.abi_type) for p in plain]
         self.data_converters = [converter_for(p.abi_type) for p in plain]
         order = [p.name for p in spec.inputs]
         self.reorder = order if order != [p.name for p in indexed + plain] else None  # args keep ABI order
@@ -220,6 +237,7 @@ class LogDecoder:
             block_hash=block_hash,
             tx_hash=tx_hash,
             log_index=log_index,
+            raw_log=raw,
         )
 
     def decode_all(self, raws: Iterable[dict[str, Any]]) -> list[EventRecord]:

@@ -36,6 +36,7 @@ from exporter.listener.contracts import EventSpec, load_contracts
 from exporter.listener.decode import LogDecoder
 from exporter.listener.endpoints import EndpointPool
 from exporter.listener.fetch import FetchedRange, RangeFetcher
+from exporter.listener.quarantine import QuarantineReporter
 from exporter.listener.retry import Backoff, FetchCancelledError, Retrier
 from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcError, TransientRpcError
 from exporter.metrics import Metrics
@@ -102,6 +103,8 @@ class Listener:
         on_critical: CriticalCallback = _log_critical,
         on_recovered: RecoveredCallback = _nothing,
         on_progress: ProgressCallback | None = None,
+        on_quarantined: CriticalCallback | None = None,
+        on_quarantine_cleared: RecoveredCallback | None = None,
         session: requests.Session | None = None,
         specs: list[EventSpec] | None = None,
     ) -> None:
@@ -114,6 +117,8 @@ class Listener:
         self._on_critical = on_critical
         self._on_recovered = on_recovered
         self._on_progress = on_progress  # (head, processed block, events stored) after each commit
+        # Rows the store refused for good: counted, an incident opened, resolved once they are dealt with.
+        self._quarantine = QuarantineReporter(metrics, store.quarantined_count, on_quarantined, on_quarantine_cleared)
         self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
         self._session = session or requests.Session()
@@ -257,6 +262,7 @@ class Listener:
         if self._halted is not None:
             log.warning("listener: the chain agrees with our checkpoint again; resuming")
             self._halted = None
+        self._quarantine.review()
         processed = cursor.block_number if cursor.block_hash else None
         if processed is not None:
             self._metrics.listener_processed_block.set(processed)
@@ -284,10 +290,18 @@ class Listener:
         return head, followed - self._settings.confirmations
 
     def _initial_cursor(self, target: int) -> Checkpoint:
-        """Where a fresh listener starts: just before ``start_block``, or at the target for 'latest'."""
+        """Where a fresh listener starts: just before ``start_block``; for 'latest', just after the newest
+        stored event (a database adopted from the seed: nothing between its last block and ours is
+        missed), else at the target."""
         start = self._settings.start_block
-        first = max(0, target) if start == "latest" else start
-        log.info("listener: no checkpoint yet; starting at block %d", first)
+        newest = self._store.newest_event_block() if start == "latest" else None
+        if start != "latest":
+            first = start
+        elif newest is not None:
+            first = newest + 1
+        else:
+            first = max(0, target)
+        log.info("listener: no checkpoint yet; starting at block %d (newest stored event: %s)", first, newest)
         return Checkpoint(first - 1, "")  # no hash: nothing stored yet to compare with the chain
 
     def _ensure_on_chain(self, cursor: Checkpoint, head: int) -> Checkpoint | None:
@@ -456,6 +470,7 @@ class Listener:
         else:
             by_type = self._store.commit_blocks(CHECKPOINT_NAME, records, after, heartbeat)
             self._count_inserted(by_type)
+            self._quarantine.report(by_type.quarantined)
             inserted = sum(by_type.values())
             self._metrics.listener_processed_block.set(processed)
         self._metrics.heartbeat_seen(heartbeat.ts.timestamp())

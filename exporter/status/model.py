@@ -224,6 +224,7 @@ class StatusBuilder:
             "max_lag_seconds": settings.max_lag,
             "reorgs_total": None if reorgs is None else int(reorgs),
             "events_24h": events,
+            "quarantined_events": self.store.quarantined_count(),
         }
 
 

@@ -15,17 +15,23 @@ from typing import Any, Protocol
 
 import orjson
 
+from exporter.store.lossless import storable
+
 
 def json_text(value: Any) -> str:
-    """Compact JSON for a JSON/JSONB column (orjson: about ten times ``json.dumps``' speed).
+    """Compact JSON for a JSON/JSONB column (orjson: about ten times ``json.dumps``' speed) that both
+    backends store as it is: a string holding NUL or a lone surrogate (which PostgreSQL refuses)
+    is written in the tagged form of ``lossless.py``.
 
-    Values orjson refuses (an integer beyond 64 bits, a type it does not know) go through
-    ``json.dumps`` with ``str`` as the fallback, as before.
+    Values orjson refuses (an integer beyond 64 bits, a type it does not know, a lone surrogate) go
+    through ``json.dumps`` with ``str`` as the fallback, as before.
     """
     try:
-        return orjson.dumps(value).decode()
+        text = orjson.dumps(value).decode()
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(value, separators=(",", ":"), default=str)
+        return json.dumps(storable(value), separators=(",", ":"), default=str)
+    # orjson writes NUL as \u0000; only then is the (rare) walk over the value worth its cost.
+    return text if "\\u0000" not in text else orjson.dumps(storable(value)).decode()
 
 
 class StoreError(Exception):
@@ -35,6 +41,11 @@ class StoreError(Exception):
 
 class SchemaMissingError(StoreError):
     """The database has no schema yet (never migrated; for a read-only SQLite store, no file at all)."""
+
+
+class MigrationError(StoreError):
+    """The database answered and refused a migration statement (an SQL error, not an outage): retrying
+    will not help, an operator must look (``migrate`` and the exporter exit 1 on it)."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +106,32 @@ class EventRecord:
     block_hash: str
     tx_hash: str
     log_index: int
+    # The log as the node gave it (kept with the row if the store refuses the row: see ``quarantined``).
+    raw_log: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     # ``data`` as compact JSON, encoded where the record is made: the listener decodes on its fetch
     # thread, so the thread that commits (the catch-up's bottleneck) does not also encode.
     data_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.data_json = json_text(self.data)
+
+
+@dataclass(frozen=True)
+class QuarantinedEvent:
+    """An event the store refused for a reason retrying cannot fix (a value out of a column's range,
+    a constraint), kept in ``quarantined_events`` instead of ``events`` with the database's reason."""
+
+    event: EventRecord
+    reason: str  # the database's one-line refusal, e.g. "22003: integer out of range"
+
+
+class CommitOutcome(dict[str, int]):
+    """What ``commit_blocks`` did: how many events of each type were newly inserted (a type with none is
+    left out), and, in ``quarantined``, the events newly put in quarantine instead (chain order)."""
+
+    def __init__(self, inserted: dict[str, int] | None = None, quarantined: Sequence[QuarantinedEvent] = ()) -> None:
+        super().__init__(inserted or {})
+        self.quarantined: tuple[QuarantinedEvent, ...] = tuple(quarantined)
 
 
 @dataclass(frozen=True)
@@ -225,11 +256,24 @@ class Store(Protocol):
         events: Sequence[EventRecord],
         checkpoint: Checkpoint,
         heartbeat: CheckResult | None = None,
-    ) -> dict[str, int]:
+    ) -> CommitOutcome:
         """In one transaction: insert events (duplicates by (tx_hash, log_index) skipped), save the
         checkpoint and optional heartbeat row. Returns how many events of each type were newly
         inserted (a type with none is left out), so that counters by type stay exact when a
-        re-fetched range is partly stored already."""
+        re-fetched range is partly stored already.
+
+        An event the database refuses for good (SQLSTATE classes 22, 23 and 54 on PostgreSQL; a value
+        the driver cannot send) does not fail the commit: the batch is bisected until only the refused
+        rows are left, and those go to ``quarantined_events`` with the reason, in the same transaction
+        (``CommitOutcome.quarantined``: the ones not quarantined before). Any other failure raises
+        ``StoreError`` and nothing is stored."""
+
+    def newest_event_block(self) -> int | None:
+        """The highest ``block_number`` in ``events`` (one index lookup), None when it holds no event:
+        where a listener adopting a seed database without a checkpoint starts after."""
+
+    def quarantined_count(self) -> int:
+        """How many events wait in ``quarantined_events`` (for the status page)."""
 
     def rewind(self, name: str, checkpoint: Checkpoint) -> int:
         """In one transaction: delete events above ``checkpoint.block_number`` and save the checkpoint.

@@ -31,12 +31,21 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from exporter.store.base import DEFAULT_TIMEOUTS, SchemaMissingError, SloRow, StoreError, StoreTimeouts
-from exporter.store.schema import Migration
-from exporter.store.sql import DuplicateEventsError, SqlStore, as_utc
+from exporter.store.schema import SEED_ADOPTION, Migration, SeedAdoption
+from exporter.store.sql import DuplicateEventsError, SqlStore, StatementRefusedError, as_utc
 
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = "blocktrust-exporter:migrate"
+# SQLSTATE classes of a row refused for good: data exception, integrity constraint violation,
+# program limit exceeded (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+_ROW_REFUSAL_CLASSES = frozenset({"22", "23", "54"})
+# SQLSTATE classes of a store that may answer differently later: connection exception, transaction
+# rollback (serialization, deadlock), insufficient resources, object not in prerequisite state (a lock
+# not available), operator intervention (a statement cancelled at its timeout, a shutdown), system error.
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+# The longest wait for the seed adoption's exclusive lock, each try (new readers queue behind the wait).
+_ALTER_LOCK_WAIT = 0.2  # seconds
 
 
 def lock_key(name: str) -> int:
@@ -312,6 +321,10 @@ class PostgresStore(SqlStore):
         except psycopg2.errors.UndefinedTable as exc:
             raise SchemaMissingError(f"postgresql: no schema yet ({self._reason(exc)})") from None
         except psycopg2.Error as exc:
+            code = exc.pgcode or ""
+            # The server answered with an SQL error: not an outage (a migration fails on it for good).
+            if code and code[:2] not in _TRANSIENT_CLASSES:
+                raise StatementRefusedError(f"postgresql: {self._refused(exc)}") from None
             raise StoreError(f"postgresql: {self._reason(exc)}") from None
         except StoreError as exc:
             raise StoreError(f"postgresql: {exc}") from None
@@ -330,6 +343,13 @@ class PostgresStore(SqlStore):
             line = line.replace(secret, "***")
         return line
 
+    def _refused(self, exc: psycopg2.Error) -> str:
+        """An SQL error in one line: the server's message and its SQLSTATE (secrets masked)."""
+        message = exc.diag.message_primary or self._reason(exc)
+        for secret in self._hidden:
+            message = message.replace(secret, "***")
+        return f"{message} (SQLSTATE {exc.pgcode})"
+
     def close(self) -> None:
         with self._leader_lock:
             for conn in self._leaders.values():
@@ -341,6 +361,81 @@ class PostgresStore(SqlStore):
     # ------------------------------------------------------------------ dialect hooks
     def _migration_statements(self, migration: Migration) -> Sequence[str]:
         return migration.postgresql
+
+    def _adopt_seed_events(self) -> None:
+        """``SEED_ADOPTION`` on a session of its own (``CREATE INDEX CONCURRENTLY`` runs outside any
+        transaction), under the migration lock, within the migration deadline. Nothing to do without
+        an ``events`` table (a new database: migration 1 creates it)."""
+        deadline = time.monotonic() + self._timeouts.migration
+        conn = None
+        alarm: Alarm | None = None
+        try:
+            conn = psycopg2.connect(self._dsn, **self._connect_kwargs)
+            conn.autocommit = True
+            with self._watchdog.guard(conn, deadline) as alarm, conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {_milliseconds(self._timeouts.migration)}")
+                cur.execute("SELECT pg_advisory_lock(%s)", (lock_key(_MIGRATION_LOCK),))
+                try:
+                    cur.execute("SELECT to_regclass('events') IS NOT NULL")
+                    row = cur.fetchone()
+                    if row is not None and row[0]:
+                        self._adopt(cur, SEED_ADOPTION, deadline)
+                finally:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(_MIGRATION_LOCK),))
+        except psycopg2.Error as exc:
+            if alarm is not None and alarm.fired:
+                raise StoreError(f"postgresql: adopting the seed's events: {_late(self._timeouts.migration)}") from None
+            code = exc.pgcode or ""
+            if code and code[:2] not in _TRANSIENT_CLASSES:
+                raise StatementRefusedError(f"postgresql: adopting the seed's events: {self._refused(exc)}") from None
+            raise StoreError(f"postgresql: adopting the seed's events: {self._reason(exc)}") from None
+        finally:
+            if conn is not None:
+                _close_quietly(conn)
+
+    def _adopt(self, cur: Any, adoption: SeedAdoption, deadline: float) -> None:
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events' "
+            "AND table_schema = current_schema()"
+        )
+        present = {str(row[0]) for row in cur.fetchall()}
+        missing = [(name, sql_type) for name, sql_type in adoption.columns if name not in present]
+        if missing:
+            log.info("store: adopting the seed's events table (columns, values, indexes)")
+            added = ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {sql_type}" for name, sql_type in missing)
+            self._alter_briefly(cur, "ALTER TABLE events " + added, deadline)
+        cur.execute("SELECT MIN(id), MAX(id) FROM events")
+        low, high = cur.fetchone()
+        if low is not None:
+            for start in range(int(low) - 1, int(high), adoption.batch_size):
+                cur.execute(adoption.backfill, (start, start + adoption.batch_size))
+        cur.execute(adoption.deduplicate)
+        # An index a failed CONCURRENTLY build left behind is invalid, and IF NOT EXISTS would keep it.
+        cur.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = 'events'::regclass AND NOT i.indisvalid"
+        )
+        for (name,) in cur.fetchall():
+            cur.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        for statement in adoption.indexes:
+            cur.execute(statement)
+
+    def _alter_briefly(self, cur: Any, statement: str, deadline: float) -> None:
+        """Run ``statement`` (which takes an exclusive lock) waiting at most ``_ALTER_LOCK_WAIT`` for its
+        lock each time: while it waits, every new reader of the table queues behind it. Tried again
+        until the deadline."""
+        cur.execute(f"SET lock_timeout = {_milliseconds(_ALTER_LOCK_WAIT)}")
+        try:
+            while True:
+                try:
+                    cur.execute(statement)
+                    return
+                except psycopg2.errors.LockNotAvailable:
+                    if time.monotonic() + _ALTER_LOCK_WAIT * 2 > deadline:
+                        raise
+                    time.sleep(_ALTER_LOCK_WAIT)
+        finally:
+            cur.execute(f"SET lock_timeout = {_milliseconds(self._timeouts.lock)}")
 
     def _lock_migrations(self, cursor: Any) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(_MIGRATION_LOCK),))
@@ -360,12 +455,14 @@ class PostgresStore(SqlStore):
         every commit of the common path; the commit thread is the catch-up's bottleneck.
         """
         columns = "(type, data, block_number, block_hash, tx_hash, log_index)"
-        text = _copy_text_rows(rows)
+        # Encoded here, so that a value UTF-8 cannot carry (a lone surrogate in a hash) fails before the
+        # COPY starts, as a refusal of its row (``_refusal``), not in the middle of the protocol.
+        text = _copy_text_rows(rows).encode()
         if expect_new:
             try:
                 # One read of the whole buffer: every read is a call back into Python, i.e. a wait
                 # for the GIL while the fetch thread decodes the next range.
-                cursor.copy_expert(f"COPY events {columns} FROM STDIN", io.StringIO(text), size=len(text) + 1)
+                cursor.copy_expert(f"COPY events {columns} FROM STDIN", io.BytesIO(text), size=len(text) + 1)
             except psycopg2.errors.UniqueViolation:
                 raise DuplicateEventsError() from None
             return dict(Counter(row[0] for row in rows))
@@ -374,12 +471,28 @@ class PostgresStore(SqlStore):
             "CREATE TEMP TABLE IF NOT EXISTS events_staging (position BIGSERIAL, type VARCHAR(50), data JSONB, "
             "block_number BIGINT, block_hash TEXT, tx_hash TEXT, log_index INTEGER) ON COMMIT DELETE ROWS"
         )
-        cursor.copy_expert(f"COPY events_staging {columns} FROM STDIN", io.StringIO(text), size=len(text) + 1)
+        cursor.copy_expert(f"COPY events_staging {columns} FROM STDIN", io.BytesIO(text), size=len(text) + 1)
         cursor.execute(
             f"INSERT INTO events {columns} SELECT type, data, block_number, block_hash, tx_hash, log_index "
             "FROM events_staging ORDER BY position ON CONFLICT (tx_hash, log_index) DO NOTHING RETURNING type"
         )
-        return dict(Counter(row[0] for row in cursor.fetchall()))
+        inserted = dict(Counter(row[0] for row in cursor.fetchall()))
+        cursor.execute("DELETE FROM events_staging")  # a bisected commit stages again in the same transaction
+        return inserted
+
+    def _refusal(self, exc: Exception) -> str | None:
+        """Data errors (class 22: a value out of range, too long, NUL, bad JSON), integrity errors (23)
+        and program limits (54: an index row too large) are the row's; so are values the driver cannot
+        send (NUL in a parameter, text UTF-8 cannot carry). Anything else (a connection lost, a
+        deadline, a lock) is the store's and worth retrying."""
+        if isinstance(exc, psycopg2.Error):
+            code = exc.pgcode or ""
+            if code[:2] not in _ROW_REFUSAL_CLASSES:
+                return None
+            return f"{code}: {exc.diag.message_primary or self._reason(exc)}"
+        if isinstance(exc, ValueError | OverflowError):  # UnicodeEncodeError is a ValueError
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None
 
     def _relax_durability(self, cursor: Any) -> None:
         # Events and checkpoint share the transaction: a crash loses both or neither, and the

@@ -3,7 +3,8 @@
 Each migration is a list of statements per dialect, applied in order inside one transaction and
 recorded in ``schema_migrations``. Statements are idempotent (``IF NOT EXISTS``) so that a database
 created by the seed's code (tables without our added columns) migrates cleanly. Never edit a
-released migration: append a new one.
+released migration: append a new one. A seed database's ``events`` table is adopted beforehand
+(``SEED_ADOPTION``: PostgreSQL, in short steps).
 """
 
 from __future__ import annotations
@@ -24,22 +25,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         1,
         "SPEC §2 tables, listener columns and checkpoint, incident bookkeeping",
         postgresql=(
+            # A seed database's events table is brought to these columns (and its rows to the unique
+            # index) by SEED_ADOPTION beforehand, in steps that never block its readers for long.
             """CREATE TABLE IF NOT EXISTS events (
                 id SERIAL PRIMARY KEY, type VARCHAR(50) NOT NULL, data JSONB NOT NULL,
-                timestamp TIMESTAMP DEFAULT NOW())""",
-            "ALTER TABLE events ADD COLUMN IF NOT EXISTS block_number BIGINT",
-            "ALTER TABLE events ADD COLUMN IF NOT EXISTS block_hash TEXT",
-            "ALTER TABLE events ADD COLUMN IF NOT EXISTS tx_hash TEXT",
-            "ALTER TABLE events ADD COLUMN IF NOT EXISTS log_index INTEGER",
-            # Rows written by the seed carry these values only inside ``data``.
-            """UPDATE events SET tx_hash = data->>'transactionHash',
-                                 log_index = (data->>'logIndex')::int,
-                                 block_number = (data->>'blockNumber')::bigint,
-                                 block_hash = data->>'blockHash'
-               WHERE tx_hash IS NULL AND data ? 'transactionHash' AND data ? 'logIndex'""",
-            # The seed resumed from MAX(blockNumber) inclusive and so stored duplicates: keep the first.
-            """DELETE FROM events a USING events b
-               WHERE a.tx_hash = b.tx_hash AND a.log_index = b.log_index AND a.id > b.id""",
+                timestamp TIMESTAMP DEFAULT NOW(),
+                block_number BIGINT, block_hash TEXT, tx_hash TEXT, log_index INTEGER)""",
             "CREATE UNIQUE INDEX IF NOT EXISTS uq_events_tx_log ON events(tx_hash, log_index)",
             "CREATE INDEX IF NOT EXISTS idx_events_block_number ON events(block_number)",
             """CREATE TABLE IF NOT EXISTS monitor_metrics (
@@ -135,6 +126,62 @@ MIGRATIONS: tuple[Migration, ...] = (
                 updated_at TIMESTAMP NOT NULL, PRIMARY KEY (channel, setting, configured))""",
         ),
     ),
+    Migration(
+        4,
+        "quarantined_events: rows the store refused for good, with the raw log and the reason",
+        # ``event`` and ``raw_log`` are ASCII JSON (strings that cannot be stored in the tagged form),
+        # so that a row refused for whatever it holds can always be kept here. ``event_key`` is the
+        # SHA-256 (hex) of [block_hash, tx_hash, log_index] as such JSON: a range fetched again is not
+        # kept twice, and the key fits its index whatever the values' size.
+        postgresql=(
+            """CREATE TABLE IF NOT EXISTS quarantined_events (
+                id BIGSERIAL PRIMARY KEY, quarantined_at TIMESTAMP NOT NULL, listener TEXT NOT NULL,
+                block_number BIGINT, event_key TEXT NOT NULL UNIQUE, event TEXT NOT NULL, raw_log TEXT,
+                reason TEXT NOT NULL)""",
+        ),
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS quarantined_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, quarantined_at TIMESTAMP NOT NULL, listener TEXT NOT NULL,
+                block_number INTEGER, event_key TEXT NOT NULL UNIQUE, event TEXT NOT NULL, raw_log TEXT,
+                reason TEXT NOT NULL)""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
+
+
+@dataclass(frozen=True)
+class SeedAdoption:
+    """How a seed database's ``events`` table (PostgreSQL only: the seed ran on it) is brought to our
+    columns, rows and indexes before migration 1, one short step at a time, so that the API keeps
+    reading ``events`` throughout: the columns in one ``ALTER`` (the only exclusive lock, held for
+    milliseconds and waited for with a short ``lock_timeout``), the seed's values copied into them in
+    batches of ``batch_size`` ids (a transaction each), the seed's duplicates deleted (row locks only),
+    and the indexes built ``CONCURRENTLY`` (readers and writers go on)."""
+
+    columns: tuple[tuple[str, str], ...]
+    backfill: str  # params: the batch's lowest id (exclusive), its highest id (inclusive)
+    deduplicate: str
+    indexes: tuple[str, ...]
+    batch_size: int = 20_000
+
+
+SEED_ADOPTION = SeedAdoption(
+    columns=(("block_number", "BIGINT"), ("block_hash", "TEXT"), ("tx_hash", "TEXT"), ("log_index", "INTEGER")),
+    # Rows written by the seed carry these values only inside ``data``.
+    backfill="""UPDATE events SET tx_hash = data->>'transactionHash',
+                                  log_index = (data->>'logIndex')::int,
+                                  block_number = (data->>'blockNumber')::bigint,
+                                  block_hash = data->>'blockHash'
+                WHERE id > %s AND id <= %s AND tx_hash IS NULL
+                  AND data ? 'transactionHash' AND data ? 'logIndex'""",
+    # The seed resumed from MAX(blockNumber) inclusive and so stored duplicates: keep the first.
+    deduplicate="""DELETE FROM events a USING events b
+                   WHERE a.tx_hash = b.tx_hash AND a.log_index = b.log_index AND a.id > b.id""",
+    indexes=(
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_events_tx_log ON events(tx_hash, log_index)",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_events_block_number ON events(block_number)",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_events_timestamp ON events(timestamp)",
+    ),
+)

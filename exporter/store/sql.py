@@ -7,10 +7,12 @@ subclasses. Not for connection management or outage buffering.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
@@ -21,14 +23,19 @@ from exporter.store.base import (
     BlockRef,
     Checkpoint,
     CheckResult,
+    CommitOutcome,
+    EventRecord,
     Incident,
+    MigrationError,
     OutboxNotice,
+    QuarantinedEvent,
     ResultBucket,
     SchemaMissingError,
     SloRow,
     StoreError,
     StoreTimeouts,
 )
+from exporter.store.lossless import storable
 from exporter.store.schema import MIGRATIONS, Migration
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,12 @@ def db_text(value: str) -> str:
     """``value`` as every store can keep it: NUL (which PostgreSQL refuses in text and in JSONB) becomes
     U+FFFD. Applied to every string parameter, and to the strings inside JSON written by this module."""
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def ascii_json(value: Any) -> str:
+    """JSON text any store keeps whatever ``value`` holds: strings that cannot be stored in their
+    tagged form (``lossless.py``), everything else outside ASCII escaped."""
+    return json.dumps(storable(value), ensure_ascii=True, default=str)
 
 
 def db_json(value: Any) -> Any:
@@ -133,6 +146,17 @@ class DuplicateEventsError(Exception):
     """A fast insert path met an event that is already stored (see ``_insert_events``)."""
 
 
+class StatementRefusedError(StoreError):
+    """The database answered and refused a statement (an SQL error), as opposed to not answering."""
+
+
+class RowsRefusedError(Exception):
+    """The database refused a row of the batch for a reason retrying cannot fix (see ``_refusal``)."""
+
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+
 class SqlStore(ABC):
     """Implements ``exporter.store.base.Store`` on a DB-API connection supplied by a subclass."""
 
@@ -180,6 +204,11 @@ class SqlStore(ABC):
                 inserted[event_type] = inserted.get(event_type, 0) + count
         return inserted
 
+    @abstractmethod
+    def _refusal(self, exc: Exception) -> str | None:
+        """Why the database (or its driver) refused a row for good, in one line; None when ``exc`` is
+        not such a refusal (a connection lost, a deadline missed: the caller may retry)."""
+
     def _relax_durability(self, cursor: Any) -> None:  # noqa: B027 - a hook; most dialects need nothing
         """Hook: let the listener's transaction skip waiting for durability where that is safe."""
 
@@ -226,11 +255,25 @@ class SqlStore(ABC):
 
     # ----------------------------------------------------------------- schema
     def migrate(self) -> int:
-        # The usual case (every start): nothing to do, found within the everyday deadline.
-        applied = self._applied_versions()
-        if applied and {migration.version for migration in MIGRATIONS} <= applied:
-            return max(applied)
-        # Adopting a large seed database rewrites and indexes its events: the migration deadline.
+        """Create or upgrade the schema (see ``Store.migrate``). An SQL error (the database answered and
+        refused a statement) raises ``MigrationError``; a database that does not answer, ``StoreError``."""
+        try:
+            # The usual case (every start): nothing to do, found within the everyday deadline.
+            applied = self._applied_versions()
+            if applied and {migration.version for migration in MIGRATIONS} <= applied:
+                return max(applied)
+            if 1 not in applied:
+                self._adopt_seed_events()
+            # Adopting a large seed database indexes its events: the migration deadline.
+            return self._migrate()
+        except StatementRefusedError as exc:
+            raise MigrationError(f"migration failed: {exc}") from None
+
+    def _adopt_seed_events(self) -> None:  # noqa: B027 - a hook; only PostgreSQL databases come from the seed
+        """Hook: bring a seed database's ``events`` table to our columns and indexes without holding a lock
+        that blocks its readers for long, before the migrations' one transaction runs."""
+
+    def _migrate(self) -> int:
         with self._tx(self._timeouts.migration) as cur:
             self._allow_long_statements(cur, self._timeouts.migration)
             self._lock_migrations(cur)
@@ -391,33 +434,123 @@ class SqlStore(ABC):
     def commit_blocks(
         self,
         name: str,
-        events: Sequence[Any],
+        events: Sequence[EventRecord],
         checkpoint: Checkpoint,
         heartbeat: CheckResult | None = None,
-    ) -> dict[str, int]:
+    ) -> CommitOutcome:
         try:
-            return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=True)
-        except DuplicateEventsError:
-            # Rolled back whole; redo it the deduplicating way (a seed database, a replayed range).
-            return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=False)
+            try:
+                return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=True)
+            except DuplicateEventsError:
+                # Rolled back whole; redo it the deduplicating way (a seed database, a replayed range).
+                return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=False)
+        except RowsRefusedError as refused:
+            # Rolled back whole; redo it row group by row group, so that only the refused rows stay out.
+            log.warning("store refused a row of the batch (%s); bisecting it", refused)
+            return self._commit_blocks(name, events, checkpoint, heartbeat, expect_new=False, bisect=True)
 
     def _commit_blocks(
         self,
         name: str,
-        events: Sequence[Any],
+        events: Sequence[EventRecord],
         checkpoint: Checkpoint,
         heartbeat: CheckResult | None,
         *,
         expect_new: bool,
-    ) -> dict[str, int]:
+        bisect: bool = False,
+    ) -> CommitOutcome:
         rows = [(e.type, e.data_json, e.block_number, e.block_hash, e.tx_hash, e.log_index) for e in events]
         with self._tx() as cur:
             self._relax_durability(cur)
-            inserted = self._insert_events(cur, rows, expect_new=expect_new) if rows else {}
+            if bisect:
+                inserted, refused = self._insert_bisecting(cur, events, rows)
+                outcome = CommitOutcome(inserted, self._quarantine(cur, name, refused))
+            else:
+                try:
+                    outcome = CommitOutcome(self._insert_events(cur, rows, expect_new=expect_new) if rows else {})
+                except DuplicateEventsError:
+                    raise
+                except Exception as exc:
+                    reason = self._refusal(exc)
+                    if reason is None:
+                        raise
+                    raise RowsRefusedError(reason) from None
             self._save_checkpoint(cur, name, checkpoint)
             if heartbeat is not None:
                 self._insert_results(cur, [heartbeat])
-        return inserted
+        return outcome
+
+    def _insert_bisecting(
+        self, cur: Any, events: Sequence[EventRecord], rows: Sequence[Sequence[Any]]
+    ) -> tuple[dict[str, int], list[QuarantinedEvent]]:
+        """Insert ``rows`` (deduplicating), each group under a savepoint: a group the database refuses
+        is rolled back and split in two, down to the single rows it refuses. Chain order is kept."""
+        inserted: Counter[str] = Counter()
+        refused: list[QuarantinedEvent] = []
+        groups = [(0, len(rows))]  # a stack: the leftmost group on top
+        while groups:
+            start, end = groups.pop()
+            self._execute(cur, "SAVEPOINT bisect")
+            try:
+                inserted.update(self._insert_events(cur, rows[start:end], expect_new=False))
+            except Exception as exc:
+                reason = self._refusal(exc)
+                if reason is None:
+                    raise
+                self._execute(cur, "ROLLBACK TO SAVEPOINT bisect")
+                if end - start == 1:
+                    refused.append(QuarantinedEvent(events[start], reason))
+                else:
+                    middle = (start + end) // 2
+                    groups += [(middle, end), (start, middle)]
+                continue
+            self._execute(cur, "RELEASE SAVEPOINT bisect")
+        return dict(inserted), refused
+
+    def _quarantine(self, cur: Any, name: str, refused: Sequence[QuarantinedEvent]) -> list[QuarantinedEvent]:
+        """Keep the refused events in ``quarantined_events``; the ones not kept there before."""
+        new = []
+        for item in refused:
+            event = item.event
+            self._execute(
+                cur,
+                "INSERT INTO quarantined_events (quarantined_at, listener, block_number, event_key, event, "
+                "raw_log, reason) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_key) DO NOTHING",
+                (
+                    self._encode_time(datetime.now(UTC)),
+                    name,
+                    event.block_number if _BIGINT_MIN <= event.block_number <= _BIGINT_MAX else None,
+                    # A digest: the key's values may be as large as the one that was refused.
+                    hashlib.sha256(ascii_json([event.block_hash, event.tx_hash, event.log_index]).encode()).hexdigest(),
+                    ascii_json(
+                        {
+                            "type": event.type,
+                            "data": event.data,
+                            "block_number": event.block_number,
+                            "block_hash": event.block_hash,
+                            "tx_hash": event.tx_hash,
+                            "log_index": event.log_index,
+                        }
+                    ),
+                    None if event.raw_log is None else ascii_json(event.raw_log),
+                    item.reason.encode("utf-8", "backslashreplace").decode(),  # NUL: see db_text
+                ),
+            )
+            if cur.rowcount == 1:
+                new.append(item)
+        return new
+
+    def newest_event_block(self) -> int | None:
+        with self._tx() as cur:
+            self._execute(cur, "SELECT MAX(block_number) FROM events")
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def quarantined_count(self) -> int:
+        with self._tx() as cur:
+            self._execute(cur, "SELECT COUNT(*) FROM quarantined_events")
+            row = cur.fetchone()
+        return int(row[0])
 
     def rewind(self, name: str, checkpoint: Checkpoint) -> int:
         with self._tx() as cur:

@@ -25,11 +25,19 @@ from typing import IO, Any
 from exporter.clock import utc_naive
 from exporter.store.base import DEFAULT_TIMEOUTS, SchemaMissingError, SloRow, StoreError, StoreTimeouts
 from exporter.store.schema import Migration
-from exporter.store.sql import SqlStore, as_utc, percentile_cont
+from exporter.store.sql import SqlStore, StatementRefusedError, as_utc, percentile_cont
 
 # SQLite before 3.32 allows 999 bound variables per statement; stay under it.
 _MAX_VARIABLES = 990
 _PROGRESS_STEPS = 10_000  # virtual-machine steps between two looks at the deadline (well under 1 ms)
+
+
+def _transient(exc: sqlite3.Error) -> bool:
+    """A busy or unreachable database file, as opposed to a statement SQLite refused."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        reason in text for reason in ("locked", "busy", "unable to open", "disk I/O", "readonly", "full")
+    )
 
 
 class SqliteStore(SqlStore):
@@ -89,7 +97,7 @@ class SqliteStore(SqlStore):
                 raise StoreError(f"sqlite: no answer within {seconds:g}s (the deadline of a store call)") from None
             if str(exc).startswith("no such table"):
                 raise SchemaMissingError(f"sqlite: no schema yet ({exc})") from None
-            raise StoreError(f"sqlite: {exc}") from None
+            raise (StoreError if _transient(exc) else StatementRefusedError)(f"sqlite: {exc}") from None
         finally:
             self._deadline = math.inf
             self._lock.release()
@@ -109,6 +117,17 @@ class SqliteStore(SqlStore):
 
     def _lock_migrations(self, cursor: Any) -> None:
         """BEGIN IMMEDIATE already holds SQLite's single write lock."""
+
+    def _refusal(self, exc: Exception) -> str | None:
+        """A constraint or a value SQLite (or its driver) cannot take: an integer beyond 64 bits, text
+        UTF-8 cannot carry, a string or blob over SQLite's length limit."""
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError) or (
+            isinstance(exc, sqlite3.Error) and "too big" in str(exc)
+        ):
+            return f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ValueError | OverflowError):  # UnicodeEncodeError is a ValueError
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None
 
     def _insert_many(self, cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         if not rows:

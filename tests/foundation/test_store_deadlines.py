@@ -57,6 +57,8 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "load_checkpoint": lambda s: s.load_checkpoint("deadlines"),
     "commit_blocks": lambda s: s.commit_blocks("deadlines", [_event()], Checkpoint(5, "0xb5"), _result()),
     "rewind": lambda s: s.rewind("deadlines", Checkpoint(4, "0xb4")),
+    "newest_event_block": lambda s: s.newest_event_block(),
+    "quarantined_count": lambda s: s.quarantined_count(),
     "try_acquire_leader": lambda s: s.try_acquire_leader("deadlines"),
     "open_incidents": lambda s: s.open_incidents(),
     "open_incident": lambda s: s.open_incident("check.0", "warn", "title", "detail", T0),
