@@ -31,7 +31,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -39,6 +39,7 @@ import requests
 import urllib3.exceptions
 
 from exporter.clock import Clock
+from exporter.listener.bloom import parse_bloom
 from exporter.metrics import Metrics
 from exporter.store.base import BlockRef
 
@@ -78,6 +79,18 @@ class RangeRefusedError(Exception):
     def __init__(self, message: str, suggested: tuple[int, int] | None) -> None:
         super().__init__(message)
         self.suggested = suggested
+
+
+@dataclass(frozen=True)
+class BlockHeader(BlockRef):
+    """A header as ``block``/``blocks`` return it: a ``BlockRef`` plus its ``logsBloom`` as an
+    integer (None when the node sent none or a malformed one: then nothing is known from it)."""
+
+    logs_bloom: int | None = field(default=None, compare=False, repr=False)
+
+    def ref(self) -> BlockRef:
+        """The plain ``BlockRef`` (what checkpoints keep)."""
+        return BlockRef(self.number, self.hash, self.parent_hash)
 
 
 @dataclass(frozen=True)
@@ -305,9 +318,14 @@ def _classify(method: str, error: dict[str, Any]) -> Exception:
     return RpcError(text)
 
 
-def _block_ref(result: Any) -> BlockRef:
+def _block_ref(result: Any) -> BlockHeader:
     try:
-        return BlockRef(number=int(result["number"], 16), hash=result["hash"], parent_hash=result["parentHash"])
+        return BlockHeader(
+            number=int(result["number"], 16),
+            hash=result["hash"],
+            parent_hash=result["parentHash"],
+            logs_bloom=parse_bloom(result.get("logsBloom")),
+        )
     except (KeyError, TypeError, ValueError):
         raise _transient("eth_getBlockByNumber: malformed block header", "invalid_response") from None
 
