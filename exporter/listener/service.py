@@ -329,7 +329,10 @@ class Listener:
                 "Chain reorganisation deeper than max_reorg_depth",
                 f"block {cursor.block_number} ({cursor.block_hash}) is no longer on the chain and no common "
                 f"ancestor was found within {max_depth} blocks; the listener stopped advancing. "
-                "Check the RPC node, then rewind the listener checkpoint.",
+                "Check the RPC node (a node of another chain or far behind looks the same), then stop the "
+                "listener and run `blocktrust-exporter checkpoint rewind --to N` with N below the fork (at most "
+                f"{max(0, cursor.block_number - max_depth - 1)}; `checkpoint show` lists the stored hashes), "
+                "and start it again (docs/runbooks.md#listener-reorg-deeper-than-max_reorg_depth).",
             )
         rolled_back = Checkpoint(
             ancestor.number, ancestor.hash, tuple(r for r in cursor.recent if r.number <= ancestor.number)
