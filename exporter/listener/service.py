@@ -388,8 +388,10 @@ class Listener:
         def finality_distance() -> int | None:
             try:
                 finalized = self._rpc_call(lambda: self._rpc.block("finalized"))
-            except RpcError:
-                finalized = None  # a node without the tag (pre-merge clients) refuses it
+            except (RpcError, TransientRpcError):
+                # A node without the tag refuses it (some with a "not found" error that reads as
+                # transient): the table's depth then stands, and the audit counts from the head.
+                finalized = None
             if finalized is None:
                 return None
             self._serves_finalized = True
