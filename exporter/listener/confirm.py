@@ -17,11 +17,13 @@ caller (``fetch.py``) passes the headers and logs of a fetched range.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.listener.bloom import BloomQuery
+from exporter.listener.retry import FetchCancelledError
 from exporter.listener.rpc import BlockHeader, LogFilter, RangeRefusedError, RpcClient, RpcError, TransientRpcError
 from exporter.metrics import Metrics
 from exporter.store.base import BlockRef
@@ -62,13 +64,18 @@ class EmptyBlockConfirmer:
             and self._query.may_match(header.logs_bloom)
         ]
 
-    def confirm(self, headers: Sequence[BlockRef], logs: list[dict[str, Any]]) -> Confirmed:
+    def confirm(
+        self, headers: Sequence[BlockRef], logs: list[dict[str, Any]], cancel: threading.Event | None = None
+    ) -> Confirmed:
         """Re-read the suspects among ``headers``; see ``Confirmed``. Never raises for RPC errors:
-        a block whose re-read fails is the unconfirmed one."""
+        a block whose re-read fails is the unconfirmed one. ``cancel`` (the fetch's) set between two
+        re-reads raises ``FetchCancelledError``: a catch-up may have hundreds of them."""
         found: list[dict[str, Any]] = []
         unconfirmed: int | None = None
         reason = ""
         for header in self.suspects(headers, logs):
+            if cancel is not None and cancel.is_set():
+                raise FetchCancelledError()
             try:
                 answer = self._by_hash(header.hash)
             except (TransientRpcError, RpcError, RangeRefusedError) as exc:

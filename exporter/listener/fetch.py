@@ -88,7 +88,7 @@ class RangeFetcher:
             self._sizer.succeeded(end - start + 1)
             in_range = [headers[n] for n in sorted(headers) if n <= end]
             if unsafe and self._confirmer is not None:
-                confirmed = self._confirmer.confirm(in_range, logs)
+                confirmed = self._confirmer.confirm(in_range, logs, cancel)
                 if confirmed.unconfirmed is not None:
                     end = confirmed.unconfirmed - 1
                     kept = tuple(_plain(h) for h in in_range if h.number <= end)

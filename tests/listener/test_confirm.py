@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,7 @@ import requests
 
 from exporter.clock import FakeClock
 from exporter.listener.confirm import EmptyBlockConfirmer
+from exporter.listener.retry import FetchCancelledError
 from exporter.listener.rpc import BlockHeader, LogFilter, RpcClient
 from exporter.metrics import Metrics
 from tests.listener.scripted_node import Reply, ScriptedNode
@@ -91,3 +93,11 @@ def test_a_block_whose_re_read_fails_ends_the_range_before_it(
     assert confirmed.unconfirmed == 11 and confirmed.reason
     assert confirmed.logs == []  # block 12's log waits with its block
     assert len(node.requests) == 2  # nothing is asked after the first unconfirmed block
+
+
+def test_a_cancelled_fetch_stops_between_re_reads(node: ScriptedNode, metrics: Metrics) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(FetchCancelledError):
+        _confirmer(node, metrics).confirm([_header(10, SATURATED)], [], cancel)
+    assert node.requests == []
