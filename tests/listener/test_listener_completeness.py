@@ -9,6 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import psycopg2
+import pytest
 
 from exporter.clock import FakeClock
 from exporter.demo.devchain import DevChain
@@ -36,7 +37,12 @@ def _execute(url: str, sql: str) -> None:
 
 
 def test_blocks_a_lagging_getlogs_backend_left_empty_are_waited_for_then_stored_exactly(
-    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
+    chain: DevChain,
+    contracts_path: Path,
+    store: Store,
+    store_url: str,
+    metrics: Metrics,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     chain.mine(10)
     with LoadBalancedNode(chain.rpc_url, logs_lag=LAG) as balancer:
@@ -54,6 +60,8 @@ def test_blocks_a_lagging_getlogs_backend_left_empty_are_waited_for_then_stored_
                 assert stored_keys(store_url) == chain_keys(chain, up_to=first_unserved - 1)
                 assert len(stored_keys(store_url)) == 7 - LAG
             assert _sample(metrics, "blocktrust_listener_bloom_rechecks_total", result="unconfirmed") == 2
+            waiting = [r for r in caplog.records if f"block {first_unserved} may hold events" in r.getMessage()]
+            assert len(waiting) == 1  # said once, not at every poll
 
             chain.mine(LAG)  # the lagging backend now has every event block
             outcome = listener.poll_once()
