@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 a runtime failure (store unreachable for ``migrate``, p
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from exporter.banner import exporter_version
 from exporter.clock import SystemClock
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_duration
+from exporter.listener import checkpoints
 from exporter.listener.contracts import load_contracts
 from exporter.logs import setup_logging
 from exporter.probes.runner import resolve_checks, validate_conditions
@@ -155,6 +157,44 @@ def cmd_report(args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_checkpoint_show(args: argparse.Namespace) -> int:
+    config = load(args, with_checks=False, with_contracts=False)
+    store = make_store(config, read_only=True)
+    try:
+        view = checkpoints.show(store)
+    except StoreError as exc:
+        raise ExitError(Redactor(config.secrets())(f"checkpoint show: {exc}"), EXIT_FAILURE) from None
+    finally:
+        store.close()
+    sys.stdout.write(json.dumps(view.as_json(), indent=2) + "\n" if args.json else view.as_text())
+    return EXIT_OK
+
+
+def cmd_checkpoint_rewind(args: argparse.Namespace) -> int:
+    config = load(args, with_checks=False, with_contracts=False)
+    store = make_store(config)
+    try:
+        before, after, deleted = checkpoints.rewind(store, args.to)
+    except checkpoints.RewindRefusedError as exc:
+        raise ExitError(f"checkpoint rewind: {exc}", EXIT_USAGE if exc.bad_input else EXIT_FAILURE) from None
+    except StoreError as exc:
+        raise ExitError(Redactor(config.secrets())(f"checkpoint rewind: {exc}"), EXIT_FAILURE) from None
+    finally:
+        store.close()
+    print(
+        f"checkpoint rewound from block {before.block_number} to {after.block_number}: {deleted} events deleted; "
+        "the next poll ingests from the block after it"
+    )
+    return EXIT_OK
+
+
+def _block_number_arg(text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a block number, got {text!r}") from None
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     sys.stdout.write(render_rules(load(args, with_contracts=False)))
     return EXIT_OK
@@ -243,6 +283,25 @@ def build_parser() -> argparse.ArgumentParser:
     add("check-config", cmd_check_config, "validate and print the effective configuration, secrets masked", web)
     add("migrate", cmd_migrate, "create or upgrade the database schema")
     add_report_arguments(add("report", cmd_report, "print the SLO report from the store"))
+    checkpoint = sub.add_parser(
+        "checkpoint",
+        help="show or rewind the listener checkpoint",
+        description="show or rewind the listener checkpoint",
+    )
+    checkpoint_sub = checkpoint.add_subparsers(dest="checkpoint_command", metavar="ACTION", required=True)
+    show = checkpoint_sub.add_parser(
+        "show", parents=[common], help="print the checkpoint block, its hash and the recent hashes"
+    )
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    show.set_defaults(func=cmd_checkpoint_show)
+    rewind = checkpoint_sub.add_parser(
+        "rewind",
+        parents=[common],
+        help="delete the events above block N and set the checkpoint to N, in one transaction "
+        "(refused while a listener runs)",
+    )
+    rewind.add_argument("--to", type=_block_number_arg, required=True, metavar="N", help="the block to rewind to")
+    rewind.set_defaults(func=cmd_checkpoint_rewind)
     add("rules", cmd_rules, "print the Prometheus SLO rules generated from the configuration")
     # Listed here for --help; main() hands its arguments to the simulator's own parser.
     sub.add_parser("simulate", help=SIMULATE_HELP, add_help=False)

@@ -174,6 +174,29 @@ class Metrics:
             "Logs whose topic matches no followed ABI event (skipped).",
             registry=registry,
         )
+        # --- listener completeness (bloom re-reads near the head, the audit of final blocks) ---
+        self.listener_bloom_rechecks = Counter(
+            "blocktrust_listener_bloom_rechecks",
+            "Blocks whose logsBloom matched the followed contracts while eth_getLogs returned none of their "
+            "logs, re-read by block hash, by result (recovered, empty, unconfirmed).",
+            ["result"],
+            registry=registry,
+        )
+        self.listener_missing_logs = Counter(
+            "blocktrust_listener_missing_logs",
+            "Events the audit found on chain but not stored, below the checkpoint (stored on finding).",
+            registry=registry,
+        )
+        self.listener_audited_logs = Counter(
+            "blocktrust_listener_audited_logs",
+            "Events the audit re-read from final blocks (the completeness SLI's denominator).",
+            registry=registry,
+        )
+        self.listener_audited_block = Gauge(
+            "blocktrust_listener_audited_block",
+            "Newest block the audit has re-read.",
+            registry=registry,
+        )
         self.rpc_requests = Counter(
             "blocktrust_listener_rpc_requests",
             "JSON-RPC calls by method and outcome.",

@@ -155,6 +155,15 @@ class ChecksSettings(Section):
 EVENT_TYPE_MAX_LENGTH = 50  # events.type is VARCHAR(50) (SPEC §2)
 
 
+class AuditSettings(Section):
+    """``listener.audit``: the periodic re-read of final blocks behind the checkpoint (README "Completeness")."""
+
+    enabled: bool = True
+    interval: Annotated[Interval, within(10, 7 * 86_400)] = 600.0
+    # At most this many blocks per audit; also how far back the first audit of a database reaches.
+    window: int = Field(default=1_000, ge=1, le=1_000_000)
+
+
 class ListenerSettings(Section):
     enabled: bool = True
     # POLYGON_RPC_URL (often carries an API key): one URL, or several comma-separated (an endpoint pool)
@@ -171,7 +180,11 @@ class ListenerSettings(Section):
     max_chunk_size: int = Field(default=10_000, ge=1)
     follow: Literal["latest", "safe", "finalized"] = "latest"
     confirmations: int = Field(default=0, ge=0)
-    max_reorg_depth: int = Field(default=64, ge=1)
+    # None: by chain id, or the node's finalized distance if larger (exporter.listener.finality).
+    max_reorg_depth: int | None = Field(default=None, ge=1, le=100_000)
+    # Re-read by hash the blocks near the head whose logsBloom matches but that eth_getLogs left empty.
+    bloom_check: bool = True
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     rpc_timeout: Annotated[Interval, within(0.1, 600)] = 10.0
     event_types: dict[str, str] = Field(
         default_factory=lambda: {

@@ -144,6 +144,7 @@ class DevChain:
         dump_state: Path | None = None,
         state_history: int = DEFAULT_STATE_HISTORY,
         session: requests.Session | None = None,
+        chain_id: int | None = None,
     ) -> DevChain:
         """Start anvil (port 0 = a free one; block_time None = mine each transaction at once), deploy
         the three contracts (or find them in ``load_state``), return when ready.
@@ -151,6 +152,7 @@ class DevChain:
         ``state_history``: how many past block states anvil keeps, which bounds the depth of
         ``reorg`` (0: none, reorgs fail; fastest mining). ``dump_state`` makes anvil write its chain
         to that file on ``stop()``; ``load_state`` starts from such a file (bench/listener_backlog.py).
+        ``chain_id``: what ``eth_chainId`` answers (anvil's default: 31337).
         """
         workdir.mkdir(parents=True, exist_ok=True)
         log_path = workdir / "anvil.log"
@@ -162,6 +164,8 @@ class DevChain:
         command += ["--hardfork", "cancun", "--prune-history"] + ([str(state_history)] if state_history else [])
         if block_time is not None:
             command += ["--block-time", str(block_time)]
+        if chain_id is not None:
+            command += ["--chain-id", str(chain_id)]
         if load_state is not None:
             command += ["--load-state", str(load_state)]
         if dump_state is not None:

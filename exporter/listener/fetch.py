@@ -9,8 +9,9 @@ Which headers: blocks that can still be reorganised (the newest ``max_reorg_dept
 following unfinalised blocks) get every header, so parent hashes link them to the checkpoint;
 older ("deep") ranges only need the header of their last block. Headers are fetched before the
 logs and each log's ``blockHash`` is compared with them, so a reorg racing the fetch is seen as
-``ChainMovedError`` (``chain.py``) instead of being stored. Not for storing or decoding:
-``service.py`` does that.
+``ChainMovedError`` (``chain.py``) instead of being stored. Blocks whose header bloom says they may
+hold a followed log that ``eth_getLogs`` did not return are re-read by hash (``confirm.py``); the
+range ends before the first one no node confirmed. Not for storing or decoding: ``service.py``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from functools import partial
 from typing import Any
 
 from exporter.listener.chain import ChainMovedError, check_links
+from exporter.listener.confirm import EmptyBlockConfirmer
 from exporter.listener.endpoints import EndpointPool
 from exporter.listener.ranges import RangeSizing
 from exporter.listener.retry import Retrier
-from exporter.listener.rpc import LogFilter, RangeRefusedError, TransientRpcError
+from exporter.listener.rpc import BlockHeader, LogFilter, RangeRefusedError, TransientRpcError
 from exporter.store.base import BlockRef
 
 log = logging.getLogger(__name__)
@@ -38,17 +40,28 @@ class FetchedRange:
     start: int
     end: int
     logs: list[dict[str, Any]]
-    headers: tuple[BlockRef, ...]  # ascending; always ends with the header of ``end``
+    headers: tuple[BlockRef, ...]  # ascending; always ends with the header of ``end`` (none if end < start)
+    # The block the range had to stop before (its logs unconfirmed; end == unconfirmed - 1), and why.
+    unconfirmed: int | None = None
+    reason: str = ""
 
 
 class RangeFetcher:
     """Fetches [start, ≤last] ranges; called from one worker thread at a time."""
 
-    def __init__(self, rpc: EndpointPool, log_filter: LogFilter, sizer: RangeSizing, retrier: Retrier) -> None:
+    def __init__(
+        self,
+        rpc: EndpointPool,
+        log_filter: LogFilter,
+        sizer: RangeSizing,
+        retrier: Retrier,
+        confirmer: EmptyBlockConfirmer | None = None,
+    ) -> None:
         self._rpc = rpc
         self._filter = log_filter
         self._sizer = sizer
         self._retry = retrier
+        self._confirmer = confirmer  # None: empty answers are believed (no bloom check)
 
     def fetch(self, start: int, last: int, unsafe_from: int, cancel: threading.Event) -> FetchedRange:
         """The next range beginning at ``start`` and ending at most at ``last``.
@@ -74,8 +87,17 @@ class RangeFetcher:
             if not unsafe:
                 headers[end] = self._retry(partial(self._headers, [end]), cancel)[0]
             self._sizer.succeeded(end - start + 1)
-            in_range = tuple(headers[n] for n in sorted(headers) if n <= end)
-            return self._checked(FetchedRange(start, end, logs, in_range))
+            in_range = [headers[n] for n in sorted(headers) if n <= end]
+            if unsafe and self._confirmer is not None:
+                confirmed = self._confirmer.confirm(in_range, logs, cancel)
+                if confirmed.unconfirmed is not None:
+                    end = confirmed.unconfirmed - 1
+                    kept = tuple(_plain(h) for h in in_range if h.number <= end)
+                    return self._checked(
+                        FetchedRange(start, end, confirmed.logs, kept, confirmed.unconfirmed, confirmed.reason)
+                    )
+                logs = confirmed.logs
+            return self._checked(FetchedRange(start, end, logs, tuple(_plain(h) for h in in_range)))
 
     def _get_logs(self, start: int, end: int) -> list[dict[str, Any]]:
         try:
@@ -103,6 +125,11 @@ class RangeFetcher:
                 raise ChainMovedError("the node returned a removed (reorged) log")
         check_links(fetched.headers)
         return fetched
+
+
+def _plain(header: BlockRef) -> BlockRef:
+    """What checkpoints keep: the header without its bloom."""
+    return header.ref() if isinstance(header, BlockHeader) else header
 
 
 def _int(value: object) -> int:

@@ -35,7 +35,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -43,6 +43,7 @@ import requests
 import urllib3.exceptions
 
 from exporter.clock import Clock
+from exporter.listener.bloom import parse_bloom
 from exporter.listener.refusals import Failure, Refusal, classify, classify_failure
 from exporter.metrics import Metrics
 from exporter.store.base import BlockRef
@@ -82,6 +83,18 @@ class RangeRefusedError(Exception):
         super().__init__(message)
         self.suggested = suggested
         self.max_blocks = max_blocks  # a width the provider named as its limit
+
+
+@dataclass(frozen=True)
+class BlockHeader(BlockRef):
+    """A header as ``block``/``blocks`` return it: a ``BlockRef`` plus its ``logsBloom`` as an
+    integer (None when the node sent none or a malformed one: then nothing is known from it)."""
+
+    logs_bloom: int | None = field(default=None, compare=False, repr=False)
+
+    def ref(self) -> BlockRef:
+        """The plain ``BlockRef`` (what checkpoints keep)."""
+        return BlockRef(self.number, self.hash, self.parent_hash)
 
 
 @dataclass(frozen=True)
@@ -305,9 +318,14 @@ def _raised(refusal: Refusal, status: int) -> Exception:
     return RpcError(refusal.reason)
 
 
-def _block_ref(result: Any) -> BlockRef:
+def _block_ref(result: Any) -> BlockHeader:
     try:
-        return BlockRef(number=int(result["number"], 16), hash=result["hash"], parent_hash=result["parentHash"])
+        return BlockHeader(
+            number=int(result["number"], 16),
+            hash=result["hash"],
+            parent_hash=result["parentHash"],
+            logs_bloom=parse_bloom(result.get("logsBloom")),
+        )
     except (KeyError, TypeError, ValueError):
         raise _transient("eth_getBlockByNumber: malformed block header", "invalid_response") from None
 

@@ -31,12 +31,16 @@ import requests
 
 from exporter.clock import Clock
 from exporter.config import HEARTBEAT_CHECK, ConfigError, ListenerSettings
+from exporter.listener.audit import LogAudit
 from exporter.listener.chain import ChainMovedError, check_links, find_common_ancestor, trim_recent
+from exporter.listener.confirm import EmptyBlockConfirmer
 from exporter.listener.contracts import EventSpec, load_contracts
 from exporter.listener.decode import LogDecoder
 from exporter.listener.endpoints import EndpointPool
 from exporter.listener.fetch import FetchedRange, RangeFetcher
+from exporter.listener.finality import ReorgDepth, resolve_reorg_depth
 from exporter.listener.quarantine import QuarantineReporter
+from exporter.listener.ranges import RangeSizer
 from exporter.listener.retry import Backoff, FetchCancelledError, Retrier
 from exporter.listener.rpc import LogFilter, RangeRefusedError, RpcError, TransientRpcError
 from exporter.metrics import Metrics
@@ -67,6 +71,14 @@ class PollOutcome:
     events: int = 0
     reorgs: int = 0
     message: str = ""
+
+
+def _quantity(value: object) -> int:
+    """A JSON-RPC hex quantity (``eth_chainId``); a malformed one is a transient answer error."""
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        raise TransientRpcError(f"expected a hex quantity, got {str(value)[:40]!r}", "invalid_response") from None
 
 
 def _log_critical(title: str, detail: str) -> None:
@@ -144,7 +156,12 @@ class Listener:
         # checks of this process have nothing of this listener to judge (see ``ListenerStartGrace``).
         self.first_poll_done = threading.Event()
         self._retry = Retrier(Backoff(max_retry_after=settings.max_retry_after), clock, stop=self._stop)
-        self._fetcher = RangeFetcher(self._rpc, log_filter, self._rpc.sizer, self._retry)
+        confirmer = EmptyBlockConfirmer(self._rpc, log_filter, metrics) if settings.bloom_check else None
+        self._fetcher = RangeFetcher(self._rpc, log_filter, self._rpc.sizer, self._retry, confirmer)
+        self._audit = self._make_audit(log_filter) if settings.audit.enabled else None
+        self._depth: ReorgDepth | None = None  # read from the node at the first poll (finality.py)
+        self._serves_finalized = False
+        self._unconfirmed: tuple[int, str] | None = None  # the block a range stopped before, and why
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-fetch")
         # The poll's own RPC calls (head, headers) run here too, so a stop request never waits
         # for a slow answer: the call is abandoned and its thread ends at the RPC deadline.
@@ -231,6 +248,8 @@ class Listener:
 
     def _poll_as_leader(self) -> PollOutcome:
         started = self._clock.monotonic()
+        if self._depth is None:
+            self._depth = self._resolve_depth()
         head, target = self._head_and_target()
         self._metrics.listener_head_block.set(head)
         events = 0
@@ -246,6 +265,8 @@ class Listener:
                         reorgs += 1
                 if cursor is None:
                     cursor = self._initial_cursor(target)
+                    if self._audit is not None:
+                        self._audit.starts_at(cursor.block_number + 1)
                 cursor, stored = self._ingest(cursor, head, target, started)
                 events += stored
                 break
@@ -267,7 +288,10 @@ class Listener:
         if processed is not None:
             self._metrics.listener_processed_block.set(processed)
         status: Status = "ingested" if processed != before or reorgs else "idle"
-        return PollOutcome(status, head, processed, events, reorgs)
+        if processed is not None:
+            self._audit_if_due(processed, head)
+        waiting = self._waiting_message()
+        return PollOutcome(status, head, processed, events, reorgs, message=waiting)
 
     def _behind(self, cursor: Checkpoint, head: int, started: float, why: str, reorgs: int) -> PollOutcome:
         """The node lags behind our checkpoint: store nothing, roll nothing back, wait for it."""
@@ -324,14 +348,17 @@ class Listener:
             if compared.number == cursor.block_number:
                 return None
             raise _NodeBehindError(f"the node's head {head} is below our checkpoint {cursor.block_number}")
-        max_depth = self._settings.max_reorg_depth
+        max_depth = self._max_reorg_depth
         ancestor = find_common_ancestor(self._header, cursor, head, max_depth)
         if ancestor is None:
             raise _ReorgTooDeepError(
                 "Chain reorganisation deeper than max_reorg_depth",
                 f"block {cursor.block_number} ({cursor.block_hash}) is no longer on the chain and no common "
                 f"ancestor was found within {max_depth} blocks; the listener stopped advancing. "
-                "Check the RPC node, then rewind the listener checkpoint.",
+                "Check the RPC node (a node of another chain or far behind looks the same), then stop the "
+                "listener and run `blocktrust-exporter checkpoint rewind --to N` with N below the fork (at most "
+                f"{max(0, cursor.block_number - max_depth - 1)}; `checkpoint show` lists the stored hashes), "
+                "and start it again (docs/runbooks.md#listener-reorg-deeper-than-max_reorg_depth).",
             )
         rolled_back = Checkpoint(
             ancestor.number, ancestor.hash, tuple(r for r in cursor.recent if r.number <= ancestor.number)
@@ -346,6 +373,88 @@ class Listener:
             deleted,
         )
         return rolled_back
+
+    # ---------------------------------------------------------------------------- completeness
+    def _make_audit(self, log_filter: LogFilter) -> LogAudit:
+        # The audit reads deep (final) ranges only: no per-block headers, no bloom re-reads; its own
+        # range sizer, since it runs between polls' ranges on the same worker thread.
+        settings = self._settings
+        fetcher = RangeFetcher(
+            self._rpc, log_filter, RangeSizer(settings.chunk_size, settings.max_chunk_size), self._retry
+        )
+
+        def fetch(start: int, last: int) -> FetchedRange:
+            never = threading.Event()
+            return self._await(self._submit(self._pool, lambda: fetcher.fetch(start, last, last + 1, never)))
+
+        floor = settings.start_block if isinstance(settings.start_block, int) else 0
+        return LogAudit(
+            settings.audit, fetch, self._decoder, self._store, metrics=self._metrics, clock=self._clock, floor=floor
+        )
+
+    def _audit_if_due(self, processed: int, head: int) -> None:
+        """Run the audit when due; its failure is logged and leaves the poll's outcome alone."""
+        if self._audit is None or not self._audit.due() or self._stop.is_set():
+            return
+        try:
+            self._audit.run(processed, self._final_block(head))
+        except (StoreError, TransientRpcError, RpcError, RangeRefusedError, ChainMovedError) as exc:
+            log.warning("listener: the audit failed, retried at its next run: %s", exc)
+
+    def _final_block(self, head: int) -> int:
+        """The newest block that can no longer be reorganised: the node's ``finalized`` block when
+        it serves the tag, else ``max_reorg_depth`` blocks below the head."""
+        if self._serves_finalized:
+            finalized = self._rpc_call(lambda: self._rpc.block("finalized"))
+            if finalized is not None:
+                return finalized.number
+        return head - self._max_reorg_depth
+
+    def _resolve_depth(self) -> ReorgDepth:
+        def finality_distance() -> int | None:
+            try:
+                finalized = self._rpc_call(lambda: self._rpc.block("finalized"))
+            except (RpcError, TransientRpcError):
+                # A node without the tag refuses it (some with a "not found" error that reads as
+                # transient): the table's depth then stands, and the audit counts from the head.
+                finalized = None
+            if finalized is None:
+                return None
+            self._serves_finalized = True
+            return max(0, self._rpc_call(self._rpc.block_number) - finalized.number)
+
+        chain_id = lambda: _quantity(self._rpc_call(lambda: self._rpc.call("eth_chainId", [])))  # noqa: E731
+        depth = resolve_reorg_depth(self._settings.max_reorg_depth, chain_id, finality_distance)
+        log.info(
+            "listener: chain id %s; reorgs rolled back up to %d blocks (%s)", depth.chain_id, depth.blocks, depth.source
+        )
+        return depth
+
+    @property
+    def _max_reorg_depth(self) -> int:
+        assert self._depth is not None  # resolved at the start of every poll as leader
+        return self._depth.blocks
+
+    def _note_unconfirmed(self, fetched: FetchedRange) -> None:
+        """Log once per block that a range had to stop before it (and once when it is confirmed)."""
+        if fetched.unconfirmed is not None:
+            if self._unconfirmed is None or self._unconfirmed[0] != fetched.unconfirmed:
+                log.warning(
+                    "listener: block %d may hold events (its logsBloom matches) but eth_getLogs returned none "
+                    "and no node confirmed it yet (%s); waiting before storing past it",
+                    fetched.unconfirmed,
+                    fetched.reason,
+                )
+            self._unconfirmed = (fetched.unconfirmed, fetched.reason)
+        elif self._unconfirmed is not None and fetched.start <= self._unconfirmed[0] <= fetched.end:
+            log.info("listener: block %d is confirmed now", self._unconfirmed[0])
+            self._unconfirmed = None
+
+    def _waiting_message(self) -> str:
+        if self._unconfirmed is None:
+            return ""
+        number, reason = self._unconfirmed
+        return f"waiting for block {number}: its logsBloom matches but no node confirmed its logs yet ({reason})"
 
     def _header(self, number: int) -> BlockRef | None:
         return self._rpc_call(lambda: self._rpc.block(number))
@@ -410,13 +519,16 @@ class Listener:
             while pending is not None:
                 fetched, records = self._await(pending)
                 pending = None
-                if fetched.end < target and not self._out_of_time(started):
+                self._note_unconfirmed(fetched)
+                if fetched.end < fetched.start:
+                    break  # its first block is unconfirmed: nothing to store yet
+                if fetched.end < target and fetched.unconfirmed is None and not self._out_of_time(started):
                     pending = self._submit(self._pool, fetch, fetched.end + 1)
                 check_links(fetched.headers, cursor)
                 following = Checkpoint(
                     fetched.end,
                     fetched.headers[-1].hash,
-                    trim_recent((*cursor.recent, *fetched.headers), fetched.end, self._settings.max_reorg_depth),
+                    trim_recent((*cursor.recent, *fetched.headers), fetched.end, self._max_reorg_depth),
                 )
                 stored += self._commit(cursor, records, following, head, started)
                 cursor = following
@@ -439,7 +551,7 @@ class Listener:
         """The first block that may still be reorganised (and so needs every header)."""
         if self._settings.follow != "latest":
             return target + 1  # safe/finalized blocks do not reorganise
-        return max(0, head - self._settings.max_reorg_depth)
+        return max(0, head - self._max_reorg_depth)
 
     def _commit(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,44 @@ def test_a_failing_critical_callback_keeps_the_halt_and_is_retried(
         assert stored_checkpoint(store_url) == checkpoint
     finally:
         listener.close()
+
+
+@pytest.fixture
+def polygon_chain(tmp_path: Path) -> Iterator[DevChain]:
+    """anvil answering eth_chainId 137, keeping enough past states for a 200-block anvil_reorg."""
+    with DevChain.start(tmp_path / "anvil-137", chain_id=137, state_history=256) as started:
+        yield started
+
+
+@pytest.mark.anvil
+@pytest.mark.parametrize("depth", [100, 200])
+def test_polygon_reorgs_of_100_and_200_blocks_are_rolled_back_with_the_default_depth(
+    polygon_chain: DevChain, tmp_path: Path, store: Store, store_url: str, metrics: Metrics, depth: int
+) -> None:
+    chain = polygon_chain
+    contracts = chain.write_contracts_config(tmp_path / "contracts_config.json")
+    chain.mine(depth)
+    chain.emit_each_event()
+    chain.mine(depth - 20)  # the events lie inside the blocks the reorg replaces
+    critical: list[str] = []
+    listener = Listener(
+        listener_settings(chain.rpc_url, contracts),  # max_reorg_depth not set: by chain id
+        store,
+        metrics,
+        FakeClock(),
+        on_critical=lambda title, _detail: critical.append(title),
+    )
+    try:
+        assert listener.poll_once().processed_block == chain.head()
+        head = chain.head()
+        orphaned = {k for k in stored_keys(store_url) if k[2] > head - depth}
+        assert len(orphaned) == 7
+        chain.reorg(depth, [(call, 10 + i) for i, call in enumerate(chain.each_event_calls())])
+        outcome = listener.poll_once()
+    finally:
+        listener.close()
+    assert critical == [] and outcome.status == "ingested" and outcome.reorgs == 1, outcome
+    assert _reorgs(metrics) == 1
+    assert stored_keys(store_url) == chain_keys(chain)
+    assert not orphaned & set(stored_keys(store_url)) and len(stored_keys(store_url)) == 7
+    assert stored_checkpoint(store_url) == head
