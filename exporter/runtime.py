@@ -27,6 +27,7 @@ from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
 from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
 from exporter.listener.contracts import load_contracts
+from exporter.listener.rpc import RpcClient, RpcError, TransientRpcError
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
 from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
@@ -390,6 +391,21 @@ def _add_event_rules(rt: Runtime, notifier: Notifier, redact: Redactor) -> None:
     if not rules:
         return
     listener = config.listener
+    finalized: Callable[[], int | None] | None = None
+    if listener.rpc_url is not None and listener.enabled:
+        session = requests.Session()
+        rt.on_stop.append(session.close)
+        url = listener.rpc_url.get_secret_value()
+        rpc = RpcClient(url, session, rt.metrics, rt.clock, timeout=listener.rpc_timeout)
+
+        def finalized() -> int | None:
+            try:
+                block = rpc.block("finalized")
+            except (RpcError, TransientRpcError) as exc:  # not served (an old node), or down: the fallback depth
+                log.debug("event rules: no finalized block from the node: %s", redact(str(exc)))
+                return None
+            return None if block is None else block.number
+
     runner = EventRuleRunner(
         rules,
         rt.store,
@@ -398,6 +414,7 @@ def _add_event_rules(rt: Runtime, notifier: Notifier, redact: Redactor) -> None:
         rt.metrics,
         # Following safe/finalized blocks, the listener stores only final events.
         finalized_depth=None if listener.follow != "latest" else listener.max_reorg_depth,
+        finalized=finalized,
         redact=redact,
     )
     rt.scheduler.add(Job("event_rules", runner.run_once, listener.poll_interval))

@@ -9,8 +9,10 @@ evaluated and sends nothing twice, and of replicas sharing the store one sends e
 first run on a store that already holds events starts after the newest one (history is not replayed).
 
 Depth: ``confirmations: N`` acts on an event once N blocks are on top of its block; ``finalized`` is
-every stored event when the listener itself follows ``safe``/``finalized`` blocks, else
-``finalized_depth`` blocks (the listener's ``max_reorg_depth``: what it can still roll back).
+every stored event when the listener itself follows ``safe``/``finalized`` blocks, else the node's
+``finalized`` block (``finalized``: one RPC call per run, when the process has an RPC client), else,
+where the node does not serve that tag, ``finalized_depth`` blocks (the listener's
+``max_reorg_depth``: what it can still roll back).
 Not for deciding (``rule_eval.py``) nor compiling (``event_rules.py``).
 """
 
@@ -51,16 +53,20 @@ class EventRuleRunner:
         metrics: Metrics,
         *,
         finalized_depth: int | None,
+        finalized: Callable[[], int | None] | None = None,
         redact: Callable[[str], str] = no_redaction,
     ) -> None:
-        """``finalized_depth``: blocks on top of an event for ``confirmations: finalized``; None when
-        every stored event is final (the listener follows ``finalized`` or ``safe`` blocks)."""
+        """``finalized_depth``: blocks on top of an event for ``confirmations: finalized`` where the node
+        names no finalized block; None when every stored event is final (the listener follows
+        ``finalized`` or ``safe`` blocks). ``finalized()``: the node's finalized block number, None when
+        it does not serve the tag or cannot be asked now (it must not raise)."""
         self._evaluators = [RuleEvaluator(rule) for rule in rules]
         self._store = store
         self._sink = sink
         self._clock = clock
         self._metrics = metrics
         self._finalized_depth = finalized_depth
+        self._finalized = finalized
         self._redact = redact
         for rule in rules:
             for kind in NOTICE_KINDS:
@@ -68,9 +74,14 @@ class EventRuleRunner:
 
     def run_once(self) -> None:
         head = self._head()
+        finalized = None
+        wanted = any(e.rule.spec.confirmations == "finalized" for e in self._evaluators)
+        if self._finalized is not None and self._finalized_depth is not None and wanted:
+            finalized = self._finalized()
         for evaluator in self._evaluators:
+            final_block = self._final_block(evaluator, head, finalized)
             for _ in range(MAX_BATCHES):
-                if not self._run_rule(evaluator, head):
+                if not self._run_rule(evaluator, final_block):
                     break
 
     def _head(self) -> int | None:
@@ -79,16 +90,18 @@ class EventRuleRunner:
         head = beat.details.get("head_block") if beat is not None else None
         return head if isinstance(head, int) and not isinstance(head, bool) else None
 
-    def _final_block(self, evaluator: RuleEvaluator, head: int | None) -> float:
+    def _final_block(self, evaluator: RuleEvaluator, head: int | None, finalized: int | None) -> float:
         """The newest block deep enough for the rule: its events may be acted on as final."""
         depth = evaluator.rule.spec.confirmations
         if depth == "finalized":
             if self._finalized_depth is None:
                 return math.inf
+            if finalized is not None:
+                return float(finalized)
             depth = self._finalized_depth
         return -math.inf if head is None else float(head - depth)
 
-    def _run_rule(self, evaluator: RuleEvaluator, head: int | None) -> bool:
+    def _run_rule(self, evaluator: RuleEvaluator, final_block: float) -> bool:
         """One batch of one rule; True when a full batch was read (more may wait)."""
         rule = evaluator.rule
         saved = self._store.load_rule_state(rule.name)
@@ -98,7 +111,6 @@ class EventRuleRunner:
                 log.info("event rule %s: starts after event %d", rule.name, start)
             return True  # read the state back (this process's, or a replica's that saved first)
         memory = RuleMemory.from_json(saved.state)
-        final_block = self._final_block(evaluator, head)
         notices: list[RuleNotice] = []
         remembered = memory.remembered_ids()
         if evaluator.provisional and remembered:

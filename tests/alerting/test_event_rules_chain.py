@@ -98,8 +98,8 @@ def test_failsafe_notifies_once_per_channel_and_threshold_once_across_a_restart(
     chain: DevChain, store: Store, store_url: str, peers: dict[str, HttpReceiver], tmp_path: Path
 ) -> None:
     contracts = chain.write_contracts_config(tmp_path / "contracts_config.json")
-    mints = {"name": "mints", "event": "Minted", "title": "Mint burst", "message": "token {args.tokenId}"}
-    mints |= {"threshold": 3, "within": "10m", "cooldown": "1h", "confirmations": 0}
+    mints: dict[str, Any] = {"name": "mints", "event": "Minted", "title": "Mint burst"}
+    mints |= {"message": "token {args.tokenId}", "threshold": 3, "within": "10m", "cooldown": "1h", "confirmations": 0}
     default_rule = AlertingSettings().event_rules[0].model_dump(by_alias=True)
     settings = _settings(peers, [default_rule, mints])
     first = Deployment(store, store_url, contracts, chain, settings)
@@ -144,7 +144,8 @@ def test_event_reorged_out_before_its_depth(
     chain: DevChain, store: Store, store_url: str, peers: dict[str, HttpReceiver], tmp_path: Path, mode: str
 ) -> None:
     contracts = chain.write_contracts_config(tmp_path / "contracts_config.json")
-    rule = {"name": "failsafe", "event": "FailSafeTriggered", "severity": "crit", "title": "FailSafe triggered"}
+    rule: dict[str, Any] = {"name": "failsafe", "event": "FailSafeTriggered", "severity": "crit"}
+    rule["title"] = "FailSafe triggered"
     rule |= {"message": "token {args.tokenId} by {args.user}", "confirmations": 5, "mode": mode}
     deployment = Deployment(store, store_url, contracts, chain, _settings(peers, [rule]))
     try:
