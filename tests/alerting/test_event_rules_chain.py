@@ -5,7 +5,8 @@ confirmation depth send nothing, or a provisional firing then its retraction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from exporter.listener.contracts import load_contracts
 from exporter.store import Store
 from tests.alerting.kit import CHANNELS, AlertingProcess, channel_receivers, channel_settings
 from tests.listener.conftest import listener_settings
+from tests.support.exporter_process import ExporterProcess
 from tests.support.http_receiver import HttpReceiver
 
 TOKEN = 424242
@@ -169,3 +171,45 @@ def test_event_reorged_out_before_its_depth(
             assert slack[1].startswith("↩️ [RETRACTED] FailSafe triggered") and str(TOKEN) in slack[1]
     finally:
         deployment.close()
+
+
+@pytest.mark.slow
+def test_the_exporter_process_notifies_a_finalized_failsafe_once_across_a_restart(
+    chain: DevChain, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The wiring of ``listen``: the default rule, ``finalized`` from anvil's own tag (head - 64). One
+    store only: the stores' part is tested on both above; this is the process's wiring (and slow)."""
+    contracts = chain.write_contracts_config(tmp_path / "contracts_config.json")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"listener:\n  rpc_url: {chain.rpc_url}\n  contracts_config: {contracts}\n  start_block: 0\n"
+        "  poll_interval: 1s\n  max_lag: 30s\n"
+    )
+    with HttpReceiver() as webhook:
+        env = {"DATABASE_URL": sqlite_url, "ALERT_WEBHOOK_URL": f"{webhook.url}/hook"}
+        with ExporterProcess(["listen", "--config", str(config)], env=env, cwd=tmp_path) as exporter:
+            exporter.wait_ready()
+            _wait_for(lambda: "event rule failsafe: starts after event" in exporter.read_log(), exporter)
+            chain.send(_trigger(chain, TOKEN))
+            chain.mine(70)  # past anvil's finalized block
+            (notice,) = webhook.wait_for(1, timeout=15)
+            assert exporter.stop()[0] == 0
+        body = notice.json()
+        assert (body["check"], body["severity"], body["state"]) == ("event_rule.failsafe", "crit", "firing")
+        assert str(TOKEN) in body["detail"] and chain.account.lower() in body["detail"].lower()
+        with ExporterProcess(["listen", "--config", str(config)], env=env, cwd=tmp_path) as again:
+            again.wait_ready()
+            chain.mine(5)
+            _wait_for(lambda: "blocktrust_event_rule_notices_total" in again.metrics(), again)
+            time.sleep(2)  # two rule runs (every poll_interval): none may notify again
+            metrics = again.metrics()
+            assert again.stop()[0] == 0
+        assert 'blocktrust_event_rule_notices_total{kind="firing",rule="failsafe"} 0.0' in metrics
+        assert len(webhook.requests) == 1
+
+
+def _wait_for(condition: Callable[[], bool], exporter: ExporterProcess, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, exporter.read_log()
+        time.sleep(0.1)
