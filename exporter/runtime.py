@@ -118,7 +118,8 @@ def event_rules(config: Config) -> list[CompiledRule] | None:
             raise
         return None
     catalogue = {spec.stored_type: {i.name: i.abi_type for i in spec.inputs} for spec in specs}
-    return compile_rules(config.alerting, catalogue, config.source)
+    renamed = {spec.name: spec.stored_type for spec in specs if spec.name != spec.stored_type}
+    return compile_rules(config.alerting, catalogue, config.source, renamed)
 
 
 def web_security(config: Config) -> WebSecurity:

@@ -9,6 +9,7 @@ Not for deciding when to notify (``rule_eval.py``) nor for reading the store (``
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,15 @@ class EventFilter:
             self._program = environment.program(environment.compile(expression))
         except CELParseError as exc:
             raise ConfigError(f"{where}: bad CEL expression {expression!r}: {_parse_problem(exc)}") from None
+        # Also those a short-circuit would hide from the sample (``false && args.nope == "1"``).
+        known = sample.data.get(ARGS) or {}
+        for match in _ARG_REFERENCE.finditer(expression):
+            name = match.group(1) or match.group(3)
+            if name not in known:
+                raise ConfigError(
+                    f"{where}: CEL expression {expression!r}: {sample.type} has no argument {name!r} "
+                    f"(it has: {', '.join(known) or 'none'})"
+                )
         try:
             self.matches(sample)
         except FilterError as exc:
@@ -116,11 +126,31 @@ def _parse_problem(exc: CELParseError) -> str:
     return "syntax error"
 
 
+# ``args.name`` or ``args["name"]``: the argument names a filter uses (checked against the ABI at load).
+_ARG_REFERENCE = re.compile(r"\bargs\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*(['\"])(\w+)\2\s*\])")
+_OPERATORS = {
+    "gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!=",
+    "add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%", "neg": "-", "not": "!",
+}  # fmt: skip
+_CEL_TYPE = re.compile(r"<class 'celpy\.celtypes\.(\w+?)Type'>")
+_CEL_TOKEN = re.compile(r"Token\('RULE', '\w+?_(\w+)'\)")
+_INNER_ERROR = re.compile(r"CELEvalError\(\*\((['\"])(.+?)\1")
+
+
 def _eval_problem(exc: Exception) -> str:
-    """The first argument of cel-python's error, without the activation it appends (every variable)."""
+    """cel-python's error as one readable line: the first cause (not the errors it propagated), types
+    and operators by their CEL names, without the activation it appends (every variable)."""
     first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    if "celpy.evaluation.CELEvalError" in first:  # an operator over errors: say the first one
+        inner = _INNER_ERROR.search(" ".join(str(a) for a in exc.args[1:]))
+        if inner:
+            first = inner.group(2).replace("\\'", "'")
     first = first.split(" (in activation", 1)[0]
-    return first if len(first) <= 200 else first[:199] + "…"
+    first = _CEL_TYPE.sub(lambda m: m.group(1).lower(), first)
+    first = _CEL_TOKEN.sub(lambda m: _OPERATORS.get(m.group(1), m.group(1)), first)
+    if "no matching overload" in first and "string" in first:
+        first += " (uint256 arguments are decimal strings: compare int(args.x))"
+    return first if len(first) <= 300 else first[:299] + "…"
 
 
 def sample_event(event_type: str, inputs: Mapping[str, str]) -> StoredEvent:
@@ -204,15 +234,24 @@ def _text(value: object) -> str:
 
 
 def compile_rules(
-    settings: AlertingSettings, events: Mapping[str, Mapping[str, str]], source: str = "config"
+    settings: AlertingSettings,
+    events: Mapping[str, Mapping[str, str]],
+    source: str = "config",
+    stored_as: Mapping[str, str] | None = None,
 ) -> list[CompiledRule]:
     """The enabled rules of ``settings``, compiled. ``events`` maps each stored event type the
-    contracts declare (``events.type``) to its ABI arguments (name -> ABI type). Raises ``ConfigError`` with one line
-    naming the rule (``config.yaml: alerting.event_rules[0] (failsafe).filter: ...``)."""
+    contracts declare (``events.type``) to its ABI arguments (name -> ABI type); ``stored_as`` maps an
+    ABI event name to the type it is stored under (``listener.event_types``), for a hint. Raises
+    ``ConfigError`` with one line naming the rule (``config.yaml: alerting.event_rules[0] (failsafe).filter: ...``)."""
     compiled = []
     for index, rule in enumerate(settings.event_rules):
         where = f"{source}: alerting.event_rules[{index}] ({rule.name})"
         if rule.event not in events:
+            stored = (stored_as or {}).get(rule.event)
+            if stored is not None:
+                raise ConfigError(
+                    f"{where}.event: {rule.event} is stored as type {stored!r} (listener.event_types): use that"
+                )
             raise ConfigError(
                 f"{where}.event: unknown event type {rule.event!r} (the contracts declare: "
                 f"{', '.join(sorted(events)) or 'none'})"

@@ -35,6 +35,7 @@ class RuleNotice:
     title: str
     detail: str
     provisional: bool = False
+    since: datetime | None = None  # a firing notice: when its (last) event was stored
 
 
 @dataclass
@@ -163,7 +164,7 @@ class RuleEvaluator:
             memory.pending.append(_Pending(ids, max(m[2] for m in memory.matches), title, detail))
         memory.matches = []
         memory.last_notice = moment
-        return RuleNotice("firing", title, detail, provisional=self.provisional)
+        return RuleNotice("firing", title, detail, provisional=self.provisional, since=event.stored_at)
 
 
 def _seconds(seconds: float) -> str:

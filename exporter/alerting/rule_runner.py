@@ -139,7 +139,7 @@ class EventRuleRunner:
                 state=notice.kind,
                 title=self._redact(notice.title),
                 detail=self._redact(notice.detail),
-                since=now,
+                since=notice.since or now,
                 at=now,
                 provisional=notice.provisional,
             )

@@ -8,6 +8,7 @@ error messages) is ``load.py``; value types are ``types.py``; checks are ``check
 from __future__ import annotations
 
 import math
+import re
 from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
@@ -312,6 +313,7 @@ class MaintenanceWindow(Section):
 
 
 EVENT_RULE_NAME_CHARSET = "a-z, 0-9, '_', '-' and '.'"
+_RULE_NAME = re.compile(r"[a-z0-9_.\-]+")
 FAILSAFE_RULE = "failsafe"
 
 
@@ -324,7 +326,7 @@ class EventRule(Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.\-]+$")
+    name: str = Field(min_length=1, max_length=64)
     event: str = Field(min_length=1, max_length=EVENT_TYPE_MAX_LENGTH)  # an events.type value
     filter: str | None = None  # a CEL expression over the event; None: every event matches
     severity: Severity = "warn"
@@ -337,6 +339,14 @@ class EventRule(Section):
     confirmations: int | Literal["finalized"] = "finalized"
     mode: Literal["confirmed", "provisional"] = "confirmed"
     enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _a_label(cls, value: str) -> str:
+        # The ``rule`` label of blocktrust_event_rule_notices_total and part of the notice's check name.
+        if not _RULE_NAME.fullmatch(value):
+            raise ValueError(f"expected {EVENT_RULE_NAME_CHARSET} only, got {value!r}")
+        return value
 
     @field_validator("confirmations")
     @classmethod

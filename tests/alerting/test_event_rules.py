@@ -53,7 +53,7 @@ def test_one_event_fires_once_naming_user_token_and_explorer_link() -> None:
     memory = RuleMemory()
     notices, last = RuleEvaluator(rule).observe(memory, [event(1)], float("inf"), T0)
     assert last == 1
-    assert [n.kind for n in notices] == ["firing"]
+    assert [(n.kind, n.since) for n in notices] == [("firing", T0)]
     assert notices[0].title == "FailSafe triggered"
     assert notices[0].detail == (
         f"by {USER} for token 7 in 0x{1:064x}\nExplorer: https://polygonscan.com/tx/0x{1:064x}"
@@ -145,8 +145,25 @@ def test_memory_survives_json_round_trip() -> None:
         ),
         (
             {"filter": "args.nope == 1"},
-            "config.yaml: alerting.event_rules[0] (r).filter: CEL expression 'args.nope == 1' cannot be "
-            "evaluated: no such member in mapping: 'nope'",
+            "config.yaml: alerting.event_rules[0] (r).filter: CEL expression 'args.nope == 1': "
+            "FailSafeTriggered has no argument 'nope' (it has: user, tokenId, timestamp)",
+        ),
+        (
+            {"filter": 'args.tokenId == "1" && args["tokenID"] == "1"'},
+            "config.yaml: alerting.event_rules[0] (r).filter: CEL expression "
+            '\'args.tokenId == "1" && args["tokenID"] == "1"\': FailSafeTriggered has no argument \'tokenID\' '
+            "(it has: user, tokenId, timestamp)",
+        ),
+        (
+            {"filter": "args.tokenId > 5 || blocknumber > 1"},
+            "config.yaml: alerting.event_rules[0] (r).filter: CEL expression 'args.tokenId > 5 || blocknumber > 1' "
+            "cannot be evaluated: found no matching overload for > applied to '(string, int)' "
+            "(uint256 arguments are decimal strings: compare int(args.x))",
+        ),
+        (
+            {"filter": "blocknumber > 1"},
+            "config.yaml: alerting.event_rules[0] (r).filter: CEL expression 'blocknumber > 1' cannot be "
+            "evaluated: undeclared reference to 'blocknumber'",
         ),
         (
             {"filter": "args.tokenId"},
