@@ -16,12 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import celpy
-from celpy import celtypes
-from celpy.adapter import json_to_cel
-from celpy.celparser import CELParseError
-from celpy.evaluation import CELEvalError
-
 from exporter.config import AlertingSettings, ConfigError, EventRule
 from exporter.store.base import StoredEvent
 
@@ -82,6 +76,10 @@ class EventFilter:
     unknown variable or argument, or an expression that is not a boolean, is refused then."""
 
     def __init__(self, expression: str, where: str, sample: StoredEvent) -> None:
+        # cel-python (and its parser's grammar, about a second of start-up) only when a rule has a filter.
+        import celpy
+        from celpy.celparser import CELParseError
+
         self.expression = expression
         environment = celpy.Environment()
         try:
@@ -105,6 +103,9 @@ class EventFilter:
     def matches(self, event: StoredEvent) -> bool:
         """True when the expression is true for ``event``; ``FilterError`` when it cannot be evaluated
         or is not a boolean."""
+        from celpy import celtypes
+        from celpy.evaluation import CELEvalError
+
         try:
             result = self._program.evaluate(activation(event))
         except CELEvalError as exc:
@@ -118,7 +119,7 @@ class EventFilter:
         return bool(result)
 
 
-def _parse_problem(exc: CELParseError) -> str:
+def _parse_problem(exc: Exception) -> str:
     """cel-python's parse error is the text with a caret under the culprit: as a column number."""
     lines = str(exc).splitlines()
     if len(lines) >= 2 and "^" in lines[1]:
@@ -181,6 +182,9 @@ def sample_event(event_type: str, inputs: Mapping[str, str]) -> StoredEvent:
 
 def activation(event: StoredEvent) -> dict[str, Any]:
     """The CEL variables of ``event``."""
+    from celpy import celtypes
+    from celpy.adapter import json_to_cel
+
     data = event.data
     values: dict[str, Any] = {name: json_to_cel(data.get(name)) for name in LOG_FIELDS}
     values[ARGS] = json_to_cel(data.get(ARGS) or {})
