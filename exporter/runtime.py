@@ -419,6 +419,8 @@ def _add_event_rules(rt: Runtime, notifier: Notifier, redact: Redactor) -> None:
         redact=redact,
     )
     rt.scheduler.add(Job("event_rules", runner.run_once, listener.poll_interval))
+    described = (f"{r.name} ({r.spec.event}, {r.spec.severity}, {r.spec.mode}, {r.spec.confirmations})" for r in rules)
+    log.info("event rules: %s", ", ".join(described))
 
 
 def serve(

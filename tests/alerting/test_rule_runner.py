@@ -42,8 +42,9 @@ def _runner(
     return EventRuleRunner(rules, store, sink, FakeClock(T0), metrics, finalized_depth=5, finalized=finalized)
 
 
-def _store_block(store: Store, block: int, head: int, tokens: list[int]) -> None:
-    """Events of ``block`` committed as the listener does, with a heartbeat naming ``head``."""
+def _store_block(store: Store, block: int, head: int, tokens: list[int], minted: int = 0) -> None:
+    """Events of ``block`` committed as the listener does (FailSafe triggers of ``tokens``, then
+    ``minted`` other events), with a heartbeat naming ``head``."""
     events = [
         EventRecord(
             "FailSafeTriggered",
@@ -61,6 +62,10 @@ def _store_block(store: Store, block: int, head: int, tokens: list[int]) -> None
             i,
         )
         for i, token in enumerate(tokens)
+    ]
+    events += [
+        EventRecord("Minted", {"blockNumber": block, "args": {}}, block, f"0x{block:064x}", f"0x{block:062x}{i:02x}", i)
+        for i in range(len(tokens), len(tokens) + minted)
     ]
     details = {"head_block": head, "processed_block": block}
     beat = CheckResult(HEARTBEAT_CHECK, True, 1, details, T0, f"hb-{block}-{head}")
@@ -141,3 +146,19 @@ def test_replicas_racing_on_one_state_notify_once(store: Store, metrics: Metrics
     b.run_once()  # evaluates the same event from the same state, but its save loses
     assert (_tokens(sink_a), _tokens(sink_b)) == (["7"], [])
     assert store.load_rule_state("failsafe").version == stale.version + 1
+
+
+def test_the_cursor_moves_past_other_types_once_caught_up_but_not_past_an_event_waiting_for_depth(
+    store: Store, metrics: Metrics
+) -> None:
+    sink = RecordingSink()
+    runner = _runner(store, metrics, sink, confirmations=3)
+    runner.run_once()
+    _store_block(store, 10, 10, [1])  # waits for three blocks on top
+    _store_block(store, 11, 11, [], minted=5)
+    runner.run_once()
+    assert store.load_rule_state("failsafe").last_event_id == 0
+    _store_block(store, 13, 13, [], minted=2)
+    runner.run_once()
+    assert _tokens(sink) == ["1"]
+    assert store.load_rule_state("failsafe").last_event_id == store.newest_event_id() == 8
