@@ -26,7 +26,16 @@ from exporter.logs import setup_logging
 from exporter.probes.runner import resolve_checks, validate_conditions
 from exporter.redact import Redactor
 from exporter.rules import render_rules
-from exporter.runtime import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ExitError, make_store, serve, web_security
+from exporter.runtime import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    ExitError,
+    event_rules,
+    make_store,
+    serve,
+    web_security,
+)
 from exporter.slo import add_report_arguments, report_command
 from exporter.store import StoreError
 
@@ -56,6 +65,8 @@ def load(
         if with_contracts and config.listener.enabled and config.listener.rpc_endpoints:
             # Fail at start (and in check-config) rather than on the first poll.
             load_contracts(config.listener.contracts_config, config.listener.event_types)
+        if with_contracts:
+            event_rules(config)  # bad CEL, an unknown event or template field: refused at start
     except ConfigError as exc:
         raise ExitError(str(exc), EXIT_USAGE) from None
     return config

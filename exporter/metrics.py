@@ -276,6 +276,12 @@ class Metrics:
             ["channel", "outcome"],
             registry=registry,
         )
+        self.event_rule_notices = Counter(
+            "blocktrust_event_rule_notices",
+            "Notices of contract-event rules, by rule and kind (firing, retracted).",
+            ["rule", "kind"],
+            registry=registry,
+        )
         self.alert_delivery_attempts = Counter(
             "blocktrust_alert_delivery_attempts",
             "HTTP requests made to deliver notices, by channel.",

@@ -20,10 +20,16 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
-from exporter.alerting.notifier import build_notifier
+from exporter.alerting.event_rules import CompiledRule, compile_rules
+from exporter.alerting.notifier import Notifier, build_notifier
+from exporter.alerting.rule_runner import EventRuleRunner
 from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
 from exporter.config import LISTENER_QUARANTINE_INCIDENT, LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
+from exporter.listener.contracts import load_contracts
+from exporter.listener.endpoints import EndpointPool
+from exporter.listener.finality import default_reorg_depth
+from exporter.listener.rpc import RpcError, TransientRpcError
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
 from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
@@ -98,6 +104,25 @@ def make_store(config: Config, *, read_only: bool = False) -> Store:
         raise ExitError(f"{config.source}: store.url: {exc}", EXIT_USAGE) from None
     except StoreError as exc:
         raise ExitError(Redactor(config.secrets())(str(exc)), EXIT_FAILURE) from None
+
+
+def event_rules(config: Config) -> list[CompiledRule] | None:
+    """The enabled contract-event rules, compiled against the contracts' ABI (``ConfigError``, one line,
+    for a bad rule). None when there is nothing to check them against: no listener and no readable
+    ``contracts_config`` (a process that sees no contract events runs no rules)."""
+    listener = config.listener
+    listener_on = listener.enabled and bool(listener.rpc_endpoints)
+    if not config.alerting.event_rules:
+        return []
+    try:
+        specs = load_contracts(listener.contracts_config, listener.event_types)
+    except ConfigError:
+        if listener_on:
+            raise
+        return None
+    catalogue = {spec.stored_type: {i.name: i.abi_type for i in spec.inputs} for spec in specs}
+    renamed = {spec.name: spec.stored_type for spec in specs if spec.name != spec.stored_type}
+    return compile_rules(config.alerting, catalogue, config.source, renamed)
 
 
 def web_security(config: Config) -> WebSecurity:
@@ -301,6 +326,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         engine.start()  # from now on no caller (a check round) waits for the engine's store calls
         rt.health_checks += [engine.health, notifier.health]
         rt.scheduler.add(Job("alerts", engine.tick, ALERT_TICK_SECONDS, run_at_start=False))
+        _add_event_rules(rt, notifier, redact)
 
     rt.parts["checks"] = bool(checks)  # (the banner lists the parts in this order)
     rt.parts["listener"] = listener_on
@@ -382,6 +408,53 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         rt.on_stop.append(lambda: engine.stop(timeout=2.0))
         rt.on_stop.append(lambda: notifier.stop(timeout=2.0))
     rt.on_stop.append(session.close)
+
+
+def _add_event_rules(rt: Runtime, notifier: Notifier, redact: Redactor) -> None:
+    """The contract-event rules' job, every listener poll interval (README "Contract-event rules")."""
+    config = rt.config
+    rules = event_rules(config)
+    if rules is None:
+        log.info("event rules off: no contracts_config to check them against")
+        return
+    if not rules:
+        return
+    listener = config.listener
+    finalized: Callable[[], int | None] | None = None
+    if listener.rpc_endpoints and listener.enabled:
+        session = requests.Session()
+        rt.on_stop.append(session.close)
+        rpc = EndpointPool.for_listener(listener, session, rt.metrics, rt.clock)
+
+        def finalized() -> int | None:
+            try:
+                block = rpc.block("finalized")
+            except (RpcError, TransientRpcError) as exc:  # not served (an old node), or down: the fallback depth
+                log.debug("event rules: no finalized block from the node: %s", redact(str(exc)))
+                return None
+            return None if block is None else block.number
+
+    fallback_depth = (
+        listener.max_reorg_depth
+        if listener.max_reorg_depth is not None
+        else default_reorg_depth(listener.expected_chain_id, None).blocks
+    )
+    runner = EventRuleRunner(
+        rules,
+        rt.store,
+        notifier,
+        rt.clock,
+        rt.metrics,
+        # Following safe/finalized blocks, the listener stores only final events.
+        # Where the node names no finalized block: the configured depth, else the chain table's depth
+        # for expected_chain_id (64 when unknown), as the listener would roll back.
+        finalized_depth=None if listener.follow != "latest" else fallback_depth,
+        finalized=finalized,
+        redact=redact,
+    )
+    rt.scheduler.add(Job("event_rules", runner.run_once, listener.poll_interval))
+    described = (f"{r.name} ({r.spec.event}, {r.spec.severity}, {r.spec.mode}, {r.spec.confirmations})" for r in rules)
+    log.info("event rules: %s", ", ".join(described))
 
 
 def serve(

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-AlertState = Literal["firing", "resolved"]
+# "retracted": a provisional notice of a contract event that a chain reorganisation removed.
+AlertState = Literal["firing", "resolved", "retracted"]
 
 SEVERITY_EMOJI = {"info": "ℹ️", "warn": "⚠️", "crit": "🚨"}
 RESOLVED_EMOJI = "✅"
+RETRACTED_EMOJI = "↩️"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Alert:
     reminder: bool = False
     dashboard_url: str | None = None
     not_before: datetime | None = None  # held back until then (a maintenance window); None: at once
+    provisional: bool = False  # about a contract event not yet final: a reorg may retract it
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data (times as ISO 8601), for the outbox. Holds no channel credential."""
@@ -74,11 +77,14 @@ def format_duration(seconds: float) -> str:
 
 
 def headline(alert: Alert) -> str:
-    """``🚨 [CRIT] API /health unavailable``; ``✅ [RESOLVED] ...`` once it is over."""
+    """``🚨 [CRIT] API /health unavailable``; ``✅ [RESOLVED] ...`` once it is over; ``↩️ [RETRACTED] ...``
+    for a provisional notice whose event a reorg removed."""
     if alert.state == "resolved":
         return f"{RESOLVED_EMOJI} [RESOLVED] {alert.title}"
+    if alert.state == "retracted":
+        return f"{RETRACTED_EMOJI} [RETRACTED] {alert.title}"
     emoji = SEVERITY_EMOJI.get(alert.severity, SEVERITY_EMOJI["warn"])
-    prefix = "Reminder: " if alert.reminder else ""
+    prefix = "Reminder: " if alert.reminder else "Provisional: " if alert.provisional else ""
     return f"{emoji} [{alert.severity.upper()}] {prefix}{alert.title}"
 
 
@@ -86,7 +92,9 @@ def body_lines(alert: Alert) -> list[str]:
     """The lines after the headline: detail, since when (and for how long), dashboard link."""
     lines = [alert.detail] if alert.detail else []
     lasted = format_duration((alert.at - alert.since).total_seconds())
-    if alert.state == "resolved":
+    if alert.state == "retracted":
+        lines.append(f"Retracted at {format_time(alert.at)}")
+    elif alert.state == "resolved":
         lines.append(f"Resolved at {format_time(alert.at)} after {lasted} (since {format_time(alert.since)})")
     elif alert.reminder:
         lines.append(f"Failing since {format_time(alert.since)} ({lasted})")

@@ -8,6 +8,7 @@ error messages) is ``load.py``; value types are ``types.py``; checks are ``check
 from __future__ import annotations
 
 import math
+import re
 from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
@@ -32,6 +33,7 @@ from exporter.config.types import (
     SecretHttpUrl,
     SecretHttpUrls,
     Section,
+    Severity,
     UrlPath,
     format_seconds,
     parse_clock_time,
@@ -349,6 +351,64 @@ class MaintenanceWindow(Section):
         return self
 
 
+EVENT_RULE_NAME_CHARSET = "a-z, 0-9, '_', '-' and '.'"
+_RULE_NAME = re.compile(r"[a-z0-9_.\-]+")
+FAILSAFE_RULE = "failsafe"
+
+
+class EventRule(Section):
+    """One contract-event rule (``alerting.event_rules[]``): notify when stored events of ``event`` that
+    pass ``filter`` (CEL) reach ``threshold`` within ``within``, at most once per ``cooldown``.
+
+    The filter and the templates are plain text here: ``exporter.alerting.event_rules`` compiles them
+    against the contracts' ABI at load (one-line errors naming the rule)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    event: str = Field(min_length=1, max_length=EVENT_TYPE_MAX_LENGTH)  # an events.type value
+    filter: str | None = None  # a CEL expression over the event; None: every event matches
+    severity: Severity = "warn"
+    title: str = Field(min_length=1, max_length=200)  # a template, like ``message``
+    message: str = Field(min_length=1, max_length=2000)  # ``{args.tokenId}``, ``{transactionHash}``...
+    threshold: int = Field(default=1, ge=1, le=100_000)
+    window: Annotated[Interval, within(1, 30 * 86_400)] = Field(default=600.0, alias="within")
+    cooldown: Annotated[Duration, within(0, 30 * 86_400)] = 0.0
+    # Blocks mined on top of the event's block before it is notified, or "finalized".
+    confirmations: int | Literal["finalized"] = "finalized"
+    mode: Literal["confirmed", "provisional"] = "confirmed"
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _a_label(cls, value: str) -> str:
+        # The ``rule`` label of blocktrust_event_rule_notices_total and part of the notice's check name.
+        if not _RULE_NAME.fullmatch(value):
+            raise ValueError(f"expected {EVENT_RULE_NAME_CHARSET} only, got {value!r}")
+        return value
+
+    @field_validator("confirmations")
+    @classmethod
+    def _depth(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 100_000:
+            raise ValueError(f"expected a block count from 0 to 100000 or 'finalized', got {value}")
+        return value
+
+
+def default_event_rules() -> list[EventRule]:
+    """The rule that ships enabled: a FailSafe trigger (SPEC §1 ``FailSafeTriggered``) is crit."""
+    return [
+        EventRule(
+            name=FAILSAFE_RULE,
+            event="FailSafeTriggered",
+            severity="crit",
+            title="FailSafe triggered",
+            message="FailSafe triggered by {args.user} for token {args.tokenId} "
+            "(block {blockNumber}, tx {transactionHash})",
+        )
+    ]
+
+
 class AlertingSettings(Section):
     failure_threshold: int = Field(default=2, ge=1)
     success_threshold: int = Field(default=2, ge=1)
@@ -372,6 +432,20 @@ class AlertingSettings(Section):
     webhook: WebhookSettings = WebhookSettings()
     console: ConsoleSettings = ConsoleSettings()
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    # Contract-event rules (README "Contract-event rules"); a block explorer base such as
+    # https://polygonscan.com for the ``{explorer_link}`` of their notices.
+    event_rules: list[EventRule] = Field(default_factory=default_event_rules)
+    explorer_url: HttpUrl | None = None
+
+    @field_validator("event_rules")
+    @classmethod
+    def _unique_rule_names(cls, rules: list[EventRule]) -> list[EventRule]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+        return rules
 
     @field_validator("runbook_url")
     @classmethod

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import requests
 
 from exporter.clock import Clock
-from exporter.config import ConfigError
+from exporter.config import ConfigError, ListenerSettings
 from exporter.listener.ranges import RangeSizer
 from exporter.listener.rpc import (
     BatchRefusedError,
@@ -161,6 +161,25 @@ class EndpointPool:
             self._metrics.rpc_endpoint_up.labels(endpoint=endpoint.label).set(1)
 
     # ------------------------------------------------------------------------ the client's calls
+    @classmethod
+    def for_listener(
+        cls, settings: ListenerSettings, session: requests.Session, metrics: Metrics, clock: Clock
+    ) -> EndpointPool:
+        """The pool of ``settings.rpc_endpoints`` with the listener's timeouts, ranges and chain id:
+        one construction for every user of the chain (the listener, contract-event rules, chain checks)."""
+        return cls(
+            settings.rpc_endpoints,
+            session,
+            metrics,
+            clock,
+            timeout=settings.rpc_timeout,
+            chunk_size=settings.chunk_size,
+            max_chunk_size=settings.max_chunk_size,
+            expected_chain_id=settings.expected_chain_id,
+            max_retry_after=settings.max_retry_after,
+            head_stall_timeout=settings.head_stall_timeout,
+        )
+
     def call(self, method: str, params: list[Any]) -> Any:
         """One JSON-RPC call on the first usable endpoint (``RpcClient.call``)."""
         return self._run(method, lambda e: e.client.call(method, params))

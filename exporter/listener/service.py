@@ -134,18 +134,7 @@ class Listener:
         self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
         self._session = session or requests.Session()
-        self._rpc = EndpointPool(
-            settings.rpc_endpoints,
-            self._session,
-            metrics,
-            clock,
-            timeout=settings.rpc_timeout,
-            chunk_size=settings.chunk_size,
-            max_chunk_size=settings.max_chunk_size,
-            expected_chain_id=settings.expected_chain_id,
-            max_retry_after=settings.max_retry_after,
-            head_stall_timeout=settings.head_stall_timeout,
-        )
+        self._rpc = EndpointPool.for_listener(settings, self._session, metrics, clock)
         self._decoder = LogDecoder(self.specs, metrics)
         log_filter = LogFilter(
             addresses=tuple(sorted({s.address for s in self.specs})),

@@ -135,6 +135,29 @@ class CommitOutcome(dict[str, int]):
 
 
 @dataclass(frozen=True)
+class StoredEvent:
+    """An ``events`` row as read back (for contract-event rules): ``data`` is SPEC §2's JSON,
+    ``stored_at`` the ``timestamp`` column (when the listener stored it, aware UTC)."""
+
+    id: int
+    type: str
+    data: dict[str, Any]
+    block_number: int
+    stored_at: datetime
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """An ``event_rule_state`` row: ``version`` counts saves (0: never saved), ``last_event_id`` is the
+    newest ``events.id`` the rule has evaluated, ``state`` the evaluator's plain JSON data."""
+
+    rule: str
+    version: int
+    last_event_id: int
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class BlockRef:
     number: int
     hash: str
@@ -283,6 +306,23 @@ class Store(Protocol):
         """Take (or keep) the single-ingester lock for ``name``; False when another process holds it."""
 
     def release_leader(self, name: str) -> None: ...
+
+    # --- contract-event rules (events, event_rule_state) ---
+    def events_after(self, after_id: int, event_type: str, limit: int) -> list[StoredEvent]:
+        """At most ``limit`` events of ``event_type`` with ``id > after_id``, in id order."""
+
+    def existing_event_ids(self, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` are still in ``events`` (a reorg's rewind deletes rows)."""
+
+    def newest_event_id(self) -> int:
+        """The highest ``events.id`` (0 when there is none)."""
+
+    def load_rule_state(self, rule: str) -> RuleState:
+        """The stored state of ``rule``; version 0, ``last_event_id`` 0 and ``{}`` when never saved."""
+
+    def save_rule_state(self, rule: str, version: int, last_event_id: int, state: dict[str, Any], at: datetime) -> bool:
+        """Compare-and-set: store ``version + 1`` with these values only if the stored version is still
+        ``version`` (0: no row yet). True when this call won; False when another process saved first."""
 
     # --- incidents (monitor_incidents) ---
     def open_incidents(self) -> list[Incident]: ...

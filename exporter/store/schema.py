@@ -146,6 +146,22 @@ MIGRATIONS: tuple[Migration, ...] = (
                 reason TEXT NOT NULL)""",
         ),
     ),
+    Migration(
+        5,
+        "contract-event rules: the last event each rule evaluated and its window, cooldown and pending notices",
+        # One row per rule; ``version`` makes each save a compare-and-set, so replicas sharing the store
+        # notify once. Migration 4 belongs to another change: versions are applied in order, gaps allowed.
+        postgresql=(
+            """CREATE TABLE IF NOT EXISTS event_rule_state (
+                rule TEXT PRIMARY KEY, version BIGINT NOT NULL, last_event_id BIGINT NOT NULL,
+                state JSONB NOT NULL, updated_at TIMESTAMP NOT NULL)""",
+        ),
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS event_rule_state (
+                rule TEXT PRIMARY KEY, version INTEGER NOT NULL, last_event_id INTEGER NOT NULL,
+                state TEXT NOT NULL, updated_at TIMESTAMP NOT NULL)""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

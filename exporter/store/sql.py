@@ -30,8 +30,10 @@ from exporter.store.base import (
     OutboxNotice,
     QuarantinedEvent,
     ResultBucket,
+    RuleState,
     SchemaMissingError,
     SloRow,
+    StoredEvent,
     StoreError,
     StoreTimeouts,
 )
@@ -558,6 +560,69 @@ class SqlStore(ABC):
             deleted = int(cur.rowcount)
             self._save_checkpoint(cur, name, checkpoint)
         return deleted
+
+    # ----------------------------------------------------------------- contract-event rules
+    def events_after(self, after_id: int, event_type: str, limit: int) -> list[StoredEvent]:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "SELECT id, type, data, block_number, timestamp FROM events WHERE id > %s AND type = %s "
+                "ORDER BY id LIMIT %s",
+                (after_id, event_type, limit),
+            )
+            rows = cur.fetchall()
+        events = []
+        for row in rows:
+            data = as_json(row[2])
+            stored_at = as_utc(row[4])
+            assert stored_at is not None
+            block = row[3] if row[3] is not None else data.get("blockNumber", 0)
+            events.append(StoredEvent(int(row[0]), str(row[1]), data, int(block), stored_at))
+        return events
+
+    def existing_event_ids(self, ids: Sequence[int]) -> set[int]:
+        wanted = sorted(set(ids))
+        found: set[int] = set()
+        with self._tx() as cur:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ", ".join(["%s"] * len(chunk))
+                self._execute(cur, f"SELECT id FROM events WHERE id IN ({marks})", chunk)
+                found.update(int(row[0]) for row in cur.fetchall())
+        return found
+
+    def newest_event_id(self) -> int:
+        with self._tx() as cur:
+            self._execute(cur, "SELECT MAX(id) FROM events")
+            row = cur.fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def load_rule_state(self, rule: str) -> RuleState:
+        with self._tx() as cur:
+            self._execute(cur, "SELECT version, last_event_id, state FROM event_rule_state WHERE rule = %s", (rule,))
+            row = cur.fetchone()
+        if row is None:
+            return RuleState(rule, 0, 0, {})
+        return RuleState(rule, int(row[0]), int(row[1]), as_json(row[2]) or {})
+
+    def save_rule_state(self, rule: str, version: int, last_event_id: int, state: dict[str, Any], at: datetime) -> bool:
+        text = json.dumps(db_json(state), sort_keys=True)
+        with self._tx() as cur:
+            if version == 0:
+                self._execute(
+                    cur,
+                    "INSERT INTO event_rule_state (rule, version, last_event_id, state, updated_at) "
+                    "VALUES (%s, 1, %s, %s, %s) ON CONFLICT (rule) DO NOTHING",
+                    (rule, last_event_id, text, self._encode_time(at)),
+                )
+            else:
+                self._execute(
+                    cur,
+                    "UPDATE event_rule_state SET version = version + 1, last_event_id = %s, state = %s, "
+                    "updated_at = %s WHERE rule = %s AND version = %s",
+                    (last_event_id, text, self._encode_time(at), rule, version),
+                )
+            return bool(cur.rowcount == 1)
 
     # ----------------------------------------------------------------- incidents
     def open_incidents(self) -> list[Incident]:

@@ -98,6 +98,7 @@ def test_webhook_body_is_machine_readable() -> None:
         "time": "2026-01-05T10:02:00+00:00",
         "since": "2026-01-05T10:00:00+00:00",
         "reminder": False,
+        "provisional": False,
         "incident_id": 7,
         "dashboard_url": None,
         "text": render_text(alert(state="resolved")),

@@ -79,6 +79,11 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "pending_notices": lambda s: s.pending_notices(),
     "channel_overrides": lambda s: s.channel_overrides("telegram", "chat_id"),
     "save_channel_override": lambda s: s.save_channel_override("telegram", "chat_id", "-1", "-100", T0),
+    "events_after": lambda s: s.events_after(0, "Minted", 10),
+    "existing_event_ids": lambda s: s.existing_event_ids([1, 2]),
+    "newest_event_id": lambda s: s.newest_event_id(),
+    "load_rule_state": lambda s: s.load_rule_state("failsafe"),
+    "save_rule_state": lambda s: s.save_rule_state("failsafe", 0, 1, {"matches": []}, T0),
 }
 
 

@@ -1,7 +1,7 @@
 """The generic JSON webhook: the request for one alert (SPEC §5).
 
-Pure: builds the request, sends nothing. The body is machine-readable (state ``firing`` or
-``resolved``, ISO 8601 times) so a receiver can route or deduplicate by ``check`` and ``incident_id``.
+Pure: builds the request, sends nothing. The body is machine-readable (state ``firing``,
+``resolved`` or ``retracted``, ISO 8601 times) so a receiver can route or deduplicate by ``check`` and ``incident_id``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class WebhookChannel:
             "time": alert.at.astimezone(UTC).isoformat(),
             "since": alert.since.astimezone(UTC).isoformat(),
             "reminder": alert.reminder,
+            "provisional": alert.provisional,
             "incident_id": alert.incident_id,
             "dashboard_url": alert.dashboard_url,
             "text": render_text(alert),
