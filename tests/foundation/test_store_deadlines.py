@@ -77,6 +77,8 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "pending_notices": lambda s: s.pending_notices(),
     "channel_overrides": lambda s: s.channel_overrides("telegram", "chat_id"),
     "save_channel_override": lambda s: s.save_channel_override("telegram", "chat_id", "-1", "-100", T0),
+    "replica_heartbeat": lambda s: s.replica_heartbeat("replica-a", T0, T0 + timedelta(seconds=45)),
+    "replica_leave": lambda s: s.replica_leave("replica-a"),
 }
 
 
