@@ -247,3 +247,25 @@ def test_bad_rule_files_are_one_line_naming_the_file(tmp_path: Path) -> None:
     for result, culprit in ((missing, "absent.yml"), (bad, "broken.yml")):
         assert result.returncode == 2
         assert len(result.stderr.splitlines()) == 1 and culprit in result.stderr, result.stderr
+
+
+def test_the_docs_give_both_paths_commands_that_match_the_manifests(rendered: dict[str, list[Manifest]]) -> None:
+    readme = (REPO / "README.md").read_text()
+    guide = (REPO / "docs" / "kubernetes.md").read_text()
+    for text in (readme, guide):
+        assert "docker compose up -d" in text
+        assert "kubectl apply -k deploy/kubernetes/overlays/example" in text
+        assert "remote_write" in text and "federation" in text and "run_on: shard" in text
+    # The Secret the docs create holds every file the Deployment reads through *_FILE.
+    pod = _one(rendered["overlay"], "Deployment")["spec"]["template"]["spec"]
+    secret = next(v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v)
+    assert f"create secret generic {secret}" in guide
+    for entry in _container(rendered["overlay"])["env"]:
+        if entry["name"].endswith("_FILE"):
+            assert f"--from-file={entry['value'].rsplit('/', 1)[1]}=" in guide, entry
+    # And the one the AlertmanagerConfig reads from.
+    receivers = _one(rendered["overlay"], "AlertmanagerConfig")["spec"]["receivers"]
+    for receiver in receivers:
+        for slack in receiver.get("slackConfigs", []):
+            assert f"create secret generic {slack['apiURL']['name']}" in guide
+            assert f"--from-file={slack['apiURL']['key']}=" in guide
