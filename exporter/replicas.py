@@ -2,7 +2,8 @@
 
 - ``all``: every replica runs every check (one row per replica and round).
 - ``leader``: the replica holding the store's ``checks`` leader lock (the same kind of lock the
-  listener's single ingester holds) runs every check; the others run none and take over when it stops.
+  listener's single ingester holds; tried every quarter of ``checks.interval``) runs every check; the
+  others run none and take over when its database session ends.
 - ``shard``: each replica renews its row in ``exporter_replicas`` (a heartbeat every quarter of
   ``checks.interval``, expiring after three quarters of it) and runs the checks whose rendezvous hash
   ranks it first among the live replicas: a stable hash of (replica, check name), so adding or losing a
@@ -87,10 +88,16 @@ class Placement:
         self._running: set[str] | None = None  # what the last round ran (None: no round yet)
 
     def heartbeat(self) -> None:
-        """``shard``: renew this replica's row and read the live replicas (a scheduler job). Never raises
-        for a store outage: the last membership stays in force, logged."""
-        if self.run_on != "shard":
-            return
+        """Refresh this replica's standing in the store (a scheduler job, every ``heartbeat_interval``,
+        off the check path): ``leader``: take or keep the checks lock; ``shard``: renew this replica's row
+        and read the live replicas. Never raises for a store outage: the last known role or membership
+        stays in force, logged."""
+        if self.run_on == "leader":
+            self._refresh_leadership()
+        elif self.run_on == "shard":
+            self._refresh_membership()
+
+    def _refresh_membership(self) -> None:
         now = self._clock.now()
         try:
             members = self._store.replica_heartbeat(self.replica_id, now, now + timedelta(seconds=self._expiry))
@@ -102,39 +109,39 @@ class Placement:
                 log.info("replicas sharing the checks: %d replicas=%s", len(members), ",".join(members))
             self._members = members
 
+    def _refresh_leadership(self) -> None:
+        try:
+            leader = self._store.try_acquire_leader(LEADER_LOCK)
+        except StoreError as exc:
+            log.warning("checks leader lock unknown; keeping the last role error=%r", str(exc))
+            return
+        with self._lock:
+            if leader != self._leader:
+                if leader:
+                    log.info("this replica runs the checks (checks.run_on=leader)")
+                else:
+                    log.info("another replica runs the checks; this one stands by (checks.run_on=leader)")
+            self._leader = leader
+
     def assign(self, specs: Sequence[CheckSpec]) -> list[CheckSpec]:
-        """The checks of ``specs`` this replica runs this round."""
+        """The checks of ``specs`` this replica runs this round, from what the last ``heartbeat`` learnt
+        (no store call here: a stalled store never delays a round)."""
+        with self._lock:
+            members, leader = self._members, self._leader
         if self.run_on == "all":
             chosen = list(specs)
         elif self.run_on == "leader":
-            chosen = list(specs) if self._is_leader() else []
+            chosen = [] if leader is False else list(specs)  # unknown (never reached the store): run
+        elif not members or self.replica_id not in members:
+            chosen = list(specs)  # alone as far as we know (or our row is not there yet)
         else:
-            with self._lock:
-                members = self._members
-            if not members or self.replica_id not in members:
-                chosen = list(specs)  # alone as far as we know (or our row is not there yet)
-            else:
-                chosen = [spec for spec in specs if rendezvous_owner(spec.name, members) == self.replica_id]
+            chosen = [spec for spec in specs if rendezvous_owner(spec.name, members) == self.replica_id]
         names = {spec.name for spec in chosen}
         dropped = sorted(self._running - names) if self._running is not None else []
         self._running = names
         if dropped and self._on_dropped is not None:
             self._on_dropped(dropped)
         return chosen
-
-    def _is_leader(self) -> bool:
-        try:
-            leader = self._store.try_acquire_leader(LEADER_LOCK)
-        except StoreError as exc:
-            log.warning("checks leader lock unknown; keeping the last role error=%r", str(exc))
-            return self._leader is not False
-        if leader != self._leader:
-            if leader:
-                log.info("this replica runs the checks (checks.run_on=leader)")
-            else:
-                log.info("another replica runs the checks; this one stands by (checks.run_on=leader)")
-        self._leader = leader
-        return leader
 
     def leave(self) -> None:
         """At shutdown: give up the lock or the membership row at once, so another replica takes

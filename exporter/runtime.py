@@ -335,8 +335,8 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         # Replicas on one store: which checks this one runs (checks.run_on).
         placement = Placement(config.checks.run_on, store, clock, config.checks.interval, on_dropped=forget)
         log.info("checks.run_on=%s replica=%s", placement.run_on, placement.replica_id)
-        if placement.run_on == "shard":
-            placement.heartbeat()  # now: the first round already knows the replicas
+        if placement.run_on != "all":
+            placement.heartbeat()  # now: the first round already knows its role or the replicas
             rt.scheduler.add(Job("replicas", placement.heartbeat, placement.heartbeat_interval))
         rt.on_stop.insert(0, placement.leave)  # first: the others take over at once
 

@@ -115,9 +115,13 @@ def test_leader_mode_runs_the_checks_on_one_replica_and_fails_over(store: Store,
     clock = FakeClock()
     a = Placement("leader", store, clock, INTERVAL, replica_id="pod-a:1")
     b = Placement("leader", second_store, clock, INTERVAL, replica_id="pod-b:1")
+    a.heartbeat()
+    b.heartbeat()
     assert _names(a.assign(SPECS)) == set(NAMES)
     assert b.assign(SPECS) == []
     a.leave()
+    b.heartbeat()
+    a.heartbeat()
     assert _names(b.assign(SPECS)) == set(NAMES)
     assert a.assign(SPECS) == []
 
