@@ -9,6 +9,7 @@ groups of prometheus/rules/ (regenerated and compared) and they pass ``promtool 
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import sys
@@ -96,13 +97,13 @@ def test_core_objects_validate_against_the_kubernetes_schemas(rendered: dict[str
             pytest.fail(f"{manifest['kind']}/{manifest['metadata']['name']}: {exc.message} at {list(exc.path)}")
 
 
-def test_the_validator_rejects_what_it_should() -> None:
+def test_the_validator_rejects_what_it_should(rendered: dict[str, list[Manifest]]) -> None:
     """The schemas are really applied: an unknown field and a wrong type fail (strict)."""
-    deployment = next(m for m in _render(BASE) if m["kind"] == "Deployment")
+    deployment = copy.deepcopy(_one(rendered["base"], "Deployment"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/readyz"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
-    service = next(m for m in _render(BASE) if m["kind"] == "Service")
+    service = copy.deepcopy(_one(rendered["base"], "Service"))
     service["spec"]["ports"][0]["port"] = "http"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(service, KUBERNETES_VERSION, strict=True)
