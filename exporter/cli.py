@@ -24,6 +24,7 @@ from exporter.listener import checkpoints
 from exporter.listener.contracts import load_contracts
 from exporter.logs import setup_logging
 from exporter.probes.runner import resolve_checks, validate_conditions
+from exporter.promrule import RuleFileError, prometheus_rule
 from exporter.redact import Redactor
 from exporter.rules import render_rules
 from exporter.runtime import (
@@ -211,6 +212,22 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_prometheus_rule(args: argparse.Namespace) -> int:
+    """``prometheus-rule FILE...``: the rule files as one PrometheusRule (deploy/kubernetes)."""
+    files: list[tuple[str, str]] = []
+    for path in args.files:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                files.append((path, handle.read()))
+        except OSError as exc:
+            raise ExitError(f"{path}: {exc.strerror}", EXIT_USAGE) from None
+    try:
+        sys.stdout.write(prometheus_rule(files, name=args.name))
+    except RuleFileError as exc:
+        raise ExitError(str(exc), EXIT_USAGE) from None
+    return EXIT_OK
+
+
 SIMULATE_HELP = "run the Blocktrust API simulator alone"
 
 
@@ -314,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     rewind.add_argument("--to", type=_block_number_arg, required=True, metavar="N", help="the block to rewind to")
     rewind.set_defaults(func=cmd_checkpoint_rewind)
     add("rules", cmd_rules, "print the Prometheus SLO rules generated from the configuration")
+    promrule = sub.add_parser(
+        "prometheus-rule",
+        help="print Prometheus rule files as one prometheus-operator PrometheusRule",
+        description="print Prometheus rule files as one prometheus-operator PrometheusRule",
+    )
+    promrule.set_defaults(func=cmd_prometheus_rule)
+    promrule.add_argument("files", nargs="+", metavar="FILE", help="Prometheus rule files, e.g. prometheus/rules/*.yml")
+    promrule.add_argument("--name", default="blocktrust-exporter", help="metadata.name (default: blocktrust-exporter)")
     # Listed here for --help; main() hands its arguments to the simulator's own parser.
     sub.add_parser("simulate", help=SIMULATE_HELP, add_help=False)
     demo_parser = add("demo", cmd_demo, "run everything locally: simulator, anvil chain, exporter", serving)

@@ -7,6 +7,7 @@ modules receive the ``Metrics`` object and only update it; none defines a metric
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -366,6 +367,13 @@ class Metrics:
     def heartbeat_seen(self, unix_time: float) -> None:
         """A ``listener.tick`` heartbeat written at ``unix_time`` was written or read."""
         self.listener_lag.seen(unix_time)
+
+    def forget_check(self, check: str) -> None:
+        """This process no longer runs ``check`` (another replica does): drop its gauges, which would
+        otherwise keep reporting the last run here. Counters and the histogram stay (they only stop growing)."""
+        for gauge in (self.check_up, self.check_last_run):
+            with contextlib.suppress(KeyError):  # never ran here
+                gauge.remove(check)
 
     def record_check(self, check: str, ok: bool, seconds: float, at_unix: float) -> None:
         """Update the four check metrics for one result."""

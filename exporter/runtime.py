@@ -35,6 +35,7 @@ from exporter.metrics import Metrics
 from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
 from exporter.progress import AT_HEAD_MARGIN_BLOCKS, CatchUpReporter, RoundReporter
 from exporter.redact import Redactor
+from exporter.replicas import Placement
 from exporter.retention import purge_old_results
 from exporter.scheduler import Job, Scheduler
 from exporter.server import HttpServer
@@ -376,7 +377,20 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         def on_results(results: Sequence[CheckResult]) -> None:
             if rt.parts["alerts"]:
                 engine.observe(results)
-            report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
+            if results:  # a standby replica (checks.run_on) runs no check: no round line
+                report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
+
+        def forget(names: Sequence[str]) -> None:
+            for name in names:
+                metrics.forget_check(name)  # another replica reports it now
+
+        # Replicas on one store: which checks this one runs (checks.run_on).
+        placement = Placement(config.checks.run_on, store, clock, config.checks.interval, on_dropped=forget)
+        log.info("checks.run_on=%s replica=%s", placement.run_on, placement.replica_id)
+        if placement.run_on != "all":
+            placement.heartbeat()  # now: the first round already knows its role or the replicas
+            rt.scheduler.add(Job("replicas", placement.heartbeat, placement.heartbeat_interval))
+        rt.on_stop.insert(0, placement.leave)  # first: the others take over at once
 
         # The listener checks wait for this process's listener's first poll (ListenerStartGrace).
         grace = ListenerStartGrace(rt.listener.first_poll_done, clock, config.listener.max_lag) if rt.listener else None
@@ -389,6 +403,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             on_results=on_results,
             hold=grace,
             redactor=redact,
+            assign=placement.assign,
         )
         rt.on_overdue.append(round_.cancel)
         rt.on_stop.append(round_.close)

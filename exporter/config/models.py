@@ -130,6 +130,10 @@ class ChecksSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     include_defaults: bool = True  # the nine checks of SPEC §1
     items: list[CheckSpec] = Field(default_factory=list)
+    # Which replicas (processes on one store) run the checks: only the one holding the store's checks
+    # leader lock (one row per check per round however many replicas), every replica, or each its
+    # share (a stable hash of the check name over the live replicas).
+    run_on: Literal["leader", "all", "shard"] = "leader"
 
     @model_validator(mode="after")
     def _unique_names_and_deadlines_within_a_round(self) -> ChecksSettings:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ResultSink = Callable[[Sequence[CheckResult]], None]
 HoldCheck = Callable[[CheckSpec], bool]
+AssignChecks = Callable[[Sequence[CheckSpec]], Sequence[CheckSpec]]
 
 
 class ListenerStartGrace:
@@ -136,11 +137,15 @@ class CheckRound:
         timer: Callable[[], float] = time.perf_counter,
         hold: HoldCheck | None = None,
         redactor: Redactor | None = None,
+        assign: AssignChecks | None = None,
     ) -> None:
         """``hold``: asked for each check at each round; True skips it this round, unrecorded
-        (e.g. ``ListenerStartGrace``)."""
+        (e.g. ``ListenerStartGrace``). ``assign``: asked at the start of each round which of the
+        checks this process runs (``exporter.replicas.Placement``: replicas sharing a store); the
+        others are not run here, unrecorded. Default: all of them."""
         self.checks = resolve_checks(config)
         self._hold = hold
+        self._assign = assign
         # Results leave the probes here, and only here: every text in them is masked once, for the
         # store, the alerts, the status page and the logs alike (a server may echo any secret).
         self._redactor = redactor if redactor is not None else Redactor(config.secrets())
@@ -193,11 +198,12 @@ class CheckRound:
             self.session.start_round()
         round_ts = self._clock.now()
         round_start = self._timer()
-        held = [spec.name for spec in self.checks if self._hold is not None and self._hold(spec)]
+        specs = self.checks if self._assign is None else self._assign(self.checks)
+        held = [spec.name for spec in specs if self._hold is not None and self._hold(spec)]
         if held:
             log.info("waiting for the listener's first poll; not run this round checks=%s", ",".join(held))
         futures: list[tuple[CheckSpec, Future[tuple[CheckResult, float]]]] = [
-            (spec, self._pool.submit(self._run_check, spec)) for spec in self.checks if spec.name not in held
+            (spec, self._pool.submit(self._run_check, spec)) for spec in specs if spec.name not in held
         ]
         pending = {future for _, future in futures}
         while pending and not self._cancelled.is_set():

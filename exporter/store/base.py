@@ -386,3 +386,12 @@ class Store(Protocol):
 
     def save_channel_override(self, channel: str, setting: str, configured: str, value: str, at: datetime) -> None:
         """Remember that ``setting`` of ``channel`` configured as ``configured`` is now ``value``."""
+
+    # --- replicas (exporter_replicas) ---
+    def replica_heartbeat(self, replica_id: str, at: datetime, expires_at: datetime) -> list[str]:
+        """In one transaction: record that ``replica_id`` is alive until ``expires_at`` (insert or
+        renew its row), forget the replicas whose row expired before ``at``, and return the ids of the
+        replicas still live (this one included), sorted."""
+
+    def replica_leave(self, replica_id: str) -> None:
+        """Forget ``replica_id`` at once (a clean stop), so that the others take over its share."""

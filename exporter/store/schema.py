@@ -162,6 +162,20 @@ MIGRATIONS: tuple[Migration, ...] = (
                 state TEXT NOT NULL, updated_at TIMESTAMP NOT NULL)""",
         ),
     ),
+    Migration(
+        7,
+        "replica membership for sharded checks: one row per live exporter, renewed until it expires",
+        postgresql=(
+            """CREATE TABLE IF NOT EXISTS exporter_replicas (
+                replica_id TEXT PRIMARY KEY, started_at TIMESTAMP NOT NULL, heartbeat_at TIMESTAMP NOT NULL,
+                expires_at TIMESTAMP NOT NULL)""",
+        ),
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS exporter_replicas (
+                replica_id TEXT PRIMARY KEY, started_at TIMESTAMP NOT NULL, heartbeat_at TIMESTAMP NOT NULL,
+                expires_at TIMESTAMP NOT NULL)""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -808,3 +808,21 @@ class SqlStore(ABC):
                 "value = excluded.value, updated_at = excluded.updated_at",
                 (channel, setting, configured, value, self._encode_time(at)),
             )
+
+    # ----------------------------------------------------------------- replicas (exporter_replicas)
+    def replica_heartbeat(self, replica_id: str, at: datetime, expires_at: datetime) -> list[str]:
+        with self._tx() as cur:
+            self._execute(
+                cur,
+                "INSERT INTO exporter_replicas (replica_id, started_at, heartbeat_at, expires_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (replica_id) DO UPDATE SET "
+                "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+                (db_text(replica_id), self._encode_time(at), self._encode_time(at), self._encode_time(expires_at)),
+            )
+            self._execute(cur, "DELETE FROM exporter_replicas WHERE expires_at < %s", (self._encode_time(at),))
+            self._execute(cur, "SELECT replica_id FROM exporter_replicas ORDER BY replica_id")
+            return [str(row[0]) for row in cur.fetchall()]
+
+    def replica_leave(self, replica_id: str) -> None:
+        with self._tx() as cur:
+            self._execute(cur, "DELETE FROM exporter_replicas WHERE replica_id = %s", (db_text(replica_id),))

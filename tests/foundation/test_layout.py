@@ -52,6 +52,8 @@ LAYERS: dict[str, int] = {
     "exporter.server": 2,
     "exporter.web": 2,
     "exporter.progress": 2,
+    "exporter.replicas": 2,
+    "exporter.promrule": 2,
     "exporter.runtime": 3,
     "exporter.status": 3,
     "exporter.cli": 4,

@@ -84,6 +84,8 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "newest_event_id": lambda s: s.newest_event_id(),
     "load_rule_state": lambda s: s.load_rule_state("failsafe"),
     "save_rule_state": lambda s: s.save_rule_state("failsafe", 0, 1, {"matches": []}, T0),
+    "replica_heartbeat": lambda s: s.replica_heartbeat("replica-a", T0, T0 + timedelta(seconds=45)),
+    "replica_leave": lambda s: s.replica_leave("replica-a"),
 }
 
 
