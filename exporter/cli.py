@@ -21,10 +21,20 @@ from exporter.clock import SystemClock
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_duration
 from exporter.listener.contracts import load_contracts
 from exporter.logs import setup_logging
+from exporter.probes.chain import resolve_view_calls
 from exporter.probes.runner import resolve_checks, validate_conditions
 from exporter.redact import Redactor
 from exporter.rules import render_rules
-from exporter.runtime import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ExitError, make_store, serve, web_security
+from exporter.runtime import (
+    ALL_PARTS,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    ExitError,
+    make_store,
+    serve,
+    web_security,
+)
 from exporter.slo import add_report_arguments, report_command
 from exporter.store import StoreError
 
@@ -48,7 +58,9 @@ def load(
         config = load_config(path, env)
         # The configuration keeps conditions as text; their language (and its errors) is the probes'.
         if with_checks:
-            resolve_checks(config)
+            checks = resolve_checks(config)
+            if with_contracts:
+                resolve_view_calls(config, checks)  # each eth_call check's contract and function
         else:
             validate_conditions(config)
         if with_contracts and config.listener.enabled and config.listener.rpc_url is not None:
@@ -102,7 +114,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_format = args.log_format or config.log.format
     redactor = Redactor(config.secrets())  # one for the logs and every other output, JWT included
     setup_logging(fmt=log_format, level=config.log.level, redactor=redactor)
-    return serve(config, duration=args.duration, log_format=log_format, redactor=redactor)
+    # listener.elsewhere: a `listen` process follows the chain; this one only judges its heartbeat.
+    parts = ALL_PARTS - {"listener"} if config.listener.elsewhere else ALL_PARTS
+    return serve(config, parts=parts, duration=args.duration, log_format=log_format, redactor=redactor)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:

@@ -23,9 +23,11 @@ from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.notifier import build_notifier
 from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
-from exporter.config import LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
+from exporter.config import CHAIN_KINDS, LISTENER_REORG_INCIDENT, CheckSpec, Config, ConfigError, StoreSettings
+from exporter.listener.rpc import RangeRefusedError, RpcClient, RpcError, TransientRpcError
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
+from exporter.probes.chain import ChainReader, resolve_view_calls
 from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
 from exporter.progress import AT_HEAD_MARGIN_BLOCKS, CatchUpReporter, RoundReporter
 from exporter.redact import Redactor
@@ -328,6 +330,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
 
         # The listener checks wait for this process's listener's first poll (ListenerStartGrace).
         grace = ListenerStartGrace(rt.listener.first_poll_done, clock, config.listener.max_lag) if rt.listener else None
+        chain = chain_checks_reader(config, checks, metrics, clock, session)
         round_ = CheckRound(
             config,
             metrics=metrics,
@@ -337,6 +340,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             on_results=on_results,
             hold=grace,
             redactor=redact,
+            chain=chain,
         )
         rt.on_overdue.append(round_.cancel)
         rt.on_stop.append(round_.close)
@@ -356,6 +360,20 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         rt.on_stop.append(lambda: engine.stop(timeout=2.0))
         rt.on_stop.append(lambda: notifier.stop(timeout=2.0))
     rt.on_stop.append(session.close)
+
+
+def chain_checks_reader(
+    config: Config, checks: Sequence[CheckSpec], metrics: Metrics, clock: Clock, session: requests.Session
+) -> ChainReader | None:
+    """The chain kinds' view of the chain: an RPC client of the listener's settings (URL, timeout,
+    metrics) and each ``eth_call`` check's resolved call; None when no chain check runs (they are off
+    without ``listener.rpc_url``). ``ConfigError`` for an ``eth_call`` that does not fit the ABIs."""
+    rpc_url = config.listener.rpc_url
+    if rpc_url is None or not any(spec.kind in CHAIN_KINDS for spec in checks):
+        return None
+    views = resolve_view_calls(config, checks)
+    rpc = RpcClient(rpc_url.get_secret_value(), session, metrics, clock, timeout=config.listener.rpc_timeout)
+    return ChainReader(rpc, views, errors=(RpcError, TransientRpcError, RangeRefusedError))
 
 
 def serve(

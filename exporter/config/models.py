@@ -151,6 +151,9 @@ EVENT_TYPE_MAX_LENGTH = 50  # events.type is VARCHAR(50) (SPEC §2)
 class ListenerSettings(Section):
     enabled: bool = True
     rpc_url: SecretHttpUrl | None = None  # POLYGON_RPC_URL (often carries an API key)
+    # LISTENER_ELSEWHERE: the listener runs in another process (``listen``); this one never starts it,
+    # and its listener.* checks judge the heartbeat that process writes to the shared store.
+    elsewhere: bool = False
     contracts_config: str = Field(default="contracts_config.json", min_length=1)
     poll_interval: Annotated[Interval, within(1, 3600)] = 15.0  # LISTENER_POLL_INTERVAL
     max_lag: Annotated[Interval, within(1, 7 * 86_400)] = 180.0  # MAX_LISTENER_LAG_SEC
@@ -173,8 +176,16 @@ class ListenerSettings(Section):
         }
     )
 
+    @property
+    def heartbeat_expected(self) -> bool:
+        """Whether a listener (here, with an RPC URL, or in another process) writes heartbeats for the
+        listener.* checks to judge; without one those checks could only ever fail."""
+        return self.enabled and (self.elsewhere or self.rpc_url is not None)
+
     @model_validator(mode="after")
     def _consistent(self) -> ListenerSettings:
+        if self.elsewhere and not self.enabled:
+            raise KeyPathError(("elsewhere",), "true contradicts listener.enabled: false (no listener anywhere)")
         if self.chunk_size > self.max_chunk_size:
             raise KeyPathError(
                 ("chunk_size",), f"{self.chunk_size} is above listener.max_chunk_size ({self.max_chunk_size})"
