@@ -26,12 +26,12 @@ from exporter.probes.runner import resolve_checks, validate_conditions
 from exporter.redact import Redactor
 from exporter.rules import render_rules
 from exporter.runtime import (
-    ALL_PARTS,
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     ExitError,
     make_store,
+    run_parts,
     serve,
     web_security,
 )
@@ -114,9 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_format = args.log_format or config.log.format
     redactor = Redactor(config.secrets())  # one for the logs and every other output, JWT included
     setup_logging(fmt=log_format, level=config.log.level, redactor=redactor)
-    # listener.elsewhere: a `listen` process follows the chain; this one only judges its heartbeat.
-    parts = ALL_PARTS - {"listener"} if config.listener.elsewhere else ALL_PARTS
-    return serve(config, parts=parts, duration=args.duration, log_format=log_format, redactor=redactor)
+    return serve(config, parts=run_parts(config), duration=args.duration, log_format=log_format, redactor=redactor)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:

@@ -150,6 +150,12 @@ class _Ping:
 ALL_PARTS = frozenset({"checks", "listener", "alerts", "slo"})
 
 
+def run_parts(config: Config) -> frozenset[str]:
+    """The parts ``run`` starts: all of them, but the listener when ``listener.elsewhere`` says a
+    ``listen`` process follows the chain (this one then only judges the heartbeat it writes)."""
+    return ALL_PARTS - {"listener"} if config.listener.elsewhere else ALL_PARTS
+
+
 @dataclass
 class Runtime:
     """What ``serve`` assembled, so that shutdown can take it apart in order."""
