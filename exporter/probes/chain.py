@@ -20,17 +20,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
-
-from eth_abi.abi import decode as abi_decode
-from eth_abi.exceptions import DecodingError
-from eth_typing import ABIFunction
-from eth_utils.abi import abi_to_signature, get_abi_output_names, get_abi_output_types
-from web3 import Web3
-from web3.exceptions import Web3Exception
-from web3.utils.abi import get_abi_element
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from exporter.config import CheckSpec, Config, ConfigError
+
+if TYPE_CHECKING:
+    from eth_typing import ABIFunction
 from exporter.config.files import decode_text
 
 
@@ -63,6 +58,9 @@ class ViewCall:
         """The answer's outputs as JSON values (ints, bools, 0x-hex bytes, lists): the only output
         itself, or an object of the outputs by name (by position when unnamed).
         ``ChainAnswerError`` when ``raw`` is not the ABI encoding of the outputs."""
+        from eth_abi.abi import decode as abi_decode  # (imported by eth_call checks only)
+        from eth_abi.exceptions import DecodingError
+
         if not isinstance(raw, str) or not raw.startswith("0x"):
             raise ChainAnswerError(f"eth_call: expected 0x-hex output, got {str(raw)[:40]!r}")
         try:
@@ -149,6 +147,12 @@ def resolve_view_calls(config: Config, checks: Sequence[CheckSpec]) -> dict[str,
     wanted = [spec for spec in checks if spec.kind == "eth_call"]
     if not wanted:
         return {}
+    # web3 (and eth-abi) take seconds to import: only a configuration with eth_call checks pays for it.
+    from eth_utils.abi import abi_to_signature, get_abi_output_names, get_abi_output_types
+    from web3 import Web3
+    from web3.exceptions import Web3Exception
+    from web3.utils.abi import get_abi_element
+
     abis = read_abis(config.listener.contracts_config)
     w3 = Web3()
     views: dict[str, ViewCall] = {}
@@ -172,7 +176,7 @@ def resolve_view_calls(config: Config, checks: Sequence[CheckSpec]) -> dict[str,
             raise
         except (Web3Exception, ValueError, TypeError) as exc:
             raise ConfigError(f"{where}: function: {spec.function!r} of {spec.contract}: {_why(exc)}") from None
-        function = cast(ABIFunction, element)
+        function = cast("ABIFunction", element)
         views[spec.name] = ViewCall(
             contract=spec.contract,
             address=Web3.to_checksum_address(address),
