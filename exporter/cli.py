@@ -57,15 +57,14 @@ def load(
     try:
         config = load_config(path, env)
         # The configuration keeps conditions as text; their language (and its errors) is the probes'.
-        if with_checks:
-            checks = resolve_checks(config)
-            if with_contracts:
-                resolve_view_calls(config, checks)  # each eth_call check's contract and function
-        else:
+        checks = resolve_checks(config) if with_checks else None
+        if not with_checks:
             validate_conditions(config)
         if with_contracts and config.listener.enabled and config.listener.rpc_url is not None:
             # Fail at start (and in check-config) rather than on the first poll.
             load_contracts(config.listener.contracts_config, config.listener.event_types)
+        if with_contracts and checks:
+            resolve_view_calls(config, checks)  # each eth_call check's contract and function
     except ConfigError as exc:
         raise ExitError(str(exc), EXIT_USAGE) from None
     return config

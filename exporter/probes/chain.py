@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from exporter.config import CheckSpec, Config, ConfigError
+from exporter.config.files import decode_text
 
 if TYPE_CHECKING:
     from eth_typing import ABIFunction
-from exporter.config.files import decode_text
 
 
 class RpcCaller(Protocol):
@@ -133,8 +133,11 @@ def read_abis(path: str | Path) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     abis: dict[str, tuple[str, list[dict[str, Any]]]] = {}
     for name, body in document.items():
         abi = body.get("abi") if isinstance(body, dict) else None
-        if isinstance(abi, str):
-            abi = json.loads(abi)  # some deploy scripts store the ABI as a JSON string
+        if isinstance(abi, str):  # some deploy scripts store the ABI as a JSON string
+            try:
+                abi = json.loads(abi)
+            except ValueError:
+                raise ConfigError(f"{source}: {name}.abi: a string that is not JSON") from None
         address = body.get("address") if isinstance(body, dict) else None
         if isinstance(abi, list) and isinstance(address, str):
             abis[name] = (address, abi)
