@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,13 +34,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevChain]:
         yield started
 
 
-def _round(chain: DevChain, items: list[dict[str, Any]], clock: Clock) -> Callable[[], dict[str, CheckResult]]:
+def _round(
+    chain: DevChain, items: list[dict[str, Any]], clock: Clock, contracts: Path | None = None
+) -> Callable[[], dict[str, CheckResult]]:
     """A CheckRound of ``items`` only, wired as the runtime wires it; returns a run-once function."""
     config = Config.model_validate(
         {
             "listener": {
                 "rpc_url": chain.rpc_url,
-                "contracts_config": str(chain.log_path.parent / "contracts_config.json"),
+                "contracts_config": str(contracts or chain.log_path.parent / "contracts_config.json"),
                 "rpc_timeout": "5s",
             },
             "checks": {"include_defaults": False, "items": items, "interval": "10s", "timeout": "5s"},
@@ -132,6 +135,17 @@ def test_eth_call_checks_judge_the_decoded_result_and_a_counter_that_goes_back(c
     went_back = third["nft.counter"]
     assert not went_back.ok and went_back.details["error"] == "went_back", went_back.details
     assert f"went back to {counter} (it was {counter + 1})" in went_back.details["reason"]
+
+
+def test_an_eth_call_to_an_address_without_the_contract_fails_saying_so(chain: DevChain) -> None:
+    # The project's ABIs at addresses where nothing is deployed: the node answers "0x".
+    fake = Path(__file__).parents[1] / "data" / "contracts_fake_addresses.json"
+    item = {"name": "nft.counter", "kind": "eth_call", "contract": "IdentityNFT", "function": "nextTokenId"}
+    result = _round(chain, [item], FakeClock(), contracts=fake)()["nft.counter"]
+    assert not result.ok and result.details["error"] == "wrong_shape", result.details
+    assert result.details["reason"] == (
+        "eth_call nextTokenId(): cannot decode the output: no output (is there a contract at this address?)"
+    )
 
 
 def test_balance_fails_below_its_threshold_and_on_a_short_runway_and_says_the_runway(chain: DevChain) -> None:
