@@ -94,9 +94,9 @@ def banner_fields(
         "access": access,
         "store": store_display(config),
         "api": _without_userinfo(config.api.base_url) or "(not set: API checks disabled)",
-        "rpc": ", ".join(public_url(url) for url in rpc) if rpc else "(not set: listener disabled)",
+        "rpc": ", ".join(public_url(url) for url in rpc) if rpc else "(not set: listener and chain checks off)",
         "checks": f"every {config.checks.interval:g}s",
-        "listener": f"every {config.listener.poll_interval:g}s, max lag {config.listener.max_lag:g}s",
+        "listener": listener_line(config, parts),
         "slo": f"uptime {config.slo.uptime_target:g}%, latency {config.slo.latency_ms} ms, "
         f"report every {config.slo.report_interval:g}s",
         "alerts": ", ".join(channels) if channels else "(no channel configured)",
@@ -104,6 +104,22 @@ def banner_fields(
         "status_page": f"{base_url(config.server.listen, scheme)}/",
         "metrics": f"{base_url(config.server.listen, scheme)}/metrics",
     }
+
+
+def listener_line(config: Config, parts: dict[str, bool]) -> str:
+    """Where the listener runs, and whether the listener.* checks run (they judge its heartbeat)."""
+    settings = config.listener
+    timing = f"every {settings.poll_interval:g}s, max lag {settings.max_lag:g}s"
+    if parts.get("listener"):
+        return timing
+    if settings.elsewhere:
+        return f"in another process (listener.elsewhere), its heartbeat judged here; max lag {settings.max_lag:g}s"
+    not_run = "listener.lag and listener.progress not run"
+    if not settings.enabled:
+        return f"off (listener.enabled: false); {not_run}"
+    if not settings.rpc_endpoints:
+        return f"off (no POLYGON_RPC_URL); {not_run} (set LISTENER_ELSEWHERE=true if `listen` runs elsewhere)"
+    return f"not in this process; {timing}"
 
 
 def banner_lines(

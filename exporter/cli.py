@@ -23,6 +23,7 @@ from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_confi
 from exporter.listener import checkpoints
 from exporter.listener.contracts import load_contracts
 from exporter.logs import setup_logging
+from exporter.probes.chain import resolve_view_calls
 from exporter.probes.runner import resolve_checks, validate_conditions
 from exporter.promrule import RuleFileError, prometheus_rule
 from exporter.redact import Redactor
@@ -34,6 +35,7 @@ from exporter.runtime import (
     ExitError,
     event_rules,
     make_store,
+    run_parts,
     serve,
     web_security,
 )
@@ -59,15 +61,16 @@ def load(
     try:
         config = load_config(path, env)
         # The configuration keeps conditions as text; their language (and its errors) is the probes'.
-        if with_checks:
-            resolve_checks(config)
-        else:
+        checks = resolve_checks(config) if with_checks else None
+        if not with_checks:
             validate_conditions(config)
         if with_contracts and config.listener.enabled and config.listener.rpc_endpoints:
             # Fail at start (and in check-config) rather than on the first poll.
             load_contracts(config.listener.contracts_config, config.listener.event_types)
         if with_contracts:
             event_rules(config)  # bad CEL, an unknown event or template field: refused at start
+        if with_contracts and checks:
+            resolve_view_calls(config, checks)  # each eth_call check's contract and function
     except ConfigError as exc:
         raise ExitError(str(exc), EXIT_USAGE) from None
     return config
@@ -116,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_format = args.log_format or config.log.format
     redactor = Redactor(config.secrets())  # one for the logs and every other output, JWT included
     setup_logging(fmt=log_format, level=config.log.level, redactor=redactor)
-    return serve(config, duration=args.duration, log_format=log_format, redactor=redactor)
+    return serve(config, parts=run_parts(config), duration=args.duration, log_format=log_format, redactor=redactor)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:

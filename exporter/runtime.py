@@ -25,13 +25,22 @@ from exporter.alerting.notifier import Notifier, build_notifier
 from exporter.alerting.rule_runner import EventRuleRunner
 from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
-from exporter.config import LISTENER_QUARANTINE_INCIDENT, LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
+from exporter.config import (
+    CHAIN_KINDS,
+    LISTENER_QUARANTINE_INCIDENT,
+    LISTENER_REORG_INCIDENT,
+    CheckSpec,
+    Config,
+    ConfigError,
+    StoreSettings,
+)
 from exporter.listener.contracts import load_contracts
 from exporter.listener.endpoints import EndpointPool
 from exporter.listener.finality import default_reorg_depth
-from exporter.listener.rpc import RpcError, TransientRpcError
+from exporter.listener.rpc import RangeRefusedError, RpcError, TransientRpcError
 from exporter.listener.service import Listener
 from exporter.metrics import Metrics
+from exporter.probes.chain import ChainReader, resolve_view_calls
 from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
 from exporter.progress import AT_HEAD_MARGIN_BLOCKS, CatchUpReporter, RoundReporter
 from exporter.redact import Redactor
@@ -173,6 +182,12 @@ class _Ping:
 
 # ------------------------------------------------------------------------------ run
 ALL_PARTS = frozenset({"checks", "listener", "alerts", "slo"})
+
+
+def run_parts(config: Config) -> frozenset[str]:
+    """The parts ``run`` starts: all of them, but the listener when ``listener.elsewhere`` says a
+    ``listen`` process follows the chain (this one then only judges the heartbeat it writes)."""
+    return ALL_PARTS - {"listener"} if config.listener.elsewhere else ALL_PARTS
 
 
 @dataclass
@@ -394,6 +409,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
 
         # The listener checks wait for this process's listener's first poll (ListenerStartGrace).
         grace = ListenerStartGrace(rt.listener.first_poll_done, clock, config.listener.max_lag) if rt.listener else None
+        chain = chain_checks_reader(config, checks, metrics, clock, session)
         round_ = CheckRound(
             config,
             metrics=metrics,
@@ -404,6 +420,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             hold=grace,
             redactor=redact,
             assign=placement.assign,
+            chain=chain,
         )
         rt.on_overdue.append(round_.cancel)
         rt.on_stop.append(round_.close)
@@ -470,6 +487,19 @@ def _add_event_rules(rt: Runtime, notifier: Notifier, redact: Redactor) -> None:
     rt.scheduler.add(Job("event_rules", runner.run_once, listener.poll_interval))
     described = (f"{r.name} ({r.spec.event}, {r.spec.severity}, {r.spec.mode}, {r.spec.confirmations})" for r in rules)
     log.info("event rules: %s", ", ".join(described))
+
+
+def chain_checks_reader(
+    config: Config, checks: Sequence[CheckSpec], metrics: Metrics, clock: Clock, session: requests.Session
+) -> ChainReader | None:
+    """The chain kinds' view of the chain: an RPC client of the listener's settings (URL, timeout,
+    metrics) and each ``eth_call`` check's resolved call; None when no chain check runs (they are off
+    without an RPC URL). ``ConfigError`` for an ``eth_call`` that does not fit the ABIs."""
+    if not config.listener.rpc_endpoints or not any(spec.kind in CHAIN_KINDS for spec in checks):
+        return None
+    views = resolve_view_calls(config, checks)
+    rpc = EndpointPool.for_listener(config.listener, session, metrics, clock)
+    return ChainReader(rpc, views, errors=(RpcError, TransientRpcError, RangeRefusedError))
 
 
 def serve(

@@ -9,6 +9,8 @@ defaults of SPEC §1 in checks.py, the accepted ``DATABASE_URL`` forms in databa
 """
 
 from exporter.config.checks import (
+    CHAIN_HEAD_CHECK,
+    CHAIN_KINDS,
     CHECK_KINDS,
     CHECK_NAME_CHARSET,
     HEARTBEAT_CHECK,
@@ -41,6 +43,8 @@ from exporter.config.models import (
 from exporter.config.types import Severity, parse_clock_time, parse_duration, parse_instant
 
 __all__ = [
+    "CHAIN_HEAD_CHECK",
+    "CHAIN_KINDS",
     "CHECK_KINDS",
     "CHECK_NAME_CHARSET",
     "DEFAULT_CONFIG_PATH",

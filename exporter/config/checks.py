@@ -10,15 +10,19 @@ checks are run, by ``exporter.probes``; this module only describes them.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from exporter.config.errors import KeyPathError
 from exporter.config.types import HttpStatus, HttpUrl, Interval, Section, Severity, UrlPath, within
 
 # The kinds exporter/probes/kinds/ implements (a test keeps the two in step).
-CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress")
+CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress", "chain.head", "eth_call", "balance")
+# The kinds that read the chain through the listener's RPC settings: off without listener.rpc_url.
+CHAIN_KINDS = ("chain.head", "eth_call", "balance")
+CHAIN_HEAD_CHECK = "chain.head"
 # The listener's heartbeat rows in monitor_metrics (SPEC §2): not a check, never alerted on.
 HEARTBEAT_CHECK = "listener.tick"
 # The incident a reorg deeper than listener.max_reorg_depth opens (owned by the ``listen`` process).
@@ -35,6 +39,7 @@ LISTENER_CHECKS = ("listener.lag", "listener.progress")
 # and a log field, and none of those needs quoting for these characters.
 CHECK_NAME_CHARSET = "ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
 _CHECK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 # Names the exporter writes itself (heartbeat rows, incidents of its own), with who owns them. A check
 # of the same name would pass for them: its rows for the heartbeat, its incident for the SLO report's.
 RESERVED_CHECK_NAMES = {
@@ -47,6 +52,14 @@ RESERVED_CHECK_PREFIXES = {
     "may be redefined)",
     SLO_INCIDENT_PREFIX: "the SLO report's incidents",
 }
+
+
+def _body_placeholder(text: str) -> str:
+    """A place in an eth_call check's decoded result, like ``[BODY]`` or ``[BODY].count`` (the
+    probes parse it further)."""
+    if not text.startswith("[BODY]"):
+        raise ValueError(f"expected a [BODY] placeholder like [BODY] or [BODY].count, got {text!r}")
+    return text
 
 
 def check_name_problem(name: str) -> str | None:
@@ -79,6 +92,27 @@ class CheckSpec(Section):
     failure_threshold: int | None = Field(default=None, ge=1)
     success_threshold: int | None = Field(default=None, ge=1)
     enabled: bool = True
+    # chain.head: the newest block's timestamp must be younger than this.
+    max_age: Annotated[Interval, within(1, 86_400)] = 60.0
+    # eth_call: a view function of a contract of listener.contracts_config; conditions then judge the
+    # decoded result as [BODY], and each placeholder of non_decreasing must never go below its last value.
+    contract: str | None = Field(default=None, min_length=1)
+    function: str | None = Field(default=None, min_length=1)  # a name, or a signature "f(uint256)"
+    args: list[Any] = Field(default_factory=list)
+    non_decreasing: list[Annotated[str, AfterValidator(_body_placeholder)]] = Field(default_factory=list)
+    # balance: the native balance of ``address``, at least ``min_balance`` (whole coins, e.g. 0.5), and
+    # when ``min_runway`` is set, lasting at least that long at the spend of the last 24 hours.
+    address: str | None = None
+    min_balance: Decimal | None = Field(default=None, ge=0)
+    min_runway: Annotated[Interval, within(60, 365 * 86_400)] | None = None
+    symbol: str = Field(default="POL", min_length=1, max_length=12)
+
+    @field_validator("address")
+    @classmethod
+    def _an_address(cls, value: str | None) -> str | None:
+        if value is not None and not _ADDRESS.fullmatch(value):
+            raise ValueError(f"expected a 0x-prefixed 20-byte hex address, got {value!r}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -97,6 +131,10 @@ class CheckSpec(Section):
         if self.kind in ("http", "synthetic.hash") and (self.path is None) == (self.url is None):
             key = "path" if self.path is None else "url"
             raise KeyPathError((key,), f"a {self.kind} check needs exactly one of path or url")
+        needs = {"eth_call": ("contract", "function"), "balance": ("address", "min_balance")}.get(self.kind, ())
+        for key in needs:
+            if getattr(self, key) is None:
+                raise KeyPathError((key,), f"required by a {self.kind} check")
         return self
 
 
@@ -128,6 +166,7 @@ def default_checks() -> list[CheckSpec]:
             auth=True,
             conditions=["has([BODY].stats.total_events)", "has([BODY].stats.events_24h)"],
         ),
+        CheckSpec(name=CHAIN_HEAD_CHECK, kind="chain.head", severity="crit"),
         CheckSpec(name="listener.lag", kind="listener.lag", severity="crit"),
         CheckSpec(name="listener.progress", kind="listener.progress", severity="warn"),
         CheckSpec(

@@ -44,6 +44,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "LISTENER_POLL_INTERVAL": ("listener", "poll_interval"),
     "MONITOR_CHECK_INTERVAL": ("checks", "interval"),
     "MAX_LISTENER_LAG_SEC": ("listener", "max_lag"),
+    "LISTENER_ELSEWHERE": ("listener", "elsewhere"),
     "SLO_LATENCY_MS": ("slo", "latency_ms"),
     "SLO_UPTIME_TARGET": ("slo", "uptime_target"),
     "ALERT_SLACK_WEBHOOK": ("alerting", "slack", "webhook_url"),

@@ -178,6 +178,9 @@ class ListenerSettings(Section):
     expected_chain_id: int | None = Field(default=None, ge=1)  # checked by eth_chainId; None: endpoints agree
     max_retry_after: Annotated[Interval, within(1, 86_400)] = 300.0  # a provider's Retry-After, honoured up to this
     head_stall_timeout: Annotated[Interval, within(1, 86_400)] = 60.0  # head unchanged this long: stalled
+    # LISTENER_ELSEWHERE: the listener runs in another process (``listen``); this one never starts it,
+    # and its listener.* checks judge the heartbeat that process writes to the shared store.
+    elsewhere: bool = False
     contracts_config: str = Field(default="contracts_config.json", min_length=1)
     poll_interval: Annotated[Interval, within(1, 3600)] = 15.0  # LISTENER_POLL_INTERVAL
     max_lag: Annotated[Interval, within(1, 7 * 86_400)] = 180.0  # MAX_LISTENER_LAG_SEC
@@ -211,6 +214,12 @@ class ListenerSettings(Section):
             return tuple(part.strip() for part in self.rpc_url.get_secret_value().split(","))
         return tuple(url.get_secret_value() for url in self.rpc_urls)
 
+    @property
+    def heartbeat_expected(self) -> bool:
+        """Whether a listener (here, with an RPC URL, or in another process) writes heartbeats for the
+        listener.* checks to judge; without one those checks could only ever fail."""
+        return self.enabled and (self.elsewhere or bool(self.rpc_endpoints))
+
     @model_validator(mode="after")
     def _consistent(self) -> ListenerSettings:
         if self.rpc_url is not None and self.rpc_urls:
@@ -220,6 +229,8 @@ class ListenerSettings(Section):
         if len(set(self.rpc_endpoints)) != len(self.rpc_endpoints):
             key = "rpc_url" if self.rpc_url is not None else "rpc_urls"
             raise KeyPathError((key,), "the same endpoint URL is listed twice (values hidden: secrets)")
+        if self.elsewhere and not self.enabled:
+            raise KeyPathError(("elsewhere",), "true contradicts listener.enabled: false (no listener anywhere)")
         if self.chunk_size > self.max_chunk_size:
             raise KeyPathError(
                 ("chunk_size",), f"{self.chunk_size} is above listener.max_chunk_size ({self.max_chunk_size})"

@@ -133,6 +133,20 @@ def parse(text: str) -> Condition:
     return Condition(text=text, alternatives=tuple(alternatives))
 
 
+def parse_placeholder(text: str) -> Ref:
+    """One placeholder alone, like ``[BODY].count`` (``non_decreasing`` of an eth_call check);
+    ``ConditionSyntaxError`` for anything else."""
+    tokens = _tokenize(text)
+    if len(tokens) != 1 or tokens[0][0] != "placeholder":
+        raise ConditionSyntaxError(f"expected one placeholder like [BODY].count, got {text!r}")
+    return _ref(tokens[0][1], text)
+
+
+def value_of(ref: Ref, answer: Answer) -> Any:
+    """The value ``ref`` points at in ``answer``; ``ConditionError`` (wrong_shape) when missing."""
+    return _value(ref, answer)
+
+
 def _tokenize(text: str) -> list[tuple[str, str]]:
     tokens: list[tuple[str, str]] = []
     pos = 0

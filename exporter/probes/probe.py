@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from exporter.clock import Clock
 from exporter.config import CheckSpec
 from exporter.probes import conditions
+from exporter.probes.chain import ChainReader
 from exporter.probes.httpclient import TRANSPORT_ERRORS, HttpClient
 from exporter.probes.session import JwtSession
 from exporter.store.base import CheckResult
@@ -35,6 +36,12 @@ ERROR_CLASSES: frozenset[str] = TRANSPORT_ERRORS | {
     "listener_lag",
     "stalled",
     "round_timeout",
+    # chain kinds (chain.head, eth_call, balance)
+    "rpc_error",  # the RPC call failed (refused, timed out, an error answer); the reason says which
+    "stale_head",  # the newest block is older than max_age: the provider (or the chain) stalled
+    "went_back",  # a non_decreasing value is below the last one seen
+    "low_balance",
+    "short_runway",
     "internal_error",  # a bug in a probe (logged with its traceback), never a server's answer
 }
 """Every ``details.error`` a check result can carry (None on success)."""
@@ -84,6 +91,7 @@ class ProbeContext:
     default_timeout: float
     max_body_bytes: int
     max_listener_lag: float
+    chain: ChainReader | None = None  # the listener's RPC, for the chain kinds; None without an RPC URL
     # Per-check memory across rounds (e.g. listener.progress's previous block); keyed by check name.
     memory: dict[str, dict[str, Any]] = field(default_factory=dict)
     _parsed: dict[str, tuple[conditions.Condition, ...]] = field(default_factory=dict)

@@ -21,10 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 
 from exporter.clock import Clock
-from exporter.config import CheckSpec, Config, ConfigError, default_checks
+from exporter.config import CHAIN_KINDS, CheckSpec, Config, ConfigError, default_checks
 from exporter.config.checks import LISTENER_CHECKS
 from exporter.metrics import Metrics
 from exporter.probes import conditions
+from exporter.probes.chain import ChainReader
 from exporter.probes.httpclient import HttpClient
 from exporter.probes.kinds import PROBES
 from exporter.probes.probe import HeartbeatSource, Outcome, ProbeContext
@@ -87,6 +88,11 @@ def validate_conditions(config: Config) -> None:
                 conditions.parse(text)
             except conditions.ConditionSyntaxError as exc:
                 raise ConfigError(f"{config.source}: checks.items[{i}].conditions[{j}]: {exc}") from None
+        for j, text in enumerate(spec.non_decreasing):
+            try:
+                conditions.parse_placeholder(text)
+            except conditions.ConditionSyntaxError as exc:
+                raise ConfigError(f"{config.source}: checks.items[{i}].non_decreasing[{j}]: {exc}") from None
 
 
 def resolve_checks(config: Config) -> list[CheckSpec]:
@@ -99,13 +105,21 @@ def resolve_checks(config: Config) -> list[CheckSpec]:
     defaults = default_checks() if config.checks.include_defaults else []
     if config.api.base_url is None:
         defaults = [spec for spec in defaults if spec.path is None]  # no API to probe
-    if not config.listener.enabled:
+    if not config.listener.heartbeat_expected:
+        # No listener here (no RPC URL) and none elsewhere: the banner says these are not run.
         defaults = [spec for spec in defaults if spec.name not in LISTENER_CHECKS]
     by_name = {spec.name: spec for spec in defaults}
     for item in config.checks.items:
         by_name[item.name] = item  # a user item replaces the default of the same name
     checks = [spec for spec in by_name.values() if spec.enabled]
+    if not config.listener.rpc_endpoints:
+        checks = [spec for spec in checks if spec.kind not in CHAIN_KINDS]  # off: the banner names them
     for spec in checks:
+        if spec.kind in LISTENER_CHECKS and not config.listener.heartbeat_expected:
+            raise ConfigError(
+                f"{config.source}: checks: {spec.name}: no listener writes a heartbeat to judge (set "
+                "listener.rpc_url, or listener.elsewhere: true when `listen` runs in another process)"
+            )
         if spec.kind not in PROBES:
             raise ConfigError(f"{config.source}: checks: {spec.name}: unknown kind {spec.kind!r}")
         if spec.path is not None and spec.url is None and config.api.base_url is None:
@@ -138,11 +152,13 @@ class CheckRound:
         hold: HoldCheck | None = None,
         redactor: Redactor | None = None,
         assign: AssignChecks | None = None,
+        chain: ChainReader | None = None,
     ) -> None:
         """``hold``: asked for each check at each round; True skips it this round, unrecorded
         (e.g. ``ListenerStartGrace``). ``assign``: asked at the start of each round which of the
         checks this process runs (``exporter.replicas.Placement``: replicas sharing a store); the
-        others are not run here, unrecorded. Default: all of them."""
+        others are not run here, unrecorded. Default: all of them. ``chain``: the RPC for the chain
+        kinds (``chain.head``, ``eth_call``, ``balance``); without it they fail with ``config``."""
         self.checks = resolve_checks(config)
         self._hold = hold
         self._assign = assign
@@ -169,6 +185,7 @@ class CheckRound:
             default_timeout=config.checks.timeout,
             max_body_bytes=config.checks.max_body_bytes,
             max_listener_lag=config.listener.max_lag,
+            chain=chain,
         )
         workers = max(1, min(config.checks.concurrency, len(self.checks)))
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")

@@ -73,6 +73,12 @@ def variable_queries(datasource_uid: str) -> Iterator[tuple[str, str]]:
                 yield path.name, query["query"] if isinstance(query, dict) else query
 
 
+def constant_variables(dashboard: str) -> dict[str, str]:
+    """name -> value of the ``constant`` variables of ``dashboard`` (a file name), as Grafana replaces them."""
+    board = load(REPO / "grafana" / "dashboards" / dashboard)
+    return {v["name"]: str(v["query"]) for v in board["templating"]["list"] if v.get("type") == "constant"}
+
+
 def interval_seconds(text: str) -> float:
     match = re.fullmatch(r"(\d+)(ms|s|m|h|d|w)", text.strip().strip("'\""))
     if not match:

@@ -72,3 +72,23 @@ def test_dockerfile_runs_unprivileged_with_a_healthcheck_and_no_secrets() -> Non
     assert "HEALTHCHECK" in text and "/healthz" in text and "9108" in text
     for secret in ("JWT_MONITOR_PASS", "ALERT_SLACK_WEBHOOK", "ALERT_TELEGRAM_BOT", "DATABASE_URL", "PASSWORD"):
         assert not re.search(rf"^(ENV|ARG)\b.*{secret}", text, re.M), f"{secret} baked into the image"
+
+
+def test_the_listener_runs_as_its_own_service_with_the_listener_profile() -> None:
+    """Issue #16 item 4: with an RPC URL the listener can be its own ``listen`` service, the exporter
+    told so (LISTENER_ELSEWHERE) to judge its heartbeat; by default the exporter is not told to expect
+    one (it then runs the listener itself when POLYGON_RPC_URL is set, or drops the listener checks)."""
+    rpc = {"POLYGON_RPC_URL": "https://polygon.example/v1/key", "LISTENER_ELSEWHERE": "true"}
+    result = compose("--profile", "listener", "config", env={**PASSWORDS, **rpc})
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    listener, exporter = services["listener"], services["exporter"]
+    assert listener["command"][0] == "listen" and listener["profiles"] == ["listener"]
+    assert "healthcheck" in listener and listener["image"] == exporter["image"]
+    assert exporter["environment"]["LISTENER_ELSEWHERE"] == "true"
+    for shared in ("DATABASE_URL", "POLYGON_RPC_URL"):  # one store, one chain for both
+        assert listener["environment"][shared] == exporter["environment"][shared]
+
+    # (docker-compose 1.29's `config` lists every service, whatever the profile: only the default is seen)
+    plain = yaml.safe_load(compose("config", env=PASSWORDS).stdout)["services"]
+    assert plain["exporter"]["environment"]["LISTENER_ELSEWHERE"] == "false"

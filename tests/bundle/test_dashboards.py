@@ -4,6 +4,7 @@ and every SQL panel query run on real PostgreSQL with Grafana's macros expanded.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -160,3 +161,32 @@ def test_macro_expansion_matches_grafanas_documented_forms() -> None:
     assert expand_postgres_macros("SELECT $__timeGroupAlias(ts, 1h)", start, end) == (
         'SELECT floor(extract(epoch from ts)/3600)*3600 AS "time"'
     )
+
+
+def test_every_exporter_metric_a_dashboard_queries_is_one_the_exporter_exposes() -> None:
+    """A misspelt metric name only shows as an empty panel; each blocktrust_* name in a PromQL query
+    must be a sample name of the exporter's registry (suffixes _total, _bucket, ... included)."""
+    from prometheus_client import CollectorRegistry
+
+    from exporter.metrics import Metrics
+    from tests.bundle.grafana import targets
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, slo_latency_seconds=0.8, version="test")
+    metrics.heartbeat_seen(0.0)  # blocktrust_listener_lag_seconds is collected once a heartbeat was seen
+    exposed = {sample_name for family in registry.collect() for sample_name in _sample_names(family)}
+    used = {
+        name
+        for target in targets()
+        if target.datasource_uid == "blocktrust-prometheus"
+        for name in re.findall(r"(?<![:\w])blocktrust_[a-z_]+(?![:\w])", target.query)  # not recording rules
+    }
+    assert used, "no exporter metric found in the dashboards"
+    assert not used - exposed, f"not exposed by the exporter: {sorted(used - exposed)}"
+
+
+def _sample_names(family: object) -> set[str]:
+    name = family.name  # type: ignore[attr-defined]
+    kind = family.type  # type: ignore[attr-defined]
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
+    return {name, *(name + suffix for suffix in suffixes.get(kind, ()))}

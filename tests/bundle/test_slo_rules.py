@@ -213,8 +213,8 @@ def _failing_rules(config: Config) -> dict[str, str]:
 def test_check_failing_uses_each_checks_configured_severity() -> None:
     defaults = _failing_rules(Config())
     assert defaults == {
-        "crit": r"blocktrust_check_up{check=~`api\.health|listener\.lag`} == 0",
-        "warn": r"blocktrust_check_up{check!~`api\.health|listener\.lag`} == 0",
+        "crit": r"blocktrust_check_up{check=~`api\.health|chain\.head|listener\.lag`} == 0",
+        "warn": r"blocktrust_check_up{check!~`api\.health|chain\.head|listener\.lag`} == 0",
     }
     custom = Config.model_validate(
         {

@@ -86,6 +86,8 @@ class Harness:
         tree: dict[str, Any] = {
             "api": {"base_url": self.sim.url, "email": EMAIL, "password": PASSWORD, **api},
             "checks": {"timeout": "300ms", "interval": "10s", "concurrency": 9},
+            # The tests write the listener's heartbeat themselves, as a `listen` process would.
+            "listener": {"elsewhere": True},
         }
         if checks is not None:
             tree["checks"]["include_defaults"] = False

@@ -25,7 +25,10 @@ def test_a_failure_is_a_warning_and_the_recovery_is_info(
 ) -> None:
     clock = FakeClock(NOW)
     config = Config.model_validate(
-        {"checks": {"items": [{"name": "listener.progress", "kind": "listener.progress", "enabled": False}]}}
+        {
+            "listener": {"elsewhere": True},  # a `listen` process writes the heartbeat
+            "checks": {"items": [{"name": "listener.progress", "kind": "listener.progress", "enabled": False}]},
+        }
     )
     metrics = Metrics(registry, slo_latency_seconds=0.8, version="test")
     checks = CheckRound(config, metrics=metrics, record=store.write_results, clock=clock, store=store)

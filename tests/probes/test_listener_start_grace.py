@@ -26,7 +26,7 @@ def _round(store: Store, clock: FakeClock, registry: CollectorRegistry, hold: Li
     # No API: the two listener checks only, plus one check of another kind that must not be held.
     config = Config.model_validate(
         {
-            "listener": {"max_lag": "60s", "poll_interval": "15s"},
+            "listener": {"max_lag": "60s", "poll_interval": "15s", "elsewhere": True},
             "checks": {"items": [{"name": "other", "url": "http://127.0.0.1:9/x", "timeout": "1s"}]},
         }
     )

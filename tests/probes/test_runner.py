@@ -101,13 +101,17 @@ def _config(**tree: Any) -> Config:
 API = {"base_url": "http://127.0.0.1:1", "email": "m@example.org", "password": "x"}
 
 
-def test_defaults_are_the_nine_checks_and_items_override_them_by_name() -> None:
-    assert [spec.name for spec in resolve_checks(_config(api=API))] == [s.name for s in default_checks()]
+RPC = {"rpc_url": "http://127.0.0.1:1"}
+
+
+def test_defaults_are_the_nine_checks_and_chain_head_and_items_override_them_by_name() -> None:
+    assert [spec.name for spec in resolve_checks(_config(api=API, listener=RPC))] == [s.name for s in default_checks()]
     override = {"name": "api.health", "path": "/healthz", "timeout": "2s"}
     extra = {"name": "mine", "url": "http://127.0.0.1:1/x"}
     checks = resolve_checks(
         _config(
             api=API,
+            listener=RPC,
             checks={
                 "items": [override, extra, {"name": "listener.progress", "kind": "listener.progress", "enabled": False}]
             },
@@ -116,12 +120,37 @@ def test_defaults_are_the_nine_checks_and_items_override_them_by_name() -> None:
     by_name = {spec.name: spec for spec in checks}
     assert by_name["api.health"].path == "/healthz" and by_name["api.health"].timeout == 2.0
     assert "mine" in by_name and "listener.progress" not in by_name
-    assert len(checks) == 9
+    assert len(checks) == 10
 
 
-def test_without_an_api_only_the_listener_checks_remain() -> None:
-    assert [spec.name for spec in resolve_checks(_config())] == ["listener.lag", "listener.progress"]
+def test_without_an_api_only_the_chain_and_listener_checks_remain() -> None:
+    assert [spec.name for spec in resolve_checks(_config(listener=RPC))] == [
+        "chain.head",
+        "listener.lag",
+        "listener.progress",
+    ]
     assert resolve_checks(_config(listener={"enabled": False})) == []
+
+
+def test_without_an_rpc_url_the_listener_and_chain_checks_are_dropped_unless_the_listener_runs_elsewhere() -> None:
+    # Issue #16 item 4: no listener anywhere, so listener.lag/listener.progress could only fail.
+    assert resolve_checks(_config()) == []
+    elsewhere = resolve_checks(_config(listener={"elsewhere": True}))
+    assert [spec.name for spec in elsewhere] == ["listener.lag", "listener.progress"]  # chain.head needs the URL
+    balance = {"name": "gas", "kind": "balance", "address": "0x" + "ab" * 20, "min_balance": 1}
+    assert resolve_checks(_config(checks={"items": [balance]})) == []  # chain kinds are off without a URL
+    assert [spec.name for spec in resolve_checks(_config(listener=RPC, checks={"items": [balance]}))] == [
+        "chain.head",
+        "listener.lag",
+        "listener.progress",
+        "gas",
+    ]
+
+
+def test_a_redefined_listener_check_without_any_listener_is_a_config_error() -> None:
+    item = {"name": "listener.lag", "kind": "listener.lag", "severity": "warn"}
+    with pytest.raises(ConfigError, match="no listener writes a heartbeat"):
+        resolve_checks(_config(checks={"items": [item]}))
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ EXPECTED_CHECKS = {
     "synthetic.nft_status",
 }
 # The demo also runs the listener's two checks against its own anvil chain.
-DEMO_CHECKS = EXPECTED_CHECKS | {"listener.lag", "listener.progress"}
+DEMO_CHECKS = EXPECTED_CHECKS | {"chain.head", "listener.lag", "listener.progress"}  # the demo has an RPC URL
 HANG_GUARD_SECONDS = 90.0  # only bounds a hang; the assertions count rounds, not seconds
 
 
@@ -225,10 +225,11 @@ SIMULATOR_LINE = re.compile(r"demo: simulator=(http://[^\s\"]+)")
 
 
 @pytest.mark.anvil
-def test_the_demo_page_in_chromium_lists_nine_checks_and_a_failing_endpoint_turns_red(tmp_path: Path) -> None:
+def test_the_demo_page_in_chromium_lists_its_ten_checks_and_a_failing_endpoint_turns_red(tmp_path: Path) -> None:
     """``blocktrust-exporter demo`` as ``make demo`` runs it (10 s rounds; ``--duration`` only bounds a
-    leftover process): all nine checks up on the page, then its simulator fails ``FAILING_PATH``
-    through the admin endpoint (``POST /_simulator/faults``) and the row turns red within two rounds."""
+    leftover process): all its checks up on the page, then its simulator fails ``FAILING_PATH``
+    through the admin endpoint (``POST /_simulator/faults``) and the row turns red within two rounds.
+    (Ten: the nine of SPEC §1 and chain.head, the demo having an RPC URL.)"""
     _require_chromium()
     args = ["demo", "--duration", "300s", "--workdir", str(tmp_path / "demo")]
     with ExporterProcess(args, cwd=tmp_path) as demo:

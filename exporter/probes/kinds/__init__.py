@@ -8,6 +8,9 @@ at load time; a test keeps the two lists equal). Not for running probes: ``runne
 
 from __future__ import annotations
 
+from exporter.probes.kinds.balance import probe_balance
+from exporter.probes.kinds.chain_head import probe_chain_head
+from exporter.probes.kinds.eth_call import probe_eth_call
 from exporter.probes.kinds.http import probe_http
 from exporter.probes.kinds.listener_lag import probe_lag
 from exporter.probes.kinds.listener_progress import probe_progress
@@ -19,4 +22,7 @@ PROBES: dict[str, ProbeFn] = {
     "synthetic.hash": probe_hash,
     "listener.lag": probe_lag,
     "listener.progress": probe_progress,
+    "chain.head": probe_chain_head,
+    "eth_call": probe_eth_call,
+    "balance": probe_balance,
 }
