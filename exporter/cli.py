@@ -16,6 +16,7 @@ from typing import NoReturn
 import yaml
 from pydantic import ValidationError
 
+from exporter.alerting.dependencies import check_dependencies
 from exporter.banner import exporter_version
 from exporter.clock import SystemClock
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_duration
@@ -48,7 +49,8 @@ def load(
         config = load_config(path, env)
         # The configuration keeps conditions as text; their language (and its errors) is the probes'.
         if with_checks:
-            resolve_checks(config)
+            # Dependencies are the alert engine's (exporter.alerting.dependencies): a cycle fails here.
+            check_dependencies(resolve_checks(config), config.source)
         else:
             validate_conditions(config)
         if with_contracts and config.listener.enabled and config.listener.rpc_url is not None:

@@ -19,6 +19,7 @@ from typing import NoReturn
 import requests
 from prometheus_client import CollectorRegistry
 
+from exporter.alerting.dependencies import LOGIN, check_dependencies
 from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.notifier import build_notifier
 from exporter.banner import banner_fields, banner_lines, exporter_version
@@ -260,9 +261,10 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
     # Notices go through the store's outbox: retried across restarts and replicas, never lost silently.
     notifier = build_notifier(config.alerting, metrics, clock, session, redact=redact, store=store)
     known: Callable[[str], bool] | None = None
+    dependencies = check_dependencies(checks, config.source)
     if checks:
         # The process that runs the checks resolves the incidents of checks no longer configured.
-        names = frozenset(check.name for check in checks)
+        names = frozenset(check.name for check in checks) | (frozenset({LOGIN}) if LOGIN in dependencies else set())
 
         def known(check_name: str) -> bool:
             if check_name.startswith(SLO_INCIDENT_PREFIX):
@@ -282,6 +284,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         # An unconfigured check's incident is left open while any process (a replica on another
         # configuration) recorded a result for it within three check intervals.
         removed_after=REMOVED_CHECK_INTERVALS * config.checks.interval,
+        dependencies=dependencies,
     )
     rt.parts["alerts"] = "alerts" in parts
     if rt.parts["alerts"]:

@@ -135,6 +135,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                 updated_at TIMESTAMP NOT NULL, PRIMARY KEY (channel, setting, configured))""",
         ),
     ),
+    Migration(
+        6,
+        "monitor_incidents.suppressed_by: the dependency whose failure held an incident's notices back",
+        postgresql=("ALTER TABLE monitor_incidents ADD COLUMN IF NOT EXISTS suppressed_by TEXT",),
+        sqlite=("ALTER TABLE monitor_incidents ADD COLUMN suppressed_by TEXT",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from exporter.store import Checkpoint, CheckResult, EventRecord, Store, open_store
-from exporter.store.schema import LATEST_VERSION
+from exporter.store.schema import LATEST_VERSION, MIGRATIONS
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -91,7 +91,7 @@ def test_concurrent_migrate_processes_both_succeed_on_postgresql(postgres_url: s
     conn = psycopg2.connect(postgres_url)
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (LATEST_VERSION,)
+        assert cur.fetchone() == (len(MIGRATIONS),)  # each once (the numbers need not be contiguous)
     conn.close()
 
 
