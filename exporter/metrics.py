@@ -241,6 +241,12 @@ class Metrics:
             ["worker"],
             registry=registry,
         )
+        self.heartbeat_pings = Counter(
+            "blocktrust_heartbeat_pings",
+            "Calls of alerting.heartbeat_url after healthy check rounds, by outcome (success: a 2xx answer).",
+            ["outcome"],
+            registry=registry,
+        )
         self.alert_notices_suppressed = Counter(
             "blocktrust_alert_notices_suppressed",
             "Incidents opened without a firing notice because a check they depend on was failing, by check.",

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.alerting.dependencies import LOGIN, check_dependencies
 from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
+from exporter.alerting.heartbeat import HeartbeatPinger, round_healthy
 from exporter.alerting.notifier import build_notifier
 from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
@@ -323,11 +324,15 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
 
     if checks:
         report_round = RoundReporter()
+        pinger = _heartbeat(rt, session, redact)
 
         def on_results(results: Sequence[CheckResult]) -> None:
             if rt.parts["alerts"]:
                 engine.observe(results)
             report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
+            if pinger is not None:
+                writing = rt.schema_ready.is_set() and not rt.writer.in_outage
+                pinger.round_done(round_healthy(results, rt.healthy()[0], writing))
 
         # The listener checks wait for this process's listener's first poll (ListenerStartGrace).
         grace = ListenerStartGrace(rt.listener.first_poll_done, clock, config.listener.max_lag) if rt.listener else None
@@ -359,6 +364,25 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         rt.on_stop.append(lambda: engine.stop(timeout=2.0))
         rt.on_stop.append(lambda: notifier.stop(timeout=2.0))
     rt.on_stop.append(session.close)
+
+
+def _heartbeat(rt: Runtime, session: requests.Session, redact: Redactor) -> HeartbeatPinger | None:
+    """The dead man's switch, when ``alerting.heartbeat_url`` is set: started, and stopped first at
+    shutdown (a stopping exporter must not look alive)."""
+    settings = rt.config.alerting
+    if settings.heartbeat_url is None:
+        return None
+    pinger = HeartbeatPinger(
+        settings.heartbeat_url.get_secret_value(),
+        session,
+        rt.metrics,
+        method=settings.heartbeat_method,
+        timeout=settings.timeout,
+        redact=redact,
+    )
+    pinger.start()
+    rt.on_signal.append(lambda: pinger.stop(timeout=1.0))
+    return pinger
 
 
 def serve(
