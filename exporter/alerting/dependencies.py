@@ -122,10 +122,11 @@ def find_cycle(graph: Dependencies) -> list[str] | None:
 def login_result(results: Sequence[CheckResult], dependencies: Dependencies) -> CheckResult | None:
     """The login's result for a round, from the results of the checks that depend on it: failed
     when one of them failed with ``login_failed`` (its reason and status), passed when at least one
-    of them ran and none did; None when none of them ran (nothing to say about the login)."""
+    of them ran and none did; None when none of them ran (nothing to say about the login) or a
+    configured check named ``api.login`` reported itself."""
     relying = [r for r in results if LOGIN in dependencies.get(r.check_name, ())]
-    if not relying:
-        return None
+    if not relying or any(r.check_name == LOGIN for r in results):
+        return None  # nothing relied on the login, or a configured check of that name speaks for it
     failed = next((r for r in relying if not r.ok and r.details.get("error") == LOGIN_FAILED), None)
     first = relying[0]
     if failed is None:
