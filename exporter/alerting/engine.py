@@ -216,6 +216,7 @@ class AlertEngine:
         self._dependencies: Dependencies = dict(dependencies or {})
         # Open incidents whose notices are held back: a dependency's failure explains them.
         self._held: set[str] = set()
+        self._round: dict[str, bool] = {}  # check -> passed, in the round observe() is deciding
         # check -> (its incident's last_notified_at, clock.monotonic() at that notice): see _reminder_due.
         self._notified_mono: dict[str, tuple[datetime, float]] = {}
         self._loaded = False
@@ -236,15 +237,15 @@ class AlertEngine:
             login = login_result(checks, self._dependencies)
             if login is not None:
                 checks.append(login)
-            # Every result of the round is counted before any incident is decided, so that a
-            # dependency's failure in this same round explains its dependants' (whatever the order).
-            for result in checks:
-                self._account(result)
+            # The round's own verdicts come first when suppression asks whether a dependency fails, so
+            # that its failure in this same round explains its dependants' (whatever the order).
+            self._round = {result.check_name: result.ok for result in checks}
             for result in checks:
                 if result.ok:
                     self._on_success(result)
                 else:
                     self._on_failure(result)
+            self._round = {}
             self._release_held()
             self._send_due()
             self._update_gauge()
@@ -500,32 +501,27 @@ class AlertEngine:
             self._policies[check_name] = policy
         return policy
 
-    def _account(self, result: CheckResult) -> None:
-        """Count ``result`` in its check's streak (the check's real state, which suppression reads)."""
-        streak = self._streaks.setdefault(result.check_name, _Streak())
-        if result.ok:
-            streak.successes += 1
-            streak.failures = 0
-            streak.failing_since = None
-        else:
-            streak.failures += 1
-            streak.successes = 0
-            streak.failing_since = streak.failing_since or result.ts
-            streak.detail = self._redact(describe_failure(result.details))
-
     def _on_failure(self, result: CheckResult) -> None:
-        streak = self._streaks[result.check_name]
+        streak = self._streaks.setdefault(result.check_name, _Streak())
+        streak.failures += 1
+        streak.successes = 0
+        streak.failing_since = streak.failing_since or result.ts
+        streak.detail = self._redact(describe_failure(result.details))
         policy = self._policy(result.check_name)
         if result.check_name in self._open or streak.failures < policy.failure_threshold:
             return
         title = policy.title or default_title(result.check_name)
         # The incident starts with the first failure of the streak: that is "since when" it is down.
-        since = streak.failing_since or result.ts
         cause = self._suppressor(result.check_name)
-        self._open_incident(result.check_name, policy.severity, title, streak.detail, since, suppressed_by=cause)
+        self._open_incident(
+            result.check_name, policy.severity, title, streak.detail, streak.failing_since, suppressed_by=cause
+        )
 
     def _failing(self, check_name: str) -> bool:
-        """The check's real state: its last result failed (whether or not anyone was told)."""
+        """The check's real state: its result in the round being observed, else its last result failed
+        (whether or not anyone was told)."""
+        if check_name in self._round:
+            return not self._round[check_name]
         streak = self._streaks.get(check_name)
         return streak is not None and streak.failures > 0
 
@@ -555,7 +551,10 @@ class AlertEngine:
                 log.warning("incident of %s no longer explained by a dependency: notifying it", check_name)
 
     def _on_success(self, result: CheckResult) -> None:
-        streak = self._streaks[result.check_name]
+        streak = self._streaks.setdefault(result.check_name, _Streak())
+        streak.successes += 1
+        streak.failures = 0
+        streak.failing_since = None
         incident = self._open.get(result.check_name)
         if incident is not None and streak.successes >= self._policy(result.check_name).success_threshold:
             self._resolve(incident, result.ts)

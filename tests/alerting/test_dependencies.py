@@ -21,7 +21,7 @@ from exporter.alerting.dependencies import (
     login_result,
     resolve_dependencies,
 )
-from exporter.alerting.engine import AlertEngine
+from exporter.alerting.engine import AlertEngine, check_policies
 from exporter.clock import FakeClock
 from exporter.config import AlertingSettings, CheckSpec, ConfigError, default_checks
 from exporter.metrics import Metrics
@@ -291,3 +291,29 @@ def test_held_incidents_stay_held_across_a_restart(sqlite_url: str) -> None:
         assert again.notices() == [("api.health", "resolved")]
     finally:
         store.close()
+
+
+def test_order_in_the_round_and_a_lower_threshold_of_the_dependant_do_not_matter(db: Store) -> None:
+    clock = FakeClock(START)
+    sink = RecordingSink()
+    registry = CollectorRegistry()
+    specs = [
+        CheckSpec(name="api.health", path="/api/health", severity="crit"),
+        CheckSpec(name="api.stats", path="/api/explorer/stats", failure_threshold=1),
+    ]
+    alerting = AlertingSettings()
+    engine = AlertEngine(
+        db,
+        sink,
+        clock,
+        Metrics(registry, slo_latency_seconds=0.8, version="test"),
+        alerting,
+        policies=check_policies(alerting, specs),
+        dependencies=check_dependencies(specs),
+    )
+    # The dependant first, and its threshold reached while api.health has failed only once.
+    engine.observe([result("api.stats", False, clock.now()), result("api.health", False, clock.now())])
+    assert [i.suppressed_by for i in db.open_incidents()] == ["api.health"]
+    clock.advance(ROUND)
+    engine.observe([result("api.stats", False, clock.now()), result("api.health", False, clock.now())])
+    assert [(a.check_name, a.state) for a in sink.alerts] == [("api.health", "firing")]
