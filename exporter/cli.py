@@ -229,7 +229,8 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """``check NAME``: run one check once, print its result; exit 0 passed, 1 failed, 2 no such check."""
     config = load(args, with_contracts=False)
-    setup_logging(fmt=config.log.format, level="warning", secrets=config.secrets())
+    # The result is printed: the round's own "check failed" warning would only repeat it.
+    setup_logging(fmt=config.log.format, level="error", secrets=config.secrets())
     redactor = Redactor(config.secrets())
     store = make_store(config, read_only=True) if args.name in LISTENER_CHECKS else None
     try:
