@@ -1,30 +1,39 @@
 """The command line: arguments and commands. Running the exporter is ``runtime.py``; the demo
 kit (``exporter.demo``) is imported only by the ``demo`` and ``simulate`` commands.
 
-Exit codes: 0 success, 1 a runtime failure (store unreachable for ``migrate``, port taken),
-2 bad input (configuration, arguments).
+Exit codes: 0 success, 1 a runtime failure (store unreachable for ``migrate``, port taken, a channel
+refusing ``notify-test``'s notice, a check failing ``check``), 2 bad input (configuration, arguments).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
+import requests
 import yaml
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from exporter.alerting.dependencies import check_dependencies
+from exporter.alerting.notifier import channels_from_settings, retry_policy
+from exporter.alerting.sender import HttpSender
+from exporter.alerting.trial import send_trial
 from exporter.banner import exporter_version
 from exporter.clock import SystemClock
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_duration
+from exporter.config.checks import LISTENER_CHECKS
 from exporter.listener import checkpoints
 from exporter.listener.contracts import load_contracts
 from exporter.logs import setup_logging
+from exporter.metrics import Metrics
 from exporter.probes.chain import resolve_view_calls
-from exporter.probes.runner import resolve_checks, validate_conditions
+from exporter.probes.runner import resolve_checks, run_one, validate_conditions
 from exporter.promrule import RuleFileError, prometheus_rule
 from exporter.redact import Redactor
 from exporter.rules import render_rules
@@ -33,6 +42,7 @@ from exporter.runtime import (
     EXIT_OK,
     EXIT_USAGE,
     ExitError,
+    chain_checks_reader,
     event_rules,
     make_store,
     run_parts,
@@ -62,7 +72,10 @@ def load(
         config = load_config(path, env)
         # The configuration keeps conditions as text; their language (and its errors) is the probes'.
         checks = resolve_checks(config) if with_checks else None
-        if not with_checks:
+        if checks is not None:
+            # Dependencies are the alert engine's (exporter.alerting.dependencies): a cycle fails here.
+            check_dependencies(checks, config.source)
+        else:
             validate_conditions(config)
         if with_contracts and config.listener.enabled and config.listener.rpc_endpoints:
             # Fail at start (and in check-config) rather than on the first poll.
@@ -257,6 +270,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args, config, ignored_env=ignored)
 
 
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    """``notify-test``: a firing then a resolved test notice to each channel; exit 0 when all took them."""
+    config = load(args, with_checks=False, with_contracts=False)
+    setup_logging(fmt=config.log.format, level="warning", secrets=config.secrets())
+    redact = Redactor(config.secrets())
+    channels = channels_from_settings(config.alerting)
+    if args.channel is not None:
+        names = [channel.name for channel in channels]
+        channels = [channel for channel in channels if channel.name == args.channel]
+        if not channels:
+            configured = ", ".join(names) or "none"
+            raise ExitError(
+                f"notify-test: no channel {args.channel!r} is configured (configured: {configured})", EXIT_USAGE
+            )
+    if not channels:
+        raise ExitError(
+            "notify-test: no alert channel is configured (alerting.slack, telegram, webhook, console)", EXIT_FAILURE
+        )
+    clock = SystemClock()
+    metrics = Metrics(CollectorRegistry(), slo_latency_seconds=config.slo.latency_ms / 1000, version="notify-test")
+    policy = dataclasses.replace(retry_policy(config.alerting), max_tries=1)  # the first answer is the answer
+    with requests.Session() as session:
+        sender = HttpSender(session, clock, metrics, policy, redact=redact)
+        answers = send_trial(channels, sender, clock.now(), redact)
+    for answer in answers:
+        print(answer.line())
+    return EXIT_OK if all(answer.ok for answer in answers) else EXIT_FAILURE
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``check NAME``: run one check once, print its result; exit 0 passed, 1 failed, 2 no such check."""
+    config = load(args, with_contracts=False)
+    # The result is printed: the round's own "check failed" warning would only repeat it.
+    setup_logging(fmt=config.log.format, level="error", secrets=config.secrets())
+    redactor = Redactor(config.secrets())
+    store = make_store(config, read_only=True) if args.name in LISTENER_CHECKS else None
+    clock = SystemClock()
+    session = requests.Session()
+    try:
+        spec = [spec for spec in resolve_checks(config) if spec.name == args.name]
+        metrics = Metrics(CollectorRegistry(), slo_latency_seconds=config.slo.latency_ms / 1000, version="check")
+        chain = chain_checks_reader(config, spec, metrics, clock, session)
+        result = run_one(config, args.name, clock=clock, store=store, redactor=redactor, chain=chain)
+    except ConfigError as exc:  # an eth_call check that does not fit the contracts' ABIs
+        raise ExitError(str(exc), EXIT_USAGE) from None
+    except KeyError:
+        names = ", ".join(spec.name for spec in resolve_checks(config)) or "none"
+        raise ExitError(f"check: no enabled check named {args.name!r} (enabled: {names})", EXIT_USAGE) from None
+    finally:
+        session.close()
+        if store is not None:
+            store.close()
+    verdict = "passed" if result.ok else "FAILED"
+    print(f"{result.check_name}: {verdict} in {result.latency_ms} ms: {result.details.get('reason')}")
+    print(redactor(json.dumps(result.details, sort_keys=True, default=str)))
+    return EXIT_OK if result.ok else EXIT_FAILURE
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"blocktrust-exporter {exporter_version()}")
     return EXIT_OK
@@ -353,6 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the simulator fail an endpoint, e.g. /api/explorer/stats=500",
     )
     demo_parser.add_argument("--workdir", default="var/demo", help="where the demo keeps its files")
+    notify = add("notify-test", cmd_notify_test, "send a firing then a resolved test notice to each alert channel")
+    notify.add_argument("--channel", metavar="NAME", help="only this channel (slack, telegram, webhook, console)")
+    check = add("check", cmd_check, "run one check once and print its result (exit 0 passed, 1 failed)")
+    check.add_argument("name", metavar="NAME", help="the check's name, e.g. api.health")
     add("version", cmd_version, "print the version")
     return parser
 

@@ -315,6 +315,18 @@ class Metrics:
             ["worker"],
             registry=registry,
         )
+        self.heartbeat_pings = Counter(
+            "blocktrust_heartbeat_pings",
+            "Calls of alerting.heartbeat_url after healthy check rounds, by outcome (success: a 2xx answer).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.alert_notices_suppressed = Counter(
+            "blocktrust_alert_notices_suppressed",
+            "Incidents opened without a firing notice because a check they depend on was failing, by check.",
+            ["check"],
+            registry=registry,
+        )
         self.alert_engine_queue_full = Counter(
             "blocktrust_alert_engine_queue_full",
             "Work (a round of results, a tick, an incident raised or resolved) the alert engine's queue was "

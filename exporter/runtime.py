@@ -19,8 +19,10 @@ from typing import NoReturn
 import requests
 from prometheus_client import CollectorRegistry
 
+from exporter.alerting.dependencies import LOGIN, check_dependencies
 from exporter.alerting.engine import AlertEngine, check_policies, owned_checks
 from exporter.alerting.event_rules import CompiledRule, compile_rules
+from exporter.alerting.heartbeat import HeartbeatPinger, round_healthy
 from exporter.alerting.notifier import Notifier, build_notifier
 from exporter.alerting.rule_runner import EventRuleRunner
 from exporter.banner import banner_fields, banner_lines, exporter_version
@@ -313,9 +315,10 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
     # Notices go through the store's outbox: retried across restarts and replicas, never lost silently.
     notifier = build_notifier(config.alerting, metrics, clock, session, redact=redact, store=store)
     known: Callable[[str], bool] | None = None
+    dependencies = check_dependencies(checks, config.source)
     if checks:
         # The process that runs the checks resolves the incidents of checks no longer configured.
-        names = frozenset(check.name for check in checks)
+        names = frozenset(check.name for check in checks) | (frozenset({LOGIN}) if LOGIN in dependencies else set())
 
         def known(check_name: str) -> bool:
             if check_name.startswith(SLO_INCIDENT_PREFIX):
@@ -335,6 +338,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         # An unconfigured check's incident is left open while any process (a replica on another
         # configuration) recorded a result for it within three check intervals.
         removed_after=REMOVED_CHECK_INTERVALS * config.checks.interval,
+        dependencies=dependencies,
     )
     rt.parts["alerts"] = "alerts" in parts
     if rt.parts["alerts"]:
@@ -388,12 +392,16 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
 
     if checks:
         report_round = RoundReporter()
+        pinger = _heartbeat(rt, session, redact)
 
         def on_results(results: Sequence[CheckResult]) -> None:
             if rt.parts["alerts"]:
                 engine.observe(results)
             if results:  # a standby replica (checks.run_on) runs no check: no round line
                 report_round(results)  # "round 12: 9/9 ok, slowest api.events 14 ms"
+            if pinger is not None:
+                writing = rt.schema_ready.is_set() and not rt.writer.in_outage
+                pinger.round_done(round_healthy(results, rt.healthy()[0], writing))
 
         def forget(names: Sequence[str]) -> None:
             for name in names:
@@ -500,6 +508,25 @@ def chain_checks_reader(
     views = resolve_view_calls(config, checks)
     rpc = EndpointPool.for_listener(config.listener, session, metrics, clock)
     return ChainReader(rpc, views, errors=(RpcError, TransientRpcError, RangeRefusedError))
+
+
+def _heartbeat(rt: Runtime, session: requests.Session, redact: Redactor) -> HeartbeatPinger | None:
+    """The dead man's switch, when ``alerting.heartbeat_url`` is set: started, and stopped first at
+    shutdown (a stopping exporter must not look alive)."""
+    settings = rt.config.alerting
+    if settings.heartbeat_url is None:
+        return None
+    pinger = HeartbeatPinger(
+        settings.heartbeat_url.get_secret_value(),
+        session,
+        rt.metrics,
+        method=settings.heartbeat_method,
+        timeout=settings.timeout,
+        redact=redact,
+    )
+    pinger.start()
+    rt.on_signal.append(lambda: pinger.stop(timeout=1.0))
+    return pinger
 
 
 def serve(

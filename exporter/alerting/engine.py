@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from exporter.alerting.alert import Alert, AlertState
+from exporter.alerting.dependencies import LOGIN, Dependencies, login_result
 from exporter.alerting.ledger import UNSAVED, IncidentLedger
 from exporter.alerting.maintenance import MaintenanceCalendar
 from exporter.clock import Clock
@@ -68,6 +69,7 @@ DEFAULT_TITLES = {
     "synthetic.hash": "Synthetic test hash-file failing",
     "synthetic.wallet_info": "Synthetic test wallet/info failing",
     "synthetic.nft_status": "Synthetic test nft/status failing",
+    LOGIN: "Monitoring account cannot log in",
 }
 # Rows that are not check results (the listener's heartbeat) never raise an incident.
 NOT_CHECKS = frozenset({HEARTBEAT_CHECK})
@@ -181,13 +183,16 @@ class AlertEngine:
         known: Callable[[str], bool] | None = None,
         removed_after: float = 0.0,
         queue_size: int = ENGINE_QUEUE_SIZE,
+        dependencies: Dependencies | None = None,
     ) -> None:
         """``owned(check_name)`` says which incidents found in the store this engine adopts (at start and
         at each ``tick``), reminds about and resolves; None: all of them. Incidents the engine opens
         itself are always its own. ``known(check_name)``: whether a check (or an incident name such as
         ``listener.reorg``) still exists in the configuration; an owned open incident of one that does
         not is resolved (at start, and at a ``tick``), its notice saying why, once no process has
-        recorded a result for it for ``removed_after`` seconds. None: every name is known."""
+        recorded a result for it for ``removed_after`` seconds. None: every name is known.
+        ``dependencies``: check name -> the names it depends on (``dependencies.resolve_dependencies``);
+        None: no suppression."""
         self._ledger = IncidentLedger(store, clock, redact=redact)
         self._sink = sink
         self._clock = clock
@@ -208,6 +213,10 @@ class AlertEngine:
         self._lock = threading.Lock()
         self._streaks: dict[str, _Streak] = {}
         self._open: dict[str, Incident] = {}
+        self._dependencies: Dependencies = dict(dependencies or {})
+        # Open incidents whose notices are held back: a dependency's failure explains them.
+        self._held: set[str] = set()
+        self._round: dict[str, bool] = {}  # check -> passed, in the round observe() is deciding
         # check -> (its incident's last_notified_at, clock.monotonic() at that notice): see _reminder_due.
         self._notified_mono: dict[str, tuple[datetime, float]] = {}
         self._loaded = False
@@ -224,13 +233,20 @@ class AlertEngine:
 
         def work() -> None:
             self._sync()
-            for result in batch:
-                if result.check_name in NOT_CHECKS:
-                    continue
+            checks = [result for result in batch if result.check_name not in NOT_CHECKS]
+            login = login_result(checks, self._dependencies)
+            if login is not None:
+                checks.append(login)
+            # The round's own verdicts come first when suppression asks whether a dependency fails, so
+            # that its failure in this same round explains its dependants' (whatever the order).
+            self._round = {result.check_name: result.ok for result in checks}
+            for result in checks:
                 if result.ok:
                     self._on_success(result)
                 else:
                     self._on_failure(result)
+            self._round = {}
+            self._release_held()
             self._send_due()
             self._update_gauge()
 
@@ -393,6 +409,7 @@ class AlertEngine:
         incidents = [i for i in stored if self._owned(i.check_name)]
         for incident in incidents:
             self._open.setdefault(incident.check_name, incident)
+            self._hold_if_suppressed(incident)
         self._loaded = True
         if incidents:
             log.info("alert engine resumed %d open incident(s)", len(incidents))
@@ -444,6 +461,7 @@ class AlertEngine:
             if theirs is None or theirs.id != mine.id:
                 # Resolved elsewhere; whoever resolved it announced the end (if the start was announced).
                 del self._open[check_name]
+                self._held.discard(check_name)
                 log.info("incident %d of %s was resolved by another process", mine.id, check_name)
             elif theirs.last_notified_at is not None and (
                 mine.last_notified_at is None or theirs.last_notified_at > mine.last_notified_at
@@ -455,11 +473,22 @@ class AlertEngine:
             if check_name in self._open or not self._owned(check_name):
                 continue
             # Opened elsewhere: the engine that opened it sends the firing notice; this one only reminds,
-            # counting from now if the opener has not recorded its notice yet.
-            self._open[check_name] = (
-                theirs if theirs.last_notified_at is not None else dataclasses.replace(theirs, last_notified_at=now)
-            )
+            # counting from now if the opener has not recorded its notice yet. One held back by its
+            # dependency stays held here too.
+            if self._hold_if_suppressed(theirs):
+                self._open[check_name] = theirs
+            else:
+                self._open[check_name] = (
+                    theirs if theirs.last_notified_at is not None else dataclasses.replace(theirs, last_notified_at=now)
+                )
             log.info("adopted incident %d of %s, opened by another process", theirs.id, check_name)
+
+    def _hold_if_suppressed(self, incident: Incident) -> bool:
+        """Hold a stored incident whose notices were held back and never sent; True if it is held."""
+        if incident.suppressed_by is not None and incident.last_notified_at is None:
+            self._held.add(incident.check_name)
+            return True
+        return False
 
     def _policy(self, check_name: str) -> CheckPolicy:
         policy = self._policies.get(check_name)
@@ -483,7 +512,43 @@ class AlertEngine:
             return
         title = policy.title or default_title(result.check_name)
         # The incident starts with the first failure of the streak: that is "since when" it is down.
-        self._open_incident(result.check_name, policy.severity, title, streak.detail, streak.failing_since)
+        cause = self._suppressor(result.check_name)
+        self._open_incident(
+            result.check_name, policy.severity, title, streak.detail, streak.failing_since, suppressed_by=cause
+        )
+
+    def _failing(self, check_name: str) -> bool:
+        """The check's real state: its result in the round being observed, else its last result failed
+        (whether or not anyone was told)."""
+        if check_name in self._round:
+            return not self._round[check_name]
+        streak = self._streaks.get(check_name)
+        return streak is not None and streak.failures > 0
+
+    def _suppressor(self, check_name: str) -> str | None:
+        """The failing dependency that explains ``check_name``'s failure, followed down through failing
+        dependencies to the deepest (the root cause); None when no dependency of it fails now. A
+        dependency that passes breaks the chain: what it depends on explains nothing above it."""
+        cause: str | None = None
+        seen = {check_name}
+        current = check_name
+        while True:
+            failing = [d for d in self._dependencies.get(current, ()) if d not in seen and self._failing(d)]
+            if not failing:
+                return cause
+            cause = current = failing[0]
+            seen.add(current)
+
+    def _release_held(self) -> None:
+        """Notify the held incidents no dependency explains any more, while their check still fails:
+        the dependency recovered and this one did not, so it is a problem of its own now. One whose
+        check passes again stays held (it is recovering) and resolves without a word."""
+        for check_name in sorted(self._held):
+            if check_name not in self._open:
+                self._held.discard(check_name)
+            elif self._failing(check_name) and self._suppressor(check_name) is None:
+                self._held.discard(check_name)
+                log.warning("incident of %s no longer explained by a dependency: notifying it", check_name)
 
     def _on_success(self, result: CheckResult) -> None:
         streak = self._streaks.setdefault(result.check_name, _Streak())
@@ -494,9 +559,24 @@ class AlertEngine:
         if incident is not None and streak.successes >= self._policy(result.check_name).success_threshold:
             self._resolve(incident, result.ts)
 
-    def _open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> None:
-        incident = self._ledger.open(check_name, severity, self._redact(title), self._redact(detail), at)
+    def _open_incident(
+        self, check_name: str, severity: str, title: str, detail: str, at: datetime, *, suppressed_by: str | None = None
+    ) -> None:
+        incident = self._ledger.open(
+            check_name, severity, self._redact(title), self._redact(detail), at, suppressed_by=suppressed_by
+        )
         self._open[check_name] = incident
+        self._held.discard(check_name)
+        if suppressed_by is not None and incident.last_notified_at is None:
+            self._held.add(check_name)
+            self._metrics.alert_notices_suppressed.labels(check=check_name).inc()
+            log.warning(
+                "incident opened for %s: %s (not notified: %s, which it depends on, is failing)",
+                check_name,
+                incident.title,
+                suppressed_by,
+            )
+            return
         log.warning("incident opened for %s: %s", check_name, incident.title)
         # The firing notice goes out from _send_due; an incident someone else already notified
         # (another engine before a restart) has last_notified_at set and is not announced again.
@@ -506,6 +586,7 @@ class AlertEngine:
         # only if someone was told it fired, so nobody hears of the end of what they never heard of.
         announce = self._ledger.resolve(incident, at, reason)
         del self._open[incident.check_name]
+        self._held.discard(incident.check_name)
         self._streaks.pop(incident.check_name, None)
         log.info("incident resolved for %s%s", incident.check_name, f" ({reason})" if reason else "")
         if not announce:
@@ -523,7 +604,7 @@ class AlertEngine:
     def _send_due(self) -> None:
         now = self._clock.now()
         for incident in list(self._open.values()):
-            if self._maintenance.active(incident.check_name, now):
+            if self._maintenance.active(incident.check_name, now) or incident.check_name in self._held:
                 continue
             if incident.last_notified_at is None:
                 self._notify(incident, now, reminder=False)

@@ -57,15 +57,17 @@ class IncidentLedger:
             self._failed("catching up with the store", exc)
             return None
 
-    def open(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> Incident:
-        """The incident recorded as opened at ``at``; unsaved (id ``UNSAVED``) when the store is not
-        taking it now, or an earlier incident of the same check still waits to be written (one open
-        per check)."""
-        unsaved = Incident(UNSAVED, check_name, severity, title, detail, at, None, None)
+    def open(
+        self, check_name: str, severity: str, title: str, detail: str, at: datetime, *, suppressed_by: str | None = None
+    ) -> Incident:
+        """The incident recorded as opened at ``at`` (``suppressed_by``: the dependency that holds its
+        notices back); unsaved (id ``UNSAVED``) when the store is not taking it now, or an earlier
+        incident of the same check still waits to be written (one open per check)."""
+        unsaved = Incident(UNSAVED, check_name, severity, title, detail, at, None, None, suppressed_by)
         if not self.usable() or any(earlier.check_name == check_name for earlier, _ in self._unwritten):
             return unsaved
         try:
-            return self._store.open_incident(check_name, severity, title, detail, at)
+            return self._open_in_store(unsaved)
         except StoreError as exc:
             self._failed(f"recording the incident of {check_name}", exc)
             return unsaved
@@ -135,10 +137,14 @@ class IncidentLedger:
             self._store.mark_notified(incident_id, notified_at)
             del self._unnoted[incident_id]
 
+    def _open_in_store(self, incident: Incident) -> Incident:
+        args = (incident.check_name, incident.severity, incident.title, incident.detail, incident.opened_at)
+        if incident.suppressed_by is None:  # the call as it was before suppression (wrapping stores rely on it)
+            return self._store.open_incident(*args)
+        return self._store.open_incident(*args, suppressed_by=incident.suppressed_by)
+
     def _save(self, incident: Incident) -> Incident:
-        stored = self._store.open_incident(
-            incident.check_name, incident.severity, incident.title, incident.detail, incident.opened_at
-        )
+        stored = self._open_in_store(incident)
         if incident.last_notified_at is not None and stored.last_notified_at is None:
             self._store.mark_notified(stored.id, incident.last_notified_at)
             stored = dataclasses.replace(stored, last_notified_at=incident.last_notified_at)

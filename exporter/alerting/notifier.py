@@ -32,7 +32,7 @@ from exporter.alerting.channels.console import ConsoleChannel
 from exporter.alerting.channels.slack import SlackChannel
 from exporter.alerting.channels.telegram import TelegramChannel
 from exporter.alerting.channels.webhook import WebhookChannel
-from exporter.alerting.sender import Channel, Delivery, HttpSender, Judge, RetryPolicy
+from exporter.alerting.sender import Channel, Delivery, Headers, HttpSender, Judge, RetryPolicy
 from exporter.clock import Clock
 from exporter.config import AlertingSettings
 from exporter.metrics import Metrics
@@ -54,7 +54,14 @@ _WALL_STEP_SECONDS = 1.0  # a change of wall minus monotonic time larger than th
 
 class Sender(Protocol):
     def send(
-        self, channel: str, url: str, body: dict[str, Any], *, deadline: float | None = None, judge: Judge = ...
+        self,
+        channel: str,
+        url: str,
+        body: dict[str, Any],
+        *,
+        deadline: float | None = None,
+        judge: Judge = ...,
+        headers: Headers = ...,
     ) -> Delivery | bool: ...
 
 
@@ -484,7 +491,9 @@ class Notifier:
                 return Delivery(delivered, 1)
             try:
                 url, body = channel.build_request(alert)
-                result = self._sender.send(channel.name, url, body, deadline=self._deadline, judge=channel.judge)
+                result = self._sender.send(
+                    channel.name, url, body, deadline=self._deadline, judge=channel.judge, headers=channel.headers
+                )
             except Exception as exc:
                 # A bug in one channel must not kill its worker: later alerts still deserve a try.
                 log.exception("alert to %s failed unexpectedly", channel.name)
@@ -629,8 +638,13 @@ def channels_from_settings(settings: AlertingSettings) -> list[Channel]:
             )
         )
     if settings.webhook.url is not None and settings.webhook.url.get_secret_value():
+        secret = settings.webhook.signing_secret
         channels.append(
-            WebhookChannel(settings.webhook.url.get_secret_value(), send_resolved=settings.webhook.send_resolved)
+            WebhookChannel(
+                settings.webhook.url.get_secret_value(),
+                send_resolved=settings.webhook.send_resolved,
+                signing_secret=secret.get_secret_value() if secret is not None else None,
+            )
         )
     if settings.console.enabled:
         channels.append(ConsoleChannel(send_resolved=settings.console.send_resolved))

@@ -49,12 +49,21 @@ class Channel(Protocol):
 
     def build_request(self, alert: Alert) -> tuple[str, dict[str, Any]]: ...
 
+    def headers(self, body: bytes, at: float) -> dict[str, str]:
+        """Extra headers for the exact ``body`` sent at ``at`` (unix seconds): a signature, or none."""
+        ...
+
     def judge(self, status: int, body: str, retry_after: float | None) -> Verdict:
         """What the channel's answer means, as its API documents it (see ``answer.py``)."""
         ...
 
 
 Judge = Callable[[int, str, float | None], Verdict]
+Headers = Callable[[bytes, float], dict[str, str]]
+
+
+def no_headers(body: bytes, at: float) -> dict[str, str]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class Delivery:
     migrate_to: str | None = None
     retry_after: float | None = None  # seconds the channel asked us to wait (longer than we would here)
     interrupted: bool = False  # the sender was stopped during the delivery (the notice is to be released)
+    status: int | None = None  # the last answer's HTTP status (None: no answer)
+    answer: str = ""  # the start of the last answer's body (raw: redact before showing), when it was read
 
     def __bool__(self) -> bool:
         return self.delivered
@@ -130,21 +141,25 @@ class HttpSender:
         *,
         deadline: float | None = None,
         judge: Judge = judge_http,
+        headers: Headers = no_headers,
     ) -> Delivery:
         """Deliver ``body`` to ``url``, the answers read by ``judge`` (the channel's own rule; a plain
         webhook's by default). Transient failures are retried with back-off; a refusal, a migration or
-        a wait longer than ``retry_after_max`` end the delivery at once. ``deadline``
+        a wait longer than ``retry_after_max`` end the delivery at once. ``headers(body, at)`` adds
+        headers for the exact bytes sent, at each try (a webhook's signature). ``deadline``
         (``clock.monotonic()`` seconds) stops retrying early, e.g. when the notifier is shutting down.
         Every try is counted (``blocktrust_alert_delivery_attempts_total``), every failed one by reason
         class (``blocktrust_alert_delivery_failures_total``) and logged with the channel and reason."""
         policy = self._policy
         budget = policy.wait_budget()
+        # The exact bytes sent (and signed): requests' own json= encoding, done once here.
+        data = json.dumps(body, allow_nan=False).encode()
         for attempt in range(1, policy.max_tries + 1):
-            verdict = self._try(url, body, judge)
+            verdict, answered = self._try(url, data, judge, headers)
             self._metrics.alert_delivery_attempts.labels(channel=channel).inc()
             if verdict.delivered:
                 self._metrics.alerts_sent.labels(channel=channel, outcome="success").inc()
-                return Delivery(True, attempt)
+                return Delivery(True, attempt, status=answered[0], answer=answered[1])
             reason = self._redact(verdict.reason)
             reason_class = verdict.reason_class or "internal"
             self._metrics.alert_delivery_failures.labels(channel=channel, reason=reason_class).inc()
@@ -153,7 +168,10 @@ class HttpSender:
                 return Delivery(False, attempt, reason, "migrated", migrate_to=verdict.migrate_to)
             if not verdict.retryable or attempt == policy.max_tries:
                 gave_up = self._give_up(channel, attempt, reason, reason_class, permanent=not verdict.retryable)
-                return dataclasses.replace(gave_up, retry_after=verdict.retry_after)  # the outbox honours it
+                # The outbox honours retry_after.
+                return dataclasses.replace(
+                    gave_up, retry_after=verdict.retry_after, status=answered[0], answer=answered[1]
+                )
             wait = verdict.retry_after if verdict.retry_after is not None else policy.backoff_for(attempt)
             if wait > policy.retry_after_max or wait > budget:
                 gave_up = self._give_up(channel, attempt, f"{reason}; asked to wait {wait:.0f}s", reason_class)
@@ -183,24 +201,26 @@ class HttpSender:
         self._metrics.alerts_sent.labels(channel=channel, outcome="failure").inc()
         return Delivery(False, tries, reason, reason_class, permanent=permanent)
 
-    def _try(self, url: str, body: dict[str, Any], judge: Judge) -> Verdict:
+    def _try(self, url: str, data: bytes, judge: Judge, headers: Headers) -> tuple[Verdict, tuple[int | None, str]]:
+        """The verdict of one try, and the answer's (status, start of the body) when one came."""
         try:
             # No redirects: a webhook that moved is a configuration error to surface, and following
             # one would turn the POST into a GET (or hand the alert to another host).
             # A real-time bound (not the domain clock): it limits how long a socket can hold a worker.
             deadline = time.monotonic() + self._policy.timeout
             # stream=True: the body is read by _read_body, capped and within the deadline.
+            sent = {"Content-Type": "application/json", **headers(data, self._clock.now().timestamp())}
             with self._session.post(
-                url, json=body, timeout=self._policy.timeout, allow_redirects=False, stream=True
+                url, data=data, headers=sent, timeout=self._policy.timeout, allow_redirects=False, stream=True
             ) as response:
                 status = response.status_code
                 text = "" if judge is judge_http and 200 <= status < 300 else _read_body(response, deadline)
-                return judge(status, text, self._retry_after(response, text))
+                return judge(status, text, self._retry_after(response, text)), (status, text[:200])
         except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             # A failed exchange, or an answer HTTP cannot parse (an over-long header line, a broken chunk)
             # that escaped requests' own wrapping. The message names the URL, which may hold a token:
             # mask before it goes anywhere.
-            return Verdict(False, True, self._redact(f"{type(exc).__name__}: {exc}"), "network")
+            return Verdict(False, True, self._redact(f"{type(exc).__name__}: {exc}"), "network"), (None, "")
 
     def _retry_after(self, response: requests.Response, text: str) -> float | None:
         """Seconds the server asked us to wait: the ``Retry-After`` header (seconds or an HTTP date),

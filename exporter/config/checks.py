@@ -91,6 +91,10 @@ class CheckSpec(Section):
     severity: Severity = "warn"
     failure_threshold: int | None = Field(default=None, ge=1)
     success_threshold: int | None = Field(default=None, ge=1)
+    # The checks (or ``api.login``) whose failure explains this one's: while one of them fails, this
+    # check's incidents are recorded but not notified. None: the defaults (exporter/alerting/
+    # dependencies.py); []: none.
+    depends_on: list[str] | None = None
     enabled: bool = True
     # chain.head: the newest block's timestamp must be younger than this.
     max_age: Annotated[Interval, within(1, 86_400)] = 60.0
@@ -121,6 +125,14 @@ class CheckSpec(Section):
         if problem:
             raise ValueError(problem)
         return name
+
+    @field_validator("depends_on")
+    @classmethod
+    def _dependency_names(cls, names: list[str] | None) -> list[str] | None:
+        for name in names or ():
+            if not isinstance(name, str) or not _CHECK_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a check name: use {CHECK_NAME_CHARSET}")
+        return names
 
     @model_validator(mode="after")
     def _one_target(self) -> CheckSpec:

@@ -51,6 +51,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "ALERT_TELEGRAM_BOT": ("alerting", "telegram", "bot_token"),
     "ALERT_TELEGRAM_CHAT": ("alerting", "telegram", "chat_id"),
     "ALERT_WEBHOOK_URL": ("alerting", "webhook", "url"),
+    "ALERT_WEBHOOK_SIGNING_SECRET": ("alerting", "webhook", "signing_secret"),
+    "ALERT_HEARTBEAT_URL": ("alerting", "heartbeat_url"),
     "WEB_CONFIG_FILE": ("server", "web_config_file"),
 }
 SECRET_ENV_VARS = (
@@ -60,6 +62,8 @@ SECRET_ENV_VARS = (
     "ALERT_SLACK_WEBHOOK",
     "ALERT_TELEGRAM_BOT",
     "ALERT_WEBHOOK_URL",
+    "ALERT_WEBHOOK_SIGNING_SECRET",
+    "ALERT_HEARTBEAT_URL",
 )
 
 # ``$${`` is a literal ``${``; otherwise ``${NAME}``, ``${NAME:-default}`` (the default when NAME is
@@ -207,7 +211,9 @@ def _message(error: Mapping[str, Any]) -> str:
     return msg
 
 
-_SECRET_KEYS = frozenset({"password", "url", "rpc_url", "rpc_urls", "webhook_url", "bot_token"})
+_SECRET_KEYS = frozenset(
+    {"password", "url", "rpc_url", "rpc_urls", "webhook_url", "bot_token", "signing_secret", "heartbeat_url"}
+)
 
 
 def _format_error(err: ValidationError, source: str, origins: dict[tuple[str, ...], str]) -> str:

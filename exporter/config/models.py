@@ -321,6 +321,9 @@ class TelegramSettings(Section):
 class WebhookSettings(Section):
     url: SecretHttpUrl | None = None  # ALERT_WEBHOOK_URL
     send_resolved: bool = True
+    # ALERT_WEBHOOK_SIGNING_SECRET: with it, every notice carries an HMAC-SHA256 signature header
+    # (exporter/alerting/signing.py; docs/alerting.md says how a receiver verifies it).
+    signing_secret: Secret | None = None
 
 
 class ConsoleSettings(Section):
@@ -462,6 +465,11 @@ class AlertingSettings(Section):
             seen.add(rule.name)
         return rules
 
+    # ALERT_HEARTBEAT_URL: called after each healthy check round (a dead man's switch such as
+    # healthchecks.io); may carry a token, so a secret. See exporter/alerting/heartbeat.py.
+    heartbeat_url: SecretHttpUrl | None = None
+    heartbeat_method: Literal["GET", "POST"] = "GET"
+
     @field_validator("runbook_url")
     @classmethod
     def _a_link(cls, value: str) -> str:
@@ -533,6 +541,8 @@ class Config(Section):
             self.alerting.slack.webhook_url,
             self.alerting.telegram.bot_token,
             self.alerting.webhook.url,
+            self.alerting.webhook.signing_secret,
+            self.alerting.heartbeat_url,
         ]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         found = list(dict.fromkeys([*found, *self.listener.rpc_endpoints]))  # each URL of a POLYGON_RPC_URL list

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 
+from prometheus_client import CollectorRegistry
+
 from exporter.clock import Clock
 from exporter.config import CHAIN_KINDS, CheckSpec, Config, ConfigError, default_checks
 from exporter.config.checks import LISTENER_CHECKS
@@ -133,6 +135,35 @@ def resolve_checks(config: Config) -> list[CheckSpec]:
             f"required by checks with auth: {', '.join(needing_login)}"
         )
     return checks
+
+
+def run_one(
+    config: Config,
+    name: str,
+    *,
+    clock: Clock,
+    store: HeartbeatSource | None = None,
+    redactor: Redactor | None = None,
+    chain: ChainReader | None = None,
+) -> CheckResult:
+    """Run the enabled check ``name`` once as a round would (its own login, its deadline), recording
+    nothing and feeding no alert; ``KeyError`` when no enabled check has that name. ``chain``: the
+    RPC for a chain kind (``chain.head``, ``eth_call``, ``balance``). For ``blocktrust-exporter check NAME``."""
+    spec = next((spec for spec in resolve_checks(config) if spec.name == name), None)
+    if spec is None:
+        raise KeyError(name)
+    tree = config.model_dump(by_alias=True)
+    tree["checks"] = {**tree["checks"], "include_defaults": False, "items": [spec.model_dump(by_alias=True)]}
+    alone = Config.model_validate(tree)
+    metrics = Metrics(CollectorRegistry(), slo_latency_seconds=config.slo.latency_ms / 1000, version="check")
+    checks = CheckRound(
+        alone, metrics=metrics, record=lambda _results: None, clock=clock, store=store, redactor=redactor, chain=chain
+    )
+    try:
+        [result] = checks.run_once()
+    finally:
+        checks.close()
+    return result
 
 
 class CheckRound:

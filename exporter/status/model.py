@@ -191,9 +191,10 @@ class StatusBuilder:
             "opened_at": iso(incident.opened_at),
             "age_seconds": round(max(0.0, (now - incident.opened_at).total_seconds()), 3),
             "last_notified_at": iso(incident.last_notified_at),
-            # Notices held back because a check this one depends on is down. No dependency
-            # suppression exists yet, so never true for now; the field is part of the v1 shape.
-            "suppressed": False,
+            # Notices held back because a check this one depends on was failing when it opened (and
+            # none sent since): ``suppressed_by`` names that dependency (exporter/alerting/dependencies.py).
+            "suppressed": incident.suppressed_by is not None and incident.last_notified_at is None,
+            "suppressed_by": incident.suppressed_by,
         }
 
     def _listener(self, heartbeat: CheckResult | None, now: datetime) -> dict[str, Any] | None:

@@ -185,6 +185,9 @@ class Incident:
     opened_at: datetime
     resolved_at: datetime | None
     last_notified_at: datetime | None
+    # The dependency (a check name, or ``api.login``) whose failure explained this one when it opened:
+    # its firing notice was held back. None: notified as usual. See exporter/alerting/dependencies.py.
+    suppressed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,8 +330,18 @@ class Store(Protocol):
     # --- incidents (monitor_incidents) ---
     def open_incidents(self) -> list[Incident]: ...
 
-    def open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> Incident:
-        """Open an incident, or return the one already open for ``check_name``."""
+    def open_incident(
+        self,
+        check_name: str,
+        severity: str,
+        title: str,
+        detail: str,
+        at: datetime,
+        *,
+        suppressed_by: str | None = None,
+    ) -> Incident:
+        """Open an incident, or return the one already open for ``check_name``. ``suppressed_by``: the
+        dependency whose failure holds its notices back (recorded as is)."""
 
     def resolve_incident(self, incident_id: int, at: datetime, reason: str | None = None) -> Incident | None:
         """Resolve the incident if it is still open (compare-and-set): the resolved row when this call

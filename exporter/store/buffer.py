@@ -41,6 +41,11 @@ class BufferedWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def in_outage(self) -> bool:
+        """True while the last write failed (results wait in memory); False once one succeeds."""
+        return self._outage
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._pending)

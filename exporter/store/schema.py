@@ -163,6 +163,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        6,
+        "monitor_incidents.suppressed_by: the dependency whose failure held an incident's notices back",
+        postgresql=("ALTER TABLE monitor_incidents ADD COLUMN IF NOT EXISTS suppressed_by TEXT",),
+        sqlite=("ALTER TABLE monitor_incidents ADD COLUMN suppressed_by TEXT",),
+    ),
+    Migration(
         7,
         "replica membership for sharded checks: one row per live exporter, renewed until it expires",
         postgresql=(

@@ -97,7 +97,7 @@ def _recent_from_json(value: object) -> tuple[BlockRef, ...]:
     return tuple(BlockRef(int(n), str(h), str(p)) for n, h, p in as_json(value))
 
 
-_INCIDENT_COLUMNS = "id, check_name, severity, title, detail, opened_at, resolved_at, last_notified_at"
+_INCIDENT_COLUMNS = "id, check_name, severity, title, detail, opened_at, resolved_at, last_notified_at, suppressed_by"
 
 
 def _incident(row: Sequence[Any]) -> Incident:
@@ -112,6 +112,7 @@ def _incident(row: Sequence[Any]) -> Incident:
         opened_at=opened,
         resolved_at=as_utc(row[6]),
         last_notified_at=as_utc(row[7]),
+        suppressed_by=row[8],
     )
 
 
@@ -633,14 +634,23 @@ class SqlStore(ABC):
             )
             return [_incident(row) for row in cur.fetchall()]
 
-    def open_incident(self, check_name: str, severity: str, title: str, detail: str, at: datetime) -> Incident:
+    def open_incident(
+        self,
+        check_name: str,
+        severity: str,
+        title: str,
+        detail: str,
+        at: datetime,
+        *,
+        suppressed_by: str | None = None,
+    ) -> Incident:
         with self._tx() as cur:
             # The partial unique index allows one open incident per check; a concurrent opener loses quietly.
             self._execute(
                 cur,
-                "INSERT INTO monitor_incidents (check_name, severity, title, detail, opened_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (check_name) WHERE resolved_at IS NULL DO NOTHING",
-                (check_name, severity, title, detail, self._encode_time(at)),
+                "INSERT INTO monitor_incidents (check_name, severity, title, detail, opened_at, suppressed_by) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (check_name) WHERE resolved_at IS NULL DO NOTHING",
+                (check_name, severity, title, detail, self._encode_time(at), suppressed_by),
             )
             self._execute(
                 cur,

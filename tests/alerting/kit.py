@@ -13,6 +13,7 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from exporter.alerting.alert import Alert
+from exporter.alerting.dependencies import Dependencies
 from exporter.alerting.engine import AlertEngine
 from exporter.alerting.notifier import Notifier, build_notifier
 from exporter.clock import Clock, FakeClock
@@ -74,19 +75,20 @@ def channel_settings(slack_url: str, telegram_url: str, webhook_url: str, **over
     return AlertingSettings.model_validate(tree)
 
 
-def table_rows(store_url: str, table: str) -> list[tuple[Any, ...]]:
-    """Every row of ``table``, read with the raw driver (not through the Store under test)."""
+def table_rows(store_url: str, table: str, columns: str = "*") -> list[tuple[Any, ...]]:
+    """Every row of ``table`` (its ``columns``, by default all), read with the raw driver (not
+    through the Store under test)."""
     if store_url.startswith("sqlite:///"):
         import sqlite3
 
         with contextlib.closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as conn:
-            return list(conn.execute(f"SELECT * FROM {table} ORDER BY id"))
+            return list(conn.execute(f"SELECT {columns} FROM {table} ORDER BY id"))
     import psycopg2
 
     pg = psycopg2.connect(store_url)
     try:
         with pg.cursor() as cur:
-            cur.execute(f"SELECT * FROM {table} ORDER BY id")
+            cur.execute(f"SELECT {columns} FROM {table} ORDER BY id")
             return list(cur.fetchall())
     finally:
         pg.close()
@@ -98,7 +100,9 @@ class AlertingProcess:
 
     ROUND = 60.0  # seconds between check rounds in ``rounds``
 
-    def __init__(self, store_url: str, settings: AlertingSettings, clock: Clock) -> None:
+    def __init__(
+        self, store_url: str, settings: AlertingSettings, clock: Clock, dependencies: Dependencies | None = None
+    ) -> None:
         self.clock = clock
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry, slo_latency_seconds=0.8, version="test")
@@ -111,7 +115,9 @@ class AlertingProcess:
             settings, self.metrics, clock, self.session, redact=redact, store=self.store
         )
         self.notifier.start()
-        self.engine = AlertEngine(self.store, self.notifier, clock, self.metrics, settings, redact=redact)
+        self.engine = AlertEngine(
+            self.store, self.notifier, clock, self.metrics, settings, redact=redact, dependencies=dependencies
+        )
 
     def rounds(self, pattern: str, check: str = "api.health") -> None:
         """One check round per character ("o" passes, anything else fails), ``ROUND`` s apart; the

@@ -25,7 +25,14 @@ RESOLVED = Alert("api.stats", "crit", "resolved", "API /explorer/stats failing",
 
 class NoHttp:
     def send(
-        self, channel: str, url: str, body: dict[str, Any], *, deadline: float | None = None, judge: object = None
+        self,
+        channel: str,
+        url: str,
+        body: dict[str, Any],
+        *,
+        deadline: float | None = None,
+        judge: object = None,
+        headers: Any = None,
     ) -> bool:
         raise AssertionError(f"the console channel must not go through the HTTP sender ({channel} {url})")
 

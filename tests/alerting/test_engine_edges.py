@@ -129,10 +129,10 @@ class BlockingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def open_incident(self, *args: Any) -> Any:
+    def open_incident(self, *args: Any, **kwargs: Any) -> Any:
         self.blocked.set()
         self.release.wait(30)
-        return self.inner.open_incident(*args)
+        return self.inner.open_incident(*args, **kwargs)
 
 
 def test_observe_never_waits_for_a_store_call_even_uncontended(stores: Any, clock: FakeClock) -> None:

@@ -250,9 +250,7 @@ def test_an_incident_of_a_check_no_longer_configured_is_resolved_at_start_with_t
 
 
 def _reasons(store_url: str) -> list[tuple[Any, ...]]:
-    rows = table_rows(store_url, "monitor_incidents")
-    # (check_name, resolve_reason): the last columns but one and the last, in both dialects
-    return [(row[-3], row[-1]) for row in rows]
+    return table_rows(store_url, "monitor_incidents", "check_name, resolve_reason")
 
 
 class StallingStore:

@@ -137,6 +137,9 @@ class _Exploding:
     def build_request(self, alert: Alert) -> tuple[str, dict[str, Any]]:
         raise self.error
 
+    def headers(self, body: bytes, at: float) -> dict[str, str]:
+        raise AssertionError("never called")
+
     def judge(self, status: int, body: str, retry_after: float | None) -> Any:
         raise AssertionError("never called")
 

@@ -25,7 +25,14 @@ class RecordingSender:
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
 
     def send(
-        self, channel: str, url: str, body: dict[str, Any], *, deadline: float | None = None, judge: Any = None
+        self,
+        channel: str,
+        url: str,
+        body: dict[str, Any],
+        *,
+        deadline: float | None = None,
+        judge: Any = None,
+        headers: Any = None,
     ) -> bool:
         self.sent.append((channel, url, body))
         return True

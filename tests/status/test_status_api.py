@@ -282,3 +282,14 @@ def test_budget_text_reads_left_then_exhausted() -> None:
     assert budget_text(-50.0) == "budget exhausted (1.5× the allowed failures)"
     assert budget_text(-19900.0) == "budget exhausted (200× the allowed failures)"
     assert budget_text(None) == "budget exhausted"
+
+
+def test_a_suppressed_incident_says_so_and_names_its_dependency(store: Store) -> None:
+    store.open_incident("api.health", "crit", "API /health unavailable", "Status code: 503", NOW)
+    store.open_incident("api.events", "warn", "API /explorer/events failing", "503", NOW, suppressed_by="api.health")
+    document = builder_for(store).build()
+    validate(document)
+    shown = {i["check"]: (i["suppressed"], i["suppressed_by"]) for i in document["incidents"]}
+    assert shown == {"api.health": (False, None), "api.events": (True, "api.health")}
+    page = render_page(document)
+    assert page.count("suppressed by api.health") == 1

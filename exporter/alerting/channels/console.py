@@ -34,6 +34,10 @@ class ConsoleChannel:
     def build_request(self, alert: Alert) -> tuple[str, dict[str, Any]]:
         return CONSOLE_URL, {"text": render_line(alert)}
 
+    def headers(self, body: bytes, at: float) -> dict[str, str]:
+        """Never asked (nothing goes over HTTP)."""
+        return {}
+
     def judge(self, status: int, body: str, retry_after: float | None) -> Verdict:
         """Never asked (nothing goes over HTTP); HTTP's rule, like a webhook's, for completeness."""
         return judge_http(status, body, retry_after)

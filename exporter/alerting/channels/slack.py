@@ -31,6 +31,10 @@ class SlackChannel:
         # "<html>" from becoming a link or a mention.
         return self.webhook_url, {"text": escape_mrkdwn(render_text(alert))}
 
+    def headers(self, body: bytes, at: float) -> dict[str, str]:
+        """No headers of its own (the secret is in the URL)."""
+        return {}
+
     def judge(self, status: int, body: str, retry_after: float | None) -> Verdict:
         return judge_slack(status, body, retry_after)
 

@@ -39,6 +39,10 @@ class TelegramChannel:
             "disable_web_page_preview": True,
         }
 
+    def headers(self, body: bytes, at: float) -> dict[str, str]:
+        """No headers of its own (the secret is in the URL)."""
+        return {}
+
     def judge(self, status: int, body: str, retry_after: float | None) -> Verdict:
         return judge_telegram(status, body, retry_after)
 
