@@ -12,6 +12,9 @@
 #   ALERT_WEBHOOK_URL or ALERT_WEBHOOK_URL_FILE: a generic webhook (Alertmanager's JSON).
 #   ALERT_HEARTBEAT_URL or ALERT_HEARTBEAT_URL_FILE: the dead man's switch (healthchecks.io ping
 #                      URL, PagerDuty/Opsgenie heartbeat URL) the always-firing Watchdog pings.
+#   ALERT_DASHBOARD_URL: Grafana's external URL (https://grafana.example.org); the rules' dashboard
+#                      paths are shown under it. ALERT_RUNBOOK_URL: where docs/runbooks.md is served;
+#                      the rules' runbook anchors are shown under it. Unset: no such links.
 # Bad values: one line naming the variable, exit 2. No secret is ever printed.
 set -eu
 
@@ -65,9 +68,28 @@ if [ -z "$token" ] && [ -n "$chat" ]; then fail "ALERT_TELEGRAM_CHAT is set but 
 check_url ALERT_TELEGRAM_API_URL "$telegram_api"
 check_url ALERT_WEBHOOK_URL "$webhook"
 check_url ALERT_HEARTBEAT_URL "$heartbeat"
+dashboard_base=${ALERT_DASHBOARD_URL:-}
+dashboard_base=${dashboard_base%/}
+runbook_base=${ALERT_RUNBOOK_URL:-}
+check_url ALERT_DASHBOARD_URL "$dashboard_base"
+check_url ALERT_RUNBOOK_URL "$runbook_base"
 
 umask 077
-mkdir -p "$out_dir"
+mkdir -p "$out_dir/templates"
+
+# The templates, with the link bases put into their marked lines (a Go string literal: the URL
+# check above keeps quotes and backslashes out).
+for template in "$source_dir"/templates/*.tmpl; do
+    BT_DASHBOARD=$dashboard_base BT_RUNBOOK=$runbook_base awk '
+    function put(line, value,   at) {
+        at = index(line, "\"\"")
+        return substr(line, 1, at) value substr(line, at + 1)
+    }
+    index($0, "DASHBOARD_BASE_SET_AT_START") { print put($0, ENVIRON["BT_DASHBOARD"]); next }
+    index($0, "RUNBOOK_BASE_SET_AT_START") { print put($0, ENVIRON["BT_RUNBOOK"]); next }
+    { print }
+    ' "$template" > "$out_dir/templates/$(basename "$template")"
+done
 
 slack_file=
 if [ -n "${ALERT_SLACK_WEBHOOK:-}" ]; then
@@ -93,7 +115,7 @@ if [ -n "$webhook" ]; then keep="$keep webhook"; crit="$crit webhook"; warn="$wa
 if [ -n "$token" ] && [ -z "$warn" ]; then keep="$keep telegram-warn"; warn=" telegram"; fi
 if [ -n "$heartbeat" ]; then keep="$keep heartbeat"; fi
 
-BT_KEEP=$keep BT_TEMPLATES="$source_dir/templates/" BT_SLACK_FILE=$slack_file BT_TOKEN=$token BT_CHAT=$chat \
+BT_KEEP=$keep BT_TEMPLATES="$out_dir/templates/" BT_SLACK_FILE=$slack_file BT_TOKEN=$token BT_CHAT=$chat \
 BT_TELEGRAM_API=$telegram_api BT_WEBHOOK=$webhook BT_HEARTBEAT=$heartbeat awk '
 function setting(line, key, value) {
     return substr(line, 1, index(line, key ":") + length(key)) " " value
@@ -122,6 +144,10 @@ if [ -z "$crit" ]; then
 else
     echo "entrypoint: crit (and critical) ->$crit; warn (warning, no or unknown severity) ->$warn;" \
         "info and none -> dashboards only" >&2
+fi
+if [ -z "$dashboard_base" ] || [ -z "$runbook_base" ]; then
+    echo "entrypoint: ALERT_DASHBOARD_URL / ALERT_RUNBOOK_URL not both set: messages leave out the" \
+        "dashboard / runbook links they would build from them" >&2
 fi
 if [ -n "$heartbeat" ]; then
     echo "entrypoint: Watchdog -> the heartbeat URL (ALERT_HEARTBEAT_URL), every minute" >&2

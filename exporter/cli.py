@@ -23,7 +23,7 @@ from exporter.listener.contracts import load_contracts
 from exporter.logs import setup_logging
 from exporter.probes.runner import resolve_checks, validate_conditions
 from exporter.redact import Redactor
-from exporter.rules import render_rules
+from exporter.rules import render_explanation, render_rules
 from exporter.runtime import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ExitError, make_store, serve, web_security
 from exporter.slo import add_report_arguments, report_command
 from exporter.store import StoreError
@@ -156,7 +156,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    sys.stdout.write(render_rules(load(args, with_contracts=False)))
+    config = load(args, with_contracts=False)
+    sys.stdout.write(render_explanation(config) if args.explain else render_rules(config))
     return EXIT_OK
 
 
@@ -243,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("check-config", cmd_check_config, "validate and print the effective configuration, secrets masked", web)
     add("migrate", cmd_migrate, "create or upgrade the database schema")
     add_report_arguments(add("report", cmd_report, "print the SLO report from the store"))
-    add("rules", cmd_rules, "print the Prometheus SLO rules generated from the configuration")
+    rules_parser = add("rules", cmd_rules, "print the Prometheus SLO rules generated from the configuration")
+    rules_parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print instead when each generated alert fires and how soon it ends after recovery",
+    )
     # Listed here for --help; main() hands its arguments to the simulator's own parser.
     sub.add_parser("simulate", help=SIMULATE_HELP, add_help=False)
     demo_parser = add("demo", cmd_demo, "run everything locally: simulator, anvil chain, exporter", serving)

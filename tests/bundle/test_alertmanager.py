@@ -401,7 +401,7 @@ def test_slack_message_follows_the_exporters_style(alertmanager: Alertmanager, s
 TEMPLATES = REPO / "alertmanager" / "templates" / "blocktrust.tmpl"
 
 
-def _render_template(tmp_path: Path, text: str, alerts: list[dict[str, Any]]) -> str:
+def _render_template(tmp_path: Path, text: str, alerts: list[dict[str, Any]], templates: Path = TEMPLATES) -> str:
     """What Alertmanager's template engine makes of ``text`` for a group of ``alerts`` (amtool)."""
     data = tmp_path / "data.json"
     firing = any(a["status"] == "firing" for a in alerts)
@@ -419,7 +419,7 @@ def _render_template(tmp_path: Path, text: str, alerts: list[dict[str, Any]]) ->
         )
     )
     result = amtool(
-        "template", "render", f"--template.glob={TEMPLATES}", f"--template.data={data}", f"--template.text={text}"
+        "template", "render", f"--template.glob={templates}", f"--template.data={data}", f"--template.text={text}"
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -465,3 +465,49 @@ def test_slack_texts_are_escaped(tmp_path: Path) -> None:
     assert text.startswith("&lt;@U123ABC&gt; said &lt;b&gt;hi&lt;/b&gt; &amp; left\n")
     assert "Dashboard: https://g.example/d/x?a=1&amp;b=2" in text
     assert "<" not in title + text and ">" not in title + text
+
+
+@pytest.mark.parametrize("which", ["blocktrust.text", "blocktrust.telegram"])
+def test_links_are_built_from_the_configured_external_urls(which: str, tmp_path: Path) -> None:
+    """Defect 6: the rules carry a dashboard path and a runbook anchor; the messages link them under
+    ALERT_DASHBOARD_URL and ALERT_RUNBOOK_URL, leave them out when those are unset, and never link
+    a localhost Alertmanager."""
+    alert = _group_alert("api.health failing: http_status (HTTP 503)", "The last 2 runs failed")
+    alert["annotations"].update(
+        dashboard="/d/blocktrust-slo/blocktrust-slo-overview?var-check=api.health",
+        runbook_url="#blocktrustcheckfailing",
+    )
+    env = {"ALERT_DASHBOARD_URL": "https://grafana.example.org/", "ALERT_RUNBOOK_URL": "https://wiki.example.org/rb"}
+    rendered, result = render(tmp_path / "with", env)
+    assert result.returncode == 0, result.stderr
+    templates = rendered.parent / "templates" / "blocktrust.tmpl"
+    text = _render_template(tmp_path, f'{{{{ template "{which}" . }}}}', [alert], templates)
+    dashboard = "https://grafana.example.org/d/blocktrust-slo/blocktrust-slo-overview?var-check=api.health"
+    assert f"Dashboard: {dashboard}\n" in text + "\n"
+    assert "Runbook: https://wiki.example.org/rb#blocktrustcheckfailing" in text
+
+    rendered, result = render(tmp_path / "without", {})
+    assert "ALERT_DASHBOARD_URL" in result.stderr
+    templates = rendered.parent / "templates" / "blocktrust.tmpl"
+    text = _render_template(tmp_path, f'{{{{ template "{which}" . }}}}', [alert], templates)
+    assert "Dashboard:" not in text and "Runbook:" not in text and "/d/blocktrust-slo" not in text
+    assert "The last 2 runs failed" in text
+
+
+def test_a_localhost_alertmanager_is_never_linked(tmp_path: Path) -> None:
+    many = [_group_alert(f"check-{i} failing", "x" * 500) for i in range(20)]
+    data = {"externalURL": "http://localhost:9093"}
+    text = _render_template(tmp_path, '{{ template "blocktrust.telegram" . }}', many)
+    assert "(all of them: https://alertmanager.example.org)" in text
+    local = tmp_path / "local"
+    local.mkdir()
+    payload = json.loads((tmp_path / "data.json").read_text()) | data
+    (local / "data.json").write_text(json.dumps(payload))
+    result = amtool(
+        "template",
+        "render",
+        f"--template.glob={TEMPLATES}",
+        f"--template.data={local / 'data.json'}",
+        '--template.text={{ template "blocktrust.telegram" . }}',
+    )
+    assert result.returncode == 0 and "more alerts" in result.stdout and "localhost" not in result.stdout
