@@ -72,3 +72,13 @@ def test_dockerfile_runs_unprivileged_with_a_healthcheck_and_no_secrets() -> Non
     assert "HEALTHCHECK" in text and "/healthz" in text and "9108" in text
     for secret in ("JWT_MONITOR_PASS", "ALERT_SLACK_WEBHOOK", "ALERT_TELEGRAM_BOT", "DATABASE_URL", "PASSWORD"):
         assert not re.search(rf"^(ENV|ARG)\b.*{secret}", text, re.M), f"{secret} baked into the image"
+
+
+def test_compose_passes_every_alertmanager_setting_the_entrypoint_reads() -> None:
+    """Defect 5's kind: a channel the entrypoint supports but compose never passes is a channel a
+    user cannot turn on; every ALERT_* variable the entrypoint reads reaches the container."""
+    doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    passed = set(doc["services"]["alertmanager"]["environment"])
+    entrypoint = (REPO / "alertmanager" / "entrypoint.sh").read_text()
+    read = set(re.findall(r"\b(ALERT_[A-Z_]+?)(?:_FILE)?\b", entrypoint)) - {"ALERT_"}
+    assert read - passed == set(), "the entrypoint reads these, compose never passes them"
