@@ -274,27 +274,33 @@ def _find(manager: Alertmanager, **labels: str) -> dict[str, Any] | None:
     return None
 
 
-def _settled(manager: Alertmanager, expected: dict[str, dict[str, str]]) -> dict[str, str]:
-    """Wait until each named alert is in its expected state (active / suppressed); the states seen."""
+def _settled(manager: Alertmanager, posted: dict[str, dict[str, str]], expected: dict[str, str]) -> None:
+    """Wait until each posted alert (by key) is in its expected state (active / suppressed). The
+    inhibitor takes in new alerts asynchronously: each test posts at least one alert that must end
+    up suppressed in the same batch, so "active" is only read once the batch has been processed."""
+    assert set(posted) == set(expected) and "suppressed" in expected.values()
+    seen: dict[str, str] = {}
 
-    def states() -> dict[str, str] | None:
-        seen = {}
-        for name, labels in expected.items():
+    def states() -> bool:
+        for key, labels in posted.items():
             status = _find(manager, **labels)
-            seen[name] = status["state"] if status else "missing"
-        return seen if "missing" not in seen.values() else None
+            seen[key] = str(status["state"]) if status else "missing"
+        return seen == expected
 
-    found: dict[str, str] = wait_until("the posted alerts", states, timeout=15)
-    # Inhibition is computed when the alerts are listed; give a late source one more look.
-    return wait_until("inhibitions to settle", states, timeout=5) if "suppressed" not in found.values() else found
+    try:
+        wait_until("the expected alert states", states, timeout=15)
+    except AssertionError:
+        assert seen == expected
+        raise
 
 
-def _posted(manager: Alertmanager, *alerts: dict[str, object]) -> dict[str, dict[str, str]]:
+def _posted(manager: Alertmanager, *alerts: dict[str, Any]) -> dict[str, dict[str, str]]:
     manager.post_alerts(list(alerts))
-    return {
-        f"{a['labels']['alertname']}/{a['labels'].get('instance', '-')}/{a['labels'].get('check', '-')}": a["labels"]
-        for a in alerts
-    }  # type: ignore[index,union-attr]
+    keyed: dict[str, dict[str, str]] = {}
+    for alert in alerts:
+        labels: dict[str, str] = alert["labels"]
+        keyed[f"{labels['alertname']}/{labels.get('instance', '-')}/{labels.get('check', '-')}"] = labels
+    return keyed
 
 
 def test_exporter_down_inhibits_the_alerts_of_that_exporter_only(alertmanager: Alertmanager) -> None:
@@ -304,19 +310,17 @@ def test_exporter_down_inhibits_the_alerts_of_that_exporter_only(alertmanager: A
     own = _alert("BlocktrustCheckFailing", "crit", job=job, instance="exporter-a:9108", check="api.health")
     survivor = _alert("BlocktrustCheckFailing", "crit", job=job, instance="exporter-b:9108", check="api.health")
     burn = _alert("BlocktrustSLOLatencyBurn", "crit", job=job, check="shop.home", burn="page-fast")
-    labels = _posted(alertmanager, down, own, survivor, burn)
-    wait_until(
-        "the down exporter's own alert to be inhibited",
-        lambda: (s := _find(alertmanager, **own["labels"])) and s["state"] == "suppressed",  # type: ignore[arg-type]
-        timeout=15,
+    posted = _posted(alertmanager, down, own, survivor, burn)
+    _settled(
+        alertmanager,
+        posted,
+        {
+            "BlocktrustExporterDown/exporter-a:9108/-": "active",
+            "BlocktrustCheckFailing/exporter-a:9108/api.health": "suppressed",
+            "BlocktrustCheckFailing/exporter-b:9108/api.health": "active",
+            "BlocktrustSLOLatencyBurn/-/shop.home": "active",  # per job: not that exporter's alone
+        },
     )
-    states = _settled(alertmanager, labels)
-    assert states == {
-        "BlocktrustExporterDown/exporter-a:9108/-": "active",
-        "BlocktrustCheckFailing/exporter-a:9108/api.health": "suppressed",
-        "BlocktrustCheckFailing/exporter-b:9108/api.health": "active",
-        "BlocktrustSLOLatencyBurn/-/shop.home": "active",  # per job: not that exporter's alone
-    }
 
 
 def test_alerts_without_a_check_never_inhibit_each_other(alertmanager: Alertmanager) -> None:
@@ -324,8 +328,20 @@ def test_alerts_without_a_check_never_inhibit_each_other(alertmanager: Alertmana
     crit = _alert("BlocktrustAlertNoticesAbandoned", "crit", job="no-check", channel="slack")
     warn = _alert("BlocktrustStoreWriteErrors", "warn", job="no-check", instance="exporter:9108")
     other = _alert("SomeoneElsesAlert", "warning", job="other-job")
-    states = _settled(alertmanager, _posted(alertmanager, crit, warn, other))
-    assert set(states.values()) == {"active"}, states
+    # The control: a crit and a warn of the same check in the same job are inhibited.
+    page = _alert("BlocktrustCheckFailing", "crit", job="no-check", check="shop.home", instance="x:1")
+    ticket = _alert("BlocktrustSLOAvailabilityBurn", "warn", job="no-check", check="shop.home", burn="ticket-fast")
+    _settled(
+        alertmanager,
+        _posted(alertmanager, crit, warn, other, page, ticket),
+        {
+            "BlocktrustAlertNoticesAbandoned/-/-": "active",
+            "BlocktrustStoreWriteErrors/exporter:9108/-": "active",
+            "SomeoneElsesAlert/-/-": "active",
+            "BlocktrustCheckFailing/x:1/shop.home": "active",
+            "BlocktrustSLOAvailabilityBurn/-/shop.home": "suppressed",
+        },
+    )
 
 
 def test_a_failing_dependency_mutes_its_dependants_on_the_same_instance(alertmanager: Alertmanager) -> None:
@@ -343,17 +359,20 @@ def test_a_failing_dependency_mutes_its_dependants_on_the_same_instance(alertman
         _alert("BlocktrustListenerLagging", "warn", job=job, instance=b, check="listener.lag"),
         _alert("BlocktrustListenerStalled", "crit", job=job, instance=a, check="listener.progress"),
     ]
-    states = _settled(alertmanager, _posted(alertmanager, *alerts))
-    assert states == {
-        f"BlocktrustCheckFailing/{a}/api.health": "active",
-        f"BlocktrustCheckFailing/{a}/api.events": "suppressed",
-        f"BlocktrustCheckFailing/{a}/synthetic.hash": "suppressed",
-        f"BlocktrustCheckFailing/{b}/api.events": "active",  # its own api.health is fine
-        "BlocktrustSLOAvailabilityBurn/-/api.stats": "suppressed",
-        f"BlocktrustCheckFailing/{b}/chain.head": "active",
-        f"BlocktrustListenerLagging/{b}/listener.lag": "suppressed",
-        f"BlocktrustListenerStalled/{a}/listener.progress": "active",  # chain.head of a is fine
-    }
+    _settled(
+        alertmanager,
+        _posted(alertmanager, *alerts),
+        {
+            f"BlocktrustCheckFailing/{a}/api.health": "active",
+            f"BlocktrustCheckFailing/{a}/api.events": "suppressed",
+            f"BlocktrustCheckFailing/{a}/synthetic.hash": "suppressed",
+            f"BlocktrustCheckFailing/{b}/api.events": "active",  # its own api.health is fine
+            "BlocktrustSLOAvailabilityBurn/-/api.stats": "suppressed",
+            f"BlocktrustCheckFailing/{b}/chain.head": "active",
+            f"BlocktrustListenerLagging/{b}/listener.lag": "suppressed",
+            f"BlocktrustListenerStalled/{a}/listener.progress": "active",  # chain.head of a is fine
+        },
+    )
 
 
 def test_the_watchdog_pings_the_heartbeat_and_is_never_inhibited(
@@ -361,8 +380,17 @@ def test_the_watchdog_pings_the_heartbeat_and_is_never_inhibited(
 ) -> None:
     watchdog = _alert("Watchdog", "none", job="prometheus")
     absent = _alert("BlocktrustExporterAbsent", "crit", job="prometheus")
-    states = _settled(alertmanager, _posted(alertmanager, watchdog, absent))
-    assert states["Watchdog/-/-"] == "active"
+    # The control: ExporterAbsent mutes the job's other alerts, the Watchdog among them if it could.
+    other = _alert("BlocktrustStoreWriteErrors", "warn", job="prometheus")
+    _settled(
+        alertmanager,
+        _posted(alertmanager, watchdog, absent, other),
+        {
+            "Watchdog/-/-": "active",
+            "BlocktrustExporterAbsent/-/-": "active",
+            "BlocktrustStoreWriteErrors/-/-": "suppressed",
+        },
+    )
     ping = wait_until("the heartbeat ping", lambda: heartbeat.requests, timeout=15)[0]
     assert ping.path == "/ping/uuid"
     assert ping.json()["alerts"][0]["labels"]["alertname"] == "Watchdog"
