@@ -143,3 +143,26 @@ def test_telegram_text_over_the_limit_is_shortened_with_a_note_not_refused(chang
 def test_telegram_text_within_the_limit_is_untouched() -> None:
     _, body = TelegramChannel("1:A", "-1").build_request(alert(detail="y" * 3_000))
     assert "more characters" not in body["text"] and body["text"].count("y") == 3_000
+
+
+def test_dashboard_urls_are_url_encoded_and_slack_text_escaped() -> None:
+    """Defect 9 in the exporter's own channels: a dashboard URL with a space or markup in it is
+    percent-encoded (the whole URL stays one link), the rest of the text is escaped for Slack."""
+    hostile = alert(
+        title="<!channel> down",
+        detail="<@U123> & co",
+        dashboard_url="https://g.example/d/x?var-check=a b&x=<!channel>é",
+    )
+    _, body = SlackChannel("https://hooks.slack.test/T/B/X").build_request(hostile)
+    assert body["text"].splitlines() == [
+        "🚨 [CRIT] &lt;!channel&gt; down",
+        "&lt;@U123&gt; &amp; co",
+        "Since 2026-01-05 10:00:00 UTC",
+        "Dashboard: https://g.example/d/x?var-check=a%20b&amp;x=%3C!channel%3E%C3%A9",
+    ]
+    _, body = TelegramChannel("1:A", "-1").build_request(hostile)
+    assert "Dashboard: https://g.example/d/x?var-check=a%20b&amp;x=%3C!channel%3E%C3%A9" in body["text"]
+    # An already encoded URL is left as it is.
+    assert render_text(alert(dashboard_url="https://g.example/d?q=a%20b")).endswith(
+        "Dashboard: https://g.example/d?q=a%20b"
+    )
