@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.bundle.conftest import REPO, Alertmanager, alertmanager_test_config, tool, wait_until
-from tests.support.http_receiver import HttpReceiver
+from tests.support.http_receiver import HttpReceiver, Reply
 
 BUNDLED = REPO / "alertmanager" / "alertmanager.yml"
 ENTRYPOINT = REPO / "alertmanager" / "entrypoint.sh"
@@ -539,3 +539,24 @@ def test_a_localhost_alertmanager_is_never_linked(tmp_path: Path) -> None:
         '--template.text={{ template "blocktrust.telegram" . }}',
     )
     assert result.returncode == 0 and "more alerts" in result.stdout and "localhost" not in result.stdout
+
+
+def test_telegram_alone_delivers_a_warn_alert_on_a_running_alertmanager(tmp_path: Path) -> None:
+    """Defect 5 as users met it: Telegram configured, Slack not. Alertmanager must not look for a
+    Slack secret file; the warn alert reaches Telegram."""
+    ok = {"ok": True, "result": {"message_id": 1, "date": 0, "chat": {"id": -1001234, "type": "group"}}}
+    with HttpReceiver(default=Reply(200, ok)) as telegram:
+        config = alertmanager_test_config(tmp_path / "config", group_wait="1s")
+        manager = Alertmanager(
+            config,
+            tmp_path,
+            {"ALERT_TELEGRAM_BOT": TOKEN, "ALERT_TELEGRAM_CHAT": "-1001234", "ALERT_TELEGRAM_API_URL": telegram.url},
+        )
+        try:
+            manager.post_alerts([_alert("BlocktrustCheckFailing", "warning", check="api.stats", job="tg-only")])
+            sent = wait_until("the warn alert on Telegram", lambda: telegram.requests, timeout=15)[0]
+            assert sent.path == f"/bot{TOKEN}/sendMessage"
+            assert sent.json()["text"].startswith("⚠️ [WARN] BlocktrustCheckFailing test")
+            assert "no such file" not in manager.log()
+        finally:
+            manager.stop()
