@@ -36,7 +36,7 @@ from exporter.probes.chain import resolve_view_calls
 from exporter.probes.runner import resolve_checks, run_one, validate_conditions
 from exporter.promrule import RuleFileError, prometheus_rule
 from exporter.redact import Redactor
-from exporter.rules import render_rules
+from exporter.rules import render_explanation, render_rules
 from exporter.runtime import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -224,7 +224,8 @@ def _block_number_arg(text: str) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    sys.stdout.write(render_rules(load(args, with_contracts=False)))
+    config = load(args, with_contracts=False)
+    sys.stdout.write(render_explanation(config) if args.explain else render_rules(config))
     return EXIT_OK
 
 
@@ -404,7 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rewind.add_argument("--to", type=_block_number_arg, required=True, metavar="N", help="the block to rewind to")
     rewind.set_defaults(func=cmd_checkpoint_rewind)
-    add("rules", cmd_rules, "print the Prometheus SLO rules generated from the configuration")
+    rules_parser = add("rules", cmd_rules, "print the Prometheus SLO rules generated from the configuration")
+    rules_parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print instead when each generated alert fires and how soon it ends after recovery",
+    )
     promrule = sub.add_parser(
         "prometheus-rule",
         help="print Prometheus rule files as one prometheus-operator PrometheusRule",

@@ -141,6 +141,14 @@ class Metrics:
             ["check"],
             registry=registry,
         )
+        self.check_last_failure = Gauge(
+            "blocktrust_check_last_failure_info",
+            "Always 1: the error class (a bounded set, SPEC section 2) and HTTP status ('' when none) of "
+            "the check's last failed run; alert texts join it to say what failed.",
+            ["check", "class", "status_code"],
+            registry=registry,
+        )
+        self._last_failure: dict[str, tuple[str, str]] = {}  # check -> the labels set now
         # --- listener ---
         self.listener_head_block = Gauge(
             "blocktrust_listener_head_block",
@@ -386,6 +394,18 @@ class Metrics:
         for gauge in (self.check_up, self.check_last_run):
             with contextlib.suppress(KeyError):  # never ran here
                 gauge.remove(check)
+
+    def record_failure(self, check: str, error_class: str, status_code: int | None) -> None:
+        """Remember what the last failed run of ``check`` failed with: one series per check, the
+        previous class's series removed. ``error_class`` must come from a bounded set (the caller's)."""
+        labels = (error_class, "" if status_code is None else str(status_code))
+        previous = self._last_failure.get(check)
+        if previous == labels:
+            return
+        if previous is not None:
+            self.check_last_failure.remove(check, *previous)
+        self.check_last_failure.labels(check, *labels).set(1)
+        self._last_failure[check] = labels
 
     def record_check(self, check: str, ok: bool, seconds: float, at_unix: float) -> None:
         """Update the four check metrics for one result."""

@@ -5,7 +5,9 @@ check's availability and latency error ratios, multiwindow multi-burn-rate alert
 SRE workbook with windows computed for the configured SLO period, budget and check interval, and the
 alerts whose thresholds or labels come from the configuration (listener lag, a check failing with
 its own severity, a check that stopped running). Keeping the objectives in one place means
-``config.yaml`` and Prometheus cannot disagree.
+``config.yaml`` and Prometheus cannot disagree. Burn-rate alerts follow each check's severity
+(crit: pages and tickets, warn: tickets, info: none), and ``explain`` states for every generated
+alert how soon it fires and how soon it ends once the check recovers.
 
 Not for the alerts that need no objective (exporter down, store write errors: hand-written in
 ``prometheus/rules/blocktrust.yml``) and not for evaluating anything: Prometheus does that. The
@@ -39,8 +41,10 @@ _WORKBOOK_TIERS: tuple[tuple[str, Severity, float, float], ...] = (
 MIN_FAILED_RUNS = 3
 # The seed's latency objective is "p99 under SLO_LATENCY_MS": 99 % of runs must be that fast.
 LATENCY_OBJECTIVE_RATIO = 0.99
-DEFAULT_GRAFANA_URL = "http://localhost:3000"
 DASHBOARD_PATH = "/d/blocktrust-slo/blocktrust-slo-overview"
+# The workbook's short window: a twelfth of the long one. It is what ends an alert once the check
+# has recovered: pages use exactly this (in whole runs).
+SHORT_WINDOW_SHARE = 12
 
 # How client_python writes a float (the ``le`` label among others); untyped upstream.
 _go_float: Callable[[float], str] = _client_utils.floatToGoString
@@ -88,9 +92,12 @@ def burn_tiers(period_s: float, budget: float, check_interval_s: float) -> list[
 
     The burn factors (how much faster than "exactly spends the budget") are the workbook's; the
     share of the budget spent before firing is raised until it is worth ``MIN_FAILED_RUNS`` failed
-    runs, and the long window follows from share, period and factor. The short window is the longest
-    in which one failed run still crosses the threshold (but no shorter than the workbook's long/12):
-    shorter, a steady low-rate burn would leave it empty between failures and the alert would flap.
+    runs, and the long window follows from share, period and factor. The short window ends an alert
+    once the check recovers: for pages it is the workbook's long/12 in whole runs, so a page stops
+    within minutes of the recovery. For tickets it is the longest window in which one failed run
+    still crosses the threshold (no shorter than long/12): shorter, a steady low-rate burn would
+    leave it empty between failures and the ticket would flap; the price is a ticket that outlives
+    a short incident by up to that window (``rules --explain`` says how long).
     """
     budget_runs = period_s * budget / check_interval_s  # failed runs the whole period may afford
     max_factor = 1.0 / budget  # every run failing
@@ -102,9 +109,11 @@ def burn_tiers(period_s: float, budget: float, check_interval_s: float) -> list[
         # where float rounding in rate() would decide.
         share = min(1.0, max(workbook_share, (MIN_FAILED_RUNS - 0.5) / budget_runs))
         long_s = _round_up(share * period_s / factor, check_interval_s)
-        # The most runs in which one failure still exceeds the threshold ratio (factor * budget).
-        one_failure_runs = max(1, math.ceil(1.0 / (factor * budget)) - 1)
-        short_s = max(_round_up(long_s / 12, check_interval_s), one_failure_runs * check_interval_s)
+        short_s = _round_up(long_s / SHORT_WINDOW_SHARE, check_interval_s)
+        if severity != "crit":
+            # The most runs in which one failure still exceeds the threshold ratio (factor * budget).
+            one_failure_runs = max(1, math.ceil(1.0 / (factor * budget)) - 1)
+            short_s = max(short_s, one_failure_runs * check_interval_s)
         short_s = min(short_s, long_s)
         tiers.append(BurnTier(name, severity, factor, long_s, short_s, factor * long_s / period_s))
     return tiers
@@ -158,12 +167,16 @@ def template_literal(text: str) -> str:
 
 
 def _runbook(config: Config, alert: str) -> str:
-    return f"{template_literal(config.alerting.runbook_url)}#{alert.lower()}"
+    # Without a configured base the link is the bare anchor: Alertmanager's template prefixes it
+    # with ALERT_RUNBOOK_URL (docs/observability-bundle.md), never with a repository path.
+    return f"{template_literal(config.alerting.runbook_url or '')}#{alert.lower()}"
 
 
 def _dashboard(config: Config, *, per_check: bool = True) -> str:
-    base = template_literal(config.alerting.dashboard_url or DEFAULT_GRAFANA_URL)
-    return f"{base}{DASHBOARD_PATH}" + ("?var-check={{ $labels.check }}" if per_check else "")
+    # Without alerting.dashboard_url the link is a path that Alertmanager's template prefixes with
+    # ALERT_DASHBOARD_URL; a check name is URL-encoded into the query.
+    base = template_literal(str(config.alerting.dashboard_url or "").rstrip("/"))
+    return f"{base}{DASHBOARD_PATH}" + ("?var-check={{ $labels.check | urlquery }}" if per_check else "")
 
 
 def _ratio_rules(sli: _Sli, tiers: list[BurnTier], config: Config, le: str) -> list[dict[str, object]]:
@@ -190,22 +203,54 @@ def _ratio_rules(sli: _Sli, tiers: list[BurnTier], config: Config, le: str) -> l
     return rules
 
 
-def _burn_alert(sli: _Sli, tier: BurnTier, config: Config) -> dict[str, object]:
+def _checks_by_severity(config: Config) -> dict[Severity, list[str]]:
+    """The declared checks' names (regex-escaped) by configured severity."""
+    names: dict[Severity, list[str]] = {"crit": [], "warn": [], "info": []}
+    for spec in declared_checks(config):
+        names[spec.severity].append(re.escape(spec.name))
+    return names
+
+
+def _burn_selector(tier: BurnTier, config: Config) -> str | None:
+    """Which checks a tier alerts for: pages for crit checks only, tickets for every check but the
+    info ("dashboards only") ones. Checks the configuration does not name count as warn. None: no
+    check gets this tier."""
+    names = _checks_by_severity(config)
+    if tier.severity == "crit":
+        return f"{{check=~`{'|'.join(names['crit'])}`}}" if names["crit"] else None
+    return f"{{check!~`{'|'.join(names['info'])}`}}" if names["info"] else ""
+
+
+def _burn_alert(sli: _Sli, tier: BurnTier, config: Config, selector: str) -> dict[str, object]:
     long_w, short_w = duration(tier.long_window_s), duration(tier.short_window_s)
-    threshold = _go_float(round(tier.threshold(sli.budget), 10))
-    exhausted_in = duration(config.slo.window / tier.factor)
+    budget = _go_float(sli.budget)
     alert = f"BlocktrustSLO{sli.key.capitalize()}Burn"
+    remaining = f"check:blocktrust_slo_{sli.key}_budget:remaining_ratio"
+    # The alert's value is the measured burn rate over the long window ("and" keeps the left side);
+    # the time left is the remaining budget at that rate, asked of Prometheus when the text is made.
+    time_left = (
+        f'{{{{ with printf "clamp_min({remaining}{{job=%q,check=%q}}, 0) * {_go_float(config.slo.window)} / %f" '
+        "$labels.job $labels.check $value | query }}{{ $left := first . | value }}"
+        "{{ if gt $left 0.0 }}the rest of the error budget lasts {{ humanizeDuration $left }}"
+        "{{ else }}the error budget is already spent{{ end }}{{ else }}the time left is unknown{{ end }}"
+    )
     return {
         "alert": alert,
-        "expr": f"{sli.ratio_name(long_w)} > {threshold}\nand\n{sli.ratio_name(short_w)} > {threshold}",
+        "expr": (
+            f"{sli.ratio_name(long_w)}{selector} / {budget} > {_go_float(tier.factor)}\n"
+            f"and\n{sli.ratio_name(short_w)}{selector} / {budget} > {_go_float(tier.factor)}"
+        ),
         "labels": {"severity": tier.severity, "slo": sli.key, "burn": tier.name, "window": long_w},
         "annotations": {
-            "summary": f"{{{{ $labels.check }}}} is spending its {sli.key} error budget {tier.factor:g}x too fast",
+            "summary": (
+                f"{{{{ $labels.check }}}} is burning its {sli.key} error budget "
+                f'{{{{ printf "%.1f" $value }}}}x as fast as the objective allows'
+            ),
             "description": (
-                f"{{{{ $value | humanizePercentage }}}} {sli.what} over the last {long_w} "
-                f"(still over the threshold in the last {short_w}); the objective allows "
-                f"{sli.budget * 100:g} % over {duration(config.slo.window)}. "
-                f"At this rate the error budget is gone in {exhausted_in}."
+                f'{{{{ printf "%.1f" $value }}}}x the sustainable rate of {sli.what} over the last {long_w} '
+                f"(the objective allows {sli.budget * 100:g} % over {duration(config.slo.window)}); "
+                f"at this rate {time_left}. This alert fires above {tier.factor:g}x and ends once the "
+                f"last {short_w} are back under it."
             ),
             "runbook_url": _runbook(config, alert),
             "dashboard": _dashboard(config),
@@ -262,15 +307,19 @@ def declared_checks(config: Config) -> list[CheckSpec]:
 
 def _check_failing_alerts(config: Config) -> list[dict[str, object]]:
     """``BlocktrustCheckFailing`` with each check's own severity (as the exporter's alerts use it),
-    after ``alerting.failure_threshold`` failed runs. Checks not named here are ``warn``."""
-    names: dict[str, list[str]] = {"crit": [], "info": []}
-    for spec in declared_checks(config):
-        if spec.severity in names:
-            names[spec.severity].append(re.escape(spec.name))
+    after ``alerting.failure_threshold`` failed runs. Checks not named here are ``warn``. The text
+    says what failed: the error class (and HTTP status) of ``blocktrust_check_last_failure_info``."""
+    by_severity = _checks_by_severity(config)
+    names = {"crit": by_severity["crit"], "info": by_severity["info"]}
     hold = (config.alerting.failure_threshold - 1) * config.checks.interval
     selectors = [(sev, f"check=~`{'|'.join(found)}`") for sev, found in names.items() if found]
     others = [n for found in names.values() for n in found]
     selectors.append(("warn", f"check!~`{'|'.join(others)}`" if others else ""))
+    failure = (
+        '{{ with printf "blocktrust_check_last_failure_info{job=%q,instance=%q,check=%q}" '
+        "$labels.job $labels.instance $labels.check | query }}{{ with first . }}: "
+        '{{ label "class" . }}{{ with label "status_code" . }} (HTTP {{ . }}){{ end }}{{ end }}{{ end }}'
+    )
     rules: list[dict[str, object]] = []
     for severity, selector in selectors:
         rule: dict[str, object] = {
@@ -281,9 +330,9 @@ def _check_failing_alerts(config: Config) -> list[dict[str, object]]:
             rule["for"] = duration(hold)
         rule["labels"] = {"severity": severity}
         rule["annotations"] = {
-            "summary": "{{ $labels.check }} failing",
-            "description": f"The last {config.alerting.failure_threshold} runs of {{{{ $labels.check }}}} failed; "
-            "the exporter's log (and its own alert) give the reason.",
+            "summary": "{{ $labels.check }} failing" + failure,
+            "description": f"The last {config.alerting.failure_threshold} runs of {{{{ $labels.check }}}} failed"
+            f"{failure}; the exporter's log (and its own alert) give the details.",
             "runbook_url": _runbook(config, "BlocktrustCheckFailing"),
             "dashboard": _dashboard(config),
         }
@@ -299,7 +348,11 @@ def build_rule_groups(config: Config) -> dict[str, object]:
         tiers = burn_tiers(config.slo.window, sli.budget, config.checks.interval)
         # One group per SLI, ratios first: rules of a group run in order, so an alert reads the
         # ratios of the same evaluation (separate groups run concurrently, one interval apart).
-        rules = _ratio_rules(sli, tiers, config, le) + [_burn_alert(sli, tier, config) for tier in tiers]
+        rules = _ratio_rules(sli, tiers, config, le)
+        for tier in tiers:
+            selector = _burn_selector(tier, config)
+            if selector is not None:
+                rules.append(_burn_alert(sli, tier, config, selector))
         groups.append({"name": f"blocktrust-slo-{sli.key}", "rules": rules})
     groups.append(_objective_alerts(config))
     return {"groups": groups}
@@ -330,3 +383,103 @@ def render_rules(config: Config) -> str:
     )
     body = yaml.dump(build_rule_groups(config), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
     return header + body
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When one generated alert fires and ends, for ``rules --explain``: ``fires`` after a total
+    outage of the check begins, ``ends`` at most this long after it recovers (both in seconds,
+    before Prometheus' scrape and evaluation delay and any Alertmanager group wait)."""
+
+    alert: str
+    severity: Severity
+    applies_to: str
+    fires_s: float
+    ends_s: float
+    how: str
+
+
+def _failures_over(threshold: float, runs: int) -> int:
+    # The ratio must exceed the threshold: the least number of failed runs out of ``runs`` that does.
+    return min(runs, math.floor(threshold * runs + 1e-9) + 1)
+
+
+def explain(config: Config) -> list[Timing]:
+    """Detection and reset time of every alert ``render_rules`` generates for ``config``."""
+    step = config.checks.interval
+    by_severity = _checks_by_severity(config)
+    timings: list[Timing] = []
+    for sli in _slis(config):
+        for tier in burn_tiers(config.slo.window, sli.budget, step):
+            selector = _burn_selector(tier, config)
+            if selector is None:
+                continue
+            threshold = tier.threshold(sli.budget)
+            long_runs, short_runs = round(tier.long_window_s / step), round(tier.short_window_s / step)
+            needed = max(_failures_over(threshold, long_runs), _failures_over(threshold, short_runs))
+            clean = short_runs - _failures_over(threshold, short_runs) + 1  # good runs until under it
+            applies = "crit checks" if tier.severity == "crit" else "all but info checks"
+            timings.append(
+                Timing(
+                    f"BlocktrustSLO{sli.key.capitalize()}Burn {tier.name}",
+                    tier.severity,
+                    applies,
+                    needed * step,
+                    clean * step,
+                    f"burn > {tier.factor:g}x over {duration(tier.long_window_s)} and {duration(tier.short_window_s)}",
+                )
+            )
+    held = config.alerting.failure_threshold * step
+    for severity, found in by_severity.items():
+        if found or severity == "warn":
+            timings.append(
+                Timing(
+                    "BlocktrustCheckFailing",
+                    severity,
+                    f"{severity} checks",
+                    held,
+                    step,
+                    f"{config.alerting.failure_threshold} failed runs in a row; ends at the first passing run",
+                )
+            )
+    poll = config.listener.poll_interval
+    timings.append(
+        Timing(
+            "BlocktrustListenerLagging",
+            "warn",
+            "listener",
+            config.listener.max_lag + 2 * poll,
+            poll,
+            f"newest heartbeat older than {duration(config.listener.max_lag)} for {duration(2 * poll)}",
+        )
+    )
+    timings.append(
+        Timing(
+            "BlocktrustCheckNotRunning",
+            "warn",
+            "every check",
+            6 * step,
+            step,
+            f"no run for {duration(3 * step)}, held {duration(3 * step)}; ends at the next run",
+        )
+    )
+    return timings
+
+
+def render_explanation(config: Config) -> str:
+    """``explain`` as an aligned text table, one alert per line."""
+    header = ("ALERT", "SEVERITY", "FOR", "FIRES AFTER", "ENDS WITHIN", "CONDITION")
+    rows = [header] + [
+        (t.alert, t.severity, t.applies_to, duration(t.fires_s), duration(t.ends_s), t.how) for t in explain(config)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    ]
+    note = (
+        f"# Times for a check that fails every run (one run every {duration(config.checks.interval)}), from "
+        "the first failed run; add Prometheus' scrape and evaluation interval and Alertmanager's group_wait.\n"
+        "# ENDS WITHIN: after the check passes again (a burn-rate alert ends when its short window is clean).\n"
+    )
+    return note + "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ An ``Alert`` is a value: the engine creates it, the notifier hands it to each ch
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -101,8 +102,19 @@ def body_lines(alert: Alert) -> list[str]:
     else:
         lines.append(f"Since {format_time(alert.since)}")
     if alert.dashboard_url:
-        lines.append(f"Dashboard: {alert.dashboard_url}")
+        lines.append(f"Dashboard: {encode_url(alert.dashboard_url)}")
     return lines
+
+
+# What may stay as it is in a URL (RFC 3986's reserved and unreserved characters, and "%" of an
+# existing escape); anything else (a space, "<", ">", '"', non-ASCII) is percent-encoded, so that a
+# chat client links the whole URL and a "<!channel>" in it never reaches Slack as markup.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
+
+
+def encode_url(url: str) -> str:
+    """``url`` with every character that may not appear in a URL percent-encoded (UTF-8)."""
+    return urllib.parse.quote(url, safe=_URL_SAFE)
 
 
 def render_text(alert: Alert) -> str:

@@ -433,7 +433,8 @@ class AlertingSettings(Section):
     reminder_interval: Annotated[Interval, within(60, 30 * 86_400)] = 3600.0
     dashboard_url: HttpUrl | None = None
     # Where your team serves docs/runbooks.md; alert rules link to <runbook_url>#<alert name>.
-    runbook_url: str = "docs/runbooks.md"
+    # Empty: the rules carry the bare anchor and Alertmanager prefixes ALERT_RUNBOOK_URL.
+    runbook_url: str = ""
     timeout: Annotated[Interval, within(0.1, 600)] = 10.0
     max_tries: int = Field(default=5, ge=1, le=20)
     # The first wait between tries; doubles each retry, capped at backoff_max.
@@ -474,7 +475,7 @@ class AlertingSettings(Section):
     @classmethod
     def _a_link(cls, value: str) -> str:
         # It ends up in every alert's annotations: a space or control character would break the link.
-        if not value or any(c.isspace() or not c.isprintable() for c in value):
+        if any(c.isspace() or not c.isprintable() for c in value):
             raise ValueError(f"expected a URL or path without spaces or control characters, got {value!r}")
         return value
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -30,7 +31,7 @@ from exporter.probes import conditions
 from exporter.probes.chain import ChainReader
 from exporter.probes.httpclient import HttpClient
 from exporter.probes.kinds import PROBES
-from exporter.probes.probe import HeartbeatSource, Outcome, ProbeContext
+from exporter.probes.probe import ERROR_CLASSES, HeartbeatSource, Outcome, ProbeContext
 from exporter.probes.session import JwtSession
 from exporter.redact import Redactor
 from exporter.store.base import CheckResult
@@ -302,6 +303,12 @@ class CheckRound:
         )
         return result, seconds
 
+    def _record_failure_class(self, result: CheckResult) -> None:
+        try:
+            self._metrics.record_failure(result.check_name, *failure_labels(result.details))
+        except Exception:
+            log.exception("cannot update the failure class of %s", result.check_name)
+
     def _publish(self, timed: list[tuple[CheckResult, float]]) -> None:
         for result, seconds in timed:
             try:
@@ -313,6 +320,7 @@ class CheckRound:
                 # The heartbeat the listener.lag check read (also when the listener runs elsewhere).
                 self._metrics.heartbeat_seen(result.ts.timestamp() - lag)
             if not result.ok:
+                self._record_failure_class(result)
                 self._failing.add(result.check_name)
                 log.warning(
                     "check failed check=%s error=%s reason=%r",
@@ -331,6 +339,17 @@ class CheckRound:
                 sink(results)
             except Exception:
                 log.exception("check round: %s failed", name)
+
+
+def failure_labels(details: dict[str, Any]) -> tuple[str, int | None]:
+    """The bounded (error class, HTTP status) of a failed result's details: a class outside
+    ``ERROR_CLASSES`` reads ``internal_error``, a status outside 100-599 none."""
+    error = details.get("error")
+    status = details.get("status_code")
+    error_class = error if isinstance(error, str) and error in ERROR_CLASSES else "internal_error"
+    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
+        return error_class, status
+    return error_class, None
 
 
 def _session(config: Config, client: HttpClient, clock: Clock, redactor: Redactor) -> JwtSession:

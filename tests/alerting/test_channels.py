@@ -112,3 +112,58 @@ def test_channel_reprs_hide_their_secrets() -> None:
         WebhookChannel("https://hooks.test/SECRETPATH"),
     ):
         assert "SECRET" not in repr(channel)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"detail": "x" * 10_000},
+        {"detail": "🚨" * 3_000},  # two UTF-16 units each: Telegram counts those
+        {"detail": "<&>" * 2_000},  # escaping makes the HTML longer, not the visible text
+        {"title": "t" * 5_000, "detail": "d" * 5_000},
+    ],
+    ids=["long-detail", "emoji", "escaped", "long-title-and-detail"],
+)
+def test_telegram_text_over_the_limit_is_shortened_with_a_note_not_refused(changes: dict[str, object]) -> None:
+    """Defect 7, the exporter's own channel: Telegram refuses a text over 4096 characters (the
+    notice would be lost); the detail (then the title) is cut with a note, the other lines stay."""
+    import html
+
+    from exporter.alerting.channels.telegram import TEXT_LIMIT, visible_length
+
+    channel = TelegramChannel("1:A", "-1")
+    _, body = channel.build_request(alert(dashboard_url="https://grafana.example/d/bt", **changes))
+    visible = html.unescape(body["text"].replace("<b>", "").replace("</b>", ""))
+    assert visible_length(visible) <= TEXT_LIMIT
+    assert visible_length(visible) > TEXT_LIMIT - 100, "no more is cut than needed"
+    assert "more characters; the exporter's log has them all)" in visible
+    assert visible.endswith("Since 2026-01-05 10:00:00 UTC\nDashboard: https://grafana.example/d/bt")
+    assert "\ud83d" not in visible
+
+
+def test_telegram_text_within_the_limit_is_untouched() -> None:
+    _, body = TelegramChannel("1:A", "-1").build_request(alert(detail="y" * 3_000))
+    assert "more characters" not in body["text"] and body["text"].count("y") == 3_000
+
+
+def test_dashboard_urls_are_url_encoded_and_slack_text_escaped() -> None:
+    """Defect 9 in the exporter's own channels: a dashboard URL with a space or markup in it is
+    percent-encoded (the whole URL stays one link), the rest of the text is escaped for Slack."""
+    hostile = alert(
+        title="<!channel> down",
+        detail="<@U123> & co",
+        dashboard_url="https://g.example/d/x?var-check=a b&x=<!channel>é",
+    )
+    _, body = SlackChannel("https://hooks.slack.test/T/B/X").build_request(hostile)
+    assert body["text"].splitlines() == [
+        "🚨 [CRIT] &lt;!channel&gt; down",
+        "&lt;@U123&gt; &amp; co",
+        "Since 2026-01-05 10:00:00 UTC",
+        "Dashboard: https://g.example/d/x?var-check=a%20b&amp;x=%3C!channel%3E%C3%A9",
+    ]
+    _, body = TelegramChannel("1:A", "-1").build_request(hostile)
+    assert "Dashboard: https://g.example/d/x?var-check=a%20b&amp;x=%3C!channel%3E%C3%A9" in body["text"]
+    # An already encoded URL is left as it is.
+    assert render_text(alert(dashboard_url="https://g.example/d?q=a%20b")).endswith(
+        "Dashboard: https://g.example/d?q=a%20b"
+    )

@@ -93,6 +93,9 @@ class Prometheus(Process):
                 f"--config.file={config_path}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                # An alert that fired before the Alertmanager target was known (the Watchdog, at
+                # the first evaluation) is sent again after this, not after the default minute.
+                "--rules.alert.resend-delay=1s",
                 "--log.level=warn",
             ],
             workdir,

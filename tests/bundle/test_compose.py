@@ -92,3 +92,13 @@ def test_the_listener_runs_as_its_own_service_with_the_listener_profile() -> Non
     # (docker-compose 1.29's `config` lists every service, whatever the profile: only the default is seen)
     plain = yaml.safe_load(compose("config", env=PASSWORDS).stdout)["services"]
     assert plain["exporter"]["environment"]["LISTENER_ELSEWHERE"] == "false"
+
+
+def test_compose_passes_every_alertmanager_setting_the_entrypoint_reads() -> None:
+    """Defect 5's kind: a channel the entrypoint supports but compose never passes is a channel a
+    user cannot turn on; every ALERT_* variable the entrypoint reads reaches the container."""
+    doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    passed = set(doc["services"]["alertmanager"]["environment"])
+    entrypoint = (REPO / "alertmanager" / "entrypoint.sh").read_text()
+    read = set(re.findall(r"\b(ALERT_[A-Z_]+?)(?:_FILE)?\b", entrypoint)) - {"ALERT_"}
+    assert read - passed == set(), "the entrypoint reads these, compose never passes them"

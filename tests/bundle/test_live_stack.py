@@ -7,14 +7,15 @@ recording receivers.
 
 In order: every PromQL expression of the rules and dashboards runs without error, the SLO
 overview's main panels return series, the SQL panels return the exporter's rows, and finally the
-end-to-end path: the failing endpoint pages on Slack and Telegram with the expected labels, the
-tickets of the same check are inhibited, and a resolved notice follows once the fault is removed.
+end-to-end path: the failing endpoint pages on Slack and Telegram with the expected labels and
+what failed (the error class and HTTP status), the tickets of the same check are inhibited, the
+always-firing Watchdog pings the heartbeat receiver, a second exporter replica going down does not
+mute the pages of the survivor, and a resolved notice follows once the fault is removed.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import time
 import uuid
@@ -67,15 +68,20 @@ PROMQL_VARIABLES = {
 }
 
 
+DASHBOARD_BASE = "https://grafana.example.org"
+
+
 @dataclass
 class Stack:
     simulator_url: str
     database_url: str
     exporter: ExporterProcess
+    replica: ExporterProcess  # a second exporter on the same database: a replica for defect 1
     prometheus: Prometheus
     alertmanager: Alertmanager
     slack: HttpReceiver
     telegram: HttpReceiver
+    heartbeat: HttpReceiver
     test_rules: Path
 
 
@@ -109,16 +115,18 @@ def _write_listener_heartbeat(database_url: str) -> None:
     store.close()
 
 
-def _prometheus_config(port: int, rules_dir: Path, exporter_port: int, alertmanager_port: int) -> dict[str, Any]:
+def _prometheus_config(
+    port: int, rules_dir: Path, exporter_ports: tuple[int, int], alertmanager_port: int
+) -> dict[str, Any]:
     """The bundled prometheus.yml with loopback targets and one-second intervals."""
     config: dict[str, Any] = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(rules_dir / "*.yml")]
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{alertmanager_port}"]
-    ports = {"blocktrust-exporter": exporter_port, "prometheus": port, "alertmanager": alertmanager_port}
+    ports = {"blocktrust-exporter": exporter_ports, "prometheus": (port,), "alertmanager": (alertmanager_port,)}
     assert {job["job_name"] for job in config["scrape_configs"]} == set(ports)
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{p}" for p in ports[job["job_name"]]]}]
     return config
 
 
@@ -128,6 +136,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) ->
     started: list[Any] = []
     slack = HttpReceiver()
     telegram = HttpReceiver(default=Reply(200, TELEGRAM_OK))
+    heartbeat = HttpReceiver()
     try:
         sim_port = free_port()
         simulator = Process(
@@ -159,7 +168,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) ->
             ["run", "--config", str(config_path)], env={"JWT_MONITOR_PASS": PASSWORD}, cwd=workdir
         )
         started.append(exporter)
+        replica = ExporterProcess(
+            ["run", "--config", str(config_path)], env={"JWT_MONITOR_PASS": PASSWORD}, cwd=workdir
+        )
+        started.append(replica)
         exporter.wait_ready()
+        replica.wait_ready()
 
         # The rules Prometheus loads: generated from the exporter's own (test) configuration, as
         # `blocktrust-exporter rules` would, plus the hand-written direct alerts.
@@ -167,7 +181,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) ->
         rules_dir.mkdir()
         test_rules = rules_dir / "slo.yml"
         test_rules.write_text(render_rules(load_config(config_path, env={})))
-        shutil.copy(REPO / "prometheus" / "rules" / "blocktrust.yml", rules_dir / "blocktrust.yml")
+        # The direct alerts as bundled, with the exporter-down hold shortened from 1m for the test.
+        direct = (REPO / "prometheus" / "rules" / "blocktrust.yml").read_text()
+        down_hold = '        expr: up{job="blocktrust-exporter"} == 0\n        for: 1m\n'
+        assert down_hold in direct
+        (rules_dir / "blocktrust.yml").write_text(direct.replace(down_hold, down_hold.replace("1m", "2s")))
 
         am_config = alertmanager_test_config(
             workdir / "am-config", group_wait="1s", group_interval="2s", repeat_interval="1h"
@@ -180,19 +198,35 @@ def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) ->
                 "ALERT_TELEGRAM_BOT": TELEGRAM_TOKEN,
                 "ALERT_TELEGRAM_CHAT": TELEGRAM_CHAT,
                 "ALERT_TELEGRAM_API_URL": telegram.url,
+                "ALERT_HEARTBEAT_URL": heartbeat.url + "/ping/live-stack",
+                "ALERT_DASHBOARD_URL": DASHBOARD_BASE,
             },
         )
         started.append(alertmanager)
         prometheus = Prometheus(
-            lambda port: _prometheus_config(port, rules_dir, exporter.port, alertmanager.port), workdir / "prometheus"
+            lambda port: _prometheus_config(port, rules_dir, (exporter.port, replica.port), alertmanager.port),
+            workdir / "prometheus",
         )
         started.append(prometheus)
-        yield Stack(simulator_url, module_postgres_url, exporter, prometheus, alertmanager, slack, telegram, test_rules)
+        yield Stack(
+            simulator_url,
+            module_postgres_url,
+            exporter,
+            replica,
+            prometheus,
+            alertmanager,
+            slack,
+            telegram,
+            heartbeat,
+            test_rules,
+        )
     finally:
         for process in reversed(started):
-            process.stop()
+            if process.proc.poll() is None:  # the replica test stops one exporter itself
+                process.stop()
         slack.close()
         telegram.close()
+        heartbeat.close()
 
 
 def _rule_expressions(path: Path) -> list[tuple[str, str]]:
@@ -306,6 +340,45 @@ def _telegram_messages(stack: Stack) -> list[Recorded]:
     return [r for r in stack.telegram.requests if r.path == f"/bot{TELEGRAM_TOKEN}/sendMessage"]
 
 
+def test_the_watchdog_pings_the_heartbeat_from_the_real_prometheus(stack: Stack) -> None:
+    ping = wait_until("a heartbeat ping", lambda: stack.heartbeat.requests, timeout=30)[0]
+    assert ping.path == "/ping/live-stack"
+    assert [a["labels"]["alertname"] for a in ping.json()["alerts"]] == ["Watchdog"]
+
+
+def test_a_replica_going_down_does_not_mute_the_survivor(stack: Stack) -> None:
+    """Defect 1 with two real exporters: the one that dies is reported down, and the survivor's
+    page for the failing check stays active (before, ExporterDown of one muted every exporter)."""
+    survivor, dying = f"127.0.0.1:{stack.exporter.port}", f"127.0.0.1:{stack.replica.port}"
+
+    def page_of(instance: str) -> dict[str, Any] | None:
+        for alert in stack.alertmanager.alerts():
+            labels = alert["labels"]
+            if (labels["alertname"], labels.get("check"), labels.get("instance")) == (
+                "BlocktrustCheckFailing",
+                FAILING_CHECK,
+                instance,
+            ):
+                found: dict[str, Any] = alert
+                return found
+        return None
+
+    wait_until("both replicas' pages", lambda: page_of(survivor) and page_of(dying), timeout=60)
+    stack.replica.stop()
+    wait_until(
+        "the replica reported down",
+        lambda: [
+            a
+            for a in stack.alertmanager.alerts()
+            if a["labels"]["alertname"] == "BlocktrustExporterDown" and a["labels"]["instance"] == dying
+        ],
+        timeout=30,
+    )
+    page = page_of(survivor)
+    assert page is not None and page["status"]["state"] == "active", page
+    assert not page["status"]["inhibitedBy"]
+
+
 def test_failing_endpoint_pages_and_resolves_through_alertmanager(stack: Stack) -> None:
     # 1. The SLO page arrives on Slack, in the exporter's message style. (api.health is a crit
     #    check, so BlocktrustCheckFailing pages too: a group of its own.)
@@ -346,7 +419,19 @@ def test_failing_endpoint_pages_and_resolves_through_alertmanager(stack: Stack) 
     message = wait_until("the page on Telegram", lambda: _telegram_messages(stack), timeout=30)[0].json()
     assert str(message["chat_id"]) == TELEGRAM_CHAT
     assert message["text"].startswith("🚨 [CRIT]") and FAILING_CHECK in message["text"]
-    assert "Dashboard: " in message["text"] and "Since " in message["text"]
+    assert f"Dashboard: {DASHBOARD_BASE}/d/blocktrust-slo/" in message["text"] and "Since " in message["text"]
+    assert "localhost" not in message["text"]
+    # Defect 6: the page says what failed, as the exporter knew it.
+    assert wait_until(
+        "the check-failing page naming the failure",
+        lambda: [
+            a
+            for r in stack.slack.requests
+            for a in r.json().get("attachments", [])
+            if f"🚨 [CRIT] {FAILING_CHECK} failing: http_status (HTTP 503)" in a.get("title", "") + a.get("text", "")
+        ],
+        timeout=30,
+    )
 
     # 4. Remove the fault: the resolved notice follows once the short windows are clean.
     requests.delete(stack.simulator_url + "/_simulator/faults", params={"path": FAILING_PATH}, timeout=5)

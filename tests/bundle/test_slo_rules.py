@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,9 +58,9 @@ def test_the_workbook_tiers_come_back_for_a_30_day_slo_with_plenty_of_runs() -> 
 def test_the_default_24h_slo_gets_windows_sized_for_one_run_a_minute() -> None:
     tiers = burn_tiers(86_400, 0.005, 60.0)
     assert [(t.factor, duration(t.long_window_s), duration(t.short_window_s)) for t in tiers] == [
-        (14.4, "35m", "13m"),
-        (6.0, "1h24m", "33m"),
-        (3.0, "2h47m", "1h6m"),
+        (14.4, "35m", "3m"),  # pages: the workbook's long/12, so a page ends minutes after recovery
+        (6.0, "1h24m", "7m"),
+        (3.0, "2h47m", "1h6m"),  # tickets: one failure still counts, so a slow burn does not flap
         (1.0, "8h20m", "3h19m"),
     ]
 
@@ -115,7 +116,7 @@ def test_objectives_from_the_configuration_reach_the_rules() -> None:
     budget = next(r for r in rules if r.get("record") == "check:blocktrust_slo_availability_budget:remaining_ratio")
     assert "ratio_rate7d / 0.001" in budget["expr"]
     fast = next(r for r in rules if r.get("labels", {}).get("burn") == "page-fast")
-    assert "> 0.0144" in fast["expr"]
+    assert "/ 0.001 > 14.4" in fast["expr"]
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,8 @@ def test_rule_unit_tests_can_fail(tmp_path: Path) -> None:
     """With the fast-burn threshold loosened, the fast-burn unit test notices."""
     shutil.copytree(PROMETHEUS_DIR, tmp_path / "prometheus")
     slo = tmp_path / "prometheus" / "rules" / "slo.yml"
-    slo.write_text(slo.read_text().replace("> 0.072", "> 0.2"))
+    assert "/ 0.005 > 14.4\n" in slo.read_text()
+    slo.write_text(slo.read_text().replace("/ 0.005 > 14.4\n", "/ 0.005 > 40\n"))
     unit = tmp_path / "prometheus" / "tests" / "slo_test.yml"
     doc = yaml.safe_load(unit.read_text())
     doc["tests"] = [t for t in doc["tests"] if t["name"].startswith("fast burn")]  # the rest is slow
@@ -197,11 +199,15 @@ def test_every_alert_is_labelled_annotated_and_has_a_runbook_section() -> None:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in (r for r in group["rules"] if "alert" in r):
                 where = f"{path.name}:{rule['alert']}"
-                assert rule["labels"]["severity"] in ("crit", "warn", "info"), where
+                severities = ("none",) if rule["alert"] == "Watchdog" else ("crit", "warn", "info")
+                assert rule["labels"]["severity"] in severities, where
                 assert set(rule["annotations"]) == {"summary", "description", "runbook_url", "dashboard"}, where
                 anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)[1]
                 assert anchor in anchors, f"{where}: no '## ' section for #{anchor} in docs/runbooks.md"
                 assert "/d/blocktrust-slo/" in rule["annotations"]["dashboard"], where
+                # Defect 6: links are the external URL's business, never localhost or a repository path.
+                for link in (rule["annotations"]["dashboard"], rule["annotations"]["runbook_url"]):
+                    assert "localhost" not in link and not link.startswith(("docs/", "http://127.")), where
 
 
 def _failing_rules(config: Config) -> dict[str, str]:
@@ -298,3 +304,106 @@ def test_hostile_runbook_and_dashboard_urls_pass_promtool_and_stay_literal(
     )
     result = subprocess.run([tool("promtool"), "test", "rules", str(unit)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _alerts_of(rules_text: str) -> list[dict[str, object]]:
+    doc = yaml.safe_load(rules_text)
+    return [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_burn_alerts_follow_each_checks_severity(tmp_path: Path) -> None:
+    """Defect 3: a crit check pages and tickets, a warn check only tickets, an info ("dashboards
+    only") check gets no burn alert at all; checked by promtool with all three failing."""
+    config = Config.model_validate(
+        {
+            "api": {"base_url": "https://api.example.org"},
+            "checks": {
+                "include_defaults": False,
+                "items": [
+                    {"name": "shop.home", "path": "/", "severity": "crit"},
+                    {"name": "shop.stats", "path": "/stats", "severity": "warn"},
+                    {"name": "shop.board", "path": "/board", "severity": "info"},
+                ],
+            },
+        }
+    )
+    rules = tmp_path / "slo.yml"
+    rules.write_text(render_rules(config))
+    series = []
+    for check in ("shop.home", "shop.stats", "shop.board"):
+        labels = f'job="blocktrust-exporter",instance="exporter:9108",check="{check}"'
+        series.append({"series": f'blocktrust_check_runs_total{{{labels},result="success"}}', "values": "0+1x60 60x20"})
+        series.append({"series": f'blocktrust_check_runs_total{{{labels},result="failure"}}', "values": "0x60 1+1x20"})
+    unit = tmp_path / "unit.yml"
+    # Expect nothing: promtool then prints every alert that did fire, which is what is compared.
+    expect_none = {"eval_time": "75m", "alertname": "BlocktrustSLOAvailabilityBurn", "exp_alerts": []}
+    unit.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(rules)],
+                "evaluation_interval": "1m",
+                "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [expect_none]}],
+            }
+        )
+    )
+    result = subprocess.run([tool("promtool"), "test", "rules", str(unit)], capture_output=True, text=True, check=False)
+    fired = {
+        (check, burn)
+        for check, burn in re.findall(r'burn="([\w-]+)", check="([\w.]+)"', result.stdout + result.stderr)
+        for check, burn in [(burn, check)]
+    }
+    assert fired == {
+        ("shop.home", "page-fast"),
+        ("shop.home", "page-slow"),
+        ("shop.home", "ticket-fast"),
+        ("shop.home", "ticket-slow"),
+        ("shop.stats", "ticket-fast"),
+        ("shop.stats", "ticket-slow"),
+    }, result.stdout + result.stderr
+
+
+def test_the_default_burn_rules_page_only_for_crit_checks() -> None:
+    alerts = _alerts_of((PROMETHEUS_DIR / "rules" / "slo.yml").read_text())
+    pages = [a for a in alerts if a["labels"]["severity"] == "crit" and "burn" in a["labels"]]  # type: ignore[index,operator]
+    assert pages and all(r"check=~`api\.health|listener\.lag`" in str(a["expr"]) for a in pages)
+    everyone = Config.model_validate({"checks": {"include_defaults": False}})
+    assert not [a for a in _alerts_of(render_rules(everyone)) if a["labels"].get("burn", "").startswith("page")]  # type: ignore[attr-defined]
+
+
+def test_burn_texts_state_the_measured_rate_and_the_time_left() -> None:
+    """Defect 8: not the threshold ("14.4x too fast") but the rate measured and how long the budget
+    lasts at it (the expression's value is the burn rate of the long window)."""
+    burns = [a for a in _alerts_of(render_rules(Config())) if "burn" in a["labels"]]  # type: ignore[operator]
+    assert burns
+    for alert in burns:
+        annotations: dict[str, str] = alert["annotations"]  # type: ignore[assignment]
+        assert '{{ printf "%.1f" $value }}x' in annotations["summary"]
+        assert "too fast" not in annotations["summary"]
+        assert "lasts {{ humanizeDuration $left }}" in annotations["description"]
+        long_window = str(alert["expr"]).splitlines()[0]
+        assert re.fullmatch(r"check:\S+ / 0\.0(05|1) > [\d.]+", long_window), long_window
+
+
+def test_explain_states_detection_and_reset_of_every_generated_alert() -> None:
+    """Defect 12: ``rules --explain`` lists every generated alert with when it fires and how soon
+    it ends; a page ends within its short window."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "exporter", "rules", "--config", "config.yaml", "--explain"],
+        cwd=REPO,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    # Columns: ALERT (with its burn tier), SEVERITY, FOR, FIRES AFTER, ENDS WITHIN, CONDITION.
+    rows = [re.split(r"\s{2,}", line) for line in printed.splitlines() if line.startswith("Blocktrust")]
+    generated = _alerts_of((PROMETHEUS_DIR / "rules" / "slo.yml").read_text())
+    assert len(rows) == len(generated)
+    assert sorted({r[0].split()[0] for r in rows}) == sorted({str(a["alert"]) for a in generated})
+    for slo, tier in (("availability", "page-fast"), ("availability", "page-slow"), ("latency", "page-fast")):
+        name = f"BlocktrustSLO{slo.capitalize()}Burn"
+        row = next(r for r in rows if r[0] == f"{name} {tier}")
+        rule = next(a for a in generated if a["alert"] == name and a["labels"]["burn"] == tier)  # type: ignore[index]
+        short_window = str(rule["expr"]).splitlines()[2].split("ratio_rate")[1].split("{")[0]
+        assert row[4] == short_window, f"{tier}: ends within {row[4]}, short window {short_window}"

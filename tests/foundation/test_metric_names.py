@@ -12,6 +12,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import Exposition, Metrics
+from exporter.probes.runner import failure_labels
 
 # Prometheus sets these on every scraped series; an exported one is renamed to exported_<name>.
 TARGET_LABELS = {"job", "instance"}
@@ -67,3 +68,39 @@ def test_the_exposition_has_no_created_series(live: tuple[CollectorRegistry, Met
     assert 'blocktrust_check_runs_total{check="x",result="x"} 1.0' in text  # the counters themselves stay
     restricted = generate_latest(Exposition(registry).restricted_registry(["blocktrust_alerts_sent_total"])).decode()
     assert "blocktrust_alerts_sent_total{" in restricted and "_created" not in restricted
+
+
+def test_the_last_failure_class_is_one_series_per_check() -> None:
+    """``blocktrust_check_last_failure_info`` keeps the last failure's class and status only: a new
+    class replaces the old series (bounded: checks x 1), the same one changes nothing."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, slo_latency_seconds=0.8, version="test")
+    metrics.record_failure("api.health", "http_status", 503)
+    metrics.record_failure("api.health", "http_status", 503)
+    metrics.record_failure("api.events", "timeout", None)
+    metrics.record_failure("api.health", "timeout", None)
+    series = [
+        sample.labels
+        for family in registry.collect()
+        if family.name == "blocktrust_check_last_failure_info"
+        for sample in family.samples
+    ]
+    assert sorted(series, key=lambda labels: labels["check"]) == [
+        {"check": "api.events", "class": "timeout", "status_code": ""},
+        {"check": "api.health", "class": "timeout", "status_code": ""},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        ({"error": "http_status", "status_code": 500}, ("http_status", 500)),
+        ({"error": "timeout", "status_code": None}, ("timeout", None)),
+        ({"error": "something new", "status_code": 200}, ("internal_error", 200)),
+        ({"error": None, "status_code": 99999}, ("internal_error", None)),
+        ({"error": "http_status", "status_code": True}, ("http_status", None)),
+    ],
+)
+def test_failure_labels_are_bounded(details: dict[str, object], expected: tuple[str, int | None]) -> None:
+
+    assert failure_labels(details) == expected

@@ -68,6 +68,9 @@ def test_http_check_fails_with_a_clear_reason(
     assert result.details["status_code"] == status
     assert result.details["reason"]
     harness.assert_recorded(result)
+    # What failed reaches Prometheus as a bounded info series, for the alert texts.
+    labels = {"check": name, "class": error, "status_code": "" if status is None else str(status)}
+    assert harness.sample("blocktrust_check_last_failure_info", labels) == 1
 
 
 @pytest.mark.parametrize("name", ["synthetic.wallet_info", "synthetic.nft_status"])

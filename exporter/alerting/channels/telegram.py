@@ -83,11 +83,56 @@ def judge_telegram(status: int, body: str, retry_after: float | None) -> Verdict
     return Verdict(False, False, reason, "rejected")
 
 
+# Telegram refuses (400 "message is too long") a text over 4096 characters after entity parsing;
+# it counts UTF-16 code units, so an emoji counts two.
+TEXT_LIMIT = 4096
+
+
 def render_html(alert: Alert) -> str:
-    """The message in Telegram's HTML subset: a bold headline, then escaped plain lines."""
+    """The message in Telegram's HTML subset: a bold headline, then escaped plain lines. A detail (or
+    title) too long for one message is shortened with a note saying how much was left out, so the
+    notice is delivered rather than refused; the rest of the lines always stay."""
+    alert = fit_to_limit(alert, TEXT_LIMIT)
     lines = [f"<b>{escape_html(headline(alert))}</b>"]
     lines.extend(escape_html(line) for line in body_lines(alert))
     return "\n".join(lines)
+
+
+def visible_length(text: str) -> int:
+    """The length Telegram measures: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit_to_limit(alert: Alert, limit: int) -> Alert:
+    """``alert`` with its detail, then its title, cut so that the visible text is at most ``limit``."""
+    for part in ("detail", "title"):
+        over = visible_length("\n".join([headline(alert), *body_lines(alert)])) - limit
+        if over <= 0:
+            break
+        text: str = getattr(alert, part)
+        # Room for the note: its count has at most as many digits as the text's length.
+        note_room = visible_length(_cut_note(len(text)))
+        kept = _prefix_within(text, visible_length(text) - over - note_room)
+        shortened = kept + _cut_note(len(text) - len(kept))
+        if part == "detail":
+            alert = dataclasses.replace(alert, detail=shortened)
+        else:
+            alert = dataclasses.replace(alert, title=shortened)
+    return alert
+
+
+def _cut_note(left_out: int) -> str:
+    return f"… ({left_out} more characters; the exporter's log has them all)"
+
+
+def _prefix_within(text: str, units: int) -> str:
+    """The longest prefix of ``text`` of at most ``units`` UTF-16 code units (never half a pair)."""
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > units:
+            return text[:index]
+    return text
 
 
 def escape_html(text: str) -> str:
