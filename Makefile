@@ -42,8 +42,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist): most of its time is spent waiting on real
+# processes (exporters, anvil, PostgreSQL, Prometheus), so three workers fit two cores. PYTEST_WORKERS=0
+# runs it in one process.
+PYTEST_WORKERS ?= 3
 pytest: venv
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 fast: venv ## the fast loop: pure tests only (no PostgreSQL, no anvil, nothing slow)
 	$(BIN)/python -m pytest -q -m "not postgres and not anvil and not slow" $(PYTEST_ARGS)
