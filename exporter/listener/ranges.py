@@ -143,14 +143,16 @@ class RangeSizer:
             self._density = floor if self._density is None else max(self._density, floor)
         if suggested is not None and suggested[1] >= suggested[0]:
             self.size = max(1, min(suggested[1] - suggested[0] + 1, width - 1))  # the provider counted
-        elif self.result_cap is not None:
-            self._size_by_results()
-            self.size = max(1, min(self.size, width - 1))
-        else:
-            self.size = max(1, min(self.size, width) // 2)  # nothing known yet: halve
+            return
+        # Halve at least: the stretch may be far busier than the last answers said; the next served
+        # range sizes the one after by its own density again.
+        self._size_by_results()
+        self.size = max(1, min(self.size, width // 2))
 
     def _size_by_results(self) -> None:
-        assert self.result_cap is not None
+        if self.result_cap is None:
+            self.size = max(1, self.size)
+            return
         ceiling = min(self.maximum, self.limit) if self.limit is not None else self.maximum
         if not self._density:
             self.size = ceiling  # no events seen: as wide as the block limits allow
