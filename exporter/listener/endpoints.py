@@ -460,7 +460,9 @@ class EndpointPool:
 
     def _batch_refused(self, endpoint: _Endpoint, exc: BatchRefusedError) -> None:
         with self._lock:
-            endpoint.batch_ok = False
+            first, endpoint.batch_ok = endpoint.batch_ok, False
+        if not first:
+            return  # another range's batch, sent at the same time, already told us (counted once)
         self._error(endpoint, "batch")
         log.warning("listener: %s refuses JSON-RPC batches (%s); single calls from now on", endpoint, exc)
 

@@ -14,10 +14,11 @@ out once: the ranges planned while it is out get the learned limit.
 returned more than 10000 results", Alchemy's "cap of 10K logs") refuses a range for the events in
 it, not for its width. Such a refusal teaches the cap (the N it names; else the most logs an answer
 held so far) and leaves the block limit alone; from then on the width follows the events per block
-seen in the last answers: ``RESULT_TARGET`` of the cap divided by that density, so sparse stretches
-get wide ranges and busy ones narrow ranges, instead of halving to a few blocks and growing back by
-``GROW_FACTOR``. Thread-safe; pure (no I/O), so it is unit-tested on its own. Not for waiting after
-errors: ``retry.py``.
+seen in the last answers: ``RESULT_TARGET`` of the cap divided by that density (the busier of the
+newest answer's and the running average), so sparse stretches get wide ranges and busy ones narrow
+ranges, instead of halving to a few blocks and growing back by ``GROW_FACTOR``; a refusal in a
+stretch busier than expected halves the width until an answer shows its density. Thread-safe;
+pure (no I/O), so it is unit-tested on its own. Not for waiting after errors: ``retry.py``.
 """
 
 from __future__ import annotations
@@ -49,29 +50,39 @@ class RangeSizing(Protocol):
 
 
 class RangeSizer:
-    """The current getLogs range width in blocks, adapted to what the provider accepts."""
+    """The current getLogs range width in blocks, adapted to what the provider accepts: the smaller
+    of the block-width track (refusals, growth, probes) and, once a result cap is known, the width
+    the cap allows at the events per block seen."""
 
     def __init__(self, initial: int, maximum: int) -> None:
         self.maximum = max(1, maximum)
-        self.size = max(1, min(initial, self.maximum))
+        self._width = max(1, min(initial, self.maximum))  # the block-width track
+        self._by_results: int | None = None  # the result-cap track; None: no constraint (yet)
         self.limit: int | None = None  # the learned limit (blocks); None until a refusal
         self.result_cap: int | None = None  # the learned logs-per-answer cap; None until such a refusal
         self._density: float | None = None  # events per block, weighted to the newest answers
+        self._last_density = 0.0  # events per block of the newest answer
         self._most_logs = 0  # the most logs one answer held (a lower bound of any result cap)
         self._successes = 0
         self._at_limit = 0
         self._probe_out = 0  # ranges handed out since a probe was (0: no probe out)
         self._lock = threading.Lock()
 
+    @property
+    def size(self) -> int:
+        """The width of the next range, in blocks."""
+        return self._width if self._by_results is None else max(1, min(self._width, self._by_results))
+
     def take(self) -> int:
         """The width of the next range to ask for. A probe past the learned limit is handed out once;
         until it is answered (or ``PROBE_EXPIRES_AFTER`` ranges later) the others get the limit."""
         with self._lock:
-            if self.limit is None or self.size <= self.limit:
-                return self.size
+            size = self.size
+            if self.limit is None or size <= self.limit:
+                return size
             if self._probe_out == 0:
                 self._probe_out = 1
-                return self.size
+                return size
             self._probe_out += 1
             if self._probe_out > PROBE_EXPIRES_AFTER:
                 self._probe_out = 0
@@ -93,68 +104,66 @@ class RangeSizer:
             if self.limit is not None and width > self.limit:
                 self._probe_out = 0
             if suggested is not None and suggested[0] == start and start <= suggested[1] < end:
-                self.size = suggested[1] - start + 1
-                learned = self.size  # the provider said what it serves
+                self._width = suggested[1] - start + 1
+                learned = self._width  # the provider said what it serves
             elif self.limit is not None and self.limit < width:
-                self.size = learned = self.limit  # a probe past the learned limit: back to what was served
+                self._width = learned = self.limit  # a probe past the learned limit: back to what was served
             else:
-                self.size = max(1, min(self.size, width) // 2)
+                self._width = max(1, min(self._width, width) // 2)
                 learned = max(1, width - 1)  # only known: this width is too much
             self.limit = learned if self.limit is None else min(self.limit, learned)
 
     def succeeded(self, width: int, logs: int | None = None) -> None:
         """A range of ``width`` blocks was served (with ``logs`` logs, when the caller counted them);
-        widen after a few full-width successes, or size by the result cap once one is known."""
+        widen after a few full-width successes; once a result cap is known, size by it too."""
         with self._lock:
             if logs is not None and width >= 1:
                 density = logs / width
                 before = self._density
                 self._density = density if before is None else DENSITY_WEIGHT * density + (1 - DENSITY_WEIGHT) * before
+                self._last_density = density
                 self._most_logs = max(self._most_logs, logs)
-            if self.limit is not None and width > self.limit and width >= self.size:
+            full = width >= self.size
+            if self.result_cap is not None:
+                self._by_results = self._results_width()
+            if self.limit is not None and width > self.limit and full:
                 self.limit = width  # a probe was served: the provider allows more now
                 self._probe_out = 0
-            if self.result_cap is not None:
-                self._size_by_results()
-                return
-            if width < self.size:
+            if not full:
                 return  # a short range (the tail near head) says nothing about the provider's limit
             self._successes += 1
-            if self.size >= self.maximum or self._successes < GROW_AFTER_SUCCESSES:
+            if self._width >= self.maximum or self._successes < GROW_AFTER_SUCCESSES:
                 return
             self._successes = 0
-            if self.limit is not None and self.size >= self.limit:
+            if self.limit is not None and self._width >= self.limit:
                 self._at_limit += 1
                 if self._at_limit < PROBE_AFTER_SUCCESSES // GROW_AFTER_SUCCESSES:
                     return
             self._at_limit = 0
-            grown = min(self.maximum, max(self.size + 1, int(self.size * GROW_FACTOR)))
-            if self.limit is not None and self.size < self.limit:
+            grown = min(self.maximum, max(self._width + 1, int(self._width * GROW_FACTOR)))
+            if self.limit is not None and self._width < self.limit:
                 grown = min(grown, self.limit)  # back up to the limit first; past it only by a probe
-            self.size = grown
+            self._width = grown
 
     # ------------------------------------------------------------------------ result caps (lock held)
     def _capped(self, width: int, max_results: int, suggested: tuple[int, int] | None) -> None:
         cap = max_results if max_results > 0 else self._most_logs
         if cap > 0:
+            # The density is left to the answers served: a refusal of a range far too narrow to hold
+            # the cap (a provider's hiccup, a proxy) would otherwise pin the width to a few blocks.
             self.result_cap = cap if self.result_cap is None else min(self.result_cap, cap)
-            # The refused range held more than the cap: its stretch is at least this busy.
-            floor = (self.result_cap + 1) / max(1, width)
-            self._density = floor if self._density is None else max(self._density, floor)
         if suggested is not None and suggested[1] >= suggested[0]:
-            self.size = max(1, min(suggested[1] - suggested[0] + 1, width - 1))  # the provider counted
+            self._by_results = max(1, min(suggested[1] - suggested[0] + 1, width - 1))  # the provider counted
             return
-        # Halve at least: the stretch may be far busier than the last answers said; the next served
-        # range sizes the one after by its own density again.
-        self._size_by_results()
-        self.size = max(1, min(self.size, width // 2))
+        # Halve: the stretch may be far busier than the last answers said; the next served range
+        # sizes the one after by its own density again.
+        self._by_results = max(1, min(self.size, width) // 2)
 
-    def _size_by_results(self) -> None:
-        if self.result_cap is None:
-            self.size = max(1, self.size)
-            return
-        ceiling = min(self.maximum, self.limit) if self.limit is not None else self.maximum
-        if not self._density:
-            self.size = ceiling  # no events seen: as wide as the block limits allow
-            return
-        self.size = max(1, min(ceiling, int(RESULT_TARGET * self.result_cap / self._density)))
+    def _results_width(self) -> int | None:
+        """The widest range whose logs stay within ``RESULT_TARGET`` of the cap at the density seen."""
+        if self.result_cap is None or not self._density:
+            return None  # no events seen: only the block limits apply
+        # The busier of the newest answer and the average: a busy stretch starting is followed at
+        # once (a refusal costs a round trip), a quiet one widens the ranges over a few answers.
+        density = max(self._density, self._last_density)
+        return max(1, int(RESULT_TARGET * self.result_cap / density))
