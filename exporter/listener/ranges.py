@@ -7,8 +7,10 @@ when a range is refused, and grows back gradually after a run of successes, neve
 limit is quick; past it, only one *probe* is made per ``PROBE_AFTER_SUCCESSES`` full-width
 successes (a provider may have raised its limit), so a provider with a fixed cap refuses about once
 per that many ranges, not once per ``GROW_AFTER_SUCCESSES``. A refused probe returns at once to the
-learned limit; a served one raises it. With several ranges in flight (``take``), a probe is handed
-out once: the ranges planned while it is out get the learned limit.
+learned limit; a served one raises it. With several ranges in flight (``take``), a width never
+served yet (a probe, or growth past the configured chunk size) is handed out once: the ranges
+planned while it is out get the widest width served so far, so a probe costs one refusal, not one
+per range in flight.
 
 *Result caps* are a different limit: a provider that serves at most N logs per answer ("query
 returned more than 10000 results", Alchemy's "cap of 10K logs") refuses a range for the events in
@@ -57,6 +59,7 @@ class RangeSizer:
     def __init__(self, initial: int, maximum: int) -> None:
         self.maximum = max(1, maximum)
         self._width = max(1, min(initial, self.maximum))  # the block-width track
+        self._trusted = self._width  # the widest width served so far (at first: the configured one)
         self._by_results: int | None = None  # the result-cap track; None: no constraint (yet)
         self.limit: int | None = None  # the learned limit (blocks); None until a refusal
         self.result_cap: int | None = None  # the learned logs-per-answer cap; None until such a refusal
@@ -74,11 +77,13 @@ class RangeSizer:
         return self._width if self._by_results is None else max(1, min(self._width, self._by_results))
 
     def take(self) -> int:
-        """The width of the next range to ask for. A probe past the learned limit is handed out once;
-        until it is answered (or ``PROBE_EXPIRES_AFTER`` ranges later) the others get the limit."""
+        """The width of the next range to ask for. A width never served yet (growth past the chunk
+        size, a probe past the learned limit) is handed out once; until it is answered (or
+        ``PROBE_EXPIRES_AFTER`` ranges later) the others get the widest width known to be served."""
         with self._lock:
             size = self.size
-            if self.limit is None or size <= self.limit:
+            ceiling = self._trusted if self.limit is None else min(self._trusted, self.limit)
+            if size <= ceiling:
                 return size
             if self._probe_out == 0:
                 self._probe_out = 1
@@ -86,7 +91,7 @@ class RangeSizer:
             self._probe_out += 1
             if self._probe_out > PROBE_EXPIRES_AFTER:
                 self._probe_out = 0
-            return self.limit
+            return ceiling
 
     def refused(
         self, start: int, end: int, suggested: tuple[int, int] | None, *, max_results: int | None = None
@@ -101,8 +106,8 @@ class RangeSizer:
             if max_results is not None:
                 self._capped(width, max_results, suggested if suggested and suggested[0] == start else None)
                 return
-            if self.limit is not None and width > self.limit:
-                self._probe_out = 0
+            if width > (self._trusted if self.limit is None else min(self._trusted, self.limit)):
+                self._probe_out = 0  # the probe came back refused
             if suggested is not None and suggested[0] == start and start <= suggested[1] < end:
                 self._width = suggested[1] - start + 1
                 learned = self._width  # the provider said what it serves
@@ -124,6 +129,9 @@ class RangeSizer:
                 self._last_density = density
                 self._most_logs = max(self._most_logs, logs)
             full = width >= self.size
+            if width > self._trusted:
+                self._trusted = width
+                self._probe_out = 0  # the probe was served
             if self.result_cap is not None:
                 self._by_results = self._results_width()
             if self.limit is not None and width > self.limit and full:
