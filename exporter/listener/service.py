@@ -551,6 +551,7 @@ class Listener:
         in_flight: deque[Future[tuple[FetchedRange, list[EventRecord]]]] = deque()
         following = cursor.block_number + 1  # the first block no range in flight covers
         planning = True
+        waiting = False  # a range stopped before an unconfirmed block: the rest waits for the next poll
         stored = 0
         try:
             while True:
@@ -568,7 +569,10 @@ class Listener:
                     stored += self._commit(cursor, records, after, head, started)
                     cursor = after
                 if fetched.unconfirmed is not None:
-                    break  # the window stops before the block; the ranges after it wait for the next poll
+                    waiting = True  # the window stops before the block; the ranges after it are dropped
+                    break
+                if self._stop.is_set():
+                    raise FetchCancelledError()  # the ranges fetched meanwhile are not stored
                 if planning and following <= target and self._out_of_time(started):
                     planning = False  # the ranges in flight are still stored
         finally:
@@ -577,7 +581,7 @@ class Listener:
                 for pending in in_flight:
                     # The worker stops at its next check; its result (or error) no longer matters.
                     pending.add_done_callback(lambda f: f.exception())
-        backlog = not planning and cursor.block_number < target and not self._stop.is_set()
+        backlog = not planning and not waiting and cursor.block_number < target and not self._stop.is_set()
         return cursor, stored, backlog
 
     def _plan(self, start: int, target: int, unsafe_from: int) -> int:
