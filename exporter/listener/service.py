@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import requests
+import requests.adapters
 
 from exporter.clock import Clock
 from exporter.config import HEARTBEAT_CHECK, ConfigError, ListenerSettings
@@ -90,6 +91,16 @@ def _quantity(value: object) -> int:
         return int(str(value), 16)
     except ValueError:
         raise TransientRpcError(f"expected a hex quantity, got {str(value)[:40]!r}", "invalid_response") from None
+
+
+def _session_for(workers: int) -> requests.Session:
+    """A session keeping a connection per worker of the window (and the poll's own calls) to each
+    endpoint: requests' default pool of 10 would drop and reopen connections past that."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=workers + 2)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def backlog_left(outcome: object) -> bool:
@@ -158,7 +169,7 @@ class Listener:
         self._quarantine = QuarantineReporter(metrics, store.quarantined_count, on_quarantined, on_quarantine_cleared)
         self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
-        self._session = session or requests.Session()
+        self._session = session or _session_for(settings.fetch_window * len(settings.rpc_endpoints))
         self._rpc = EndpointPool(
             settings.rpc_endpoints,
             self._session,

@@ -94,5 +94,5 @@ def test_sigkill_with_ranges_in_flight_loses_and_duplicates_nothing(
     _backlog(chain, postgres_url)
     settings = "  start_block: 0\n  chunk_size: 8\n  max_chunk_size: 8\n  fetch_window: 4\n  poll_interval: 1s\n"
     with LatencyProxy(chain.rpc_url, _held) as proxy:
-        _kill_and_restart(chain, contracts_path, postgres_url, tmp_path, proxy.url, settings, 8)
+        _kill_and_restart(chain, contracts_path, postgres_url, tmp_path, proxy.url, settings, 5)
     assert proxy.max_logs_in_flight == 4  # the window was full: kills landed with ranges in flight
