@@ -40,7 +40,7 @@ from exporter.listener.contracts import load_contracts
 from exporter.listener.endpoints import EndpointPool
 from exporter.listener.finality import default_reorg_depth
 from exporter.listener.rpc import RangeRefusedError, RpcError, TransientRpcError
-from exporter.listener.service import Listener
+from exporter.listener.service import Listener, backlog_left
 from exporter.metrics import Metrics
 from exporter.probes.chain import ChainReader, resolve_view_calls
 from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
@@ -388,7 +388,8 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             raise
         rt.on_signal.append(rt.listener.request_stop)
         rt.on_stop.append(rt.listener.close)
-        rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval))
+        # A poll that used its time budget with backlog left runs again at once (back to back).
+        rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval, again=backlog_left))
 
     if checks:
         report_round = RoundReporter()
