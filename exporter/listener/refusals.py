@@ -120,7 +120,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except ValueError:
         try:
             when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a year of 20 digits
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)

@@ -86,6 +86,10 @@ def test_a_range_suggestion_from_a_width_starts_at_the_requested_block() -> None
         ("soon", None),
         ("-5", None),
         (None, None),
+        ("Mon, 30 Nov 99999999999999999999 00:00:00 GMT", None),  # a year too large for a datetime
+        ("Mon, 30 Nov 2026 25:00:00 GMT", None),  # no such hour
+        ("inf", None),
+        ("nan", None),
     ],
 )
 def test_retry_after_in_seconds_or_as_an_http_date(value: str | None, seconds: float | None) -> None:

@@ -265,3 +265,13 @@ def test_retry_after_as_an_http_date_is_honoured_uncapped(node: ScriptedNode, me
             client.block_number()
     assert info.value.rate_limited
     assert info.value.retry_after == 120.0  # a date two minutes ahead; not cut to 30 s
+
+
+def test_an_unreadable_retry_after_date_is_a_plain_rate_limit(node: ScriptedNode, client: RpcClient) -> None:
+    # A year too large for a datetime once raised OverflowError out of the client (no failover, no retry).
+    node.replies.append(
+        Reply(status=429, body=b"slow down", headers={"Retry-After": "Mon, 30 Nov 99999999999999999999 00:00:00 GMT"})
+    )
+    with pytest.raises(TransientRpcError) as info:
+        client.block_number()
+    assert info.value.rate_limited and info.value.retry_after is None
