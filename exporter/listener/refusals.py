@@ -7,7 +7,8 @@
   range it proposed (``[from, to]`` in the message or ``error.data``) and ``max_blocks`` the width
   it named ("limited to a 10,000 range", "range 2999 exceeds limit of 2000");
 * ``rate_limit``: a quota or throughput limit; ``retry_after`` (seconds) when the provider said;
-* ``transient``: 5xx, a node behind its load balancer, a lost upstream: try again or elsewhere;
+* ``transient``: 5xx, a node behind its load balancer (also a getLogs "beyond current head" refusal),
+  a lost upstream: try again or elsewhere;
 * ``permanent``: anything else the node refused (bad params, unknown method);
 * ``batch``: the provider refuses JSON-RPC batches (send single calls instead).
 
@@ -79,6 +80,14 @@ _TRANSIENT = re.compile(
     r"header not found|unknown block|no backend|upstream|temporar|try again|unavailable|"
     r"internal error|timeout|timed out|busy|overloaded|not (yet )?synced|syncing|bad gateway|"
     r"service unavailable|connection (reset|refused|closed)|please retry|retry later",
+    re.IGNORECASE,
+)
+# A node asked for blocks past its own head (behind its load balancer): geth/reth "block range extends
+# beyond current head block" (-32602), Avalanche "after last accepted block". Not a range it refuses to
+# serve: narrowing would teach a false limit; another endpoint (or a moment) serves it.
+_BEYOND_HEAD = re.compile(
+    r"beyond (the )?(current |latest |chain )?head|after (the )?last accepted block|"
+    r"greater than (the )?(current |latest )?head|greater than (the )?latest block|block not yet mined",
     re.IGNORECASE,
 )
 _RANGE_CODES = frozenset({-32005, -32614})
@@ -161,6 +170,8 @@ def classify(
         return Refusal("rate_limit", text, retry_after=wait)
     if batch and (_BATCH.search(message) or (error is not None and code == -32600) or 400 <= status < 500):
         return Refusal("batch", text)
+    if logs and _BEYOND_HEAD.search(message):
+        return Refusal("transient", text, retry_after=wait)
     if logs and (code in _RANGE_CODES or _RANGE.search(message) or _width_or_range(message, data)):
         return Refusal("range", text, suggested=_suggested(message, data), max_blocks=_width(message))
     if logs and status in _SHRINK_HTTP:
