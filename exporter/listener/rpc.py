@@ -143,13 +143,21 @@ class RpcClient:
             if not isinstance(answers, list):
                 # One error object for a whole batch: often "batches not supported" (refusals.py).
                 raise self._answer_error(method, answers, batch=True)
-            by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
-            missing = [r for r in requests_ if r["id"] not in by_id]
+            # Matched by id, not order; an id echoed as a string ("7") by a proxy still matches.
+            by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+            missing = [r for r in requests_ if str(r["id"]) not in by_id]
             if missing:
+                # geth and its forks answer a batch over their limit with one error element ("batch
+                # too large", -32600) carrying the first call's id: a refusal of the batch, classified.
+                errors = [a for a in answers if isinstance(a, dict) and isinstance(a.get("error"), dict)]
+                if errors:
+                    raise self._answer_error(method, errors[0], batch=True)
                 raise _transient(
                     f"{method}: batch answer lacks {len(missing)} of {len(requests_)} results", "invalid_response"
                 )
-            return [self._answer(method, by_id[r["id"]]) for r in requests_]
+            # An element's error is classified as part of a batch: a per-element "batch too large"
+            # means single calls, not a node error.
+            return [self._answer(method, by_id[str(r["id"])], batch=True) for r in requests_]
 
         return self._measured(method, len(params_list), run)
 
@@ -248,10 +256,10 @@ class RpcClient:
             if len(body) > self._max_bytes:
                 raise _transient(f"{method}: answer larger than {self._max_bytes} bytes", "oversize")
 
-    def _answer(self, method: str, answer: Any) -> Any:
+    def _answer(self, method: str, answer: Any, *, batch: bool = False) -> Any:
         if isinstance(answer, dict) and "result" in answer and answer.get("error") is None:
             return answer["result"]
-        raise self._answer_error(method, answer)
+        raise self._answer_error(method, answer, batch=batch)
 
     def _answer_error(self, method: str, answer: Any, *, batch: bool = False) -> Exception:
         error = answer.get("error") if isinstance(answer, dict) else None

@@ -275,3 +275,31 @@ def test_an_unreadable_retry_after_date_is_a_plain_rate_limit(node: ScriptedNode
     with pytest.raises(TransientRpcError) as info:
         client.block_number()
     assert info.value.rate_limited and info.value.retry_after is None
+
+
+def test_a_batch_over_the_node_limit_answered_with_one_error_element_is_a_batch_refusal(
+    node: ScriptedNode, client: RpcClient
+) -> None:
+    # geth (and bor, erigon) answer a batch over --rpc.batch-request-limit with a list holding one
+    # error that carries the first call's id; it once read as "batch answer lacks 1 of 2", retried for ever.
+    too_large = [{"jsonrpc": "2.0", "id": 1, "error": {"code": -32600, "message": "batch too large"}}]
+    node.replies.append(Reply(body=json.dumps(too_large).encode()))
+    with pytest.raises(BatchRefusedError):
+        client.blocks([1, 2])
+
+
+def test_a_batch_refusal_in_every_element_is_a_batch_refusal(node: ScriptedNode, client: RpcClient) -> None:
+    # A refusal repeated in each element (ids 1 and 2 answered) once read as a permanent node error.
+    error = {"code": -32600, "message": "Batch of more than 3 requests are not allowed on free tier"}
+    node.replies.append(Reply(body=json.dumps([{"jsonrpc": "2.0", "id": i, "error": error} for i in (1, 2)]).encode()))
+    with pytest.raises(BatchRefusedError):
+        client.blocks([1, 2])
+
+
+def test_batch_answers_with_ids_echoed_as_strings_are_matched(node: ScriptedNode, client: RpcClient) -> None:
+    def header(n: int) -> dict[str, str]:
+        return {"number": hex(n), "hash": f"0x{n:064x}", "parentHash": f"0x{n - 1:064x}"}
+
+    answers = [{"jsonrpc": "2.0", "id": "2", "result": header(8)}, {"jsonrpc": "2.0", "id": "1", "result": header(7)}]
+    node.replies.append(Reply(body=json.dumps(answers).encode()))
+    assert [h.number if h else None for h in client.blocks([7, 8])] == [7, 8]
