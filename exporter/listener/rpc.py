@@ -306,6 +306,9 @@ class RpcClient:
             raise
         if not isinstance(result, list):
             raise _transient("eth_getLogs: result is not a list", "invalid_response")
+        if not all(isinstance(entry, dict) for entry in result):
+            # null or a bare hash among the logs (a broken upstream): not logs to check, decode or skip.
+            raise _transient("eth_getLogs: result holds an entry that is not a log object", "invalid_response")
         return result
 
 

@@ -303,3 +303,15 @@ def test_batch_answers_with_ids_echoed_as_strings_are_matched(node: ScriptedNode
     answers = [{"jsonrpc": "2.0", "id": "2", "result": header(8)}, {"jsonrpc": "2.0", "id": "1", "result": header(7)}]
     node.replies.append(Reply(body=json.dumps(answers).encode()))
     assert [h.number if h else None for h in client.blocks([7, 8])] == [7, 8]
+
+
+@pytest.mark.parametrize("entry", [None, "0x" + "ab" * 32, ["0x1"]])
+def test_a_get_logs_answer_with_an_entry_that_is_not_a_log_object_is_transient(
+    node: ScriptedNode, client: RpcClient, entry: object
+) -> None:
+    # Such an entry once reached the fetcher, whose hash checks raised AttributeError out of the poll
+    # (and the decoder would have skipped it as malformed: a lost log had the node meant one).
+    log = {"blockNumber": "0x1", "blockHash": "0x" + "00" * 32, "logIndex": "0x0", "topics": [], "data": "0x"}
+    node.replies.append(Reply(result=[log, entry]))
+    with pytest.raises(TransientRpcError, match="not a log object"):
+        client.get_logs(0, 1, FILTER)
