@@ -126,8 +126,10 @@ class RpcClient:
         self._max_bytes = max_response_bytes
         self._ids = itertools.count(1)
 
-    def call(self, method: str, params: list[Any]) -> Any:
-        """One JSON-RPC call; returns ``result`` or raises one of the module's three errors."""
+    def call(self, method: str, params: list[Any], *, needs: int | None = None) -> Any:
+        """One JSON-RPC call; returns ``result`` or raises one of the module's three errors.
+
+        ``needs`` (the block the call is about) is for the endpoint pool's choice; one node has no choice."""
         request = self._request(method, params)
         return self._measured(method, 1, lambda: self._answer(method, self._post(method, request)))
 
