@@ -15,9 +15,9 @@
 Providers reuse codes: Infura answers -32005 both for "daily request count exceeded" and for "query
 returned more than 10000 results", Alchemy -32602 for both bad params and a too-wide range; the
 message (or ``error.data``) tells them apart, so phrases are checked before codes. A getLogs that
-times out, overflows the byte cap or gets a 502/504 (a gateway giving up on a heavy query) is a range
-refusal too: a narrower range is the likeliest cure. The answers this is tested against, one per
-provider shape with its source, are ``tests/data/rpc_refusals.yaml``.
+times out, overflows the byte cap, is cut off mid-body or gets a 502/504 (a gateway giving up on a
+heavy query) is a range refusal too: a narrower range is the likeliest cure. The answers this is tested
+against, one per provider shape with its source, are ``tests/data/rpc_refusals.yaml``.
 
 Pure: no I/O and no clock of its own (``now`` is given). Not for acting on a refusal: the endpoint
 pool (``endpoints.py``) and the range sizer (``ranges.py``) do that.
@@ -33,7 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 Kind = Literal["range", "rate_limit", "transient", "permanent", "batch"]
-Failure = Literal["timeout", "oversize", "connection", "garbled"]
+Failure = Literal["timeout", "oversize", "truncated", "connection", "garbled"]
 LOGS_METHOD = "eth_getLogs"
 
 _RATE = re.compile(
@@ -184,11 +184,12 @@ def classify(
 
 
 def classify_failure(method: str, failure: Failure, *, width: int = 1) -> Refusal:
-    """A call that got no usable answer: a ``timeout``, an answer over the byte cap (``oversize``), a
-    ``connection`` failure or ``garbled`` JSON. A wide getLogs that timed out or overflowed is a range
-    refusal (narrower is the cure); everything else is transient."""
+    """A call that got no usable answer: a ``timeout``, an answer over the byte cap (``oversize``), one
+    cut off before its end (``truncated``: the connection broke mid-body, or the JSON stops short), a
+    ``connection`` failure or ``garbled`` JSON. A wide getLogs that timed out, overflowed or was cut
+    off is a range refusal (narrower is the cure: gateways cut long answers); everything else is transient."""
     text = f"{method}: {failure}"
-    if method == LOGS_METHOD and width > 1 and failure in ("timeout", "oversize"):
+    if method == LOGS_METHOD and width > 1 and failure in ("timeout", "oversize", "truncated"):
         return Refusal("range", text)
     return Refusal("transient", text)
 

@@ -31,6 +31,7 @@ with these errors. Error messages never contain the RPC URL (it often carries an
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import time
@@ -62,10 +63,13 @@ class RpcError(Exception):
 class TransientRpcError(Exception):
     """The call may succeed later: rate limiting, a server error, a timeout, garbled JSON."""
 
-    def __init__(self, message: str, outcome: str = "transient", *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, outcome: str = "transient", *, retry_after: float | None = None, cut_off: bool = False
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome  # the rpc_requests metric label
         self.retry_after = retry_after  # seconds the provider asked for (Retry-After), uncapped
+        self.cut_off = cut_off  # the answer began but broke off before its end (a wide getLogs narrows)
 
     @property
     def rate_limited(self) -> bool:
@@ -201,6 +205,15 @@ class RpcClient:
             )
             try:
                 content = self._read_body(method, response, deadline)
+            except (urllib3.exceptions.ProtocolError, http.client.IncompleteRead, ConnectionError):
+                response.close()
+                # Headers came, then the body broke off (IncompleteRead, "Connection broken"): a gateway
+                # cutting a long answer, which a narrower getLogs range avoids (refusals.classify_failure).
+                raise TransientRpcError(
+                    f"{method}: connection failed (the answer broke off before its end)",
+                    "connection_error",
+                    cut_off=True,
+                ) from None
             except BaseException:
                 response.close()  # an unfinished answer: drop the connection, not reusable
                 raise
@@ -218,7 +231,11 @@ class RpcClient:
             answer = orjson.loads(content)
         except ValueError:  # orjson.JSONDecodeError is a ValueError
             if status < 400:
-                raise _transient(f"{method}: invalid JSON in the answer (HTTP {status})", "invalid_response") from None
+                # JSON that stops short is an answer cut off (a proxy's buffer limit, a dropped stream).
+                cut_off = content.lstrip()[:1] in (b"{", b"[")
+                raise TransientRpcError(
+                    f"{method}: invalid JSON in the answer (HTTP {status})", "invalid_response", cut_off=cut_off
+                ) from None
             answer = None  # an HTML or text error page: classified by its status (and text)
         error = answer.get("error") if isinstance(answer, dict) else None
         if status >= 400 or (batch and isinstance(error, dict)):
@@ -303,6 +320,7 @@ class RpcClient:
             # A wide range that timed out or overflowed the byte cap: narrower is the likeliest cure.
             failure: Failure | None = "timeout" if exc.outcome == "timeout" else None
             failure = "oversize" if exc.outcome == "oversize" else failure
+            failure = "truncated" if exc.cut_off else failure
             if failure is not None and classify_failure("eth_getLogs", failure, width=end - start + 1).kind == "range":
                 raise RangeRefusedError(str(exc), None) from None
             raise

@@ -107,6 +107,8 @@ def test_a_retry_after_above_thirty_seconds_is_kept_whole() -> None:
         ("eth_getLogs", "timeout", 100, "range"),
         ("eth_getLogs", "oversize", 2, "range"),
         ("eth_getLogs", "timeout", 1, "transient"),  # nothing narrower to ask for
+        ("eth_getLogs", "truncated", 100, "range"),  # cut off mid-body: a gateway limit on long answers
+        ("eth_getLogs", "truncated", 1, "transient"),
         ("eth_getLogs", "connection", 100, "transient"),
         ("eth_blockNumber", "timeout", 1, "transient"),
         ("eth_getBlockByNumber", "garbled", 1, "transient"),

@@ -315,3 +315,29 @@ def test_a_get_logs_answer_with_an_entry_that_is_not_a_log_object_is_transient(
     node.replies.append(Reply(result=[log, entry]))
     with pytest.raises(TransientRpcError, match="not a log object"):
         client.get_logs(0, 1, FILTER)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # The headers promise more than comes before the connection closes (IncompleteRead).
+        Reply(body=b'{"jsonrpc":"2.0","id":1,"result":[{"a', headers={"Content-Length": "100000"}, send_length=False),
+        # No length: the JSON simply stops short where a proxy cut it.
+        Reply(body=b'{"jsonrpc":"2.0","id":1,"result":[{"address":"0x', send_length=False),
+    ],
+    ids=["incomplete_body", "json_stops_short"],
+)
+def test_a_wide_get_logs_whose_answer_is_cut_off_is_a_range_refusal(
+    node: ScriptedNode, client: RpcClient, metrics: Metrics, reply: Reply
+) -> None:
+    # Once a plain transient error: the same wide range was asked again, cut off again, for ever.
+    node.replies.append(reply)
+    with pytest.raises(RangeRefusedError):
+        client.get_logs(0, 10, FILTER)
+    node.replies.append(reply)
+    with pytest.raises(TransientRpcError) as info:  # one block: nothing narrower to ask for
+        client.get_logs(5, 5, FILTER)
+    assert info.value.cut_off
+    node.replies.append(reply)
+    with pytest.raises(TransientRpcError):  # any other call: try again
+        client.block_number()
