@@ -64,6 +64,7 @@ _WIDTHS = (
     re.compile(r"exceeds the range allowed for your plan \(\d+ > ([\d,.]+)\)", re.IGNORECASE),  # Blast
     re.compile(r"maximum \[from, to\] blocks distance: (\d+)", re.IGNORECASE),  # Ankr
     re.compile(r"maximum is set to (\d+)", re.IGNORECASE),  # Avalanche
+    re.compile(r"ranges over ([\d,.]+) blocks", re.IGNORECASE),  # dRPC ("... are not supported on freetier")
 )
 _SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 _RANGE = re.compile(
@@ -71,7 +72,7 @@ _RANGE = re.compile(
     r"too many (results|logs|blocks)|response size|exceeds? (the )?max(imum)?|limit exceeded|"
     r"query exceeds|logs matched by query|block range|response too large|query timeout|"
     r"context deadline exceeded|timed? ?out|query (is )?too (large|heavy|broad)|"
-    r"should not greater than|max results|size exceeded",
+    r"should not greater than|max results|size exceeded|ranges over \d",
     re.IGNORECASE,
 )
 # Words that make a "limit" message about the query, not the quota ("block range limit reached").
