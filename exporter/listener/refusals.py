@@ -181,6 +181,11 @@ def classify(
         return Refusal("transient", text, retry_after=wait)
     if error is None and status == 200:
         return Refusal("transient", f"{method}: answer is not a JSON-RPC response")
+    if logs and error is not None and _ABOUT_RANGE.search(message):
+        # A getLogs refusal in words not known here that speaks of the range, blocks, logs or results
+        # (providers reword them often): narrowing is the likely cure, and taking it for permanent
+        # would fail the same range every poll, for ever. A one-block refusal ends as transient.
+        return Refusal("range", text, max_blocks=_width(message))
     return Refusal("permanent", text)
 
 

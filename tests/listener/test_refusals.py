@@ -135,3 +135,23 @@ def test_a_rate_limit_never_shrinks_a_range() -> None:
 )
 def test_a_limit_on_the_query_is_not_taken_for_a_quota(message: str, kind: str) -> None:
     assert classify("eth_getLogs", error={"code": -32000, "message": message}).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        # Wordings no pattern knows (composed, as providers reword theirs): about the range, so narrow.
+        ("Exceeded max range limit for eth_getLogs: 10000", "range"),
+        ("your plan does not allow this many blocks in one request", "range"),
+        ("too many logs for one call on this tier", "range"),
+        ("the number of results is above what this endpoint returns", "range"),
+        # Not about the range: stay what they were.
+        ("invalid argument 0: hex string without 0x prefix", "permanent"),
+        ("the method eth_getLogs does not exist/is not available", "permanent"),
+        ("unknown block", "transient"),
+    ],
+)
+def test_an_unknown_get_logs_refusal_about_its_range_narrows_it(message: str, kind: str) -> None:
+    # Once permanent: the same range failed every poll, for ever (the listener stuck for good).
+    assert classify("eth_getLogs", error={"code": -32000, "message": message}).kind == kind
+    assert classify("eth_getBlockByNumber", error={"code": -32000, "message": message}).kind != "range"
