@@ -36,8 +36,9 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 import requests
@@ -123,6 +124,7 @@ class RpcClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._url = url
+        self._secrets = _url_secrets(url)
         self._session = session
         self._metrics = metrics
         self._clock = clock
@@ -248,7 +250,7 @@ class RpcClient:
                 batch=batch,
                 now=self._clock.now(),
             )
-            raise _raised(refusal, status)
+            raise _raised(self._scrubbed(refusal), status)
         return answer
 
     def _read_body(self, method: str, response: requests.Response, deadline: float) -> bytes:
@@ -285,7 +287,15 @@ class RpcClient:
         if error is None:
             return _transient(f"{method}: answer is not a JSON-RPC response", "invalid_response")
         error = error if isinstance(error, dict) else {"message": str(error)}
-        return _raised(classify(method, error=error, batch=batch, now=self._clock.now()), 200)
+        return _raised(self._scrubbed(classify(method, error=error, batch=batch, now=self._clock.now())), 200)
+
+    def _scrubbed(self, refusal: Refusal) -> Refusal:
+        """``refusal`` with the URL's secret parts masked in its reason: a provider's message may echo
+        the key (the reason reaches logs, the status page and chain check rows)."""
+        reason = refusal.reason
+        for secret in self._secrets:
+            reason = reason.replace(secret, "***")
+        return refusal if reason == refusal.reason else replace(refusal, reason=reason)
 
     # ------------------------------------------------------------------------------ calls
     def block_number(self) -> int:
@@ -330,6 +340,16 @@ class RpcClient:
             # null or a bare hash among the logs (a broken upstream): not logs to check, decode or skip.
             raise _transient("eth_getLogs: result holds an entry that is not a log object", "invalid_response")
         return result
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The parts of an endpoint URL that may be an API key: userinfo, path segments and query values
+    of 6 characters or more, as written and decoded; longest first (masked before their substrings)."""
+    parts = urlsplit(url)
+    found = [parts.username or "", parts.password or "", *parts.path.split("/")]
+    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    found += [unquote(part) for part in found]
+    return tuple(sorted({part for part in found if len(part) >= 6}, key=len, reverse=True))
 
 
 def _transient(message: str, outcome: str, retry_after: float | None = None) -> TransientRpcError:

@@ -341,3 +341,22 @@ def test_a_wide_get_logs_whose_answer_is_cut_off_is_a_range_refusal(
     node.replies.append(reply)
     with pytest.raises(TransientRpcError):  # any other call: try again
         client.block_number()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "invalid project id secret-key for this network",  # the key echoed as it is in the path
+        "no access for https://127.0.0.1/v3/secret-key",  # the whole URL echoed
+    ],
+)
+def test_a_provider_message_echoing_the_api_key_is_masked(node: ScriptedNode, client: RpcClient, message: str) -> None:
+    # The reason reaches logs, the status page and chain check rows; the URL's key must not.
+    node.replies.append(Reply(error={"code": -32002, "message": message}))
+    with pytest.raises(RpcError) as info:
+        client.block_number()
+    node.replies.append(Reply(status=403, error={"code": -32002, "message": message}))
+    with pytest.raises(RpcError) as again:
+        client.block_number()
+    for exc in (info.value, again.value):
+        assert "secret-key" not in str(exc) and "***" in str(exc)
