@@ -305,12 +305,12 @@ class RpcClient:
         """The header of a block by number or tag ("latest", "safe", "finalized"); None if unknown."""
         tag = hex(number_or_tag) if isinstance(number_or_tag, int) else number_or_tag
         result = self.call("eth_getBlockByNumber", [tag, False])
-        return None if result is None else _block_ref(result)
+        return None if result is None else _block_ref(result, number_or_tag if isinstance(number_or_tag, int) else None)
 
     def blocks(self, numbers: list[int]) -> list[BlockRef | None]:
         """Headers of several blocks by number, in one batch request."""
         results = self.batch("eth_getBlockByNumber", [[hex(n), False] for n in numbers])
-        return [None if r is None else _block_ref(r) for r in results]
+        return [None if r is None else _block_ref(r, n) for r, n in zip(results, numbers, strict=True)]
 
     def get_logs(self, start: int, end: int, log_filter: LogFilter) -> list[dict[str, Any]]:
         """All logs of the followed addresses and topics in [start, end]: one call."""
@@ -369,9 +369,12 @@ def _raised(refusal: Refusal, status: int) -> Exception:
     return RpcError(refusal.reason)
 
 
-def _block_ref(result: Any) -> BlockHeader:
+def _block_ref(result: Any, asked: int | None = None) -> BlockHeader:
+    """The header in ``result``; ``asked``: the number requested, which it must carry (a caching proxy
+    or a load balancer mixing up answers could hand over another block: stored as this one's hash, it
+    would later read as a reorg)."""
     try:
-        return BlockHeader(
+        header = BlockHeader(
             number=int(result["number"], 16),
             hash=result["hash"],
             parent_hash=result["parentHash"],
@@ -379,6 +382,11 @@ def _block_ref(result: Any) -> BlockHeader:
         )
     except (KeyError, TypeError, ValueError):
         raise _transient("eth_getBlockByNumber: malformed block header", "invalid_response") from None
+    if asked is not None and header.number != asked:
+        raise _transient(
+            f"eth_getBlockByNumber: asked for block {asked}, got block {header.number}", "invalid_response"
+        )
+    return header
 
 
 def _quantity(value: object, method: str) -> int:

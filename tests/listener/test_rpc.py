@@ -360,3 +360,16 @@ def test_a_provider_message_echoing_the_api_key_is_masked(node: ScriptedNode, cl
         client.block_number()
     for exc in (info.value, again.value):
         assert "secret-key" not in str(exc) and "***" in str(exc)
+
+
+def test_a_header_of_another_block_than_the_one_asked_for_is_transient(node: ScriptedNode, client: RpcClient) -> None:
+    # A caching proxy answering "latest" (block 50) for block 41: stored as block 41's hash, it would
+    # later look like a reorg of block 41 (events rolled back and read again).
+    block_50 = {"number": "0x32", "hash": "0x" + "05" * 32, "parentHash": "0x" + "04" * 32}
+    node.replies.append(Reply(result=block_50))
+    with pytest.raises(TransientRpcError, match="asked for block 41, got block 50"):
+        client.block(41)
+    answers = [{"jsonrpc": "2.0", "id": 2, "result": block_50}, {"jsonrpc": "2.0", "id": 3, "result": block_50}]
+    node.replies.append(Reply(body=json.dumps(answers).encode()))
+    with pytest.raises(TransientRpcError, match="asked for block 49, got block 50"):
+        client.blocks([49, 50])
