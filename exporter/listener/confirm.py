@@ -7,7 +7,9 @@ listener that believed it would move its checkpoint past their events for good. 
 ``logsBloom`` tells such a block apart from a truly empty one, except for bloom false positives
 (busy blocks set most of the 2048 bits). So each such block is read again by its hash
 (``eth_getLogs`` with ``blockHash``, EIP-234): a node that does not have the block answers an error
-("unknown block") instead of ``[]``, so an answer, empty or not, comes from a node that has it.
+("unknown block") instead of ``[]``, so an answer, empty or not, comes from a node that has it. Not
+every node does (some answer ``[]`` for an unknown hash), so the re-read goes only to an endpoint of
+the pool whose head has the block.
 
 A block no node has confirmed stops the range just before it; the next poll tries again. Not for
 blocks already behind the checkpoint: ``audit.py`` re-reads those. Not for deciding the range: the
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 class JsonRpcCaller(Protocol):
     """What the confirmer needs of an RPC client: one call (``RpcClient`` or ``EndpointPool``)."""
 
-    def call(self, method: str, params: list[Any]) -> Any: ...
+    def call(self, method: str, params: list[Any], *, needs: int | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class EmptyBlockConfirmer:
             if cancel is not None and cancel.is_set():
                 raise FetchCancelledError()
             try:
-                answer = self._by_hash(header.hash)
+                answer = self._by_hash(header.hash, header.number)
             except (TransientRpcError, RpcError, RangeRefusedError) as exc:
                 unconfirmed, reason = header.number, str(exc)
             else:
@@ -107,13 +109,16 @@ class EmptyBlockConfirmer:
             kept.sort(key=lambda entry: (_block(entry), _block(entry, "logIndex")))
         return Confirmed(kept, unconfirmed, reason)
 
-    def _by_hash(self, block_hash: str) -> list[dict[str, Any]] | None:
+    def _by_hash(self, block_hash: str, number: int) -> list[dict[str, Any]] | None:
         params = {
             "blockHash": block_hash,
             "address": list(self._filter.addresses),
             "topics": [list(self._filter.topics0)],
         }
-        result = self._rpc.call("eth_getLogs", [params])
+        # Only an endpoint whose head has the block: besu (before 24.12), reth (before 2024-03), anvil
+        # (before 2026-04) and some hosted chains answer [] for a hash they do not know, which would
+        # "confirm" the block empty.
+        result = self._rpc.call("eth_getLogs", [params], needs=number)
         if not isinstance(result, list) or not all(isinstance(entry, dict) for entry in result):
             return None
         return result

@@ -192,9 +192,10 @@ class EndpointPool:
             fetch_window=settings.fetch_window,
         )
 
-    def call(self, method: str, params: list[Any]) -> Any:
-        """One JSON-RPC call on the first usable endpoint (``RpcClient.call``)."""
-        return self._run(method, lambda e: e.client.call(method, params))
+    def call(self, method: str, params: list[Any], *, needs: int | None = None) -> Any:
+        """One JSON-RPC call on the first usable endpoint (``RpcClient.call``); with ``needs``, only
+        on an endpoint whose head is at least that block (a call about that block, by its hash)."""
+        return self._run(method, lambda e: e.client.call(method, params), needs=needs)
 
     def batch(self, method: str, params_list: list[list[Any]]) -> list[Any]:
         """A batch of one method (``RpcClient.batch``); single calls where batches are refused."""

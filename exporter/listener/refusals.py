@@ -9,16 +9,17 @@
   when the refusal is for the logs in the range, not its width (a *result cap*: "query returned more
   than 10000 results", "a cap of 10K logs"): the number it named, 0 when it named none;
 * ``rate_limit``: a quota or throughput limit; ``retry_after`` (seconds) when the provider said;
-* ``transient``: 5xx, a node behind its load balancer, a lost upstream: try again or elsewhere;
+* ``transient``: 5xx, a node behind its load balancer (also a getLogs "beyond current head" refusal),
+  a lost upstream: try again or elsewhere;
 * ``permanent``: anything else the node refused (bad params, unknown method);
 * ``batch``: the provider refuses JSON-RPC batches (send single calls instead).
 
 Providers reuse codes: Infura answers -32005 both for "daily request count exceeded" and for "query
 returned more than 10000 results", Alchemy -32602 for both bad params and a too-wide range; the
 message (or ``error.data``) tells them apart, so phrases are checked before codes. A getLogs that
-times out, overflows the byte cap or gets a 502/504 (a gateway giving up on a heavy query) is a range
-refusal too: a narrower range is the likeliest cure. The answers this is tested against, one per
-provider shape with its source, are ``tests/data/rpc_refusals.yaml``.
+times out, overflows the byte cap, is cut off mid-body or gets a 502/504 (a gateway giving up on a
+heavy query) is a range refusal too: a narrower range is the likeliest cure. The answers this is tested
+against, one per provider shape with its source, are ``tests/data/rpc_refusals.yaml``.
 
 Pure: no I/O and no clock of its own (``now`` is given). Not for acting on a refusal: the endpoint
 pool (``endpoints.py``) and the range sizer (``ranges.py``) do that.
@@ -34,7 +35,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 Kind = Literal["range", "rate_limit", "transient", "permanent", "batch"]
-Failure = Literal["timeout", "oversize", "connection", "garbled"]
+Failure = Literal["timeout", "oversize", "truncated", "connection", "garbled"]
 LOGS_METHOD = "eth_getLogs"
 
 _RATE = re.compile(
@@ -65,6 +66,7 @@ _WIDTHS = (
     re.compile(r"exceeds the range allowed for your plan \(\d+ > ([\d,.]+)\)", re.IGNORECASE),  # Blast
     re.compile(r"maximum \[from, to\] blocks distance: (\d+)", re.IGNORECASE),  # Ankr
     re.compile(r"maximum is set to (\d+)", re.IGNORECASE),  # Avalanche
+    re.compile(r"ranges over ([\d,.]+) blocks", re.IGNORECASE),  # dRPC ("... are not supported on freetier")
 )
 # Result caps (logs per answer), tried in order: the first group is the cap, a "k" after it thousands.
 _RESULT_CAPS = (
@@ -86,7 +88,7 @@ _RANGE = re.compile(
     r"too many (results|logs|blocks)|response size|exceeds? (the )?max(imum)?|limit exceeded|"
     r"query exceeds|logs matched by query|block range|response too large|query timeout|"
     r"context deadline exceeded|timed? ?out|query (is )?too (large|heavy|broad)|"
-    r"should not greater than|max results|size exceeded",
+    r"should not greater than|max results|size exceeded|ranges over \d",
     re.IGNORECASE,
 )
 # Words that make a "limit" message about the query, not the quota ("block range limit reached").
@@ -95,6 +97,14 @@ _TRANSIENT = re.compile(
     r"header not found|unknown block|no backend|upstream|temporar|try again|unavailable|"
     r"internal error|timeout|timed out|busy|overloaded|not (yet )?synced|syncing|bad gateway|"
     r"service unavailable|connection (reset|refused|closed)|please retry|retry later",
+    re.IGNORECASE,
+)
+# A node asked for blocks past its own head (behind its load balancer): geth/reth "block range extends
+# beyond current head block" (-32602), Avalanche "after last accepted block". Not a range it refuses to
+# serve: narrowing would teach a false limit; another endpoint (or a moment) serves it.
+_BEYOND_HEAD = re.compile(
+    r"beyond (the )?(current |latest |chain )?head|after (the )?last accepted block|"
+    r"greater than (the )?(current |latest )?head|greater than (the )?latest block|block not yet mined",
     re.IGNORECASE,
 )
 _RANGE_CODES = frozenset({-32005, -32614})
@@ -137,7 +147,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except ValueError:
         try:
             when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a year of 20 digits
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
@@ -178,6 +188,8 @@ def classify(
         return Refusal("rate_limit", text, retry_after=wait)
     if batch and (_BATCH.search(message) or (error is not None and code == -32600) or 400 <= status < 500):
         return Refusal("batch", text)
+    if logs and _BEYOND_HEAD.search(message):
+        return Refusal("transient", text, retry_after=wait)
     if logs and (code in _RANGE_CODES or _RANGE.search(message) or _width_or_range(message, data)):
         results = _result_cap(message)
         # A result cap's message may name a width it would serve uncapped (Alchemy's "up to a 2K
@@ -190,15 +202,21 @@ def classify(
         return Refusal("transient", text, retry_after=wait)
     if error is None and status == 200:
         return Refusal("transient", f"{method}: answer is not a JSON-RPC response")
+    if logs and error is not None and _ABOUT_RANGE.search(message):
+        # A getLogs refusal in words not known here that speaks of the range, blocks, logs or results
+        # (providers reword them often): narrowing is the likely cure, and taking it for permanent
+        # would fail the same range every poll, for ever. A one-block refusal ends as transient.
+        return Refusal("range", text, max_blocks=_width(message))
     return Refusal("permanent", text)
 
 
 def classify_failure(method: str, failure: Failure, *, width: int = 1) -> Refusal:
-    """A call that got no usable answer: a ``timeout``, an answer over the byte cap (``oversize``), a
-    ``connection`` failure or ``garbled`` JSON. A wide getLogs that timed out or overflowed is a range
-    refusal (narrower is the cure); everything else is transient."""
+    """A call that got no usable answer: a ``timeout``, an answer over the byte cap (``oversize``), one
+    cut off before its end (``truncated``: the connection broke mid-body, or the JSON stops short), a
+    ``connection`` failure or ``garbled`` JSON. A wide getLogs that timed out, overflowed or was cut
+    off is a range refusal (narrower is the cure: gateways cut long answers); everything else is transient."""
     text = f"{method}: {failure}"
-    if method == LOGS_METHOD and width > 1 and failure in ("timeout", "oversize"):
+    if method == LOGS_METHOD and width > 1 and failure in ("timeout", "oversize", "truncated"):
         return Refusal("range", text)
     return Refusal("transient", text)
 

@@ -31,12 +31,14 @@ with these errors. Error messages never contain the RPC URL (it often carries an
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 import requests
@@ -62,10 +64,13 @@ class RpcError(Exception):
 class TransientRpcError(Exception):
     """The call may succeed later: rate limiting, a server error, a timeout, garbled JSON."""
 
-    def __init__(self, message: str, outcome: str = "transient", *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, outcome: str = "transient", *, retry_after: float | None = None, cut_off: bool = False
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome  # the rpc_requests metric label
         self.retry_after = retry_after  # seconds the provider asked for (Retry-After), uncapped
+        self.cut_off = cut_off  # the answer began but broke off before its end (a wide getLogs narrows)
 
     @property
     def rate_limited(self) -> bool:
@@ -126,6 +131,7 @@ class RpcClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._url = url
+        self._secrets = _url_secrets(url)
         self._session = session
         self._metrics = metrics
         self._clock = clock
@@ -133,8 +139,10 @@ class RpcClient:
         self._max_bytes = max_response_bytes
         self._ids = itertools.count(1)
 
-    def call(self, method: str, params: list[Any]) -> Any:
-        """One JSON-RPC call; returns ``result`` or raises one of the module's three errors."""
+    def call(self, method: str, params: list[Any], *, needs: int | None = None) -> Any:
+        """One JSON-RPC call; returns ``result`` or raises one of the module's three errors.
+
+        ``needs`` (the block the call is about) is for the endpoint pool's choice; one node has no choice."""
         request = self._request(method, params)
         return self._measured(method, 1, lambda: self._answer(method, self._post(method, request)))
 
@@ -150,13 +158,21 @@ class RpcClient:
             if not isinstance(answers, list):
                 # One error object for a whole batch: often "batches not supported" (refusals.py).
                 raise self._answer_error(method, answers, batch=True)
-            by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
-            missing = [r for r in requests_ if r["id"] not in by_id]
+            # Matched by id, not order; an id echoed as a string ("7") by a proxy still matches.
+            by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+            missing = [r for r in requests_ if str(r["id"]) not in by_id]
             if missing:
+                # geth and its forks answer a batch over their limit with one error element ("batch
+                # too large", -32600) carrying the first call's id: a refusal of the batch, classified.
+                errors = [a for a in answers if isinstance(a, dict) and isinstance(a.get("error"), dict)]
+                if errors:
+                    raise self._answer_error(method, errors[0], batch=True)
                 raise _transient(
                     f"{method}: batch answer lacks {len(missing)} of {len(requests_)} results", "invalid_response"
                 )
-            return [self._answer(method, by_id[r["id"]]) for r in requests_]
+            # An element's error is classified as part of a batch: a per-element "batch too large"
+            # means single calls, not a node error.
+            return [self._answer(method, by_id[str(r["id"])], batch=True) for r in requests_]
 
         return self._measured(method, len(params_list), run)
 
@@ -198,6 +214,15 @@ class RpcClient:
             )
             try:
                 content = self._read_body(method, response, deadline)
+            except (urllib3.exceptions.ProtocolError, http.client.IncompleteRead, ConnectionError):
+                response.close()
+                # Headers came, then the body broke off (IncompleteRead, "Connection broken"): a gateway
+                # cutting a long answer, which a narrower getLogs range avoids (refusals.classify_failure).
+                raise TransientRpcError(
+                    f"{method}: connection failed (the answer broke off before its end)",
+                    "connection_error",
+                    cut_off=True,
+                ) from None
             except BaseException:
                 response.close()  # an unfinished answer: drop the connection, not reusable
                 raise
@@ -215,7 +240,11 @@ class RpcClient:
             answer = orjson.loads(content)
         except ValueError:  # orjson.JSONDecodeError is a ValueError
             if status < 400:
-                raise _transient(f"{method}: invalid JSON in the answer (HTTP {status})", "invalid_response") from None
+                # JSON that stops short is an answer cut off (a proxy's buffer limit, a dropped stream).
+                cut_off = content.lstrip()[:1] in (b"{", b"[")
+                raise TransientRpcError(
+                    f"{method}: invalid JSON in the answer (HTTP {status})", "invalid_response", cut_off=cut_off
+                ) from None
             answer = None  # an HTML or text error page: classified by its status (and text)
         error = answer.get("error") if isinstance(answer, dict) else None
         if status >= 400 or (batch and isinstance(error, dict)):
@@ -228,7 +257,7 @@ class RpcClient:
                 batch=batch,
                 now=self._clock.now(),
             )
-            raise _raised(refusal, status)
+            raise _raised(self._scrubbed(refusal), status)
         return answer
 
     def _read_body(self, method: str, response: requests.Response, deadline: float) -> bytes:
@@ -255,17 +284,25 @@ class RpcClient:
             if len(body) > self._max_bytes:
                 raise _transient(f"{method}: answer larger than {self._max_bytes} bytes", "oversize")
 
-    def _answer(self, method: str, answer: Any) -> Any:
+    def _answer(self, method: str, answer: Any, *, batch: bool = False) -> Any:
         if isinstance(answer, dict) and "result" in answer and answer.get("error") is None:
             return answer["result"]
-        raise self._answer_error(method, answer)
+        raise self._answer_error(method, answer, batch=batch)
 
     def _answer_error(self, method: str, answer: Any, *, batch: bool = False) -> Exception:
         error = answer.get("error") if isinstance(answer, dict) else None
         if error is None:
             return _transient(f"{method}: answer is not a JSON-RPC response", "invalid_response")
         error = error if isinstance(error, dict) else {"message": str(error)}
-        return _raised(classify(method, error=error, batch=batch, now=self._clock.now()), 200)
+        return _raised(self._scrubbed(classify(method, error=error, batch=batch, now=self._clock.now())), 200)
+
+    def _scrubbed(self, refusal: Refusal) -> Refusal:
+        """``refusal`` with the URL's secret parts masked in its reason: a provider's message may echo
+        the key (the reason reaches logs, the status page and chain check rows)."""
+        reason = refusal.reason
+        for secret in self._secrets:
+            reason = reason.replace(secret, "***")
+        return refusal if reason == refusal.reason else replace(refusal, reason=reason)
 
     # ------------------------------------------------------------------------------ calls
     def block_number(self) -> int:
@@ -275,12 +312,12 @@ class RpcClient:
         """The header of a block by number or tag ("latest", "safe", "finalized"); None if unknown."""
         tag = hex(number_or_tag) if isinstance(number_or_tag, int) else number_or_tag
         result = self.call("eth_getBlockByNumber", [tag, False])
-        return None if result is None else _block_ref(result)
+        return None if result is None else _block_ref(result, number_or_tag if isinstance(number_or_tag, int) else None)
 
     def blocks(self, numbers: list[int]) -> list[BlockRef | None]:
         """Headers of several blocks by number, in one batch request."""
         results = self.batch("eth_getBlockByNumber", [[hex(n), False] for n in numbers])
-        return [None if r is None else _block_ref(r) for r in results]
+        return [None if r is None else _block_ref(r, n) for r, n in zip(results, numbers, strict=True)]
 
     def get_logs(self, start: int, end: int, log_filter: LogFilter) -> list[dict[str, Any]]:
         """All logs of the followed addresses and topics in [start, end]: one call."""
@@ -300,12 +337,26 @@ class RpcClient:
             # A wide range that timed out or overflowed the byte cap: narrower is the likeliest cure.
             failure: Failure | None = "timeout" if exc.outcome == "timeout" else None
             failure = "oversize" if exc.outcome == "oversize" else failure
+            failure = "truncated" if exc.cut_off else failure
             if failure is not None and classify_failure("eth_getLogs", failure, width=end - start + 1).kind == "range":
                 raise RangeRefusedError(str(exc), None) from None
             raise
         if not isinstance(result, list):
             raise _transient("eth_getLogs: result is not a list", "invalid_response")
+        if not all(isinstance(entry, dict) for entry in result):
+            # null or a bare hash among the logs (a broken upstream): not logs to check, decode or skip.
+            raise _transient("eth_getLogs: result holds an entry that is not a log object", "invalid_response")
         return result
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The parts of an endpoint URL that may be an API key: userinfo, path segments and query values
+    of 6 characters or more, as written and decoded; longest first (masked before their substrings)."""
+    parts = urlsplit(url)
+    found = [parts.username or "", parts.password or "", *parts.path.split("/")]
+    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    found += [unquote(part) for part in found]
+    return tuple(sorted({part for part in found if len(part) >= 6}, key=len, reverse=True))
 
 
 def _transient(message: str, outcome: str, retry_after: float | None = None) -> TransientRpcError:
@@ -325,9 +376,12 @@ def _raised(refusal: Refusal, status: int) -> Exception:
     return RpcError(refusal.reason)
 
 
-def _block_ref(result: Any) -> BlockHeader:
+def _block_ref(result: Any, asked: int | None = None) -> BlockHeader:
+    """The header in ``result``; ``asked``: the number requested, which it must carry (a caching proxy
+    or a load balancer mixing up answers could hand over another block: stored as this one's hash, it
+    would later read as a reorg)."""
     try:
-        return BlockHeader(
+        header = BlockHeader(
             number=int(result["number"], 16),
             hash=result["hash"],
             parent_hash=result["parentHash"],
@@ -335,6 +389,11 @@ def _block_ref(result: Any) -> BlockHeader:
         )
     except (KeyError, TypeError, ValueError):
         raise _transient("eth_getBlockByNumber: malformed block header", "invalid_response") from None
+    if asked is not None and header.number != asked:
+        raise _transient(
+            f"eth_getBlockByNumber: asked for block {asked}, got block {header.number}", "invalid_response"
+        )
+    return header
 
 
 def _quantity(value: object, method: str) -> int:

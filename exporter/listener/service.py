@@ -295,7 +295,7 @@ class Listener:
                         cursor = rolled_back
                         reorgs += 1
                 if cursor is None:
-                    cursor = self._initial_cursor(target)
+                    cursor = self._initial_cursor(target, head)
                     fresh = cursor.block_number
                     if self._audit is not None:
                         self._audit.starts_at(cursor.block_number + 1)
@@ -310,7 +310,9 @@ class Listener:
                 cursor = self._store.load_checkpoint(CHECKPOINT_NAME)
                 fresh = None
             except _NodeBehindError as behind:
-                assert cursor is not None  # only raised about a stored checkpoint
+                if cursor is None:  # no checkpoint, stored events above the head (_initial_cursor)
+                    log.warning("listener: %s", behind)
+                    return PollOutcome("idle", head, message=str(behind))  # no heartbeat: see _behind
                 return self._behind(cursor, head, started, str(behind), reorgs)
             except _ReorgTooDeepError as halt:
                 return self._halt(halt, head)
@@ -349,12 +351,17 @@ class Listener:
             followed = tagged.number
         return head, followed - self._settings.confirmations
 
-    def _initial_cursor(self, target: int) -> Checkpoint:
+    def _initial_cursor(self, target: int, head: int) -> Checkpoint:
         """Where a fresh listener starts: just before ``start_block``; for 'latest', just after the newest
         stored event (a database adopted from the seed: nothing between its last block and ours is
-        missed), else at the target."""
+        missed), else at the target. ``_NodeBehindError`` when that event is above the chain's head."""
         start = self._settings.start_block
         newest = self._store.newest_event_block() if start == "latest" else None
+        if newest is not None and newest > head:
+            raise _NodeBehindError(
+                f"the newest stored event is in block {newest}, above the chain's head {head} (a database "
+                "of another network, or a node far behind); waiting"
+            )
         if start != "latest":
             first = start
         elif newest is not None:

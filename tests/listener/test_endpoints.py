@@ -12,8 +12,9 @@ import requests
 
 from exporter.clock import FakeClock
 from exporter.config import ConfigError
+from exporter.listener.confirm import EmptyBlockConfirmer
 from exporter.listener.endpoints import EndpointPool, shown_endpoint
-from exporter.listener.rpc import LogFilter, RpcError, TransientRpcError
+from exporter.listener.rpc import BlockHeader, LogFilter, RpcError, TransientRpcError
 from exporter.metrics import Metrics
 from tests.listener.scripted_node import Reply, ScriptedNode
 from tests.listener.test_refusals import CORPUS
@@ -244,3 +245,22 @@ def test_an_endpoint_whose_head_is_unknown_does_not_serve_the_newest_blocks(
     second.replies.append(Reply(result=[{"logIndex": "0x1"}]))
     assert pool.get_logs(101, 110, FILTER) == [{"logIndex": "0x1"}]
     assert [r["method"] for r in first.requests] == ["eth_chainId", "eth_blockNumber"]
+
+
+def test_a_re_read_by_hash_goes_only_to_an_endpoint_whose_head_has_the_block(
+    nodes: list[ScriptedNode], metrics: Metrics, clock: FakeClock
+) -> None:
+    # The first endpoint lags (head 5) and, like besu before 24.12 or reth before 2024-03, answers []
+    # for a block hash it does not know: asked about block 8, it would "confirm" the block empty.
+    first, second = nodes
+    block_hash = "0x" + f"{8:064x}"
+    log = {"blockNumber": "0x8", "blockHash": block_hash, "logIndex": "0x0", "transactionHash": "0x" + "ee" * 32}
+    first.replies.extend([CHAIN, Reply(result="0x5"), Reply(result=[])])
+    second.replies.extend([CHAIN, Reply(result="0xa"), Reply(result=[log])])
+    pool = make_pool(nodes, metrics, clock)
+    assert pool.block_number() == 10
+    confirmer = EmptyBlockConfirmer(pool, FILTER, metrics)
+    confirmed = confirmer.confirm([BlockHeader(8, block_hash, "0x" + f"{7:064x}", (1 << 2048) - 1)], [])
+    assert confirmed.unconfirmed is None
+    assert confirmed.logs == [log]
+    assert [r["method"] for r in first.requests] == ["eth_chainId", "eth_blockNumber"]  # never asked

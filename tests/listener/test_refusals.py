@@ -89,6 +89,10 @@ def test_a_range_suggestion_from_a_width_starts_at_the_requested_block() -> None
         ("soon", None),
         ("-5", None),
         (None, None),
+        ("Mon, 30 Nov 99999999999999999999 00:00:00 GMT", None),  # a year too large for a datetime
+        ("Mon, 30 Nov 2026 25:00:00 GMT", None),  # no such hour
+        ("inf", None),
+        ("nan", None),
     ],
 )
 def test_retry_after_in_seconds_or_as_an_http_date(value: str | None, seconds: float | None) -> None:
@@ -106,6 +110,8 @@ def test_a_retry_after_above_thirty_seconds_is_kept_whole() -> None:
         ("eth_getLogs", "timeout", 100, "range"),
         ("eth_getLogs", "oversize", 2, "range"),
         ("eth_getLogs", "timeout", 1, "transient"),  # nothing narrower to ask for
+        ("eth_getLogs", "truncated", 100, "range"),  # cut off mid-body: a gateway limit on long answers
+        ("eth_getLogs", "truncated", 1, "transient"),
         ("eth_getLogs", "connection", 100, "transient"),
         ("eth_blockNumber", "timeout", 1, "transient"),
         ("eth_getBlockByNumber", "garbled", 1, "transient"),
@@ -149,3 +155,23 @@ def test_a_result_cap_is_told_from_a_width_limit(message: str, max_results: int 
     refusal = classify("eth_getLogs", error={"code": -32005, "message": message})
     assert refusal.kind == "range"
     assert refusal.max_results == max_results
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        # Wordings no pattern knows (composed, as providers reword theirs): about the range, so narrow.
+        ("Exceeded max range limit for eth_getLogs: 10000", "range"),
+        ("your plan does not allow this many blocks in one request", "range"),
+        ("too many logs for one call on this tier", "range"),
+        ("the number of results is above what this endpoint returns", "range"),
+        # Not about the range: stay what they were.
+        ("invalid argument 0: hex string without 0x prefix", "permanent"),
+        ("the method eth_getLogs does not exist/is not available", "permanent"),
+        ("unknown block", "transient"),
+    ],
+)
+def test_an_unknown_get_logs_refusal_about_its_range_narrows_it(message: str, kind: str) -> None:
+    # Once permanent: the same range failed every poll, for ever (the listener stuck for good).
+    assert classify("eth_getLogs", error={"code": -32000, "message": message}).kind == kind
+    assert classify("eth_getBlockByNumber", error={"code": -32000, "message": message}).kind != "range"

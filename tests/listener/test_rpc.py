@@ -265,3 +265,111 @@ def test_retry_after_as_an_http_date_is_honoured_uncapped(node: ScriptedNode, me
             client.block_number()
     assert info.value.rate_limited
     assert info.value.retry_after == 120.0  # a date two minutes ahead; not cut to 30 s
+
+
+def test_an_unreadable_retry_after_date_is_a_plain_rate_limit(node: ScriptedNode, client: RpcClient) -> None:
+    # A year too large for a datetime once raised OverflowError out of the client (no failover, no retry).
+    node.replies.append(
+        Reply(status=429, body=b"slow down", headers={"Retry-After": "Mon, 30 Nov 99999999999999999999 00:00:00 GMT"})
+    )
+    with pytest.raises(TransientRpcError) as info:
+        client.block_number()
+    assert info.value.rate_limited and info.value.retry_after is None
+
+
+def test_a_batch_over_the_node_limit_answered_with_one_error_element_is_a_batch_refusal(
+    node: ScriptedNode, client: RpcClient
+) -> None:
+    # geth (and bor, erigon) answer a batch over --rpc.batch-request-limit with a list holding one
+    # error that carries the first call's id; it once read as "batch answer lacks 1 of 2", retried for ever.
+    too_large = [{"jsonrpc": "2.0", "id": 1, "error": {"code": -32600, "message": "batch too large"}}]
+    node.replies.append(Reply(body=json.dumps(too_large).encode()))
+    with pytest.raises(BatchRefusedError):
+        client.blocks([1, 2])
+
+
+def test_a_batch_refusal_in_every_element_is_a_batch_refusal(node: ScriptedNode, client: RpcClient) -> None:
+    # A refusal repeated in each element (ids 1 and 2 answered) once read as a permanent node error.
+    error = {"code": -32600, "message": "Batch of more than 3 requests are not allowed on free tier"}
+    node.replies.append(Reply(body=json.dumps([{"jsonrpc": "2.0", "id": i, "error": error} for i in (1, 2)]).encode()))
+    with pytest.raises(BatchRefusedError):
+        client.blocks([1, 2])
+
+
+def test_batch_answers_with_ids_echoed_as_strings_are_matched(node: ScriptedNode, client: RpcClient) -> None:
+    def header(n: int) -> dict[str, str]:
+        return {"number": hex(n), "hash": f"0x{n:064x}", "parentHash": f"0x{n - 1:064x}"}
+
+    answers = [{"jsonrpc": "2.0", "id": "2", "result": header(8)}, {"jsonrpc": "2.0", "id": "1", "result": header(7)}]
+    node.replies.append(Reply(body=json.dumps(answers).encode()))
+    assert [h.number if h else None for h in client.blocks([7, 8])] == [7, 8]
+
+
+@pytest.mark.parametrize("entry", [None, "0x" + "ab" * 32, ["0x1"]])
+def test_a_get_logs_answer_with_an_entry_that_is_not_a_log_object_is_transient(
+    node: ScriptedNode, client: RpcClient, entry: object
+) -> None:
+    # Such an entry once reached the fetcher, whose hash checks raised AttributeError out of the poll
+    # (and the decoder would have skipped it as malformed: a lost log had the node meant one).
+    log = {"blockNumber": "0x1", "blockHash": "0x" + "00" * 32, "logIndex": "0x0", "topics": [], "data": "0x"}
+    node.replies.append(Reply(result=[log, entry]))
+    with pytest.raises(TransientRpcError, match="not a log object"):
+        client.get_logs(0, 1, FILTER)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # The headers promise more than comes before the connection closes (IncompleteRead).
+        Reply(body=b'{"jsonrpc":"2.0","id":1,"result":[{"a', headers={"Content-Length": "100000"}, send_length=False),
+        # No length: the JSON simply stops short where a proxy cut it.
+        Reply(body=b'{"jsonrpc":"2.0","id":1,"result":[{"address":"0x', send_length=False),
+    ],
+    ids=["incomplete_body", "json_stops_short"],
+)
+def test_a_wide_get_logs_whose_answer_is_cut_off_is_a_range_refusal(
+    node: ScriptedNode, client: RpcClient, metrics: Metrics, reply: Reply
+) -> None:
+    # Once a plain transient error: the same wide range was asked again, cut off again, for ever.
+    node.replies.append(reply)
+    with pytest.raises(RangeRefusedError):
+        client.get_logs(0, 10, FILTER)
+    node.replies.append(reply)
+    with pytest.raises(TransientRpcError) as info:  # one block: nothing narrower to ask for
+        client.get_logs(5, 5, FILTER)
+    assert info.value.cut_off
+    node.replies.append(reply)
+    with pytest.raises(TransientRpcError):  # any other call: try again
+        client.block_number()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "invalid project id secret-key for this network",  # the key echoed as it is in the path
+        "no access for https://127.0.0.1/v3/secret-key",  # the whole URL echoed
+    ],
+)
+def test_a_provider_message_echoing_the_api_key_is_masked(node: ScriptedNode, client: RpcClient, message: str) -> None:
+    # The reason reaches logs, the status page and chain check rows; the URL's key must not.
+    node.replies.append(Reply(error={"code": -32002, "message": message}))
+    with pytest.raises(RpcError) as info:
+        client.block_number()
+    node.replies.append(Reply(status=403, error={"code": -32002, "message": message}))
+    with pytest.raises(RpcError) as again:
+        client.block_number()
+    for exc in (info.value, again.value):
+        assert "secret-key" not in str(exc) and "***" in str(exc)
+
+
+def test_a_header_of_another_block_than_the_one_asked_for_is_transient(node: ScriptedNode, client: RpcClient) -> None:
+    # A caching proxy answering "latest" (block 50) for block 41: stored as block 41's hash, it would
+    # later look like a reorg of block 41 (events rolled back and read again).
+    block_50 = {"number": "0x32", "hash": "0x" + "05" * 32, "parentHash": "0x" + "04" * 32}
+    node.replies.append(Reply(result=block_50))
+    with pytest.raises(TransientRpcError, match="asked for block 41, got block 50"):
+        client.block(41)
+    answers = [{"jsonrpc": "2.0", "id": 2, "result": block_50}, {"jsonrpc": "2.0", "id": 3, "result": block_50}]
+    node.replies.append(Reply(body=json.dumps(answers).encode()))
+    with pytest.raises(TransientRpcError, match="asked for block 49, got block 50"):
+        client.blocks([49, 50])
