@@ -203,6 +203,24 @@ def test_explorer_link_field_needs_an_explorer_url() -> None:
 
 
 @pytest.mark.parametrize(
+    ("explorer_url", "link"),
+    [
+        ("https://explorer.example/my chain", "https://explorer.example/my%20chain"),
+        ("https://explorer.example/réseau", "https://explorer.example/r%C3%A9seau"),
+        ("https://explorer.example/<!channel>", "https://explorer.example/%3C!channel%3E"),
+    ],
+)
+def test_explorer_link_is_percent_encoded(explorer_url: str, link: str) -> None:
+    """One link a chat client follows whole, like the dashboard link (alert.encode_url): a space or a
+    non-ASCII letter in the configured base must not cut it, nor "<" reach Slack as markup."""
+    tx = f"0x{1:064x}"
+    (rule,) = rules(message="see {explorer_link}", explorer_url=explorer_url)
+    assert rule.render(event(1))[1] == f"see {link}/tx/{tx}"
+    (rule,) = rules(explorer_url=explorer_url)  # the link appended when the message has none
+    assert rule.render(event(1))[1].endswith(f"\nExplorer: {link}/tx/{tx}")
+
+
+@pytest.mark.parametrize(
     ("alert", "expected"),
     [
         ({"state": "firing", "provisional": True}, "🚨 [CRIT] Provisional: FailSafe triggered"),
