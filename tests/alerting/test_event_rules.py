@@ -127,6 +127,22 @@ def test_provisional_notice_is_retracted_when_its_event_is_gone_and_forgotten_on
     assert evaluator.reconcile(memory, present=set(), final_block=11) == []
 
 
+def test_a_retracted_threshold_notice_gives_back_the_events_that_remain() -> None:
+    """A reorg that removes one of the three events of a provisional threshold-3 notice retracts it;
+    the two that remain still count, so when the removed transaction is mined again (a new row), three
+    matching events exist within the window again and the rule fires again (also after a restart:
+    the memory goes through JSON)."""
+    (rule,) = rules(mode="provisional", threshold=3, within="10m", cooldown="1h")
+    evaluator, memory = RuleEvaluator(rule), RuleMemory()
+    notices, _ = evaluator.observe(memory, [event(i, block=10 + i) for i in (1, 2, 3)], float("inf"), T0)
+    assert [n.kind for n in notices] == ["firing"]
+    assert [n.kind for n in evaluator.reconcile(memory, present={1, 2}, final_block=0)] == ["retracted"]
+    memory = RuleMemory.from_json(memory.to_json())
+    notices, _ = evaluator.observe(memory, [event(4, block=14)], float("inf"), T0)
+    assert [n.kind for n in notices] == ["firing"]
+    assert notices[0].detail.endswith("3 matching events within 10m")
+
+
 def test_memory_survives_json_round_trip() -> None:
     (rule,) = rules(mode="provisional", threshold=2)
     evaluator, memory = RuleEvaluator(rule), RuleMemory()
