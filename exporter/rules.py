@@ -305,33 +305,49 @@ def declared_checks(config: Config) -> list[CheckSpec]:
     return [spec for spec in by_name.values() if spec.enabled]
 
 
+def _failing_groups(config: Config) -> list[tuple[Severity, int, list[str]]]:
+    """The checks' ``BlocktrustCheckFailing`` groups: (severity, failure threshold, regex-escaped
+    names), crit, info then warn, each by threshold; the last is always warn at
+    ``alerting.failure_threshold`` with no names (every check not in another group)."""
+    default = config.alerting.failure_threshold
+    groups: dict[tuple[Severity, int], list[str]] = {}
+    for spec in declared_checks(config):
+        key = (spec.severity, spec.failure_threshold or default)
+        if key != ("warn", default):
+            groups.setdefault(key, []).append(re.escape(spec.name))
+    order: dict[Severity, int] = {"crit": 0, "info": 1, "warn": 2}
+    found = [(sev, threshold, names) for (sev, threshold), names in groups.items()]
+    found.sort(key=lambda group: (order[group[0]], group[1] != default, group[1]))
+    return [*found, ("warn", default, [])]
+
+
 def _check_failing_alerts(config: Config) -> list[dict[str, object]]:
-    """``BlocktrustCheckFailing`` with each check's own severity (as the exporter's alerts use it),
-    after ``alerting.failure_threshold`` failed runs. Checks not named here are ``warn``. The text
-    says what failed: the error class (and HTTP status) of ``blocktrust_check_last_failure_info``."""
-    by_severity = _checks_by_severity(config)
-    names = {"crit": by_severity["crit"], "info": by_severity["info"]}
-    hold = (config.alerting.failure_threshold - 1) * config.checks.interval
-    selectors = [(sev, f"check=~`{'|'.join(found)}`") for sev, found in names.items() if found]
-    others = [n for found in names.values() for n in found]
-    selectors.append(("warn", f"check!~`{'|'.join(others)}`" if others else ""))
+    """``BlocktrustCheckFailing`` with each check's own severity and ``failure_threshold`` (as the
+    exporter's alerts use them; by default ``alerting.failure_threshold``) failed runs. Checks not
+    named here are ``warn``. The text says what failed: the error class (and HTTP status) of
+    ``blocktrust_check_last_failure_info``."""
+    groups = _failing_groups(config)
+    others = [name for _, _, names in groups for name in names]
     failure = (
         '{{ with printf "blocktrust_check_last_failure_info{job=%q,instance=%q,check=%q}" '
         "$labels.job $labels.instance $labels.check | query }}{{ with first . }}: "
         '{{ label "class" . }}{{ with label "status_code" . }} (HTTP {{ . }}){{ end }}{{ end }}{{ end }}'
     )
     rules: list[dict[str, object]] = []
-    for severity, selector in selectors:
+    for severity, threshold, names in groups:
+        rest = f"check!~`{'|'.join(others)}`" if others else ""  # the catch-all warn group
+        selector = f"check=~`{'|'.join(names)}`" if names else rest
         rule: dict[str, object] = {
             "alert": "BlocktrustCheckFailing",
             "expr": f"blocktrust_check_up{{{selector}}} == 0",
         }
+        hold = (threshold - 1) * config.checks.interval
         if hold > 0:
             rule["for"] = duration(hold)
         rule["labels"] = {"severity": severity}
         rule["annotations"] = {
             "summary": "{{ $labels.check }} failing" + failure,
-            "description": f"The last {config.alerting.failure_threshold} runs of {{{{ $labels.check }}}} failed"
+            "description": f"The last {threshold} runs of {{{{ $labels.check }}}} failed"
             f"{failure}; the exporter's log (and its own alert) give the details.",
             "runbook_url": _runbook(config, "BlocktrustCheckFailing"),
             "dashboard": _dashboard(config),
@@ -407,7 +423,6 @@ def _failures_over(threshold: float, runs: int) -> int:
 def explain(config: Config) -> list[Timing]:
     """Detection and reset time of every alert ``render_rules`` generates for ``config``."""
     step = config.checks.interval
-    by_severity = _checks_by_severity(config)
     timings: list[Timing] = []
     for sli in _slis(config):
         for tier in burn_tiers(config.slo.window, sli.budget, step):
@@ -429,19 +444,21 @@ def explain(config: Config) -> list[Timing]:
                     f"burn > {tier.factor:g}x over {duration(tier.long_window_s)} and {duration(tier.short_window_s)}",
                 )
             )
-    held = config.alerting.failure_threshold * step
-    for severity, found in by_severity.items():
-        if found or severity == "warn":
-            timings.append(
-                Timing(
-                    "BlocktrustCheckFailing",
-                    severity,
-                    f"{severity} checks",
-                    held,
-                    step,
-                    f"{config.alerting.failure_threshold} failed runs in a row; ends at the first passing run",
-                )
+    default = config.alerting.failure_threshold
+    for severity, threshold, names in _failing_groups(config):
+        applies = f"{severity} checks"
+        if threshold != default:
+            applies = ", ".join(name.replace("\\", "") for name in names)  # the checks with their own
+        timings.append(
+            Timing(
+                "BlocktrustCheckFailing",
+                severity,
+                applies,
+                threshold * step,
+                step,
+                f"{threshold} failed runs in a row; ends at the first passing run",
             )
+        )
     poll = config.listener.poll_interval
     timings.append(
         Timing(

@@ -217,6 +217,9 @@ class AlertEngine:
         # Open incidents whose notices are held back: a dependency's failure explains them.
         self._held: set[str] = set()
         self._round: dict[str, bool] = {}  # check -> passed, in the round observe() is deciding
+        # Dependencies this engine has no result of (another replica runs them: checks.run_on shard):
+        # check -> failing, from the store's latest rows, read at most once per round (None: not yet).
+        self._elsewhere: dict[str, bool] | None = None
         # check -> (its incident's last_notified_at, clock.monotonic() at that notice): see _reminder_due.
         self._notified_mono: dict[str, tuple[datetime, float]] = {}
         self._loaded = False
@@ -240,6 +243,7 @@ class AlertEngine:
             # The round's own verdicts come first when suppression asks whether a dependency fails, so
             # that its failure in this same round explains its dependants' (whatever the order).
             self._round = {result.check_name: result.ok for result in checks}
+            self._elsewhere = None
             for result in checks:
                 if result.ok:
                     self._on_success(result)
@@ -247,6 +251,7 @@ class AlertEngine:
                     self._on_failure(result)
             self._round = {}
             self._release_held()
+            self._elsewhere = None
             self._send_due()
             self._update_gauge()
 
@@ -519,11 +524,33 @@ class AlertEngine:
 
     def _failing(self, check_name: str) -> bool:
         """The check's real state: its result in the round being observed, else its last result failed
-        (whether or not anyone was told)."""
+        (whether or not anyone was told); for a check this engine has seen no result of (another
+        replica runs it), its latest row in the store, from any process."""
         if check_name in self._round:
             return not self._round[check_name]
         streak = self._streaks.get(check_name)
-        return streak is not None and streak.failures > 0
+        if streak is not None:
+            return streak.failures > 0
+        return self._failing_elsewhere().get(check_name, False)
+
+    def _failing_elsewhere(self) -> dict[str, bool]:
+        """The dependencies with no result here, by their latest stored result (one query per round;
+        a result older than ``removed_after`` says nothing; the store unable to answer: none fails)."""
+        if self._elsewhere is None:
+            wanted = sorted(
+                {
+                    dep
+                    for deps in self._dependencies.values()
+                    for dep in deps
+                    if dep != LOGIN and dep not in self._round and dep not in self._streaks
+                }
+            )
+            since = self._clock.now() - self._removed_after if self._removed_after else None
+            latest = self._ledger.latest_results(wanted) if wanted else {}
+            self._elsewhere = {
+                name: not row.ok for name, row in (latest or {}).items() if since is None or row.ts >= since
+            }
+        return self._elsewhere
 
     def _suppressor(self, check_name: str) -> str | None:
         """The failing dependency that explains ``check_name``'s failure, followed down through failing

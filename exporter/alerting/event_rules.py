@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.alerting.alert import encode_url
 from exporter.config import AlertingSettings, ConfigError, EventRule
 from exporter.store.base import StoredEvent
 
@@ -229,7 +230,8 @@ def template_values(event: StoredEvent, rule: str, explorer_url: str | None) -> 
     values.update(type=event.type, id=str(event.id), rule=rule)
     tx_hash = data.get("transactionHash")
     if explorer_url and isinstance(tx_hash, str):
-        values["explorer_link"] = f"{explorer_url.rstrip('/')}/tx/{tx_hash}"
+        # Percent-encoded like the dashboard link: one link, whatever the configured base holds.
+        values["explorer_link"] = encode_url(f"{explorer_url.rstrip('/')}/tx/{tx_hash}")
     return values
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from exporter.clock import Clock
 from exporter.redact import no_redaction
-from exporter.store.base import Incident, Store, StoreError
+from exporter.store.base import CheckResult, Incident, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,19 @@ class IncidentLedger:
     def ran_since(self, check_names: Sequence[str], since: datetime) -> set[str] | None:
         """Which of ``check_names`` have a result (from any process) at or after ``since``; None when the
         store cannot say now (in back-off, or failing)."""
+        latest = self.latest_results(check_names)
+        return None if latest is None else {name for name, row in latest.items() if row.ts >= since}
+
+    def latest_results(self, check_names: Sequence[str]) -> dict[str, CheckResult] | None:
+        """The latest stored result (from any process) of each of ``check_names`` that has one; None
+        when the store cannot say now (in back-off, or failing)."""
         if not self.usable():
             return None
         try:
-            latest = self._store.latest_results(list(check_names))
+            return self._store.latest_results(list(check_names))
         except StoreError as exc:
             self._failed("looking for recent results", exc)
             return None
-        return {name for name, row in latest.items() if row.ts >= since}
 
     def _write_back(self, open_now: MutableMapping[str, Incident]) -> None:
         """Record, in order, the incidents that lived only in memory while the store was down."""

@@ -40,12 +40,15 @@ class RuleNotice:
 
 @dataclass
 class _Pending:
-    """A provisional notice not final yet: the events it was based on and the newest one's block."""
+    """A provisional notice not final yet: the events it was based on and the newest one's block;
+    ``matches`` (id, stored time, block) of those events, given back to the count if a reorg
+    retracts the notice (empty in a state saved before it was kept)."""
 
     event_ids: list[int]
     block: int
     title: str
     detail: str
+    matches: list[tuple[int, float, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -63,7 +66,14 @@ class RuleMemory:
             "matches": [list(m) for m in self.matches],
             "last_notice": self.last_notice,
             "pending": [
-                {"event_ids": p.event_ids, "block": p.block, "title": p.title, "detail": p.detail} for p in self.pending
+                {
+                    "event_ids": p.event_ids,
+                    "block": p.block,
+                    "title": p.title,
+                    "detail": p.detail,
+                    "matches": [list(m) for m in p.matches],
+                }
+                for p in self.pending
             ],
         }
 
@@ -73,7 +83,13 @@ class RuleMemory:
             matches=[(int(i), float(t), int(b)) for i, t, b in data.get("matches", [])],
             last_notice=None if data.get("last_notice") is None else float(data["last_notice"]),
             pending=[
-                _Pending([int(i) for i in p["event_ids"]], int(p["block"]), str(p["title"]), str(p["detail"]))
+                _Pending(
+                    [int(i) for i in p["event_ids"]],
+                    int(p["block"]),
+                    str(p["title"]),
+                    str(p["detail"]),
+                    [(int(i), float(t), int(b)) for i, t, b in p.get("matches", [])],
+                )
                 for p in data.get("pending", [])
             ],
         )
@@ -114,14 +130,18 @@ class RuleEvaluator:
 
     def reconcile(self, memory: RuleMemory, present: set[int], final_block: float) -> list[RuleNotice]:
         """Forget matches a reorg removed; retract each pending notice left with fewer than
-        ``threshold`` of its events (its cooldown is lifted: that notice no longer stands); let go of
-        pending notices whose newest block is at or below ``final_block``."""
+        ``threshold`` of its events (its cooldown is lifted: that notice no longer stands, and its
+        events that remain count again towards the next one); let go of pending notices whose newest
+        block is at or below ``final_block``."""
         memory.matches = [m for m in memory.matches if m[0] in present]
         notices: list[RuleNotice] = []
         kept: list[_Pending] = []
         for pending in memory.pending:
             remaining = sum(1 for i in pending.event_ids if i in present)
             if remaining < self.rule.spec.threshold:
+                counted = {m[0] for m in memory.matches}
+                back = [m for m in pending.matches if m[0] in present and m[0] not in counted]
+                memory.matches = sorted(memory.matches + back)[-self.rule.spec.threshold :]
                 notices.append(
                     RuleNotice(
                         "retracted",
@@ -161,7 +181,7 @@ class RuleEvaluator:
             detail += f"\n{spec.threshold} matching events within {_seconds(spec.window)}"
         if self.provisional:
             ids = [m[0] for m in memory.matches]
-            memory.pending.append(_Pending(ids, max(m[2] for m in memory.matches), title, detail))
+            memory.pending.append(_Pending(ids, max(m[2] for m in memory.matches), title, detail, list(memory.matches)))
         memory.matches = []
         memory.last_notice = moment
         return RuleNotice("firing", title, detail, provisional=self.provisional, since=event.stored_at)

@@ -30,7 +30,8 @@ from tests.alerting.kit import RecordingSink, result, table_rows
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 ROUND = 60.0
-API_CHECKS = [spec.name for spec in default_checks() if not spec.name.startswith("listener.")]
+# The API's checks (chain.head, a default too, is the chain's: not part of an API outage).
+API_CHECKS = [spec.name for spec in default_checks() if spec.name.startswith(("api.", "synthetic."))]
 DEPENDANTS = [name for name in API_CHECKS if name != "api.health"]
 LOGIN_FAILED: dict[str, Any] = {
     "status_code": 503,
@@ -60,8 +61,7 @@ def test_default_dependencies(name: str, expected: tuple[str, ...]) -> None:
 
 
 def test_defaults_of_the_nine_checks_with_chain_head_configured() -> None:
-    specs = [*default_checks(), CheckSpec(name="chain.head", url="http://127.0.0.1:1/head")]
-    graph = check_dependencies(specs)
+    graph = check_dependencies(default_checks())  # chain.head is one of them
     assert graph["api.health"] == ()
     assert all(graph[name] == ("api.health", LOGIN) for name in DEPENDANTS)
     assert graph[LOGIN] == ("api.health",)
@@ -70,7 +70,8 @@ def test_defaults_of_the_nine_checks_with_chain_head_configured() -> None:
 
 def test_a_dependency_not_configured_is_no_dependency_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="exporter.alerting.dependencies")
-    graph = check_dependencies(default_checks())  # no chain.head configured (another kind, not enabled here)
+    # No chain.head here (its kind is not enabled without an RPC URL: resolve_checks drops it).
+    graph = check_dependencies([spec for spec in default_checks() if spec.name != "chain.head"])
     assert graph["listener.lag"] == graph["listener.progress"] == ()
     lines = [r.getMessage() for r in caplog.records if "chain.head" in r.getMessage()]
     assert lines == [
@@ -317,3 +318,50 @@ def test_order_in_the_round_and_a_lower_threshold_of_the_dependant_do_not_matter
     clock.advance(ROUND)
     engine.observe([result("api.stats", False, clock.now()), result("api.health", False, clock.now())])
     assert [(a.check_name, a.state) for a in sink.alerts] == [("api.health", "firing")]
+
+
+# ------------------------------------------------------------------ sharded replicas (run_on: shard)
+def test_sharded_replicas_suppress_through_a_dependency_run_by_another_replica(store_url: str) -> None:
+    """``checks.run_on: shard``: api.health runs on one replica, api.events on another (their results
+    reach each other only through the store). The API outage is still one notice, not one per replica;
+    once api.health recovers and api.events still fails, api.events is notified."""
+    graph = check_dependencies(default_checks())
+    clock = FakeClock(START)
+    stores = [open_store(store_url) for _ in range(2)]
+    stores[0].migrate()
+    sinks = [RecordingSink(), RecordingSink()]
+    engines = [
+        AlertEngine(
+            store,
+            sink,
+            clock,
+            Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="test"),
+            AlertingSettings(),
+            dependencies=graph,
+        )
+        for store, sink in zip(stores, sinks, strict=True)
+    ]
+    runs = [["api.health"], ["api.events"]]
+
+    def round_(failing: set[str]) -> None:
+        for store, engine, names in zip(stores, engines, runs, strict=True):
+            results = [result(name, name not in failing, clock.now()) for name in names]
+            store.write_results(results)  # the replica's writer, before the engine decides
+            engine.observe(results)
+            engine.tick()
+        clock.advance(ROUND)
+
+    try:
+        for _ in range(3):
+            round_({"api.health", "api.events"})
+        notices = [(a.check_name, a.state) for sink in sinks for a in sink.alerts]
+        assert notices == [("api.health", "firing")]
+        rows = {row[0]: row[1] for row in table_rows(store_url, "monitor_incidents", "check_name, suppressed_by")}
+        assert rows == {"api.health": None, "api.events": "api.health"}
+        for _ in range(3):
+            round_({"api.events"})  # the API is back; api.events still fails: a problem of its own now
+        notices = [(a.check_name, a.state) for sink in sinks for a in sink.alerts]
+        assert notices == [("api.health", "firing"), ("api.health", "resolved"), ("api.events", "firing")]
+    finally:
+        for store in stores:
+            store.close()

@@ -127,6 +127,22 @@ def test_provisional_notice_is_retracted_when_its_event_is_gone_and_forgotten_on
     assert evaluator.reconcile(memory, present=set(), final_block=11) == []
 
 
+def test_a_retracted_threshold_notice_gives_back_the_events_that_remain() -> None:
+    """A reorg that removes one of the three events of a provisional threshold-3 notice retracts it;
+    the two that remain still count, so when the removed transaction is mined again (a new row), three
+    matching events exist within the window again and the rule fires again (also after a restart:
+    the memory goes through JSON)."""
+    (rule,) = rules(mode="provisional", threshold=3, within="10m", cooldown="1h")
+    evaluator, memory = RuleEvaluator(rule), RuleMemory()
+    notices, _ = evaluator.observe(memory, [event(i, block=10 + i) for i in (1, 2, 3)], float("inf"), T0)
+    assert [n.kind for n in notices] == ["firing"]
+    assert [n.kind for n in evaluator.reconcile(memory, present={1, 2}, final_block=0)] == ["retracted"]
+    memory = RuleMemory.from_json(memory.to_json())
+    notices, _ = evaluator.observe(memory, [event(4, block=14)], float("inf"), T0)
+    assert [n.kind for n in notices] == ["firing"]
+    assert notices[0].detail.endswith("3 matching events within 10m")
+
+
 def test_memory_survives_json_round_trip() -> None:
     (rule,) = rules(mode="provisional", threshold=2)
     evaluator, memory = RuleEvaluator(rule), RuleMemory()
@@ -200,6 +216,24 @@ def test_explorer_link_field_needs_an_explorer_url() -> None:
     (rule,) = rules(message="see {explorer_link}", explorer_url="https://amoy.polygonscan.com")
     _, detail = rule.render(event(1))
     assert detail == f"see https://amoy.polygonscan.com/tx/0x{1:064x}"
+
+
+@pytest.mark.parametrize(
+    ("explorer_url", "link"),
+    [
+        ("https://explorer.example/my chain", "https://explorer.example/my%20chain"),
+        ("https://explorer.example/réseau", "https://explorer.example/r%C3%A9seau"),
+        ("https://explorer.example/<!channel>", "https://explorer.example/%3C!channel%3E"),
+    ],
+)
+def test_explorer_link_is_percent_encoded(explorer_url: str, link: str) -> None:
+    """One link a chat client follows whole, like the dashboard link (alert.encode_url): a space or a
+    non-ASCII letter in the configured base must not cut it, nor "<" reach Slack as markup."""
+    tx = f"0x{1:064x}"
+    (rule,) = rules(message="see {explorer_link}", explorer_url=explorer_url)
+    assert rule.render(event(1))[1] == f"see {link}/tx/{tx}"
+    (rule,) = rules(explorer_url=explorer_url)  # the link appended when the message has none
+    assert rule.render(event(1))[1].endswith(f"\nExplorer: {link}/tx/{tx}")
 
 
 @pytest.mark.parametrize(

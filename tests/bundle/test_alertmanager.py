@@ -477,6 +477,21 @@ def test_telegram_groups_alike_alerts_and_stays_under_its_limit(tmp_path: Path) 
     assert text.rstrip().endswith(f"… and {40 - shown} more alerts (all of them: https://alertmanager.example.org)")
 
 
+@pytest.mark.parametrize("char", ["x", "é", "🚨"])
+def test_telegram_shows_an_alert_too_long_for_one_message_shortened_not_dropped(char: str, tmp_path: Path) -> None:
+    """Defect 7's kind: one alert whose description alone is over the limit (any alert routed through
+    this Alertmanager may carry one) is shown with its description shortened, never replaced by a
+    bare "… and 1 more alerts"; a second alert behind it is shown or summarised, as the room says."""
+    long = _group_alert("a failing", char * 5000, instance="x:1")
+    for alerts in ([long], [long, _group_alert("b failing", "timeout")]):
+        text = _render_template(tmp_path, '{{ template "blocktrust.telegram" . }}', alerts)
+        assert len(text.encode("utf-16-le")) // 2 <= 4096  # what Telegram counts
+        assert text.startswith(f"🚨 [CRIT] a failing\n{char * 100}")
+        assert "…\nSince 2026-01-01 12:00:00 UTC\nDashboard: https://g.example/d/x?a=1&b=2" in text
+    summarised = text.rstrip().endswith("… and 1 more alerts (all of them: https://alertmanager.example.org)")
+    assert ("\n\n🚨 [CRIT] b failing\ntimeout\n" in text) != summarised
+
+
 def test_telegram_shows_a_small_group_in_full(tmp_path: Path) -> None:
     alerts = [_group_alert("a failing", "HTTP 500", instance="x:1"), _group_alert("b failing", "timeout")]
     text = _render_template(tmp_path, '{{ template "blocktrust.telegram" . }}', alerts)

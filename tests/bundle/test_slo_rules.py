@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.config import Config, load_config
 from exporter.metrics import Metrics
-from exporter.rules import MIN_FAILED_RUNS, burn_tiers, duration, render_rules
+from exporter.rules import MIN_FAILED_RUNS, burn_tiers, duration, explain, render_rules
 from tests.bundle.conftest import REPO, tool
 
 PROMETHEUS_DIR = REPO / "prometheus"
@@ -365,7 +365,7 @@ def test_burn_alerts_follow_each_checks_severity(tmp_path: Path) -> None:
 def test_the_default_burn_rules_page_only_for_crit_checks() -> None:
     alerts = _alerts_of((PROMETHEUS_DIR / "rules" / "slo.yml").read_text())
     pages = [a for a in alerts if a["labels"]["severity"] == "crit" and "burn" in a["labels"]]  # type: ignore[index,operator]
-    assert pages and all(r"check=~`api\.health|listener\.lag`" in str(a["expr"]) for a in pages)
+    assert pages and all(r"check=~`api\.health|chain\.head|listener\.lag`" in str(a["expr"]) for a in pages)
     everyone = Config.model_validate({"checks": {"include_defaults": False}})
     assert not [a for a in _alerts_of(render_rules(everyone)) if a["labels"].get("burn", "").startswith("page")]  # type: ignore[attr-defined]
 
@@ -407,3 +407,60 @@ def test_explain_states_detection_and_reset_of_every_generated_alert() -> None:
         rule = next(a for a in generated if a["alert"] == name and a["labels"]["burn"] == tier)  # type: ignore[index]
         short_window = str(rule["expr"]).splitlines()[2].split("ratio_rate")[1].split("{")[0]
         assert row[4] == short_window, f"{tier}: ends within {row[4]}, short window {short_window}"
+
+
+def test_check_failing_waits_for_each_checks_own_failure_threshold(tmp_path: Path) -> None:
+    """Defect 3's kind (a per-check setting the generated rules ignored): the exporter opens an
+    incident after a check's own ``failure_threshold`` failed runs, so BlocktrustCheckFailing waits as
+    long; checked by promtool with a check of threshold 5 (and one of threshold 1) failing for 3 runs,
+    then for 5, and stated by ``rules --explain``."""
+    config = Config.model_validate(
+        {
+            "api": {"base_url": "https://api.example.org"},
+            "checks": {
+                "include_defaults": False,
+                "items": [
+                    {"name": "shop.home", "path": "/", "severity": "crit", "failure_threshold": 5},
+                    {"name": "shop.cart", "path": "/cart", "severity": "crit"},
+                    {"name": "shop.stats", "path": "/stats", "failure_threshold": 1},
+                ],
+            },
+        }
+    )
+    rules = tmp_path / "slo.yml"
+    rules.write_text(render_rules(config))
+    labels = 'job="blocktrust-exporter",instance="exporter:9108"'
+    series = [
+        {"series": f'blocktrust_check_up{{{labels},check="{check}"}}', "values": "1 1 0 0 0 0 0 0 0 0"}
+        for check in ("shop.home", "shop.cart", "shop.stats")
+    ]
+
+    # Expect nothing: promtool then prints, per evaluation time, every alert that did fire.
+    expect_none: list[dict[str, object]] = [{"alertname": "BlocktrustCheckFailing", "exp_alerts": []}] * 2
+    tests = [{**expect, "eval_time": at} for expect, at in zip(expect_none, ("4m", "6m"), strict=True)]
+    unit = tmp_path / "unit.yml"
+    unit.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(rules)],
+                "evaluation_interval": "1m",
+                "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": tests}],
+            }
+        )
+    )
+    result = subprocess.run([tool("promtool"), "test", "rules", str(unit)], capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    sections = {at: output.split(f"time: {at},")[1].split("time: ")[0] for at in ("4m", "6m")}
+    fired = {at: sorted(re.findall(r'check="([\w.]+)".*?severity="(\w+)"', text)) for at, text in sections.items()}
+    # The third failed run (the first was at 2m): threshold 1 and 2 fired, threshold 5 not yet; at the fifth, all.
+    assert fired == {
+        "4m": [("shop.cart", "crit"), ("shop.stats", "warn")],
+        "6m": [("shop.cart", "crit"), ("shop.home", "crit"), ("shop.stats", "warn")],
+    }, output
+    timings = [(t.severity, t.applies_to, t.fires_s) for t in explain(config) if t.alert == "BlocktrustCheckFailing"]
+    assert timings == [
+        ("crit", "crit checks", 120.0),
+        ("crit", "shop.home", 300.0),
+        ("warn", "shop.stats", 60.0),
+        ("warn", "warn checks", 120.0),
+    ]

@@ -10,6 +10,7 @@ groups of prometheus/rules/ (regenerated and compared) and they pass ``promtool 
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -182,14 +183,59 @@ def test_service_monitor_pdb_and_service_select_the_pods(rendered: dict[str, lis
     assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "blocktrust-exporter"
 
 
+_ROUTED: dict[str, dict[str, str]] = {
+    "crit": {"alertname": "BlocktrustCheckFailing", "severity": "crit"},
+    "critical": {"alertname": "SomeAlert", "severity": "critical"},
+    "warn": {"alertname": "BlocktrustCheckFailing", "severity": "warn"},
+    "warning": {"alertname": "SomeAlert", "severity": "warning"},
+    "no severity": {"alertname": "SomeAlert"},
+    "unknown severity": {"alertname": "SomeAlert", "severity": "page"},
+    "info": {"alertname": "BlocktrustCheckFailing", "severity": "info"},
+    "none": {"alertname": "SomeAlert", "severity": "none"},
+    "Watchdog": {"alertname": "Watchdog", "severity": "none"},
+}
+
+
+def _matches(matcher: dict[str, str], labels: dict[str, str]) -> bool:
+    value = labels.get(matcher["name"], "")
+    kind = matcher.get("matchType", "=")
+    found = {"=": value == matcher["value"], "!=": value != matcher["value"]}.get(kind)
+    if found is None:  # =~ and !~: anchored, as Alertmanager's
+        found = re.fullmatch(matcher["value"], value) is not None
+        found = found if kind == "=~" else not found
+    return found
+
+
+def _route(route: dict[str, Any], labels: dict[str, str]) -> str:
+    for child in route.get("routes", []):
+        if all(_matches(m, labels) for m in child.get("matchers", [])):
+            return _route(child, labels) if "receiver" not in child else str(child["receiver"])
+    return str(route["receiver"])
+
+
 def test_the_overlay_routes_alerts_with_credentials_from_a_secret(rendered: dict[str, list[Manifest]]) -> None:
     config = _one(rendered["overlay"], "AlertmanagerConfig")
     assert config["apiVersion"] == "monitoring.coreos.com/v1alpha1"
     spec = config["spec"]
     receivers = {r["name"]: r for r in spec["receivers"]}
     assert spec["route"]["receiver"] in receivers  # whatever no route matches still goes somewhere
-    routed = {route["matchers"][0]["value"]: route["receiver"] for route in spec["route"]["routes"]}
-    assert set(routed) == {"crit", "warn"} and set(routed.values()) <= set(receivers)
+    # Where each kind of alert lands, as Alertmanager routes it (first matching route, else the root).
+    landed = {name: _route(spec["route"], labels) for name, labels in _ROUTED.items()}
+    assert landed == {
+        "crit": "page",
+        "critical": "page",
+        "warn": "slack",
+        "warning": "slack",
+        "no severity": "slack",
+        "unknown severity": "slack",
+        "info": "dashboards-only",
+        "none": "dashboards-only",
+        "Watchdog": "heartbeat",  # the always-firing dead man's switch: never a chat message
+    }
+    assert set(landed.values()) <= set(receivers)
+    assert set(receivers["dashboards-only"]) == {"name"}
+    (heartbeat,) = receivers["heartbeat"]["webhookConfigs"]
+    assert set(heartbeat["urlSecret"]) == {"name", "key"} and heartbeat["sendResolved"] is False
     for receiver in receivers.values():
         for slack in receiver.get("slackConfigs", []):
             assert set(slack["apiURL"]) == {"name", "key"}  # a Secret reference, not a URL
@@ -270,3 +316,6 @@ def test_the_docs_give_both_paths_commands_that_match_the_manifests(rendered: di
         for slack in receiver.get("slackConfigs", []):
             assert f"create secret generic {slack['apiURL']['name']}" in guide
             assert f"--from-file={slack['apiURL']['key']}=" in guide
+        for webhook in receiver.get("webhookConfigs", []):
+            assert f"create secret generic {webhook['urlSecret']['name']}" in guide
+            assert f"--from-file={webhook['urlSecret']['key']}=" in guide
