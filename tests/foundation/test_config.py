@@ -511,3 +511,29 @@ def test_numeric_variables_take_ascii_digits_only(name: str, digits: str) -> Non
 def test_an_uptime_target_given_as_a_ratio_is_refused_with_the_percentage(given: str, suggested: str) -> None:
     with pytest.raises(ConfigError, match=rf"it is a percentage, write {suggested}$"):
         load_config(None, env={"SLO_UPTIME_TARGET": given})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://monitor:pa%2Fss@db:5432/blocktrust",  # percent-encoded
+        "postgresql://monitor:ab?cd#ef@db:5432/blocktrust",  # libpq takes these raw in a password
+        "postgresql://monitor@[::1]:5432/blocktrust",
+        "postgresql://monitor@h1:5432,h2:5433/blocktrust?target_session_attrs=read-write",
+        "postgresql:///blocktrust?host=/var/run/postgresql",
+        "postgres://db",
+        "postgresql+psycopg2://monitor:pw@db/blocktrust",
+    ],
+)
+def test_database_urls_libpq_reads_are_accepted(url: str) -> None:
+    from exporter.config.database_url import store_url_error
+
+    assert store_url_error(url) is None
+
+
+def test_a_raw_slash_in_the_password_is_refused_without_echoing_it() -> None:
+    from exporter.config.database_url import store_url_error
+
+    problem = store_url_error("postgresql://blocktrust:Xk9/fQ2+Lm8zPw4RtY@db:5432/blocktrust")
+    assert problem is not None and "percent-encoded" in problem
+    assert "Xk9" not in problem and "fQ2" not in problem
