@@ -50,7 +50,7 @@ from exporter.runtime import (
     web_security,
 )
 from exporter.slo import add_report_arguments, report_command
-from exporter.store import StoreError
+from exporter.store import SchemaMissingError, StoreError
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -200,11 +200,15 @@ def cmd_checkpoint_show(args: argparse.Namespace) -> int:
 
 def cmd_checkpoint_rewind(args: argparse.Namespace) -> int:
     config = load(args, with_checks=False, with_contracts=False)
-    store = make_store(config)
+    # Opened without creating anything: a mistyped sqlite_path is "no checkpoint", not a new empty database.
+    store = make_store(config, create=False)
     try:
         before, after, deleted = checkpoints.rewind(store, args.to)
     except checkpoints.RewindRefusedError as exc:
         raise ExitError(f"checkpoint rewind: {exc}", EXIT_USAGE if exc.bad_input else EXIT_FAILURE) from None
+    except SchemaMissingError as exc:
+        message = f"checkpoint rewind: no listener checkpoint to rewind ({exc})"
+        raise ExitError(Redactor(config.secrets())(message), EXIT_USAGE) from None
     except StoreError as exc:
         raise ExitError(Redactor(config.secrets())(f"checkpoint rewind: {exc}"), EXIT_FAILURE) from None
     finally:
