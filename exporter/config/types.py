@@ -110,6 +110,10 @@ def url_problem(value: str) -> str | None:
     """Why ``value`` is not an http(s) URL a client can call (without quoting it), or None: the
     scheme, a host, a port in 1-65535, a host name of DNS labels of 1-63 characters (253 in all)
     that IDNA can encode, or an IP address."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        # urlsplit drops tabs and newlines without a word, and requests percent-encodes the rest: a
+        # trailing newline from a Secret or a variable would be sent as "%0A" (another path, a 404).
+        return "it holds a space or control character (a newline at its end?): remove it, or percent-encode it"
     try:
         parts = urlsplit(value)
     except ValueError as exc:  # "Invalid IPv6 URL"

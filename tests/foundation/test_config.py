@@ -537,3 +537,14 @@ def test_a_raw_slash_in_the_password_is_refused_without_echoing_it() -> None:
     problem = store_url_error("postgresql://blocktrust:Xk9/fQ2+Lm8zPw4RtY@db:5432/blocktrust")
     assert problem is not None and "percent-encoded" in problem
     assert "Xk9" not in problem and "fQ2" not in problem
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hc-ping.com/uuid\n", "https://hooks.example.org/a b", "\thttps://h.example.org/", "https://h/\x7f"]
+)
+def test_a_url_with_whitespace_or_a_control_character_is_refused(url: str) -> None:
+    """urlsplit drops a newline without a word and requests sends it as %0A: another path."""
+    from exporter.config.types import url_problem
+
+    problem = url_problem(url)
+    assert problem is not None and "space or control character" in problem
