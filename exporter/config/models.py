@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from exporter.config.checks import (
+    DERIVED_LOGIN_CHECK,
     LISTENER_QUARANTINE_INCIDENT,
     LISTENER_REORG_INCIDENT,
     SLO_INCIDENT_PREFIX,
@@ -155,6 +156,16 @@ class ChecksSettings(Section):
                     ("items", index, "timeout"),
                     f"{format_seconds(spec.timeout)} is longer than checks.interval ({format_seconds(self.interval)})",
                 )
+        # A name no configuration of this file can ever run is a typo, not "a kind not enabled here"
+        # (chain.head without an RPC URL, a disabled item: those stay no dependency, with a log line).
+        known = {spec.name for spec in default_checks()} | seen | {DERIVED_LOGIN_CHECK}
+        for index, spec in enumerate(self.items):
+            for position, name in enumerate(spec.depends_on or ()):
+                if name not in known:
+                    raise KeyPathError(
+                        ("items", index, "depends_on", position),
+                        f"no check named {name!r} (checks: {', '.join(sorted(known))})",
+                    )
         return self
 
 

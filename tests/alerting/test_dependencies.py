@@ -317,3 +317,9 @@ def test_order_in_the_round_and_a_lower_threshold_of_the_dependant_do_not_matter
     clock.advance(ROUND)
     engine.observe([result("api.stats", False, clock.now()), result("api.health", False, clock.now())])
     assert [(a.check_name, a.state) for a in sink.alerts] == [("api.health", "firing")]
+
+
+def test_the_config_knows_the_derived_login_by_the_same_name() -> None:
+    from exporter.config.checks import DERIVED_LOGIN_CHECK
+
+    assert DERIVED_LOGIN_CHECK == LOGIN
