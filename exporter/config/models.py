@@ -336,6 +336,13 @@ class WebhookSettings(Section):
     # (exporter/alerting/signing.py; docs/alerting.md says how a receiver verifies it).
     signing_secret: Secret | None = None
 
+    @model_validator(mode="after")
+    def _secret_signs_a_webhook(self) -> WebhookSettings:
+        # Without a URL nothing is sent, so nothing is signed: most likely the URL's variable is misnamed.
+        if self.signing_secret is not None and self.url is None:
+            raise KeyPathError(("signing_secret",), "needs alerting.webhook.url too: there is no webhook to sign")
+        return self
+
 
 class ConsoleSettings(Section):
     """Notices as log lines (the terminal, a PaaS's log viewer); ``make demo`` turns it on."""
