@@ -196,6 +196,8 @@ def _secret_urls(value: SecretStr) -> SecretStr:
         where = f"URL {position + 1} of {len(parts)}: " if len(parts) > 1 else ""
         if not part:
             raise ValueError(f"{where}empty (a stray comma?)")
+        if "\n" in part:  # one URL a line: a natural POLYGON_RPC_URL_FILE, but not this format
+            raise ValueError(f"{where}several URLs are separated by commas, not by newlines (values hidden: secrets)")
         problem = url_problem(part)
         if problem is not None:
             detail = "" if problem == "not an http(s) URL" else f": {problem}"
