@@ -267,7 +267,7 @@ class ListenerSettings(Section):
 
 
 class SloSettings(Section):
-    uptime_target: float = Field(default=99.5, gt=0, lt=100)  # SLO_UPTIME_TARGET, percent
+    uptime_target: float = Field(default=99.5, gt=0)  # SLO_UPTIME_TARGET, percent (50 to below 100)
     latency_ms: int = Field(default=800, gt=0)  # SLO_LATENCY_MS
     window: Annotated[Interval, within(3600, 365 * 86_400)] = 86_400.0
     report_interval: Annotated[Interval, within(1, 86_400)] = 720.0
@@ -293,8 +293,8 @@ class SloSettings(Section):
         if value < 1:
             percent = f"{value * 100:g}"
             raise ValueError(f"{value:g} reads as {value:g} %, not {percent} %: it is a percentage, write {percent}")
-        if value < 50:
-            raise ValueError(f"expected a percentage from 50 to 100 (like 99.5), got {value:g}")
+        if value < 50 or value >= 100:  # 100 % leaves no error budget (the burn rates divide by it)
+            raise ValueError(f"expected a percentage from 50 to below 100 (like 99.5), got {value:g}")
         return value
 
     @model_validator(mode="after")
