@@ -323,6 +323,10 @@ class Section(BaseModel):
                 problem = _yaml_type_problem(item, *scalar)
                 if problem:
                     raise KeyPathError(keys, problem)
+            if isinstance(value, EnvText) and value != value.strip():
+                # " 30" and "30\n" already read as numbers (pydantic strips them); "true\n" from a
+                # Secret or a file did not read as a boolean.
+                data = {**data, key: EnvText(value.strip())}
         return data
 
 

@@ -548,3 +548,17 @@ def test_a_url_with_whitespace_or_a_control_character_is_refused(url: str) -> No
 
     problem = url_problem(url)
     assert problem is not None and "space or control character" in problem
+
+
+@pytest.mark.parametrize("text", ["true\n", " true ", "\ttrue"])
+def test_a_boolean_variable_with_surrounding_whitespace_reads_like_a_number_does(
+    text: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MONITOR_CHECK_INTERVAL=" 30" was read as 30, but LISTENER_ELSEWHERE="true\\n" (a Secret made
+    with echo) was refused as not a boolean."""
+    from exporter.config import load_config
+
+    monkeypatch.setenv("LISTENER_ELSEWHERE", text)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text("log:\n  level: warning\n")
+    assert load_config(config_path).listener.elsewhere is True
