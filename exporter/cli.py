@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
@@ -28,6 +29,7 @@ from exporter.banner import exporter_version
 from exporter.clock import SystemClock
 from exporter.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_duration
 from exporter.config.checks import LISTENER_CHECKS
+from exporter.config.files import decode_text
 from exporter.listener import checkpoints
 from exporter.listener.contracts import load_contracts
 from exporter.logs import setup_logging
@@ -50,7 +52,7 @@ from exporter.runtime import (
     web_security,
 )
 from exporter.slo import add_report_arguments, report_command
-from exporter.store import StoreError
+from exporter.store import SchemaMissingError, StoreError
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -200,11 +202,15 @@ def cmd_checkpoint_show(args: argparse.Namespace) -> int:
 
 def cmd_checkpoint_rewind(args: argparse.Namespace) -> int:
     config = load(args, with_checks=False, with_contracts=False)
-    store = make_store(config)
+    # Opened without creating anything: a mistyped sqlite_path is "no checkpoint", not a new empty database.
+    store = make_store(config, create=False)
     try:
         before, after, deleted = checkpoints.rewind(store, args.to)
     except checkpoints.RewindRefusedError as exc:
         raise ExitError(f"checkpoint rewind: {exc}", EXIT_USAGE if exc.bad_input else EXIT_FAILURE) from None
+    except SchemaMissingError as exc:
+        message = f"checkpoint rewind: no listener checkpoint to rewind ({exc})"
+        raise ExitError(Redactor(config.secrets())(message), EXIT_USAGE) from None
     except StoreError as exc:
         raise ExitError(Redactor(config.secrets())(f"checkpoint rewind: {exc}"), EXIT_FAILURE) from None
     finally:
@@ -229,15 +235,27 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# metadata.name of a PrometheusRule: an RFC 1123 DNS subdomain, as the API server requires.
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
 def cmd_prometheus_rule(args: argparse.Namespace) -> int:
     """``prometheus-rule FILE...``: the rule files as one PrometheusRule (deploy/kubernetes)."""
+    if not _K8S_NAME.fullmatch(args.name) or len(args.name) > 253:
+        raise ExitError(
+            f"prometheus-rule: --name {args.name!r}: not a Kubernetes object name (lowercase letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit, at most 253 characters)",
+            EXIT_USAGE,
+        )
     files: list[tuple[str, str]] = []
     for path in args.files:
         try:
-            with open(path, encoding="utf-8") as handle:
-                files.append((path, handle.read()))
+            with open(path, "rb") as handle:
+                files.append((path, decode_text(handle.read(), path)))
         except OSError as exc:
             raise ExitError(f"{path}: {exc.strerror}", EXIT_USAGE) from None
+        except ConfigError as exc:
+            raise ExitError(str(exc), EXIT_USAGE) from None
     try:
         sys.stdout.write(prometheus_rule(files, name=args.name))
     except RuleFileError as exc:

@@ -101,8 +101,9 @@ def store_timeouts(settings: StoreSettings) -> StoreTimeouts:
     )
 
 
-def make_store(config: Config, *, read_only: bool = False) -> Store:
-    """The configured store (``read_only``: for commands that only read; see ``open_store``)."""
+def make_store(config: Config, *, read_only: bool = False, create: bool = True) -> Store:
+    """The configured store (``read_only``: for commands that only read; ``create=False``: no SQLite
+    file is created; see ``open_store``)."""
     url = config.store.url.get_secret_value() if config.store.url is not None else None
     try:
         return open_store(
@@ -111,6 +112,7 @@ def make_store(config: Config, *, read_only: bool = False) -> Store:
             pool_size=config.store.pool_size,
             timeouts=store_timeouts(config.store),
             read_only=read_only,
+            create=create,
         )
     except ValueError as exc:
         raise ExitError(f"{config.source}: store.url: {exc}", EXIT_USAGE) from None

@@ -53,6 +53,10 @@ class Template:
                 continue
             if spec or conversion:
                 raise ConfigError(f"{where}: {{{field}}}: conversions and format specs are not supported")
+            if field == "explorer_link" and field not in known:
+                raise ConfigError(
+                    f"{where}: {{explorer_link}} needs alerting.explorer_url (e.g. https://polygonscan.com)"
+                )
             if field not in known:
                 raise ConfigError(
                     f"{where}: unknown template field {{{field}}} (known: {', '.join(sorted(known)) or 'none'})"

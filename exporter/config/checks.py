@@ -23,6 +23,7 @@ CHECK_KINDS = ("http", "synthetic.hash", "listener.lag", "listener.progress", "c
 # The kinds that read the chain through the listener's RPC settings: off without listener.rpc_url.
 CHAIN_KINDS = ("chain.head", "eth_call", "balance")
 CHAIN_HEAD_CHECK = "chain.head"
+DERIVED_LOGIN_CHECK = "api.login"  # alerting.dependencies.LOGIN: the login, derived, a valid depends_on
 # The listener's heartbeat rows in monitor_metrics (SPEC §2): not a check, never alerted on.
 HEARTBEAT_CHECK = "listener.tick"
 # The incident a reorg deeper than listener.max_reorg_depth opens (owned by the ``listen`` process).

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from exporter.config.checks import (
+    DERIVED_LOGIN_CHECK,
     LISTENER_QUARANTINE_INCIDENT,
     LISTENER_REORG_INCIDENT,
     SLO_INCIDENT_PREFIX,
@@ -155,6 +156,16 @@ class ChecksSettings(Section):
                     ("items", index, "timeout"),
                     f"{format_seconds(spec.timeout)} is longer than checks.interval ({format_seconds(self.interval)})",
                 )
+        # A name no configuration of this file can ever run is a typo, not "a kind not enabled here"
+        # (chain.head without an RPC URL, a disabled item: those stay no dependency, with a log line).
+        known = {spec.name for spec in default_checks()} | seen | {DERIVED_LOGIN_CHECK}
+        for index, spec in enumerate(self.items):
+            for position, name in enumerate(spec.depends_on or ()):
+                if name not in known:
+                    raise KeyPathError(
+                        ("items", index, "depends_on", position),
+                        f"no check named {name!r} (checks: {', '.join(sorted(known))})",
+                    )
         return self
 
 
@@ -258,7 +269,7 @@ class ListenerSettings(Section):
 
 
 class SloSettings(Section):
-    uptime_target: float = Field(default=99.5, gt=0, lt=100)  # SLO_UPTIME_TARGET, percent
+    uptime_target: float = Field(default=99.5, gt=0)  # SLO_UPTIME_TARGET, percent (50 to below 100)
     latency_ms: int = Field(default=800, gt=0)  # SLO_LATENCY_MS
     window: Annotated[Interval, within(3600, 365 * 86_400)] = 86_400.0
     report_interval: Annotated[Interval, within(1, 86_400)] = 720.0
@@ -284,8 +295,8 @@ class SloSettings(Section):
         if value < 1:
             percent = f"{value * 100:g}"
             raise ValueError(f"{value:g} reads as {value:g} %, not {percent} %: it is a percentage, write {percent}")
-        if value < 50:
-            raise ValueError(f"expected a percentage from 50 to 100 (like 99.5), got {value:g}")
+        if value < 50 or value >= 100:  # 100 % leaves no error budget (the burn rates divide by it)
+            raise ValueError(f"expected a percentage from 50 to below 100 (like 99.5), got {value:g}")
         return value
 
     @model_validator(mode="after")
@@ -326,6 +337,13 @@ class WebhookSettings(Section):
     # ALERT_WEBHOOK_SIGNING_SECRET: with it, every notice carries an HMAC-SHA256 signature header
     # (exporter/alerting/signing.py; docs/alerting.md says how a receiver verifies it).
     signing_secret: Secret | None = None
+
+    @model_validator(mode="after")
+    def _secret_signs_a_webhook(self) -> WebhookSettings:
+        # Without a URL nothing is sent, so nothing is signed: most likely the URL's variable is misnamed.
+        if self.signing_secret is not None and self.url is None:
+            raise KeyPathError(("signing_secret",), "needs alerting.webhook.url too: there is no webhook to sign")
+        return self
 
 
 class ConsoleSettings(Section):

@@ -110,6 +110,10 @@ def url_problem(value: str) -> str | None:
     """Why ``value`` is not an http(s) URL a client can call (without quoting it), or None: the
     scheme, a host, a port in 1-65535, a host name of DNS labels of 1-63 characters (253 in all)
     that IDNA can encode, or an IP address."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        # urlsplit drops tabs and newlines without a word, and requests percent-encodes the rest: a
+        # trailing newline from a Secret or a variable would be sent as "%0A" (another path, a 404).
+        return "it holds a space or control character (a newline at its end?): remove it, or percent-encode it"
     try:
         parts = urlsplit(value)
     except ValueError as exc:  # "Invalid IPv6 URL"
@@ -192,6 +196,8 @@ def _secret_urls(value: SecretStr) -> SecretStr:
         where = f"URL {position + 1} of {len(parts)}: " if len(parts) > 1 else ""
         if not part:
             raise ValueError(f"{where}empty (a stray comma?)")
+        if "\n" in part:  # one URL a line: a natural POLYGON_RPC_URL_FILE, but not this format
+            raise ValueError(f"{where}several URLs are separated by commas, not by newlines (values hidden: secrets)")
         problem = url_problem(part)
         if problem is not None:
             detail = "" if problem == "not an http(s) URL" else f": {problem}"
@@ -317,6 +323,10 @@ class Section(BaseModel):
                 problem = _yaml_type_problem(item, *scalar)
                 if problem:
                     raise KeyPathError(keys, problem)
+            if isinstance(value, EnvText) and value != value.strip():
+                # " 30" and "30\n" already read as numbers (pydantic strips them); "true\n" from a
+                # Secret or a file did not read as a boolean.
+                data = {**data, key: EnvText(value.strip())}
         return data
 
 

@@ -46,12 +46,15 @@ def open_store(
     timeouts: StoreTimeouts | None = None,
     connect_timeout: float | None = None,
     read_only: bool = False,
+    create: bool = True,
 ) -> Store:
     """The store for ``url``; ``None`` means the embedded SQLite file at ``sqlite_path``. Does not migrate.
 
     ``timeouts``: the deadlines of every call (defaults: ``StoreTimeouts()``); ``connect_timeout``
     overrides just that one. ``read_only``: for commands that only read (``report``): nothing is
-    created (no SQLite file, folder or schema) and a PostgreSQL session refuses writes.
+    created (no SQLite file, folder or schema) and a PostgreSQL session refuses writes. ``create=False``
+    (a command that writes to an existing store only, ``checkpoint rewind``): no SQLite file or folder
+    is created; calls on a missing file raise ``SchemaMissingError``.
     Raises ``ValueError`` for a malformed URL, ``StoreError`` when a SQLite file cannot be opened
     (``SchemaMissingError`` when ``read_only`` and it does not exist).
     """
@@ -66,7 +69,7 @@ def open_store(
         from exporter.store.sqlite import SqliteStore
 
         path = sqlite_path if url is None else url[len(SQLITE_SCHEME) :]
-        return SqliteStore(path, timeouts=deadlines, create=not read_only)
+        return SqliteStore(path, timeouts=deadlines, create=create and not read_only)
     from exporter.store.postgres import PostgresStore
 
     return PostgresStore(url, pool_size=pool_size, timeouts=deadlines, read_only=read_only)

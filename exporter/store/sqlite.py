@@ -188,6 +188,8 @@ class SqliteStore(SqlStore):
     def try_acquire_leader(self, name: str) -> bool:
         if name in self._leader_files:
             return True
+        if self._conn is None:  # opened with create=False and the file does not exist: no lock file either
+            raise SchemaMissingError(f"sqlite: {self.path} does not exist: no schema yet")
         lock_path = self.path.with_name(f"{self.path.name}.{name}.leader")
         handle = open(lock_path, "ab")  # noqa: SIM115 - held open for as long as we lead
         try:

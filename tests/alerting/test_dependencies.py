@@ -365,3 +365,9 @@ def test_sharded_replicas_suppress_through_a_dependency_run_by_another_replica(s
     finally:
         for store in stores:
             store.close()
+
+
+def test_the_config_knows_the_derived_login_by_the_same_name() -> None:
+    from exporter.config.checks import DERIVED_LOGIN_CHECK
+
+    assert DERIVED_LOGIN_CHECK == LOGIN

@@ -211,7 +211,7 @@ def test_bad_rules_are_one_line_naming_the_rule(overrides: dict[str, Any], messa
 
 
 def test_explorer_link_field_needs_an_explorer_url() -> None:
-    with pytest.raises(ConfigError, match=r"unknown template field \{explorer_link\}"):
+    with pytest.raises(ConfigError, match=r"\{explorer_link\} needs alerting.explorer_url"):
         rules(message="{explorer_link}")
     (rule,) = rules(message="see {explorer_link}", explorer_url="https://amoy.polygonscan.com")
     _, detail = rule.render(event(1))

@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from exporter.cli import main
 from exporter.config import load_config
 from exporter.promrule import RuleFileError, prometheus_rule, rule_groups
 from tests.support.exporter_process import run_command
@@ -319,3 +320,24 @@ def test_the_docs_give_both_paths_commands_that_match_the_manifests(rendered: di
         for webhook in receiver.get("webhookConfigs", []):
             assert f"create secret generic {webhook['urlSecret']['name']}" in guide
             assert f"--from-file={webhook['urlSecret']['key']}=" in guide
+
+
+def test_a_rule_file_not_utf8_or_a_bad_name_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Latin-1 rule file raised UnicodeDecodeError (a traceback); ``--name "Bad Name"`` printed a
+    PrometheusRule the API server refuses at apply time."""
+    latin = tmp_path / "latin.yml"
+    latin.write_bytes(b"groups: []\n# caf\xe9\n")
+    good = tmp_path / "good.yml"
+    good.write_text("groups:\n  - name: g\n    rules: []\n")
+    for args, culprit in (
+        ([str(latin)], "latin.yml: not UTF-8 text: the first byte that is not UTF-8 is at offset 16"),
+        (["--name", "Bad Name", str(good)], "--name 'Bad Name': not a Kubernetes object name"),
+        (["--name=-x", str(good)], "--name '-x'"),
+    ):
+        assert main(["prometheus-rule", *args]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1 and culprit in err, err
+    assert main(["prometheus-rule", "--name", "blocktrust.rules-1", str(good)]) == 0
+    assert "name: blocktrust.rules-1" in capsys.readouterr().out

@@ -511,3 +511,54 @@ def test_numeric_variables_take_ascii_digits_only(name: str, digits: str) -> Non
 def test_an_uptime_target_given_as_a_ratio_is_refused_with_the_percentage(given: str, suggested: str) -> None:
     with pytest.raises(ConfigError, match=rf"it is a percentage, write {suggested}$"):
         load_config(None, env={"SLO_UPTIME_TARGET": given})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://monitor:pa%2Fss@db:5432/blocktrust",  # percent-encoded
+        "postgresql://monitor:ab?cd#ef@db:5432/blocktrust",  # libpq takes these raw in a password
+        "postgresql://monitor@[::1]:5432/blocktrust",
+        "postgresql://monitor@h1:5432,h2:5433/blocktrust?target_session_attrs=read-write",
+        "postgresql:///blocktrust?host=/var/run/postgresql",
+        "postgres://db",
+        "postgresql+psycopg2://monitor:pw@db/blocktrust",
+    ],
+)
+def test_database_urls_libpq_reads_are_accepted(url: str) -> None:
+    from exporter.config.database_url import store_url_error
+
+    assert store_url_error(url) is None
+
+
+def test_a_raw_slash_in_the_password_is_refused_without_echoing_it() -> None:
+    from exporter.config.database_url import store_url_error
+
+    problem = store_url_error("postgresql://blocktrust:Xk9/fQ2+Lm8zPw4RtY@db:5432/blocktrust")
+    assert problem is not None and "percent-encoded" in problem
+    assert "Xk9" not in problem and "fQ2" not in problem
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hc-ping.com/uuid\n", "https://hooks.example.org/a b", "\thttps://h.example.org/", "https://h/\x7f"]
+)
+def test_a_url_with_whitespace_or_a_control_character_is_refused(url: str) -> None:
+    """urlsplit drops a newline without a word and requests sends it as %0A: another path."""
+    from exporter.config.types import url_problem
+
+    problem = url_problem(url)
+    assert problem is not None and "space or control character" in problem
+
+
+@pytest.mark.parametrize("text", ["true\n", " true ", "\ttrue"])
+def test_a_boolean_variable_with_surrounding_whitespace_reads_like_a_number_does(
+    text: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MONITOR_CHECK_INTERVAL=" 30" was read as 30, but LISTENER_ELSEWHERE="true\\n" (a Secret made
+    with echo) was refused as not a boolean."""
+    from exporter.config import load_config
+
+    monkeypatch.setenv("LISTENER_ELSEWHERE", text)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text("log:\n  level: warning\n")
+    assert load_config(config_path).listener.elsewhere is True

@@ -113,3 +113,20 @@ def test_a_rewind_below_zero_or_above_the_checkpoint_is_one_line_and_exit_2(
     code, _, err = _run(capsys, config_file, "rewind", "--to", to_block)
     assert code == 2 and err.count("\n") == 1 and expected in err, err
     assert stored_keys(store_url) == stored and stored_checkpoint(store_url) == chain.head()
+
+
+def test_a_rewind_on_a_store_never_migrated_is_no_checkpoint_and_creates_nothing(
+    config_file: Path,
+    store_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A mistyped sqlite_path (or an empty database) has no checkpoint: exit 2, one line, and no new
+    SQLite file, folder or lock file beside it (the rewind used to create them, then exit 1)."""
+    if store_url.startswith("sqlite:///"):
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'typo' / 'blocktrust.db'}")
+    code, out, err = _run(capsys, config_file, "rewind", "--to", "5")
+    assert code == 2 and out == "", err
+    assert err.count("\n") == 1 and "no listener checkpoint to rewind" in err, err
+    assert not (tmp_path / "typo").exists()
