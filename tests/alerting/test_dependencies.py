@@ -23,15 +23,17 @@ from exporter.alerting.dependencies import (
 )
 from exporter.alerting.engine import AlertEngine, check_policies
 from exporter.clock import FakeClock
-from exporter.config import AlertingSettings, CheckSpec, ConfigError, default_checks
+from exporter.config import CHAIN_KINDS, AlertingSettings, CheckSpec, ConfigError, default_checks
 from exporter.metrics import Metrics
 from exporter.store import Store, open_store
 from tests.alerting.kit import RecordingSink, result, table_rows
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 ROUND = 60.0
-# The API's checks (chain.head, a default too, is the chain's: not part of an API outage).
+# The checks that reach the API: all default checks but the chain's (chain.head, listener.*).
 API_CHECKS = [spec.name for spec in default_checks() if spec.name.startswith(("api.", "synthetic."))]
+# The default checks of an exporter without an RPC URL: chain.head (a chain kind) is not run there.
+WITHOUT_RPC = [spec for spec in default_checks() if spec.kind not in CHAIN_KINDS]
 DEPENDANTS = [name for name in API_CHECKS if name != "api.health"]
 LOGIN_FAILED: dict[str, Any] = {
     "status_code": 503,
@@ -60,9 +62,20 @@ def test_default_dependencies(name: str, expected: tuple[str, ...]) -> None:
     assert default_dependencies([name]) == {name: expected}
 
 
-def test_defaults_of_the_nine_checks_with_chain_head_configured() -> None:
-    graph = check_dependencies(default_checks())  # chain.head is one of them
-    assert graph["api.health"] == ()
+def test_api_checks_are_the_seven_api_and_synthetic_defaults() -> None:
+    assert len(API_CHECKS) == 7 and len(DEPENDANTS) == 6
+    assert [spec.name for spec in default_checks() if spec.name not in API_CHECKS] == [
+        "chain.head",
+        "listener.lag",
+        "listener.progress",
+    ]
+
+
+def test_defaults_of_the_ten_checks_with_chain_head_configured() -> None:
+    specs = default_checks()  # chain.head is a default check (run whenever an RPC URL is configured)
+    graph = check_dependencies(specs)
+    assert set(graph) == {*(spec.name for spec in specs), LOGIN}
+    assert graph["api.health"] == graph["chain.head"] == ()
     assert all(graph[name] == ("api.health", LOGIN) for name in DEPENDANTS)
     assert graph[LOGIN] == ("api.health",)
     assert graph["listener.lag"] == graph["listener.progress"] == ("chain.head",)
@@ -70,8 +83,7 @@ def test_defaults_of_the_nine_checks_with_chain_head_configured() -> None:
 
 def test_a_dependency_not_configured_is_no_dependency_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="exporter.alerting.dependencies")
-    # No chain.head here (its kind is not enabled without an RPC URL: resolve_checks drops it).
-    graph = check_dependencies([spec for spec in default_checks() if spec.name != "chain.head"])
+    graph = check_dependencies(WITHOUT_RPC)  # no chain.head configured (no RPC URL: chain kinds are off)
     assert graph["listener.lag"] == graph["listener.progress"] == ()
     lines = [r.getMessage() for r in caplog.records if "chain.head" in r.getMessage()]
     assert lines == [

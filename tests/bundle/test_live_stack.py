@@ -164,16 +164,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) ->
         started.append(chain)
         _write_listener_heartbeat(module_postgres_url)
         config_path = _exporter_config(workdir / "exporter.yaml", simulator_url, module_postgres_url, chain)
-        exporter = ExporterProcess(
-            ["run", "--config", str(config_path)], env={"JWT_MONITOR_PASS": PASSWORD}, cwd=workdir
-        )
-        started.append(exporter)
+        # Two replicas with the default checks.run_on: leader. The replica starts first and takes the
+        # checks leader lock; the exporter stands by (it takes over when the replica goes down, in
+        # test_a_replica_going_down_does_not_mute_the_survivor, and stays for the later tests).
         replica = ExporterProcess(
             ["run", "--config", str(config_path)], env={"JWT_MONITOR_PASS": PASSWORD}, cwd=workdir
         )
         started.append(replica)
-        exporter.wait_ready()
         replica.wait_ready()
+        exporter = ExporterProcess(
+            ["run", "--config", str(config_path)], env={"JWT_MONITOR_PASS": PASSWORD}, cwd=workdir
+        )
+        started.append(exporter)
+        exporter.wait_ready()
 
         # The rules Prometheus loads: generated from the exporter's own (test) configuration, as
         # `blocktrust-exporter rules` would, plus the hand-written direct alerts.
@@ -222,8 +225,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) ->
         )
     finally:
         for process in reversed(started):
-            if process.proc.poll() is None:  # the replica test stops one exporter itself
-                process.stop()
+            if isinstance(process, ExporterProcess) and process.proc.poll() is not None:
+                continue  # the replica test stops one exporter itself (stop() once only)
+            process.stop()
         slack.close()
         telegram.close()
         heartbeat.close()
@@ -347,8 +351,10 @@ def test_the_watchdog_pings_the_heartbeat_from_the_real_prometheus(stack: Stack)
 
 
 def test_a_replica_going_down_does_not_mute_the_survivor(stack: Stack) -> None:
-    """Defect 1 with two real exporters: the one that dies is reported down, and the survivor's
-    page for the failing check stays active (before, ExporterDown of one muted every exporter)."""
+    """Defect 1 with two real exporters (checks.run_on: leader, the default): the leader pages, the
+    standby does not (the checks run once); the leader dies and is reported down, the survivor takes
+    over the checks and its page for the failing check is active (before, ExporterDown of one
+    muted every exporter, so the survivor's page would have been inhibited)."""
     survivor, dying = f"127.0.0.1:{stack.exporter.port}", f"127.0.0.1:{stack.replica.port}"
 
     def page_of(instance: str) -> dict[str, Any] | None:
@@ -363,10 +369,11 @@ def test_a_replica_going_down_does_not_mute_the_survivor(stack: Stack) -> None:
                 return found
         return None
 
-    wait_until("both replicas' pages", lambda: page_of(survivor) and page_of(dying), timeout=60)
+    wait_until("the leader's page", lambda: page_of(dying), timeout=60)
+    assert page_of(survivor) is None  # the standby runs no check
     stack.replica.stop()
     wait_until(
-        "the replica reported down",
+        "the leader reported down",
         lambda: [
             a
             for a in stack.alertmanager.alerts()
@@ -374,9 +381,18 @@ def test_a_replica_going_down_does_not_mute_the_survivor(stack: Stack) -> None:
         ],
         timeout=30,
     )
-    page = page_of(survivor)
-    assert page is not None and page["status"]["state"] == "active", page
+    page = wait_until(
+        "the survivor's page",
+        lambda: (p := page_of(survivor)) is not None and p["status"]["state"] != "unprocessed" and p,
+        timeout=60,
+    )
+    assert page["status"]["state"] == "active", page
     assert not page["status"]["inhibitedBy"]
+    # The dead leader is still reported down while the survivor pages: the inhibition had its chance.
+    assert any(
+        a["labels"]["alertname"] == "BlocktrustExporterDown" and a["labels"]["instance"] == dying
+        for a in stack.alertmanager.alerts()
+    )
 
 
 def test_failing_endpoint_pages_and_resolves_through_alertmanager(stack: Stack) -> None:

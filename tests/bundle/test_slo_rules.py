@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.config import Config, load_config
+from exporter.config import Config, default_checks, load_config
 from exporter.metrics import Metrics
 from exporter.rules import MIN_FAILED_RUNS, burn_tiers, duration, explain, render_rules
 from tests.bundle.conftest import REPO, tool
@@ -365,6 +365,12 @@ def test_burn_alerts_follow_each_checks_severity(tmp_path: Path) -> None:
 def test_the_default_burn_rules_page_only_for_crit_checks() -> None:
     alerts = _alerts_of((PROMETHEUS_DIR / "rules" / "slo.yml").read_text())
     pages = [a for a in alerts if a["labels"]["severity"] == "crit" and "burn" in a["labels"]]  # type: ignore[index,operator]
+    # The crit defaults: api.health, chain.head (crit since the chain-checks merge) and listener.lag.
+    assert sorted(spec.name for spec in default_checks() if spec.severity == "crit") == [
+        "api.health",
+        "chain.head",
+        "listener.lag",
+    ]
     assert pages and all(r"check=~`api\.health|chain\.head|listener\.lag`" in str(a["expr"]) for a in pages)
     everyone = Config.model_validate({"checks": {"include_defaults": False}})
     assert not [a for a in _alerts_of(render_rules(everyone)) if a["labels"].get("burn", "").startswith("page")]  # type: ignore[attr-defined]
