@@ -86,6 +86,7 @@ class Placement:
         self._members: list[str] | None = None  # None: never reached the store
         self._leader: bool | None = None
         self._running: set[str] | None = None  # what the last round ran (None: no round yet)
+        self._asked = False  # whether the first round asked the store for its role
 
     def heartbeat(self) -> None:
         """Refresh this replica's standing in the store (a scheduler job, every ``heartbeat_interval``,
@@ -124,8 +125,13 @@ class Placement:
             self._leader = leader
 
     def assign(self, specs: Sequence[CheckSpec]) -> list[CheckSpec]:
-        """The checks of ``specs`` this replica runs this round, from what the last ``heartbeat`` learnt
-        (no store call here: a stalled store never delays a round)."""
+        """The checks of ``specs`` this replica runs this round, from what the last ``heartbeat`` learnt.
+        Only the first round asks the store itself (once, so that it already knows its role or the
+        replicas; bounded by the store's deadlines); later rounds make no store call, so a stalled store
+        never delays them."""
+        if self.run_on != "all" and not self._asked:
+            self._asked = True
+            self.heartbeat()
         with self._lock:
             members, leader = self._members, self._leader
         if self.run_on == "all":

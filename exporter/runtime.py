@@ -414,7 +414,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
         placement = Placement(config.checks.run_on, store, clock, config.checks.interval, on_dropped=forget)
         log.info("checks.run_on=%s replica=%s", placement.run_on, placement.replica_id)
         if placement.run_on != "all":
-            placement.heartbeat()  # now: the first round already knows its role or the replicas
+            # Not called here: start-up must not wait on the store (the first round asks it, see assign).
             rt.scheduler.add(Job("replicas", placement.heartbeat, placement.heartbeat_interval))
         rt.on_stop.insert(0, placement.leave)  # first: the others take over at once
 
