@@ -374,6 +374,15 @@ def mode_scale(args: argparse.Namespace, bench: Bench) -> int:
 MODES = {"remote": mode_remote, "service": mode_service, "scale": mode_scale}
 
 
+def _fetch_window() -> int:
+    """The listener's default fetch window (``listener.fetch_window``), or 4 where the listener has none
+    (it fetched one range at a time before issue 14)."""
+    from exporter.config import ListenerSettings
+
+    field = ListenerSettings.model_fields.get("fetch_window")
+    return int(field.default) if field is not None and isinstance(field.default, int) else 4
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=sorted(MODES), default="remote")
@@ -383,7 +392,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latency", type=float, help="seconds added per request (remote: 0.06)")
     parser.add_argument("--max-range", type=int, help="eth_getLogs block cap (remote: 2000)")
     parser.add_argument("--max-results", type=int, help="eth_getLogs result cap, logs per answer")
-    parser.add_argument("--window", type=int, default=4, help="the listener's fetch window, for the floor")
+    parser.add_argument(
+        "--window", type=int, default=_fetch_window(), help="for the floor (default: listener.fetch_window's, else 4)"
+    )
     parser.add_argument("--target", type=float, help="the target of wall / window floor (1.5; 2 with a result cap)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--poll-interval", type=float, default=15.0, help="service mode: listener.poll_interval")
