@@ -78,19 +78,28 @@ def start_bench(workdir: Path, spec: BacklogSpec) -> Bench:
     built = time.monotonic() - started
     try:
         contracts = chain.write_contracts_config(workdir / "contracts_config.json")
-        logs = chain.rpc(
-            "eth_getLogs",
-            [{"fromBlock": hex(backlog.first_block), "toBlock": hex(backlog.last_block),
-              "address": list(chain.addresses.values())}],
-        )  # fmt: skip
+        blocks = _log_blocks(chain, backlog)
     except BaseException:
         chain.stop()
         raise
-    if len(logs) != backlog.events:
+    if len(blocks) != backlog.events:
         chain.stop()
-        raise SystemExit(f"the backlog holds {len(logs)} logs, expected {backlog.events}")
-    blocks = sorted(int(log["blockNumber"], 16) for log in logs)
+        raise SystemExit(f"the backlog holds {len(blocks)} logs, expected {backlog.events}")
     return Bench(chain, backlog, contracts, blocks, built)
+
+
+def _log_blocks(chain: DevChain, backlog: Backlog, step: int = 20_000) -> list[int]:
+    """The block number of every backlog log, sorted; read ``step`` blocks at a time so that this
+    process stays small (the listener runs are its children)."""
+    blocks: list[int] = []
+    for start in range(backlog.first_block, backlog.last_block + 1, step):
+        query = {
+            "fromBlock": hex(start),
+            "toBlock": hex(min(start + step - 1, backlog.last_block)),
+            "address": list(chain.addresses.values()),
+        }
+        blocks.extend(int(log["blockNumber"], 16) for log in chain.rpc("eth_getLogs", [query]))
+    return sorted(blocks)
 
 
 # ---------------------------------------------------------------------------------- a timed process
