@@ -337,6 +337,12 @@ class Metrics:
             ["task", "outcome"],
             registry=registry,
         )
+        self.job_reruns = Counter(
+            "blocktrust_scheduler_job_reruns",
+            "Runs a job asked to start at once after the previous one (back to back: a listener catching up).",
+            ["task"],
+            registry=registry,
+        )
         self.job_last_success = Gauge(
             "blocktrust_scheduler_job_last_success_timestamp_seconds",
             "Unix time the scheduled job last completed a run without error; absent until it has.",

@@ -24,7 +24,7 @@ from exporter.alerting.notifier import build_notifier
 from exporter.banner import banner_fields, banner_lines, exporter_version
 from exporter.clock import Clock, SystemClock
 from exporter.config import LISTENER_QUARANTINE_INCIDENT, LISTENER_REORG_INCIDENT, Config, ConfigError, StoreSettings
-from exporter.listener.service import Listener
+from exporter.listener.service import Listener, backlog_left
 from exporter.metrics import Metrics
 from exporter.probes.runner import CheckRound, ListenerStartGrace, resolve_checks
 from exporter.progress import AT_HEAD_MARGIN_BLOCKS, CatchUpReporter, RoundReporter
@@ -342,7 +342,8 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
             raise
         rt.on_signal.append(rt.listener.request_stop)
         rt.on_stop.append(rt.listener.close)
-        rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval))
+        # A poll that used its time budget with backlog left runs again at once (back to back).
+        rt.scheduler.add(Job("listener", rt.listener.poll_once, settings.poll_interval, again=backlog_left))
 
     if checks:
         report_round = RoundReporter()

@@ -4,11 +4,15 @@ Every job runs at start (or one interval later), then on a fixed grid of its int
 ``Clock.monotonic``, so a wall clock stepped back or forward (NTP, an operator, a VM resumed) changes
 no schedule. A job never overlaps itself: a run still going when the next is due delays that one,
 which starts when the run ends if that is within half an interval of its time, else the missed runs
-collapse into the next grid time (logged). Each run has its own thread, so a wedged job holds no
-other. A job that raises is logged and counted in ``blocktrust_job_runs_total{outcome="error"}``; the
-scheduler carries on. A ``StoreError`` (the store is down: expected, retried) is one error line; anything
-else is a bug and is logged with its traceback. ``stop`` starts no new run and waits (bounded) for the
-runs in flight, so the caller can flush the store afterwards.
+collapse into the next grid time (logged). A job may ask to run again at once (``Job.again`` says so of
+a run's result: the listener with a backlog left): its next run starts as soon as this one ended,
+back to back, and its grid restarts from there; that is a re-run, not a missed one (counted in
+``blocktrust_scheduler_job_reruns_total``, nothing is logged as skipped). Each run has its own
+thread, so a wedged job holds no other. A job that raises is logged and counted in
+``blocktrust_job_runs_total{outcome="error"}``; the scheduler carries on. A ``StoreError`` (the store
+is down: expected, retried) is one error line; anything else is a bug and is logged with its
+traceback. ``stop`` starts no new run and waits (bounded) for the runs in flight, so the caller can
+flush the store afterwards.
 
 Liveness: a job none of whose runs has completed for ``STALL_INTERVALS`` intervals (and at least
 ``MIN_STALL_SECONDS``) is *stalled*; ``health()`` names it, and ``/healthz`` and ``/readyz`` fail on it.
@@ -50,6 +54,8 @@ class Job:
     func: Callable[[], object]
     interval: float  # seconds
     run_at_start: bool = True
+    # Given a run's result: True to start the next run at once (back to back) instead of on the grid.
+    again: Callable[[object], bool] | None = None
 
 
 @dataclass
@@ -199,8 +205,10 @@ class Scheduler:
 
     def _run(self, state: _State) -> None:
         job = state.job
+        rerun = False
         try:
-            job.func()
+            result = job.func()
+            rerun = job.again is not None and job.again(result)
         except StoreError as exc:  # an expected outage (the store retries on its own): one line
             self._metrics.job_runs.labels(task=job.name, outcome="error").inc()
             log.error("job failed job=%s error=%r", job.name, str(exc))
@@ -214,5 +222,8 @@ class Scheduler:
             with self._lock:
                 state.running = False
                 state.alive_since = self._clock.monotonic()
+                if rerun and not self._stopping:
+                    state.due = state.alive_since  # back to back: the grid restarts from this run's end
+                    self._metrics.job_reruns.labels(task=job.name).inc()
                 self._lock.notify_all()
             self._wake.set()

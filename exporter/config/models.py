@@ -178,6 +178,8 @@ class ListenerSettings(Section):
     start_block: int | Literal["latest"] = Field(default="latest")
     chunk_size: int = Field(default=2_000, ge=1)
     max_chunk_size: int = Field(default=10_000, ge=1)
+    # eth_getLogs ranges fetched at once, per endpoint of the pool; committed in block order.
+    fetch_window: int = Field(default=4, ge=1, le=32)
     follow: Literal["latest", "safe", "finalized"] = "latest"
     confirmations: int = Field(default=0, ge=0)
     # None: by chain id, or the node's finalized distance if larger (exporter.listener.finality).

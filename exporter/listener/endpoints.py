@@ -19,7 +19,9 @@ others serve when it fails:
   it for all at start and raises ``ConfigError`` (exit 2) on a mismatch;
 * a provider that refuses JSON-RPC batches gets single calls from then on (remembered per endpoint);
 * every endpoint has its own ``RangeSizer``: ``sizer`` is the view ``RangeFetcher`` uses, sized by
-  the endpoint that served (or refused) the last ``eth_getLogs``.
+  the endpoint that served (or refused) the calling thread's last ``eth_getLogs``;
+* ranges fetched concurrently are spread: an endpoint with ``fetch_window`` getLogs in flight passes
+  the next one to the following usable endpoint (``fetch_window`` per endpoint in all).
 
 With one URL and no ``expected_chain_id`` the pool behaves as the single client did: no chain id
 call, no cool-down, every error goes to the caller. Metrics: ``blocktrust_listener_rpc_endpoint_*``
@@ -98,7 +100,8 @@ class _Endpoint:
 
 
 class _PoolSizer:
-    """``RangeSizer``'s interface for ``RangeFetcher``: the sizer of the endpoint serving getLogs."""
+    """``RangeSizer``'s interface for ``RangeFetcher``: the sizer of the endpoint that served (or
+    refused) the calling thread's last getLogs; before its first, the preferred endpoint's."""
 
     def __init__(self, pool: EndpointPool) -> None:
         self._pool = pool
@@ -107,14 +110,19 @@ class _PoolSizer:
     def size(self) -> int:
         return self._pool.logs_endpoint().sizer.size
 
-    def refused(self, start: int, end: int, suggested: tuple[int, int] | None) -> None:
+    def take(self) -> int:
+        return self._pool.logs_endpoint().sizer.take()
+
+    def refused(
+        self, start: int, end: int, suggested: tuple[int, int] | None, *, max_results: int | None = None
+    ) -> None:
         endpoint = self._pool.logs_endpoint()
-        endpoint.sizer.refused(start, end, suggested)
+        endpoint.sizer.refused(start, end, suggested, max_results=max_results)
         self._pool.show_limit(endpoint)
 
-    def succeeded(self, width: int) -> None:
+    def succeeded(self, width: int, logs: int | None = None) -> None:
         endpoint = self._pool.logs_endpoint()
-        endpoint.sizer.succeeded(width)
+        endpoint.sizer.succeeded(width, logs)
         self._pool.show_limit(endpoint)
 
 
@@ -134,6 +142,7 @@ class EndpointPool:
         expected_chain_id: int | None = None,
         max_retry_after: float = 300.0,
         head_stall_timeout: float = 60.0,
+        fetch_window: int = 1,
     ) -> None:
         if not urls:
             raise ConfigError("listener.rpc_urls: no RPC endpoint configured (POLYGON_RPC_URL)")
@@ -154,7 +163,9 @@ class EndpointPool:
             )
             for i, url in enumerate(urls)
         ]
-        self._logs_endpoint = self._endpoints[0]
+        self._window = max(1, fetch_window)  # getLogs in flight per endpoint before the next one serves
+        self._logs_in_flight = dict.fromkeys(range(len(self._endpoints)), 0)
+        self._last_logs = threading.local()  # .endpoint: the one of this thread's last getLogs
         self.sizer = _PoolSizer(self)
         for endpoint in self._endpoints:
             self.show_limit(endpoint)
@@ -197,14 +208,26 @@ class EndpointPool:
         return self._run("eth_getBlockByNumber", lambda e: self._headers(e, numbers), needs=max(numbers))
 
     def get_logs(self, start: int, end: int, log_filter: LogFilter) -> list[dict[str, Any]]:
-        """Logs of [start, end] from an endpoint whose head is at least ``end``."""
+        """Logs of [start, end] from an endpoint whose head is at least ``end``. With several ranges
+        in flight, an endpoint serving ``fetch_window`` of them already passes the next to another."""
 
         def fetch(endpoint: _Endpoint) -> list[dict[str, Any]]:
+            self._last_logs.endpoint = endpoint
             with self._lock:
-                self._logs_endpoint = endpoint
-            return endpoint.client.get_logs(start, end, log_filter)
+                self._logs_in_flight[endpoint.index] += 1
+            try:
+                return endpoint.client.get_logs(start, end, log_filter)
+            finally:
+                with self._lock:
+                    self._logs_in_flight[endpoint.index] -= 1
 
-        return self._run("eth_getLogs", fetch, needs=end)
+        return self._run("eth_getLogs", fetch, needs=end, spread=True)
+
+    @property
+    def fetch_window(self) -> int:
+        """Ranges the listener may have in flight: ``fetch_window`` per endpoint still in the pool."""
+        with self._lock:
+            return self._window * max(1, sum(1 for e in self._endpoints if not e.dropped))
 
     def chain_id(self) -> int | None:
         """The chain id every endpoint must serve: configured, or the first one answered (cached)."""
@@ -236,9 +259,13 @@ class EndpointPool:
             endpoint.chain_checked_at = self._clock.monotonic()
 
     def logs_endpoint(self) -> _Endpoint:
-        """The endpoint that served or refused the last getLogs (its sizer sizes the next range)."""
-        with self._lock:
-            return self._logs_endpoint
+        """The endpoint that served or refused this thread's last getLogs (its sizer sizes the next
+        range); before the thread's first, the first usable one."""
+        endpoint: _Endpoint | None = getattr(self._last_logs, "endpoint", None)
+        if endpoint is not None:
+            return endpoint
+        usable = self._usable(None)
+        return usable[0] if usable else self._endpoints[0]
 
     def show_limit(self, endpoint: _Endpoint) -> None:
         limit = endpoint.sizer.limit if endpoint.sizer.limit is not None else self._max_chunk
@@ -246,7 +273,13 @@ class EndpointPool:
 
     # ------------------------------------------------------------------------ failover
     def _run(
-        self, method: str, call: Callable[[_Endpoint], _T], *, needs: int | None = None, best_first: bool = False
+        self,
+        method: str,
+        call: Callable[[_Endpoint], _T],
+        *,
+        needs: int | None = None,
+        best_first: bool = False,
+        spread: bool = False,
     ) -> _T:
         """``call`` on the first usable endpoint, moving on after each failure but a range refusal."""
         last: Exception | None = None
@@ -255,6 +288,9 @@ class EndpointPool:
             candidates = [e for e in self._usable(needs, best_first) if e.index not in tried]
             if not candidates:
                 break
+            if spread:
+                with self._lock:  # stable: in order among those with room, then the least busy
+                    candidates.sort(key=lambda e: (e.stalled, max(0, self._logs_in_flight[e.index] - self._window + 1)))
             endpoint = candidates[0]
             tried.add(endpoint.index)
             try:
@@ -424,7 +460,9 @@ class EndpointPool:
 
     def _batch_refused(self, endpoint: _Endpoint, exc: BatchRefusedError) -> None:
         with self._lock:
-            endpoint.batch_ok = False
+            first, endpoint.batch_ok = endpoint.batch_ok, False
+        if not first:
+            return  # another range's batch, sent at the same time, already told us (counted once)
         self._error(endpoint, "batch")
         log.warning("listener: %s refuses JSON-RPC batches (%s); single calls from now on", endpoint, exc)
 

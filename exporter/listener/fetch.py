@@ -7,7 +7,10 @@ accepts (``ranges.py``).
 
 Which headers: blocks that can still be reorganised (the newest ``max_reorg_depth`` blocks, when
 following unfinalised blocks) get every header, so parent hashes link them to the checkpoint;
-older ("deep") ranges only need the header of their last block. Headers are fetched before the
+older ("deep") ranges need none (``deep_headers=False``: the listener's catch-up, one getLogs per
+range and nothing else) or only the header of their last block (the audit keeps its hash).
+``fetch_span`` fetches a range planned in advance (the listener's window of concurrent ranges):
+all of it, in as many getLogs as the provider needs, unless a block stays unconfirmed. Headers are fetched before the
 logs and each log's ``blockHash`` is compared with them, so a reorg racing the fetch is seen as
 ``ChainMovedError`` (``chain.py``) instead of being stored. Blocks whose header bloom says they may
 hold a followed log that ``eth_getLogs`` did not return are re-read by hash (``confirm.py``); the
@@ -40,14 +43,17 @@ class FetchedRange:
     start: int
     end: int
     logs: list[dict[str, Any]]
-    headers: tuple[BlockRef, ...]  # ascending; always ends with the header of ``end`` (none if end < start)
+    # Ascending; ends with the header of ``end`` (none if end < start, or a deep range fetched
+    # without headers: ``RangeFetcher(deep_headers=False)``).
+    headers: tuple[BlockRef, ...]
     # The block the range had to stop before (its logs unconfirmed; end == unconfirmed - 1), and why.
     unconfirmed: int | None = None
     reason: str = ""
 
 
 class RangeFetcher:
-    """Fetches [start, ≤last] ranges; called from one worker thread at a time."""
+    """Fetches [start, ≤last] ranges; thread-safe (the listener's window calls it from several
+    worker threads, each on its own range)."""
 
     def __init__(
         self,
@@ -56,23 +62,49 @@ class RangeFetcher:
         sizer: RangeSizing,
         retrier: Retrier,
         confirmer: EmptyBlockConfirmer | None = None,
+        *,
+        deep_headers: bool = True,
     ) -> None:
         self._rpc = rpc
         self._filter = log_filter
         self._sizer = sizer
         self._retry = retrier
         self._confirmer = confirmer  # None: empty answers are believed (no bloom check)
+        self._deep_headers = deep_headers  # False: deep ranges come without any header
 
-    def fetch(self, start: int, last: int, unsafe_from: int, cancel: threading.Event) -> FetchedRange:
-        """The next range beginning at ``start`` and ending at most at ``last``.
+    def fetch_span(self, start: int, end: int, unsafe_from: int, cancel: threading.Event) -> FetchedRange:
+        """All of [start, end] (one side of ``unsafe_from`` only): one getLogs of that width first,
+        narrower ones where the provider refuses it. Ends early only before an unconfirmed block."""
+        pieces: list[FetchedRange] = []
+        first = start
+        while first <= end:
+            width = end - first + 1 if first == start else None
+            piece = self.fetch(first, end, unsafe_from, cancel, width=width)
+            pieces.append(piece)
+            if piece.unconfirmed is not None:
+                break
+            first = piece.end + 1
+        if len(pieces) == 1:
+            return pieces[0]
+        last = pieces[-1]
+        logs = [entry for piece in pieces for entry in piece.logs]
+        headers = tuple(header for piece in pieces for header in piece.headers)
+        return self._checked(FetchedRange(start, last.end, logs, headers, last.unconfirmed, last.reason))
+
+    def fetch(
+        self, start: int, last: int, unsafe_from: int, cancel: threading.Event, *, width: int | None = None
+    ) -> FetchedRange:
+        """The next range beginning at ``start`` and ending at most at ``last``, tried ``width``
+        blocks wide first (default: what the sizer hands out).
 
         Blocks from ``unsafe_from`` on get every header; a range never straddles that boundary.
         """
         unsafe = start >= unsafe_from
         limit = last if unsafe else min(last, unsafe_from - 1)
         headers: dict[int, BlockRef] = {}
+        size = width if width is not None else self._sizer.take()
         while True:
-            end = min(limit, start + self._sizer.size - 1)
+            end = min(limit, start + max(1, size) - 1)
             if unsafe:  # headers first: a reorg between the two calls then shows as a hash mismatch
                 wanted = [n for n in range(start, end + 1) if n not in headers]
                 for offset in range(0, len(wanted), HEADER_BATCH):
@@ -81,12 +113,13 @@ class RangeFetcher:
             try:
                 logs = self._retry(partial(self._get_logs, start, end), cancel)
             except RangeRefusedError as exc:
-                self._sizer.refused(start, end, exc.suggested)
-                log.info("listener: range %d-%d refused, now %d blocks wide", start, end, self._sizer.size)
+                self._sizer.refused(start, end, exc.suggested, max_results=exc.max_results)
+                size = min(self._sizer.take(), max(1, end - start))  # narrower than refused, always
+                log.info("listener: range %d-%d refused, now %d blocks wide", start, end, size)
                 continue
-            if not unsafe:
+            if not unsafe and self._deep_headers:
                 headers[end] = self._retry(partial(self._headers, [end]), cancel)[0]
-            self._sizer.succeeded(end - start + 1)
+            self._sizer.succeeded(end - start + 1, len(logs))
             in_range = [headers[n] for n in sorted(headers) if n <= end]
             if unsafe and self._confirmer is not None:
                 confirmed = self._confirmer.confirm(in_range, logs, cancel)

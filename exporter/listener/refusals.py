@@ -5,7 +5,9 @@
 
 * ``range``: the provider will not serve that ``eth_getLogs`` block range; ``suggested`` is the
   range it proposed (``[from, to]`` in the message or ``error.data``) and ``max_blocks`` the width
-  it named ("limited to a 10,000 range", "range 2999 exceeds limit of 2000");
+  it named ("limited to a 10,000 range", "range 2999 exceeds limit of 2000"); ``max_results`` is set
+  when the refusal is for the logs in the range, not its width (a *result cap*: "query returned more
+  than 10000 results", "a cap of 10K logs"): the number it named, 0 when it named none;
 * ``rate_limit``: a quota or throughput limit; ``retry_after`` (seconds) when the provider said;
 * ``transient``: 5xx, a node behind its load balancer, a lost upstream: try again or elsewhere;
 * ``permanent``: anything else the node refused (bad params, unknown method);
@@ -64,6 +66,20 @@ _WIDTHS = (
     re.compile(r"maximum \[from, to\] blocks distance: (\d+)", re.IGNORECASE),  # Ankr
     re.compile(r"maximum is set to (\d+)", re.IGNORECASE),  # Avalanche
 )
+# Result caps (logs per answer), tried in order: the first group is the cap, a "k" after it thousands.
+_RESULT_CAPS = (
+    re.compile(r"more than ([\d,.]+) (?:results|logs)", re.IGNORECASE),  # Infura, Polygon bor
+    re.compile(r"cap of ([\d,.]+)\s*(k?) logs", re.IGNORECASE),  # Alchemy
+    re.compile(r"max(?:imum)? results:? ([\d,.]+)", re.IGNORECASE),  # Ankr
+    re.compile(r"logs matched by query exceeds limit of ([\d,.]+)", re.IGNORECASE),  # Arbitrum, Nitro
+    re.compile(r"(?:results|logs) (?:limit|cap)(?: of| is|:)? ([\d,.]+)", re.IGNORECASE),
+)
+# A result cap that names no number.
+_RESULTS_UNNAMED = re.compile(
+    r"too many (?:results|logs)|more than \S+ (?:results|logs)|response (?:size|too large)|max results|"
+    r"logs matched",
+    re.IGNORECASE,
+)
 _SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 _RANGE = re.compile(
     r"more than \d+ results|query returned more than|range.*(too (large|wide|big)|exceeds?)|"
@@ -96,6 +112,7 @@ class Refusal:
     reason: str
     suggested: tuple[int, int] | None = None  # a block range the provider proposed
     max_blocks: int | None = None  # a range width (blocks) the provider named as its limit
+    max_results: int | None = None  # a result cap: the logs per answer it named (0: unnamed); None: not one
     retry_after: float | None = None  # seconds, as the provider asked
 
     def suggested_range(self, start: int) -> tuple[int, int] | None:
@@ -162,7 +179,11 @@ def classify(
     if batch and (_BATCH.search(message) or (error is not None and code == -32600) or 400 <= status < 500):
         return Refusal("batch", text)
     if logs and (code in _RANGE_CODES or _RANGE.search(message) or _width_or_range(message, data)):
-        return Refusal("range", text, suggested=_suggested(message, data), max_blocks=_width(message))
+        results = _result_cap(message)
+        # A result cap's message may name a width it would serve uncapped (Alchemy's "up to a 2K
+        # block range"): that is an alternative, not the limit of the range asked for.
+        width = _width(message) if results is None else None
+        return Refusal("range", text, suggested=_suggested(message, data), max_blocks=width, max_results=results)
     if logs and status in _SHRINK_HTTP:
         return Refusal("range", text)
     if status in _TRANSIENT_HTTP or status >= 500 or _TRANSIENT.search(message):
@@ -214,6 +235,18 @@ def _width(message: str) -> int | None:
                 width = int(digits)
                 return width * 1000 if re.search(re.escape(match.group(1)) + r"\s*k\b", message, re.I) else width
     return None
+
+
+def _result_cap(message: str) -> int | None:
+    """The logs-per-answer cap a refusal names (0 if it is one but names no number), else None."""
+    for pattern in _RESULT_CAPS:
+        match = pattern.search(message)
+        if match:
+            digits = re.sub(r"[,.]", "", match.group(1))
+            if digits.isdigit() and int(digits) >= 1:
+                thousands = len(match.groups()) > 1 and match.group(2).lower() == "k"
+                return int(digits) * (1000 if thousands else 1)
+    return 0 if _RESULTS_UNNAMED.search(message) else None
 
 
 def _width_or_range(message: str, data: object) -> bool:

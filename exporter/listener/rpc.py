@@ -79,10 +79,17 @@ class BatchRefusedError(RpcError):
 class RangeRefusedError(Exception):
     """The provider refused a getLogs block range; ``suggested`` is its proposal, if it made one."""
 
-    def __init__(self, message: str, suggested: tuple[int, int] | None, max_blocks: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        suggested: tuple[int, int] | None,
+        max_blocks: int | None = None,
+        max_results: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.suggested = suggested
         self.max_blocks = max_blocks  # a width the provider named as its limit
+        self.max_results = max_results  # a result cap (logs per answer; 0: unnamed), not a width
 
 
 @dataclass(frozen=True)
@@ -308,7 +315,7 @@ def _transient(message: str, outcome: str, retry_after: float | None = None) -> 
 def _raised(refusal: Refusal, status: int) -> Exception:
     """The exception that tells the caller what a classified refusal means."""
     if refusal.kind == "range":
-        return RangeRefusedError(refusal.reason, refusal.suggested, refusal.max_blocks)
+        return RangeRefusedError(refusal.reason, refusal.suggested, refusal.max_blocks, refusal.max_results)
     if refusal.kind == "rate_limit":
         return _transient(refusal.reason, "rate_limited", refusal.retry_after)
     if refusal.kind == "transient":

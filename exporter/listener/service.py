@@ -3,8 +3,17 @@
 A poll: take (or keep) the leader lock, read the head, check the stored checkpoint is still on the
 chain (else roll back to the common ancestor, or halt and raise ``on_critical`` if the reorg is
 deeper than ``max_reorg_depth``), then fetch ranges up to the target block and commit each range's
-events together with the checkpoint and a ``listener.tick`` heartbeat in one transaction. The next
-range is fetched on a worker thread while the previous one is decoded and stored.
+events together with the checkpoint and a ``listener.tick`` heartbeat in one transaction.
+
+The window: up to ``fetch_window`` ranges (per endpoint of the pool) are fetched and decoded at once
+on worker threads while this thread stores the oldest one; ranges are committed strictly in block
+order, so the checkpoint only ever covers contiguous stored ranges, and a new range is only planned
+when one is committed: a slow store stops the fetching, and memory holds at most the window's ranges
+whatever the backlog. A range that ends short before an unconfirmed block (bloom check) ends the
+window: the ranges after it are dropped unstored. Deep ranges (more than ``max_reorg_depth`` below
+the head) are fetched without headers; their commits carry a block hash only when the range's last
+block has a log, and the last one of a poll is given its header's hash before the poll returns.
+A poll that ends with backlog left (``PollOutcome.backlog``) asks the scheduler to run again at once.
 
 A node that is only behind our checkpoint (a load-balanced provider with a lagging backend) is
 not a reorg: the poll waits (status idle, heartbeat still written); only a hash that differs at a
@@ -22,12 +31,14 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import requests
+import requests.adapters
 
 from exporter.clock import Clock
 from exporter.config import HEARTBEAT_CHECK, ConfigError, ListenerSettings
@@ -71,6 +82,7 @@ class PollOutcome:
     events: int = 0
     reorgs: int = 0
     message: str = ""
+    backlog: bool = False  # the poll used its time budget with blocks left to fetch: run again at once
 
 
 def _quantity(value: object) -> int:
@@ -79,6 +91,29 @@ def _quantity(value: object) -> int:
         return int(str(value), 16)
     except ValueError:
         raise TransientRpcError(f"expected a hex quantity, got {str(value)[:40]!r}", "invalid_response") from None
+
+
+def _session_for(workers: int) -> requests.Session:
+    """A session keeping a connection per worker of the window (and the poll's own calls) to each
+    endpoint: requests' default pool of 10 would drop and reopen connections past that."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=workers + 2)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def backlog_left(outcome: object) -> bool:
+    """``scheduler.Job.again`` for ``poll_once``: the poll stopped for its time budget with blocks
+    left, so the next one starts at once (back to back) instead of an interval later."""
+    return isinstance(outcome, PollOutcome) and outcome.backlog
+
+
+def _quantity_or_none(value: object) -> int | None:
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        return None
 
 
 def _log_critical(title: str, detail: str) -> None:
@@ -119,6 +154,7 @@ class Listener:
         on_quarantine_cleared: RecoveredCallback | None = None,
         session: requests.Session | None = None,
         specs: list[EventSpec] | None = None,
+        poll_budget: float | None = None,
     ) -> None:
         if not settings.rpc_endpoints:
             raise ConfigError("listener.rpc_url (POLYGON_RPC_URL) is not set")
@@ -133,7 +169,7 @@ class Listener:
         self._quarantine = QuarantineReporter(metrics, store.quarantined_count, on_quarantined, on_quarantine_cleared)
         self.specs = specs if specs is not None else load_contracts(settings.contracts_config, settings.event_types)
         self._own_session = session is None
-        self._session = session or requests.Session()
+        self._session = session or _session_for(settings.fetch_window * len(settings.rpc_endpoints))
         self._rpc = EndpointPool(
             settings.rpc_endpoints,
             self._session,
@@ -145,6 +181,7 @@ class Listener:
             expected_chain_id=settings.expected_chain_id,
             max_retry_after=settings.max_retry_after,
             head_stall_timeout=settings.head_stall_timeout,
+            fetch_window=settings.fetch_window,
         )
         self._decoder = LogDecoder(self.specs, metrics)
         log_filter = LogFilter(
@@ -157,19 +194,23 @@ class Listener:
         self.first_poll_done = threading.Event()
         self._retry = Retrier(Backoff(max_retry_after=settings.max_retry_after), clock, stop=self._stop)
         confirmer = EmptyBlockConfirmer(self._rpc, log_filter, metrics) if settings.bloom_check else None
-        self._fetcher = RangeFetcher(self._rpc, log_filter, self._rpc.sizer, self._retry, confirmer)
+        self._fetcher = RangeFetcher(self._rpc, log_filter, self._rpc.sizer, self._retry, confirmer, deep_headers=False)
         self._audit = self._make_audit(log_filter) if settings.audit.enabled else None
         self._depth: ReorgDepth | None = None  # read from the node at the first poll (finality.py)
         self._serves_finalized = False
         self._unconfirmed: tuple[int, str] | None = None  # the block a range stopped before, and why
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-fetch")
+        # The window's workers: fetch_window per endpoint (the pool spreads them), plus the audit's.
+        workers = settings.fetch_window * len(settings.rpc_endpoints)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="listener-fetch")
         # The poll's own RPC calls (head, headers) run here too, so a stop request never waits
         # for a slow answer: the call is abandoned and its thread ends at the RPC deadline.
         self._calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listener-rpc")
         self._poll_lock = threading.Lock()  # close() waits for a running poll's commit
         # A long backlog is worked off over several polls, so that one poll never holds the
         # scheduler (or a shutdown) for long; every committed range keeps the heartbeat fresh.
-        self._poll_budget = max(settings.poll_interval, MIN_POLL_BUDGET_SECONDS)
+        # ``poll_budget`` (seconds) overrides it (tests, benchmarks).
+        default_budget = max(settings.poll_interval, MIN_POLL_BUDGET_SECONDS)
+        self._poll_budget = poll_budget if poll_budget is not None else default_budget
         self._leader = False
         self._halted: str | None = None
         self._recovery_pending = True  # on_recovered is due at the first commit after start or halt
@@ -256,6 +297,8 @@ class Listener:
         reorgs = 0
         cursor = self._store.load_checkpoint(CHECKPOINT_NAME)
         before = cursor.block_number if cursor is not None else None
+        fresh: int | None = None  # the block before a fresh start (nothing stored yet)
+        backlog = False
         for _ in range(MAX_CHAIN_RETRIES):
             try:
                 if cursor is not None and cursor.block_hash:
@@ -265,14 +308,19 @@ class Listener:
                         reorgs += 1
                 if cursor is None:
                     cursor = self._initial_cursor(target)
+                    fresh = cursor.block_number
                     if self._audit is not None:
                         self._audit.starts_at(cursor.block_number + 1)
-                cursor, stored = self._ingest(cursor, head, target, started)
+                cursor, stored, backlog = self._ingest(cursor, head, target, started)
                 events += stored
+                anchored = fresh is None or cursor.block_number != fresh
+                if anchored and not cursor.block_hash:
+                    cursor = self._sealed(cursor, head, started)
                 break
             except ChainMovedError as exc:
                 log.info("listener: %s; checking for a reorg", exc)
                 cursor = self._store.load_checkpoint(CHECKPOINT_NAME)
+                fresh = None
             except _NodeBehindError as behind:
                 assert cursor is not None  # only raised about a stored checkpoint
                 return self._behind(cursor, head, started, str(behind), reorgs)
@@ -284,14 +332,14 @@ class Listener:
             log.warning("listener: the chain agrees with our checkpoint again; resuming")
             self._halted = None
         self._quarantine.review()
-        processed = cursor.block_number if cursor.block_hash else None
+        processed = cursor.block_number if fresh is None or cursor.block_number != fresh else None
         if processed is not None:
             self._metrics.listener_processed_block.set(processed)
         status: Status = "ingested" if processed != before or reorgs else "idle"
         if processed is not None:
             self._audit_if_due(processed, head)
         waiting = self._waiting_message()
-        return PollOutcome(status, head, processed, events, reorgs, message=waiting)
+        return PollOutcome(status, head, processed, events, reorgs, message=waiting, backlog=backlog)
 
     def _behind(self, cursor: Checkpoint, head: int, started: float, why: str, reorgs: int) -> PollOutcome:
         """The node lags behind our checkpoint: store nothing, roll nothing back, wait for it."""
@@ -496,54 +544,91 @@ class Listener:
         return PollOutcome("halted", head, message=halt.detail)
 
     # ---------------------------------------------------------------------------- ranges
-    def _ingest(self, cursor: Checkpoint, head: int, target: int, started: float) -> tuple[Checkpoint, int]:
-        """Fetch and commit every range after ``cursor`` up to ``target``. The worker thread fetches
-        and decodes the next range while this thread stores the previous one (the store is the
-        slowest step, and waiting on it releases the GIL). Returns the new cursor and how many
-        events were stored."""
+    def _ingest(self, cursor: Checkpoint, head: int, target: int, started: float) -> tuple[Checkpoint, int, bool]:
+        """Fetch and commit every range after ``cursor`` up to ``target`` through the window (see the
+        module docstring). Returns the new cursor, how many events were stored, and whether the poll
+        stopped for its time budget with blocks left (the backlog goes on at once)."""
         if cursor.block_number >= target:
             self._commit(cursor, [], cursor, head, started)
-            return cursor, 0
+            return cursor, 0, False
         unsafe_from = self._unsafe_from(head, target)
         cancel = threading.Event()
 
-        def fetch(start: int) -> tuple[FetchedRange, list[EventRecord]]:
-            fetched = self._fetcher.fetch(start, target, unsafe_from, cancel)
+        def fetch(start: int, end: int) -> tuple[FetchedRange, list[EventRecord]]:
+            fetched = self._fetcher.fetch_span(start, end, unsafe_from, cancel)
             return fetched, self._decoder.decode_all(fetched.logs)
 
-        pending: Future[tuple[FetchedRange, list[EventRecord]]] | None = self._submit(
-            self._pool, fetch, cursor.block_number + 1
-        )
+        window = self._rpc.fetch_window
+        in_flight: deque[Future[tuple[FetchedRange, list[EventRecord]]]] = deque()
+        following = cursor.block_number + 1  # the first block no range in flight covers
+        planning = True
+        waiting = False  # a range stopped before an unconfirmed block: the rest waits for the next poll
         stored = 0
         try:
-            while pending is not None:
-                fetched, records = self._await(pending)
-                pending = None
+            while True:
+                while planning and len(in_flight) < window and following <= target:
+                    end = self._plan(following, target, unsafe_from)
+                    in_flight.append(self._submit(self._pool, fetch, following, end))
+                    following = end + 1
+                if not in_flight:
+                    break
+                fetched, records = self._await(in_flight[0])  # the oldest: commits stay in block order
+                in_flight.popleft()
                 self._note_unconfirmed(fetched)
-                if fetched.end < fetched.start:
-                    break  # its first block is unconfirmed: nothing to store yet
-                if fetched.end < target and fetched.unconfirmed is None and not self._out_of_time(started):
-                    pending = self._submit(self._pool, fetch, fetched.end + 1)
-                check_links(fetched.headers, cursor)
-                following = Checkpoint(
-                    fetched.end,
-                    fetched.headers[-1].hash,
-                    trim_recent((*cursor.recent, *fetched.headers), fetched.end, self._max_reorg_depth),
-                )
-                stored += self._commit(cursor, records, following, head, started)
-                cursor = following
+                if fetched.end >= fetched.start:
+                    after = self._after(cursor, fetched)
+                    stored += self._commit(cursor, records, after, head, started)
+                    cursor = after
+                if fetched.unconfirmed is not None:
+                    waiting = True  # the window stops before the block; the ranges after it are dropped
+                    break
+                if self._stop.is_set():
+                    raise FetchCancelledError()  # the ranges fetched meanwhile are not stored
+                if planning and following <= target and self._out_of_time(started):
+                    planning = False  # the ranges in flight are still stored
         finally:
-            if pending is not None:
+            if in_flight:
                 cancel.set()
-                # The worker stops at its next check; its result (or error) no longer matters.
-                pending.add_done_callback(lambda f: f.exception())
-        return cursor, stored
+                for pending in in_flight:
+                    # The worker stops at its next check; its result (or error) no longer matters.
+                    pending.add_done_callback(lambda f: f.exception())
+        backlog = not planning and not waiting and cursor.block_number < target and not self._stop.is_set()
+        return cursor, stored, backlog
+
+    def _plan(self, start: int, target: int, unsafe_from: int) -> int:
+        """The last block of the next range of the window: as wide as the range sizer hands out,
+        never past ``target`` nor across ``unsafe_from`` (deep ranges need no headers, others all)."""
+        end = min(target, start + self._rpc.sizer.take() - 1)
+        return min(end, unsafe_from - 1) if start < unsafe_from else end
+
+    def _after(self, cursor: Checkpoint, fetched: FetchedRange) -> Checkpoint:
+        """The checkpoint once ``fetched`` is stored. A deep range has no headers: its hash is the one
+        of its last block's log if it has one, else unknown ("", given at the end of the poll)."""
+        if fetched.headers:
+            check_links(fetched.headers, cursor)
+            block_hash = fetched.headers[-1].hash
+        else:
+            last = fetched.logs[-1] if fetched.logs else {}
+            same_block = _quantity_or_none(last.get("blockNumber")) == fetched.end
+            block_hash = str(last.get("blockHash") or "") if same_block else ""
+        recent = trim_recent((*cursor.recent, *fetched.headers), fetched.end, self._max_reorg_depth)
+        return Checkpoint(fetched.end, block_hash, recent)
+
+    def _sealed(self, cursor: Checkpoint, head: int, started: float) -> Checkpoint:
+        """A checkpoint stored without a hash (a deep range's last block had no log) gets its block's
+        hash: one header per poll, so the next poll can compare it with the chain."""
+        header = self._header(cursor.block_number)
+        if header is None:
+            return cursor  # the node lacks it now; the next poll tries again
+        sealed = Checkpoint(cursor.block_number, header.hash, cursor.recent)
+        self._commit(cursor, [], sealed, head, started)
+        return sealed
 
     def _out_of_time(self, started: float) -> bool:
         if self._stop.is_set():
             return True
         if self._clock.monotonic() - started > self._poll_budget:
-            log.info("listener: poll time budget used; the backlog continues at the next poll")
+            log.info("listener: poll time budget used; the backlog continues in the next poll, started at once")
             return True
         return False
 
@@ -576,7 +661,7 @@ class Listener:
             ts=self._clock.now(),
             uid=uuid.uuid4().hex,
         )
-        if not after.block_hash:  # nothing stored yet and nothing to store: only the heartbeat
+        if not after.block_hash and after.block_number == before.block_number:  # nothing to store: heartbeat
             self._store.write_results([heartbeat])
             inserted = 0
         else:

@@ -154,3 +154,50 @@ def test_a_store_outage_in_a_job_is_one_line_and_a_bug_keeps_its_traceback(
     assert crash.levelno == logging.ERROR  # a real bug keeps its traceback:
     assert crash.exc_info is not None or "KeyError" in (crash.exc_text or "")
     assert registry.get_sample_value("blocktrust_job_runs_total", {"task": "slo", "outcome": "error"}) == 1
+
+
+def test_a_job_asking_to_run_again_runs_back_to_back_without_skips(
+    registry: CollectorRegistry, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener catching up: every run takes longer than the interval and asks for the next at once;
+    the next starts when it ends (never overlapping), none is reported skipped, and the re-runs are
+    counted. With an interval of a minute, only re-runs can make three runs happen in this test."""
+    scheduler = Scheduler(metrics)
+    active, overlaps, runs = [0], [0], [0]
+
+    def catching_up() -> int:
+        active[0] += 1
+        overlaps[0] += active[0] > 1
+        time.sleep(0.1)
+        active[0] -= 1
+        runs[0] += 1
+        return runs[0]
+
+    scheduler.add(Job("listener", catching_up, 60.0, again=lambda run: isinstance(run, int) and run < 4))
+    with caplog.at_level(logging.INFO, logger="exporter.scheduler"):
+        scheduler.start()
+        _wait(lambda: runs[0] >= 4)
+        assert scheduler.stop(5)
+    assert runs[0] == 4  # the fourth said "no more": the job is back on its (one-minute) grid
+    assert overlaps[0] == 0
+    assert not [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert registry.get_sample_value("blocktrust_scheduler_job_reruns_total", {"task": "listener"}) == 3
+
+
+def test_a_run_overrunning_its_interval_without_asking_again_is_reported_skipped(
+    metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The counterpart: the same overrunning job on its grid misses runs, and says so."""
+    scheduler = Scheduler(metrics)
+    runs = [0]
+
+    def overrunning() -> None:
+        time.sleep(0.25)
+        runs[0] += 1
+
+    scheduler.add(Job("overrunning", overrunning, 0.1))
+    with caplog.at_level(logging.WARNING, logger="exporter.scheduler"):
+        scheduler.start()
+        _wait(lambda: runs[0] >= 2)
+        assert scheduler.stop(5)
+    assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]

@@ -76,3 +76,65 @@ def test_after_a_blind_refusal_it_grows_back_quickly_to_just_below_the_refused_w
     for _ in range(2 * GROW_AFTER_SUCCESSES):
         sizer.succeeded(sizer.size)
     assert sizer.size == 999
+
+
+def _catch_up(
+    sizer: RangeSizer, events_per_block: list[float], cap: int, blocks: int, stretch: int = 1000
+) -> tuple[int, int, list[int]]:
+    """Work off ``blocks`` against a provider serving at most ``cap`` logs per answer, the chain's
+    density given per ``stretch`` blocks, in turn. Returns (served ranges, refusals, served widths)."""
+    start, served, refusals, widths = 0, 0, 0, []
+    while start < blocks:
+        width = min(sizer.take(), blocks - start)
+        end = start + width - 1
+        logs = round(sum(events_per_block[(start + i) // stretch % len(events_per_block)] for i in range(width)))
+        if logs > cap:
+            refusals += 1
+            sizer.refused(start, end, None, max_results=cap)
+            continue
+        served += 1
+        widths.append(width)
+        sizer.succeeded(width, logs)
+        start = end + 1
+    return served, refusals, widths
+
+
+def test_a_result_cap_converges_on_the_widest_range_under_it() -> None:
+    """The issue's case: 150 logs per answer at 0.43 events per block, from 2,000-block ranges: not a
+    collapse to a few blocks, but ranges of about 85 % of the 350 blocks the cap allows."""
+    sizer = RangeSizer(2000, 10_000)
+    served, refusals, widths = _catch_up(sizer, [0.43], cap=150, blocks=20_000)
+    assert sizer.result_cap == 150
+    assert refusals <= 5, refusals
+    steady = widths[5:-1]  # the last one is the backlog's tail
+    assert min(steady) >= 0.75 * 150 / 0.43, steady
+    assert served <= 1.3 * 20_000 / (150 / 0.43)
+    assert sizer.limit is None  # a result cap teaches no block-width limit
+
+
+def test_a_result_cap_follows_busy_and_quiet_stretches() -> None:
+    """Quiet stretches get wide ranges, busy ones narrow ones; refusals stay rare."""
+    sizer = RangeSizer(2000, 10_000)
+    served, refusals, widths = _catch_up(sizer, [0.05, 2.0], cap=1000, blocks=80_000, stretch=20_000)
+    assert max(widths) >= 5 * min(widths)
+    assert refusals <= 0.15 * served, (refusals, served)
+
+
+def test_an_unnamed_result_cap_is_taken_from_the_largest_answer_served() -> None:
+    sizer = RangeSizer(1000, 10_000)
+    sizer.succeeded(1000, 300)
+    sizer.refused(1000, 1999, None, max_results=0)  # "too many results", no number
+    assert sizer.result_cap == 300
+    assert sizer.size <= 500
+
+
+def test_a_probe_is_handed_out_once_while_ranges_are_in_flight() -> None:
+    """Four ranges planned at once: one may probe past the learned limit, the other three get the limit."""
+    sizer = RangeSizer(2000, 10_000)
+    sizer.refused(0, 1999, (0, 999))
+    while sizer.size <= 1000:
+        sizer.succeeded(sizer.size)
+    probe = sizer.size
+    assert [sizer.take() for _ in range(4)] == [probe, 1000, 1000, 1000]
+    sizer.refused(0, probe - 1, None)  # the probe comes back refused: the limit stands
+    assert [sizer.take() for _ in range(2)] == [1000, 1000]

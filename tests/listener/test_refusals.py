@@ -58,6 +58,9 @@ def test_every_corpus_answer_is_classified_as_labelled(entry: dict[str, Any]) ->
         assert refusal.suggested == tuple(expect["suggested"])
     if "max_blocks" in expect:
         assert refusal.max_blocks == expect["max_blocks"]
+        assert refusal.max_results is None  # a width limit is not a result cap
+    if "max_results" in expect:
+        assert refusal.max_results == expect["max_results"]
     if "retry_after" in expect:
         assert refusal.retry_after == pytest.approx(expect["retry_after"])
     assert "http" not in refusal.reason.split(":", 1)[0]  # the reason starts with the method, no URL
@@ -129,3 +132,20 @@ def test_a_rate_limit_never_shrinks_a_range() -> None:
 )
 def test_a_limit_on_the_query_is_not_taken_for_a_quota(message: str, kind: str) -> None:
     assert classify("eth_getLogs", error={"code": -32000, "message": message}).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("message", "max_results"),
+    [
+        ("query returned more than 5000 results", 5000),
+        ("Log response size exceeded ... a cap of 10K logs in the response", 10_000),
+        ("logs matched by query exceeds limit of 2,500", 2500),
+        ("too many results in the answer", 0),
+        ("block range too large", None),
+        ("range 2999 exceeds limit of 2000", None),
+    ],
+)
+def test_a_result_cap_is_told_from_a_width_limit(message: str, max_results: int | None) -> None:
+    refusal = classify("eth_getLogs", error={"code": -32005, "message": message})
+    assert refusal.kind == "range"
+    assert refusal.max_results == max_results
