@@ -18,7 +18,7 @@ Both run ``--repeat`` times, alternating, on local anvil and then through the la
 (bench/rpc_latency_proxy.py: ``--latency`` per request, ``--max-range`` block cap, Infura-style
 refusals). While each runs, the peak RSS and the CPU time of the indexer's process tree, of its
 PostgreSQL backends and of anvil are sampled from /proc every 100 ms. It prints the medians, events/s
-and ours / Ponder's events/s (the target is 5).
+and ours / Ponder's events/s (the target is 5); through the proxy, also what each asked of it.
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ def run_ponder(bench: Bench, rpc_url: str, workdir: Path) -> dict[str, Any]:
     return result
 
 
+def _run_ours(bench: Bench, rpc_url: str, workdir: Path) -> dict[str, Any]:
+    return run_service(bench, rpc_url, workdir, poll_interval=15.0)
+
+
 def _summary(name: str, runs: list[dict[str, Any]], events: int) -> dict[str, Any]:
     seconds = statistics.median(r["seconds"] for r in runs)
     groups = runs[0]["groups"].keys()
@@ -120,12 +124,18 @@ def _summary(name: str, runs: list[dict[str, Any]], events: int) -> dict[str, An
     return {"seconds": seconds, "exact": stored == [events]}
 
 
-def compare(bench: Bench, rpc_url: str, label: str, args: argparse.Namespace) -> bool:
+def compare(
+    bench: Bench, rpc_url: str, label: str, args: argparse.Namespace, proxy: LatencyProxy | None = None
+) -> bool:
     ours: list[dict[str, Any]] = []
     ponder: list[dict[str, Any]] = []
     for _ in range(args.repeat):  # alternating, so that a slow spell of the machine hits both
-        ponder.append(run_ponder(bench, rpc_url, args.workdir))
-        ours.append(run_service(bench, rpc_url, args.workdir, poll_interval=15.0))
+        for runs, run in ((ponder, run_ponder), (ours, _run_ours)):
+            if proxy is not None:
+                proxy.reset()
+            runs.append(run(bench, rpc_url, args.workdir))
+            if proxy is not None:
+                runs[-1]["proxy"] = proxy.stats()
     events = bench.backlog.events
     print(f"{label}: {events} events over {bench.backlog.blocks} blocks, spawn to caught up, medians of {args.repeat}")
     a = _summary("ours", ours, events)
@@ -138,6 +148,14 @@ def compare(bench: Bench, rpc_url: str, label: str, args: argparse.Namespace) ->
                 f"  {name}, from {start} to caught up (no start-up): {seconds:.2f} s, {events / seconds:.0f} events/s"
             )
     print(f"  ours / Ponder events/s = {b['seconds'] / a['seconds']:.1f}   (target >= 5)")
+    for name, runs in (("ours", ours), ("Ponder", ponder)):
+        stats = runs[-1].get("proxy")
+        if stats is not None:
+            calls = ", ".join(f"{m} {n}" for m, n in sorted(stats.calls.items(), key=lambda kv: -kv[1]))
+            print(
+                f"  {name}, last run, at the proxy: {stats.http_requests} HTTP requests, "
+                f"{stats.refused} getLogs refused, at most {stats.max_in_flight} in flight; calls: {calls}"
+            )
     return bool(a["exact"] and b["exact"])
 
 
@@ -168,7 +186,7 @@ def main(argv: list[str]) -> int:
                 LatencyProxy(bench.chain.rpc_url, latency=args.latency, max_range=args.max_range)
             )
             label = f"through the proxy ({args.latency * 1000:.0f} ms per request, {args.max_range}-block cap)"
-            exact &= compare(bench, proxy.url, label, args)
+            exact &= compare(bench, proxy.url, label, args, proxy)
     print("row counts match the backlog" if exact else "MISMATCH in a row count (see rows above)")
     return 0 if exact else 1
 
