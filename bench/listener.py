@@ -44,7 +44,12 @@ PG_ADMIN_URL = os.environ.get("BLOCKTRUST_TEST_PG", "postgresql://postgres@127.0
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak RSS since its exec: VmHWM (``ru_maxrss`` would keep the peak of the
+    process that forked it, whose image it replaced)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB or bytes
 
 
 def _own_cpu_seconds() -> float:
@@ -193,7 +198,7 @@ PHASES = {"raw": phase_raw, "seed": phase_seed, "listener": phase_listener}
 
 
 # ---------------------------------------------------------------------------------- driver
-def _create_db() -> str:
+def create_db() -> str:
     """A fresh database with the SPEC §2 schema (so (b) and (c) write the same table)."""
     from exporter.store import open_store
 
@@ -210,7 +215,7 @@ def _create_db() -> str:
     return url
 
 
-def _drop_db(url: str) -> None:
+def drop_db(url: str) -> None:
     admin = psycopg2.connect(PG_ADMIN_URL)
     admin.autocommit = True
     with admin.cursor() as cur:
@@ -218,7 +223,7 @@ def _drop_db(url: str) -> None:
     admin.close()
 
 
-def _count_events(url: str) -> int:
+def count_events(url: str) -> int:
     conn = psycopg2.connect(url)
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM events")
@@ -227,7 +232,7 @@ def _count_events(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _run_phase(phase: str, common: list[str], extra: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+def run_phase(phase: str, common: list[str], extra: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
     out = subprocess.run(
         [sys.executable, __file__, "--phase", phase, *common, *extra],
         check=True,
@@ -281,7 +286,7 @@ def main(argv: list[str]) -> int:
             str(backlog.last_block),
         ]
         if not args.skip_seed:
-            runs["b"].append(_run_on_fresh_db("seed", common, []))
+            runs["b"].append(run_on_fresh_db("seed", common, []))
         extra = [
             "--chunk-size",
             str(args.chunk_size),
@@ -292,31 +297,31 @@ def main(argv: list[str]) -> int:
             *(["--profile"] if args.profile else []),
         ]
         for _ in range(args.repeat):  # alternating, so that a slow spell of the machine hits both
-            runs["a"].append(_run_phase("raw", common))
-            runs["c"].append(_run_on_fresh_db("listener", common, extra))
+            runs["a"].append(run_phase("raw", common))
+            runs["c"].append(run_on_fresh_db("listener", common, extra))
     finally:
         chain.stop()
     return _report(runs, backlog.events)
 
 
-def _run_on_fresh_db(phase: str, common: list[str], extra: list[str]) -> dict[str, Any]:
-    url = _create_db()
+def run_on_fresh_db(phase: str, common: list[str], extra: list[str]) -> dict[str, Any]:
+    url = create_db()
     try:
-        result = _run_phase(phase, common, ["--db", url, *extra])
-        result["stored"] = _count_events(url)
+        result = run_phase(phase, common, ["--db", url, *extra])
+        result["stored"] = count_events(url)
     finally:
-        _drop_db(url)
+        drop_db(url)
     return result
 
 
-def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median time (the lower middle one for an even count)."""
     ordered = sorted(results, key=lambda r: r["seconds"])
     return ordered[(len(ordered) - 1) // 2]
 
 
 def _report(runs: dict[str, list[dict[str, Any]]], expected: int) -> int:
-    medians = {key: _median_run(results) for key, results in runs.items() if results}
+    medians = {key: median_run(results) for key, results in runs.items() if results}
     print(f"{'run':<47} {'seconds (median; min-max)':>27} {'events':>8} {'events/s':>10} {'peak RSS':>9}")
     labels = {
         "a": "(a) one raw eth_getLogs (floor)",
