@@ -6,7 +6,7 @@ passes through the real state of the check in between."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,14 +139,6 @@ def test_login_result_from_a_round() -> None:
 
 
 # ---------------------------------------------------------------------------------- the engine
-@pytest.fixture
-def db(sqlite_url: str) -> Iterator[Store]:
-    store = open_store(sqlite_url)
-    store.migrate()
-    yield store
-    store.close()
-
-
 class Scenario:
     """An engine with the default dependencies of ``specs``, fed whole rounds of results."""
 

@@ -3,7 +3,6 @@ thresholds, severities, incidents, reminders, immediate incidents, store outages
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,19 +13,11 @@ from exporter.alerting.engine import AlertEngine, check_policies, describe_failu
 from exporter.clock import FakeClock
 from exporter.config import HEARTBEAT_CHECK, AlertingSettings, CheckSpec
 from exporter.metrics import Metrics
-from exporter.store import Store, StoreError, open_store
+from exporter.store import Store, StoreError
 from tests.alerting.kit import RecordingSink, result, table_rows
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 ROUND = 60.0
-
-
-@pytest.fixture
-def db(sqlite_url: str) -> Iterator[Store]:
-    store = open_store(sqlite_url)
-    store.migrate()
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -7,46 +7,15 @@ the backend of a load-balanced provider that has not seen the newest blocks yet.
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import requests
+from tests.support.jsonrpc_node import JsonRpcNode
 
 
-class LaggingNode:
+class LaggingNode(JsonRpcNode):
     def __init__(self, upstream: str) -> None:
         self.lag = 0
-        self._upstream = upstream
-        self._session = requests.Session()
-        self._lock = threading.Lock()
-        node = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                answer: Any = [node._answer(r) for r in request] if isinstance(request, list) else node._answer(request)
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-
-    def _forward(self, request: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:  # one requests.Session, several handler threads
-            answer: dict[str, Any] = self._session.post(self._upstream, json=request, timeout=10).json()
-        return answer
+        super().__init__(upstream)
 
     def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.lag == 0:
@@ -63,14 +32,3 @@ class LaggingNode:
                 return {"jsonrpc": "2.0", "id": request["id"], "result": None}
             request = {**request, "params": [hex(number), *params[1:]]}
         return self._forward(request)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._session.close()
-
-    def __enter__(self) -> LaggingNode:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

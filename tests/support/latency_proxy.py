@@ -12,13 +12,11 @@ injector: ``rpc_fault_proxy`` is.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import requests
+from tests.support.jsonrpc_node import JsonRpcNode
 
 Delay = Callable[[dict[str, Any]], float]
 
@@ -27,37 +25,16 @@ def _no_delay(_call: dict[str, Any]) -> float:
     return 0.0
 
 
-class LatencyProxy:
+class LatencyProxy(JsonRpcNode):
     def __init__(self, upstream: str, delay: Delay = _no_delay) -> None:
-        self.upstream = upstream
         self.delay = delay
         self.logs: list[tuple[int, int, float, float]] = []
         self.max_logs_in_flight = 0
         self._in_flight = 0
-        self._lock = threading.Lock()
-        self._session = requests.Session()
-        proxy = self
+        super().__init__(upstream, path="/")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                answer = proxy._answer(body)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-
-    def _answer(self, body: bytes) -> bytes:
+    def _respond(self, body: bytes) -> bytes:
+        """Holds the whole body (a call or a batch) ``delay`` seconds, then forwards it as it came."""
         request = json.loads(body)
         calls = request if isinstance(request, list) else [request]
         logs = [c for c in calls if c.get("method") == "eth_getLogs" and "fromBlock" in c["params"][0]]
@@ -84,14 +61,3 @@ class LatencyProxy:
                 if other_start < start and other_began <= began:
                     return True
         return False
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._session.close()
-
-    def __enter__(self) -> LatencyProxy:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()

@@ -15,45 +15,19 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import requests
+from tests.support.jsonrpc_node import JsonRpcNode
 
 
-class LoadBalancedNode:
+class LoadBalancedNode(JsonRpcNode):
     def __init__(self, upstream: str, *, logs_lag: int = 0, lag_hash_queries: bool = True) -> None:
         self.logs_lag = logs_lag
         self.lag_hash_queries = lag_hash_queries
         self.getlogs_calls = 0
         self.dropped: list[dict[str, Any]] = []
         self._drop: tuple[str, int] | None = None
-        self._upstream = upstream
-        self._session = requests.Session()
-        self._lock = threading.Lock()
-        node = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                answer: Any = [node._answer(r) for r in request] if isinstance(request, list) else node._answer(request)
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
+        super().__init__(upstream)
 
     def drop_log(self, tx_hash: str, log_index: int) -> None:
         """Leave this log out of the next range answer that holds it (once)."""
@@ -61,11 +35,6 @@ class LoadBalancedNode:
 
     def _call(self, method: str, params: list[Any]) -> Any:
         return self._forward({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}).get("result")
-
-    def _forward(self, request: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:  # one requests.Session, several handler threads
-            answer: dict[str, Any] = self._session.post(self._upstream, json=request, timeout=10).json()
-        return answer
 
     def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("method") != "eth_getLogs":
@@ -91,14 +60,3 @@ class LoadBalancedNode:
                 self._drop = None
                 served = kept
         return {**answer, "result": served}
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._session.close()
-
-    def __enter__(self) -> LoadBalancedNode:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
