@@ -216,6 +216,8 @@ class AlertEngine:
         self._dependencies: Dependencies = dict(dependencies or {})
         # Open incidents whose notices are held back: a dependency's failure explains them.
         self._held: set[str] = set()
+        # Held check -> consecutive rounds it failed with no failing dependency (see _release_held).
+        self._unexplained: dict[str, int] = {}
         self._round: dict[str, bool] = {}  # check -> passed, in the round observe() is deciding
         # Dependencies this engine has no result of (another replica runs them: checks.run_on shard):
         # check -> failing, from the store's latest rows, read at most once per round (None: not yet).
@@ -250,7 +252,7 @@ class AlertEngine:
                 else:
                     self._on_failure(result)
             self._round = {}
-            self._release_held()
+            self._release_held({result.check_name for result in checks})
             self._elsewhere = None
             self._send_due()
             self._update_gauge()
@@ -467,6 +469,7 @@ class AlertEngine:
                 # Resolved elsewhere; whoever resolved it announced the end (if the start was announced).
                 del self._open[check_name]
                 self._held.discard(check_name)
+                self._unexplained.pop(check_name, None)
                 log.info("incident %d of %s was resolved by another process", mine.id, check_name)
             elif theirs.last_notified_at is not None and (
                 mine.last_notified_at is None or theirs.last_notified_at > mine.last_notified_at
@@ -566,16 +569,29 @@ class AlertEngine:
             cause = current = failing[0]
             seen.add(current)
 
-    def _release_held(self) -> None:
-        """Notify the held incidents no dependency explains any more, while their check still fails:
-        the dependency recovered and this one did not, so it is a problem of its own now. One whose
-        check passes again stays held (it is recovering) and resolves without a word."""
+    def _release_held(self, observed: set[str]) -> None:
+        """Notify the held incidents no dependency explains any more, once their check has failed
+        ``failure_threshold`` rounds of ``observed`` (the names this round had a result for) on its
+        own: the dependency recovered and this one did not, so it is a problem of its own now. The
+        threshold gives a dependant the time to recover that a new failure gets: one that reads its
+        input asynchronously (``listener.progress`` a heartbeat up to a poll old) may still fail in
+        the round its dependency is back. One whose check passes again stays held (it is recovering)
+        and resolves without a word."""
         for check_name in sorted(self._held):
             if check_name not in self._open:
                 self._held.discard(check_name)
+                self._unexplained.pop(check_name, None)
             elif self._failing(check_name) and self._suppressor(check_name) is None:
+                if check_name not in observed:
+                    continue
+                alone = self._unexplained[check_name] = self._unexplained.get(check_name, 0) + 1
+                if alone < self._policy(check_name).failure_threshold:
+                    continue
                 self._held.discard(check_name)
+                self._unexplained.pop(check_name, None)
                 log.warning("incident of %s no longer explained by a dependency: notifying it", check_name)
+            else:
+                self._unexplained.pop(check_name, None)
 
     def _on_success(self, result: CheckResult) -> None:
         streak = self._streaks.setdefault(result.check_name, _Streak())
@@ -594,6 +610,7 @@ class AlertEngine:
         )
         self._open[check_name] = incident
         self._held.discard(check_name)
+        self._unexplained.pop(check_name, None)
         if suppressed_by is not None and incident.last_notified_at is None:
             self._held.add(check_name)
             self._metrics.alert_notices_suppressed.labels(check=check_name).inc()
@@ -614,6 +631,7 @@ class AlertEngine:
         announce = self._ledger.resolve(incident, at, reason)
         del self._open[incident.check_name]
         self._held.discard(incident.check_name)
+        self._unexplained.pop(incident.check_name, None)
         self._streaks.pop(incident.check_name, None)
         log.info("incident resolved for %s%s", incident.check_name, f" ({reason})" if reason else "")
         if not announce:

@@ -219,13 +219,32 @@ def test_a_dependant_still_failing_after_its_dependency_recovered_is_notified_th
     scene.round(["api.health", "api.stats", "api.events"], [])
     assert scene.notices() == [("api.health", "firing")]
     # api.health is back; api.stats still fails (a problem of its own), api.events is recovering.
+    # Like a new failure, api.stats is told only once it failed failure_threshold (2) rounds alone.
     scene.round(["api.stats"], ["api.health", "api.events"])
-    assert scene.notices()[1:] == [("api.stats", "firing")]
+    assert scene.notices()[1:] == []
     scene.round(["api.stats"], ["api.health", "api.events"])
-    assert sorted(scene.notices()[2:]) == [("api.health", "resolved")]  # api.events ends quietly
+    # api.events ends quietly
+    assert sorted(scene.notices()[1:]) == [("api.health", "resolved"), ("api.stats", "firing")]
     scene.round([], ["api.stats"])
     scene.round([], ["api.stats"])
     assert scene.notices()[-1] == ("api.stats", "resolved")
+    assert db.open_incidents() == []
+
+
+def test_a_dependant_that_fails_once_more_as_its_dependency_recovers_ends_quietly(db: Store) -> None:
+    """The listener's checks read a heartbeat up to a poll old: in the round chain.head is fresh again,
+    listener.progress may still fail once. That is recovery, not a problem of its own."""
+    specs = [
+        CheckSpec(name="chain.head", kind="chain.head"),
+        CheckSpec(name="listener.progress", kind="listener.progress"),
+    ]
+    scene = Scenario(db, specs)
+    for _ in range(3):
+        scene.round(["chain.head", "listener.progress"], [])
+    scene.round(["listener.progress"], ["chain.head"])  # the heartbeat predates the first new block
+    scene.round([], ["chain.head", "listener.progress"])
+    scene.round([], ["chain.head", "listener.progress"])
+    assert scene.notices() == [("chain.head", "firing"), ("chain.head", "resolved")]
     assert db.open_incidents() == []
 
 

@@ -2,7 +2,9 @@
 
 Reads the latest block through the listener's RPC client and fails when its timestamp is older than
 the check's ``max_age`` (measured on the injected Clock), so a stalled provider (or chain) is told
-apart from a stuck listener: ``listener.lag`` fails in both cases, ``chain.head`` only in the first.
+apart from a stuck listener: ``chain.head`` fails only in the first. (A stalled chain that still
+answers leaves ``listener.lag`` passing, as the idle listener keeps writing its heartbeat; with
+``confirmations`` its ``listener.progress`` fails. A provider that does not answer fails both.)
 Not for the listener's own progress (``listener_progress.py``).
 """
 
