@@ -83,6 +83,10 @@ class Placement:
         self._expiry = interval * EXPIRY_SHARE
         self._on_dropped = on_dropped
         self._lock = threading.Lock()
+        # One heartbeat at a time: the first round's own heartbeat (see assign) and the scheduler's job
+        # may run together, and the store's leader lock is not re-entrant across them (SQLite's flock on a
+        # second file handle is refused): the loser would be told another replica runs the checks.
+        self._beat = threading.Lock()
         self._members: list[str] | None = None  # None: never reached the store
         self._leader: bool | None = None
         self._running: set[str] | None = None  # what the last round ran (None: no round yet)
@@ -93,10 +97,11 @@ class Placement:
         off the check path): ``leader``: take or keep the checks lock; ``shard``: renew this replica's row
         and read the live replicas. Never raises for a store outage: the last known role or membership
         stays in force, logged."""
-        if self.run_on == "leader":
-            self._refresh_leadership()
-        elif self.run_on == "shard":
-            self._refresh_membership()
+        with self._beat:
+            if self.run_on == "leader":
+                self._refresh_leadership()
+            elif self.run_on == "shard":
+                self._refresh_membership()
 
     def _refresh_membership(self) -> None:
         now = self._clock.now()

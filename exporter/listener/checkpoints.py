@@ -58,7 +58,12 @@ class CheckpointView:
         lines.append(f"recent block hashes ({len(cp.recent)}, oldest first):")
         lines += [f"  {ref.number} {ref.hash}" for ref in cp.recent]
         audited = self.audit.block_number if self.audit else None
-        lines.append(f"audit: re-read up to block {audited}" if audited is not None else "audit: not run yet")
+        if audited is None:
+            lines.append("audit: not run yet")
+        elif audited < 0:  # the cursor of a listener that starts at block 0: nothing re-read yet
+            lines.append("audit: nothing re-read yet (it starts at block 0)")
+        else:
+            lines.append(f"audit: re-read up to block {audited}")
         return "\n".join(lines) + "\n"
 
 

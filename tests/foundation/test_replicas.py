@@ -173,3 +173,44 @@ def test_checks_handed_to_another_replica_drop_their_gauges(store: Store, second
     reported = {name for name in NAMES if registry.get_sample_value("blocktrust_check_up", {"check": name}) is not None}
     assert reported == kept != set(NAMES)
     assert registry.get_sample_value("blocktrust_check_runs_total", {"check": NAMES[0], "result": "success"}) == 1
+
+
+class _FlockLikeStore:
+    """The SQLite leader lock's shape: "already held?", then a non-blocking flock, then "held". A second
+    call inside that window (another thread of the same process) meets the flock and is refused."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.held = False
+        self.flocked = False
+        self.in_window = threading.Event()
+
+    def try_acquire_leader(self, name: str) -> bool:
+        import time
+
+        if self.held:
+            return True
+        if self.flocked:
+            return False  # our own first call holds the flock on another file handle
+        self.flocked = True
+        self.in_window.set()
+        time.sleep(0.3)
+        self.held = True
+        return True
+
+
+def test_the_first_round_does_not_lose_the_leader_lock_to_the_heartbeat_job_of_its_own_process() -> None:
+    # The first round asks the store itself while the scheduler's "replicas" job may be asking too: the
+    # loser of that in-process race was told "another replica runs the checks" and ran nothing.
+    import threading
+    from typing import cast
+
+    store = _FlockLikeStore()
+    placement = Placement("leader", cast(Store, store), FakeClock(), INTERVAL, replica_id="pod-a:1")
+    job = threading.Thread(target=placement.heartbeat)
+    job.start()
+    assert store.in_window.wait(5)
+    chosen = placement.assign(SPECS)
+    job.join()
+    assert [spec.name for spec in chosen] == NAMES

@@ -130,3 +130,15 @@ def test_a_rewind_on_a_store_never_migrated_is_no_checkpoint_and_creates_nothing
     assert code == 2 and out == "", err
     assert err.count("\n") == 1 and "no listener checkpoint to rewind" in err, err
     assert not (tmp_path / "typo").exists()
+
+
+def test_show_says_the_audit_has_re_read_nothing_while_its_cursor_is_before_block_0() -> None:
+    # A listener that starts at block 0 sets the audit's cursor to -1 ("up to block -1" meant nothing).
+    from exporter.listener.checkpoints import CheckpointView
+    from exporter.store.base import Checkpoint
+
+    fresh = CheckpointView(Checkpoint(45, "0xab"), Checkpoint(-1, "")).as_text()
+    assert "block -1" not in fresh
+    assert "audit: nothing re-read yet (it starts at block 0)" in fresh
+    done = CheckpointView(Checkpoint(45, "0xab"), Checkpoint(12, "0xcd")).as_text()
+    assert "audit: re-read up to block 12" in done
