@@ -217,9 +217,23 @@ class Runtime:
     health_checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list)
     redact: Redactor = field(default_factory=lambda: Redactor([]))  # the process's one redactor (JWT too)
     ready_ping: ReadinessPing = field(init=False)
+    _chain_rpc: EndpointPool | None = field(default=None, init=False, repr=False)
+    _chain_rpc_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.ready_ping = ReadinessPing(self.store.ping)
+
+    def chain_rpc(self, session: requests.Session) -> EndpointPool:
+        """The process's one pool of the listener's endpoints (contract-event rules and chain checks
+        call through it): the listener's own when it runs here, else one built on first use over
+        ``session``. One pool, so each endpoint's state (heads, cool-downs, chain id) and its
+        ``blocktrust_listener_rpc_endpoint_*`` series are those of every caller."""
+        if self.listener is not None:
+            return self.listener.rpc
+        with self._chain_rpc_lock:
+            if self._chain_rpc is None:
+                self._chain_rpc = EndpointPool.for_listener(self.config.listener, session, self.metrics, self.clock)
+            return self._chain_rpc
 
     def ensure_schema(self) -> None:
         """Migrate once the store answers; until then results wait in the buffer."""
@@ -420,7 +434,7 @@ def _add_components(rt: Runtime, parts: frozenset[str], redact: Redactor) -> Non
 
         # The listener checks wait for this process's listener's first poll (ListenerStartGrace).
         grace = ListenerStartGrace(rt.listener.first_poll_done, clock, config.listener.max_lag) if rt.listener else None
-        chain = chain_checks_reader(config, checks, metrics, clock, session)
+        chain = chain_checks_reader(config, checks, metrics, clock, session, pool=lambda: rt.chain_rpc(session))
         round_ = CheckRound(
             config,
             metrics=metrics,
@@ -467,11 +481,11 @@ def _add_event_rules(rt: Runtime, notifier: Notifier, redact: Redactor) -> None:
     if listener.rpc_endpoints and listener.enabled:
         session = requests.Session()
         rt.on_stop.append(session.close)
-        rpc = EndpointPool.for_listener(listener, session, rt.metrics, rt.clock)
 
         def finalized() -> int | None:
             try:
-                block = rpc.block("finalized")
+                # Asked when the job runs: by then the listener (built after the rules) shares its pool.
+                block = rt.chain_rpc(session).block("finalized")
             except (RpcError, TransientRpcError) as exc:  # not served (an old node), or down: the fallback depth
                 log.debug("event rules: no finalized block from the node: %s", redact(str(exc)))
                 return None
@@ -501,15 +515,22 @@ def _add_event_rules(rt: Runtime, notifier: Notifier, redact: Redactor) -> None:
 
 
 def chain_checks_reader(
-    config: Config, checks: Sequence[CheckSpec], metrics: Metrics, clock: Clock, session: requests.Session
+    config: Config,
+    checks: Sequence[CheckSpec],
+    metrics: Metrics,
+    clock: Clock,
+    session: requests.Session,
+    *,
+    pool: Callable[[], EndpointPool] | None = None,
 ) -> ChainReader | None:
-    """The chain kinds' view of the chain: an RPC client of the listener's settings (URL, timeout,
-    metrics) and each ``eth_call`` check's resolved call; None when no chain check runs (they are off
-    without an RPC URL). ``ConfigError`` for an ``eth_call`` that does not fit the ABIs."""
+    """The chain kinds' view of the chain: the endpoint pool of the listener's settings (``pool()``, the
+    process's shared one; without it, one of its own over ``session``) and each ``eth_call`` check's
+    resolved call; None when no chain check runs (they are off without an RPC URL). ``ConfigError``
+    for an ``eth_call`` that does not fit the ABIs."""
     if not config.listener.rpc_endpoints or not any(spec.kind in CHAIN_KINDS for spec in checks):
         return None
     views = resolve_view_calls(config, checks)
-    rpc = EndpointPool.for_listener(config.listener, session, metrics, clock)
+    rpc = pool() if pool is not None else EndpointPool.for_listener(config.listener, session, metrics, clock)
     return ChainReader(rpc, views, errors=(RpcError, TransientRpcError, RangeRefusedError))
 
 

@@ -208,6 +208,12 @@ class Listener:
         """At start: every RPC endpoint serves the expected chain, else ``ConfigError`` (endpoints.py)."""
         self._rpc.check_chain()
 
+    @property
+    def rpc(self) -> EndpointPool:
+        """The listener's endpoint pool: the process's other users of the chain (contract-event rules,
+        chain checks) call through it, so endpoint state and metrics are one."""
+        return self._rpc
+
     def poll_once(self) -> PollOutcome:
         """One scheduler tick (see the module docstring). Never raises for RPC or store trouble."""
         with self._poll_lock:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from exporter.banner import banner_fields
@@ -52,6 +53,37 @@ def test_run_with_the_listener_elsewhere_starts_no_listener_but_judges_its_heart
         assert jobs("blocktrust_scheduler_job_interval_seconds", {"task": "checks"}) is not None
         assert jobs("blocktrust_scheduler_job_interval_seconds", {"task": "listener"}) is None
     finally:
+        for hook in rt.on_stop:
+            hook()
+        rt.store.close()
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_one_endpoint_pool_serves_every_user_of_the_chain_in_a_process(tmp_path: Path, elsewhere: bool) -> None:
+    """The listener, the contract-event rules and the chain checks reach the chain through one pool:
+    the listener's own when it runs here, else one built once (not one per user, each with its own
+    heads, cool-downs and copies of the per-endpoint series)."""
+    contracts = write_fake_contracts_config(tmp_path / "contracts_config.json")
+    config = Config.model_validate(
+        {
+            "store": {"sqlite_path": str(tmp_path / "store.db")},
+            "listener": {
+                "rpc_url": "http://127.0.0.1:9/rpc",
+                "contracts_config": str(contracts),
+                "elsewhere": elsewhere,
+            },
+        }
+    )
+    rt = build_runtime(config, run_parts(config))
+    session = requests.Session()
+    try:
+        pool = rt.chain_rpc(session)
+        assert rt.chain_rpc(requests.Session()) is pool
+        assert (rt.listener is None) is elsewhere
+        if rt.listener is not None:
+            assert pool is rt.listener.rpc
+    finally:
+        session.close()
         for hook in rt.on_stop:
             hook()
         rt.store.close()
