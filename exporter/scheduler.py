@@ -7,7 +7,9 @@ which starts when the run ends if that is within half an interval of its time, e
 collapse into the next grid time (logged). A job may ask to run again at once (``Job.again`` says so of
 a run's result: the listener with a backlog left): its next run starts as soon as this one ended,
 back to back, and its grid restarts from there; that is a re-run, not a missed one (counted in
-``blocktrust_scheduler_job_reruns_total``, nothing is logged as skipped). Each run has its own
+``blocktrust_scheduler_job_reruns_total``, nothing is logged as skipped). Such a job's runs are bounded by
+a budget of their own, not by its interval, so none of its runs is ever late: when its last run of a
+backlog outlasted the interval, the next starts as that one ends (not counted as a re-run). Each run has its own
 thread, so a wedged job holds no other. A job that raises is logged and counted in
 ``blocktrust_job_runs_total{outcome="error"}``; the scheduler carries on. A ``StoreError`` (the store
 is down: expected, retried) is one error line; anything else is a bug and is logged with its
@@ -225,5 +227,9 @@ class Scheduler:
                 if rerun and not self._stopping:
                     state.due = state.alive_since  # back to back: the grid restarts from this run's end
                     self._metrics.job_reruns.labels(task=job.name).inc()
+                elif job.again is not None and state.due < state.alive_since:
+                    # A job that runs back to back by design (its runs are bounded by a budget of their
+                    # own, not its interval) is never late: after a long last run, the next starts now.
+                    state.due = state.alive_since
                 self._lock.notify_all()
             self._wake.set()

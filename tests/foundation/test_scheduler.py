@@ -201,3 +201,29 @@ def test_a_run_overrunning_its_interval_without_asking_again_is_reported_skipped
         _wait(lambda: runs[0] >= 2)
         assert scheduler.stop(5)
     assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+
+
+def test_a_back_to_back_job_whose_last_run_overran_starts_again_at_its_end_without_skips(
+    registry: CollectorRegistry, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener's last catching-up poll (it asks for no more) outlasts several intervals: that is its
+    budget, not a fault. The next run starts as it ends, and nothing is reported skipped or re-run."""
+    scheduler = Scheduler(metrics)
+    starts: list[float] = []
+    ends: list[float] = []
+
+    def long_last_poll() -> bool:
+        starts.append(time.monotonic())
+        if len(starts) == 1:
+            time.sleep(0.5)  # five intervals
+        ends.append(time.monotonic())
+        return False
+
+    scheduler.add(Job("listener", long_last_poll, 0.1, again=bool))
+    with caplog.at_level(logging.INFO, logger="exporter.scheduler"):
+        scheduler.start()
+        _wait(lambda: len(starts) >= 3)
+        assert scheduler.stop(5)
+    assert not [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(ends) >= 2 and starts[1] >= ends[0]  # never overlapping
+    assert registry.get_sample_value("blocktrust_scheduler_job_reruns_total", {"task": "listener"}) is None
