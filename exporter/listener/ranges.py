@@ -19,7 +19,11 @@ held so far) and leaves the block limit alone; from then on the width follows th
 seen in the last answers: ``RESULT_TARGET`` of the cap divided by that density (the busier of the
 newest answer's and the running average), so sparse stretches get wide ranges and busy ones narrow
 ranges, instead of halving to a few blocks and growing back by ``GROW_FACTOR``; a refusal in a
-stretch busier than expected halves the width until an answer shows its density. Thread-safe;
+stretch busier than expected halves the width until an answer shows its density.
+
+The same density also bounds every range to about ``RANGE_EVENTS`` logs, cap or no cap: the
+listener holds its window's ranges in memory (about 2.6 kB per log, parsed and decoded), so a
+backlog ten times denser gives ten times narrower ranges, not ten times the memory. Thread-safe;
 pure (no I/O), so it is unit-tested on its own. Not for waiting after errors: ``retry.py``.
 """
 
@@ -34,6 +38,7 @@ PROBE_AFTER_SUCCESSES = 50  # full-width successes at the learned limit before o
 PROBE_EXPIRES_AFTER = 32  # ranges handed out while a probe is out before it counts as lost (cancelled)
 RESULT_TARGET = 0.85  # of a result cap: the logs a range is sized to hold (room for a busier stretch)
 DENSITY_WEIGHT = 0.5  # of the newest answer in the events-per-block estimate
+RANGE_EVENTS = 2_500  # the logs a range is sized to hold at most, whatever the provider serves
 
 
 class RangeSizing(Protocol):
@@ -132,8 +137,7 @@ class RangeSizer:
             if width > self._trusted:
                 self._trusted = width
                 self._probe_out = 0  # the probe was served
-            if self.result_cap is not None:
-                self._by_results = self._results_width()
+            self._by_results = self._results_width()
             if self.limit is not None and width > self.limit and full:
                 self.limit = width  # a probe was served: the provider allows more now
                 self._probe_out = 0
@@ -168,10 +172,12 @@ class RangeSizer:
         self._by_results = max(1, min(self.size, width) // 2)
 
     def _results_width(self) -> int | None:
-        """The widest range whose logs stay within ``RESULT_TARGET`` of the cap at the density seen."""
-        if self.result_cap is None or not self._density:
+        """The widest range whose logs stay within ``RESULT_TARGET`` of the cap (when one is known) and
+        within ``RANGE_EVENTS``, at the density seen."""
+        if not self._density:
             return None  # no events seen: only the block limits apply
+        logs = RANGE_EVENTS if self.result_cap is None else min(RANGE_EVENTS, RESULT_TARGET * self.result_cap)
         # The busier of the newest answer and the average: a busy stretch starting is followed at
         # once (a refusal costs a round trip), a quiet one widens the ranges over a few answers.
         density = max(self._density, self._last_density)
-        return max(1, int(RESULT_TARGET * self.result_cap / density))
+        return max(1, int(logs / density))

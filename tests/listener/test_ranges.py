@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.listener.ranges import GROW_AFTER_SUCCESSES, PROBE_AFTER_SUCCESSES, RangeSizer
+from exporter.listener.ranges import GROW_AFTER_SUCCESSES, PROBE_AFTER_SUCCESSES, RANGE_EVENTS, RangeSizer
 
 
 def test_starts_at_chunk_size_capped_by_maximum() -> None:
@@ -79,16 +79,16 @@ def test_after_a_blind_refusal_it_grows_back_quickly_to_just_below_the_refused_w
 
 
 def _catch_up(
-    sizer: RangeSizer, events_per_block: list[float], cap: int, blocks: int, stretch: int = 1000
+    sizer: RangeSizer, events_per_block: list[float], cap: int | None, blocks: int, stretch: int = 1000
 ) -> tuple[int, int, list[int]]:
-    """Work off ``blocks`` against a provider serving at most ``cap`` logs per answer, the chain's
+    """Work off ``blocks`` against a provider serving at most ``cap`` logs per answer (None: any), the chain's
     density given per ``stretch`` blocks, in turn. Returns (served ranges, refusals, served widths)."""
     start, served, refusals, widths = 0, 0, 0, []
     while start < blocks:
         width = min(sizer.take(), blocks - start)
         end = start + width - 1
         logs = round(sum(events_per_block[(start + i) // stretch % len(events_per_block)] for i in range(width)))
-        if logs > cap:
+        if cap is not None and logs > cap:
             refusals += 1
             sizer.refused(start, end, None, max_results=cap)
             continue
@@ -126,6 +126,18 @@ def test_an_unnamed_result_cap_is_taken_from_the_largest_answer_served() -> None
     sizer.refused(1000, 1999, None, max_results=0)  # "too many results", no number
     assert sizer.result_cap == 300
     assert sizer.size <= 500
+
+
+@pytest.mark.parametrize("density", [0.43, 4.3, 43.0])
+def test_a_dense_backlog_gets_narrower_ranges_not_more_logs_per_range(density: float) -> None:
+    """No provider cap at all: the window's memory is its ranges' logs, so each range holds about
+    ``RANGE_EVENTS`` logs at most, however dense the backlog (ten times denser: ten times narrower)."""
+    sizer = RangeSizer(2000, 10_000)
+    _served, refusals, widths = _catch_up(sizer, [density], cap=None, blocks=200_000)
+    assert refusals == 0
+    steady = widths[15:-1]  # once the ramp from the chunk size is over
+    assert max(steady) * density <= RANGE_EVENTS, (density, steady)
+    assert min(steady) >= 0.9 * min(10_000, RANGE_EVENTS / density), (density, steady)
 
 
 def test_a_probe_is_handed_out_once_while_ranges_are_in_flight() -> None:
