@@ -48,7 +48,7 @@ from exporter.listener.confirm import EmptyBlockConfirmer
 from exporter.listener.contracts import EventSpec, load_contracts
 from exporter.listener.decode import LogDecoder
 from exporter.listener.endpoints import EndpointPool
-from exporter.listener.fetch import FetchedRange, RangeFetcher
+from exporter.listener.fetch import HEADER_BATCH, FetchedRange, RangeFetcher
 from exporter.listener.finality import ReorgDepth, resolve_reorg_depth
 from exporter.listener.quarantine import QuarantineReporter
 from exporter.listener.ranges import RangeSizer
@@ -283,9 +283,10 @@ class Listener:
 
     def _poll_as_leader(self) -> PollOutcome:
         started = self._clock.monotonic()
+        head: int | None = None
         if self._depth is None:
-            self._depth = self._resolve_depth()
-        head, target = self._head_and_target()
+            self._depth, head = self._first_reads()
+        head, target = self._head_and_target(head)
         self._metrics.listener_head_block.set(head)
         events = 0
         reorgs = 0
@@ -346,8 +347,10 @@ class Listener:
         # backend, an RPC URL of another chain) must turn listener.lag red after max_lag, not stay green.
         return PollOutcome("idle", head, cursor.block_number, reorgs=reorgs, message=why)
 
-    def _head_and_target(self) -> tuple[int, int]:
-        head = self._rpc_call(self._rpc.block_number)
+    def _head_and_target(self, head: int | None = None) -> tuple[int, int]:
+        """The head (read now unless given) and the block this poll ingests up to."""
+        if head is None:
+            head = self._rpc_call(self._rpc.block_number)
         followed = head
         if self._settings.follow != "latest":
             tag = self._settings.follow
@@ -459,25 +462,39 @@ class Listener:
                 return finalized.number
         return head - self._max_reorg_depth
 
-    def _resolve_depth(self) -> ReorgDepth:
+    def _first_reads(self) -> tuple[ReorgDepth, int]:
+        """The reorg depth in use (``finality.py``) and the head, at the first poll as leader: the chain
+        id, the head and (when no depth is configured) the ``finalized`` block are read at once, one
+        round trip rather than one after the other (each a provider's latency)."""
+
+        def read(call: Callable[[], _T]) -> Future[_T]:
+            future = self._submit(self._pool, lambda: self._retry(call))
+            future.add_done_callback(lambda f: f.exception())  # abandoned when another read fails first
+            return future
+
+        configured = self._settings.max_reorg_depth
+        chain = read(lambda: self._rpc.call("eth_chainId", []))
+        latest = read(self._rpc.block_number)
+        finalized = read(lambda: self._rpc.block("finalized")) if configured is None else None
+        head = self._await(latest)
+
         def finality_distance() -> int | None:
             try:
-                finalized = self._rpc_call(lambda: self._rpc.block("finalized"))
+                block = self._await(finalized) if finalized is not None else None
             except (RpcError, TransientRpcError):
                 # A node without the tag refuses it (some with a "not found" error that reads as
                 # transient): the table's depth then stands, and the audit counts from the head.
-                finalized = None
-            if finalized is None:
+                block = None
+            if block is None:
                 return None
             self._serves_finalized = True
-            return max(0, self._rpc_call(self._rpc.block_number) - finalized.number)
+            return max(0, head - block.number)
 
-        chain_id = lambda: _quantity(self._rpc_call(lambda: self._rpc.call("eth_chainId", [])))  # noqa: E731
-        depth = resolve_reorg_depth(self._settings.max_reorg_depth, chain_id, finality_distance)
+        depth = resolve_reorg_depth(configured, lambda: _quantity(self._await(chain)), finality_distance)
         log.info(
             "listener: chain id %s; reorgs rolled back up to %d blocks (%s)", depth.chain_id, depth.blocks, depth.source
         )
-        return depth
+        return depth, head
 
     @property
     def _max_reorg_depth(self) -> int:
@@ -598,9 +615,13 @@ class Listener:
 
     def _plan(self, start: int, target: int, unsafe_from: int) -> int:
         """The last block of the next range of the window: as wide as the range sizer hands out,
-        never past ``target`` nor across ``unsafe_from`` (deep ranges need no headers, others all)."""
-        end = min(target, start + self._rpc.sizer.take() - 1)
-        return min(end, unsafe_from - 1) if start < unsafe_from else end
+        never past ``target`` nor across ``unsafe_from`` (deep ranges need no headers, others all).
+        A range from ``unsafe_from`` on is at most one header batch wide: its headers come before
+        its logs, so the window fetches the reorganisable blocks a batch at a time, side by side,
+        rather than one batch after another in a single range."""
+        if start >= unsafe_from:
+            return min(target, start + min(self._rpc.sizer.size, HEADER_BATCH) - 1)
+        return min(target, unsafe_from - 1, start + self._rpc.sizer.take() - 1)
 
     def _after(self, cursor: Checkpoint, fetched: FetchedRange) -> Checkpoint:
         """The checkpoint once ``fetched`` is stored. A deep range has no headers: its hash is the one
