@@ -52,7 +52,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB or bytes
 
 
-def _own_cpu_seconds() -> float:
+def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
     return usage.ru_utime + usage.ru_stime
 
@@ -166,7 +166,7 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
         profiler = cProfile.Profile()
         profiler.enable()
     anvil_before = _process_cpu_seconds(args.anvil_pid)
-    own_before = _own_cpu_seconds()
+    own_before = own_cpu_seconds()
     started = time.perf_counter()
     events = 0
     while True:  # a poll has a time budget; a longer backlog takes several
@@ -175,7 +175,7 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
         if outcome.status == "error" or outcome.processed_block == args.last:
             break
     seconds = time.perf_counter() - started
-    own_cpu = _own_cpu_seconds() - own_before
+    own_cpu = own_cpu_seconds() - own_before
     anvil_after = _process_cpu_seconds(args.anvil_pid)
     backends_cpu = _backends_cpu_seconds(args.db)  # the sessions are new: all their CPU is this run's
     if args.profile:

@@ -46,7 +46,14 @@ import psycopg2
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench.*, when run as a script
 
-from bench.listener import count_events, create_db, drop_db, median_run, run_on_fresh_db  # noqa: E402
+from bench.listener import (  # noqa: E402
+    count_events,
+    create_db,
+    drop_db,
+    median_run,
+    own_cpu_seconds,
+    run_on_fresh_db,
+)
 from bench.listener_backlog import Backlog, BacklogSpec, start_backlog_chain  # noqa: E402
 from bench.procstat import Sampler, fixed, pg_backends, tree  # noqa: E402
 from bench.rpc_latency_proxy import LatencyProxy, ProxyStats, allowed_ranges  # noqa: E402
@@ -256,7 +263,9 @@ def mode_remote(args: argparse.Namespace, bench: Bench) -> int:
         for _ in range(args.repeat):  # alternating with the same code on local anvil: the CPU floor
             local.append(run_loop(bench, bench.chain.rpc_url))
             proxy.reset()
+            before = own_cpu_seconds()  # the proxy's threads (this process does little else meanwhile)
             result = run_loop(bench, proxy.url)
+            result["cpu"]["proxy"] = own_cpu_seconds() - before
             runs.append((result, proxy.stats()))
     local_s = median_run(local)["seconds"]
     times = [r["seconds"] for r, _ in runs]
@@ -286,9 +295,21 @@ def mode_remote(args: argparse.Namespace, bench: Bench) -> int:
         f"{args.window}-way {window_floor:.2f} s"
     )
     print(f"  peak RSS             {result['peak_rss_mb']:.0f} MB")
+    cpu = {name: seconds for name, seconds in result["cpu"].items() if seconds is not None}
+    cores = os.cpu_count() or 1
+    cpu_floor = sum(cpu.values()) / cores
+    print(
+        f"  CPU                  {', '.join(f'{name} {seconds:.2f} s' for name, seconds in cpu.items())}: "
+        f"{sum(cpu.values()):.2f} s on {cores} cores, so no schedule ends under {cpu_floor:.2f} s "
+        f"({cpu_floor / window_floor:.2f}x the {args.window}-way floor)"
+    )
     get_logs = max(1, stats.get_logs)
     print(f"wall / {args.window}-way floor = {result['seconds'] / window_floor:.2f}   (target <= {args.target})")
     print(f"wall / sequential floor = {result['seconds'] / sequential:.2f}")
+    print(
+        f"wall / max({args.window}-way floor, CPU floor) = {result['seconds'] / max(window_floor, cpu_floor):.2f}   "
+        "(how close the window comes to what this machine allows)"
+    )
     print(
         f"the same listener on local anvil (no latency): {local_s:.2f} s, median of {len(local)}; "
         f"wall / max(local, {args.window}-way floor) = {result['seconds'] / max(local_s, window_floor):.2f}"
