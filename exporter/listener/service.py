@@ -464,33 +464,44 @@ class Listener:
 
     def _first_reads(self) -> tuple[ReorgDepth, int]:
         """The reorg depth in use (``finality.py``) and the head, at the first poll as leader: the chain
-        id, the head and (when no depth is configured) the ``finalized`` block are read at once, one
-        round trip rather than one after the other (each a provider's latency)."""
-
-        def read(call: Callable[[], _T]) -> Future[_T]:
-            future = self._submit(self._pool, lambda: self._retry(call))
-            future.add_done_callback(lambda f: f.exception())  # abandoned when another read fails first
-            return future
-
+        id, the head and (when no depth is configured) the ``finalized`` block are read side by side,
+        one round trip rather than one after the other (each a provider's latency), and retried
+        together."""
         configured = self._settings.max_reorg_depth
-        chain = read(lambda: self._rpc.call("eth_chainId", []))
-        latest = read(self._rpc.block_number)
-        finalized = read(lambda: self._rpc.block("finalized")) if configured is None else None
-        head = self._await(latest)
+
+        def finalized() -> BlockRef | Exception | None:
+            try:
+                return self._rpc.block("finalized")
+            except (RpcError, TransientRpcError) as exc:
+                return exc  # the tag's own answer: it must not fail the other reads
+
+        reads: list[Callable[[], object]] = [lambda: self._rpc.call("eth_chainId", []), self._rpc.block_number]
+        if configured is None:
+            reads.append(finalized)
+
+        def together() -> list[object]:
+            futures = [self._submit(self._pool, read) for read in reads]
+            return [future.result() for future in futures]
+
+        answers = self._rpc_call(together)
+        head = answers[1]
+        assert isinstance(head, int)
 
         def finality_distance() -> int | None:
-            try:
-                block = self._await(finalized) if finalized is not None else None
-            except (RpcError, TransientRpcError):
-                # A node without the tag refuses it (some with a "not found" error that reads as
-                # transient): the table's depth then stands, and the audit counts from the head.
-                block = None
-            if block is None:
+            block = answers[2]
+            if isinstance(block, TransientRpcError):
+                try:  # a passing error, or a node's "not found" for the tag that reads as transient
+                    block = self._rpc_call(lambda: self._rpc.block("finalized"))
+                except (RpcError, TransientRpcError):
+                    block = None
+            if not isinstance(block, BlockRef):
+                # A node without the tag refuses it: the table's depth then stands, and the audit
+                # counts from the head.
                 return None
             self._serves_finalized = True
             return max(0, head - block.number)
 
-        depth = resolve_reorg_depth(configured, lambda: _quantity(self._await(chain)), finality_distance)
+        depth = resolve_reorg_depth(configured, lambda: _quantity(answers[0]), finality_distance)
         log.info(
             "listener: chain id %s; reorgs rolled back up to %d blocks (%s)", depth.chain_id, depth.blocks, depth.source
         )
