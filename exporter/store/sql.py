@@ -61,6 +61,11 @@ def db_text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
+def db_params(params: Sequence[Any]) -> tuple[Any, ...]:
+    """Statement parameters with ``db_text`` applied to the strings."""
+    return tuple(db_text(p) if isinstance(p, str) else p for p in params)
+
+
 def ascii_json(value: Any) -> str:
     """JSON text any store keeps whatever ``value`` holds: strings that cannot be stored in their
     tagged form (``lossless.py``), everything else outside ASCII escaped."""
@@ -97,6 +102,13 @@ def _recent_from_json(value: object) -> tuple[BlockRef, ...]:
     return tuple(BlockRef(int(n), str(h), str(p)) for n, h, p in as_json(value))
 
 
+RESULT_COLUMNS = "(ts, check_name, ok, latency_ms, details, uid)"  # a monitor_metrics row, as ``_result_row``
+SAVE_CHECKPOINT = (  # the parameters: ``_checkpoint_row``
+    "INSERT INTO listener_checkpoints (name, block_number, block_hash, recent, updated_at) "
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+    "block_number = excluded.block_number, block_hash = excluded.block_hash, "
+    "recent = excluded.recent, updated_at = excluded.updated_at"
+)
 _INCIDENT_COLUMNS = "id, check_name, severity, title, detail, opened_at, resolved_at, last_notified_at, suppressed_by"
 
 
@@ -254,7 +266,7 @@ class SqlStore(ABC):
                 cursor.close()
 
     def _execute(self, cursor: Any, text: str, params: Sequence[Any] = ()) -> None:
-        cursor.execute(self._sql(text), tuple(db_text(p) if isinstance(p, str) else p for p in params))
+        cursor.execute(self._sql(text), db_params(params))
 
     # ----------------------------------------------------------------- schema
     def migrate(self) -> int:
@@ -323,23 +335,16 @@ class SqlStore(ABC):
         with self._tx() as cur:
             self._insert_results(cur, results)
 
+    def _result_row(self, result: CheckResult) -> tuple[Any, ...]:
+        """``result`` as the parameters of ``RESULT_COLUMNS``."""
+        details = json.dumps(db_json(result.details), sort_keys=True, default=str)
+        return (self._encode_time(result.ts), result.check_name, result.ok, result.latency_ms, details, result.uid)
+
     def _insert_results(self, cur: Any, results: Sequence[CheckResult]) -> int:
-        rows = [
-            (
-                self._encode_time(r.ts),
-                r.check_name,
-                r.ok,
-                r.latency_ms,
-                json.dumps(db_json(r.details), sort_keys=True, default=str),
-                r.uid,
-            )
-            for r in results
-        ]
         return self._insert_many(
             cur,
-            "INSERT INTO monitor_metrics (ts, check_name, ok, latency_ms, details, uid) VALUES %s "
-            "ON CONFLICT (uid) DO NOTHING",
-            rows,
+            f"INSERT INTO monitor_metrics {RESULT_COLUMNS} VALUES %s ON CONFLICT (uid) DO NOTHING",
+            [self._result_row(r) for r in results],
         )
 
     def latest_result(self, check_name: str) -> CheckResult | None:
@@ -419,20 +424,21 @@ class SqlStore(ABC):
         return Checkpoint(int(row[0]), str(row[1]), _recent_from_json(row[2]))
 
     def _save_checkpoint(self, cur: Any, name: str, checkpoint: Checkpoint) -> None:
-        self._execute(
-            cur,
-            "INSERT INTO listener_checkpoints (name, block_number, block_hash, recent, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
-            "block_number = excluded.block_number, block_hash = excluded.block_hash, "
-            "recent = excluded.recent, updated_at = excluded.updated_at",
-            (
-                name,
-                checkpoint.block_number,
-                checkpoint.block_hash,
-                _recent_to_json(checkpoint.recent),
-                self._encode_time(datetime.now(UTC)),
-            ),
-        )
+        self._execute(cur, SAVE_CHECKPOINT, self._checkpoint_row(name, checkpoint))
+
+    def _checkpoint_row(self, name: str, checkpoint: Checkpoint) -> tuple[Any, ...]:
+        """The parameters of ``SAVE_CHECKPOINT``."""
+        recent = _recent_to_json(checkpoint.recent)
+        return (name, checkpoint.block_number, checkpoint.block_hash, recent, self._encode_time(datetime.now(UTC)))
+
+    def _open_commit(self, cur: Any, name: str, checkpoint: Checkpoint, heartbeat: CheckResult | None) -> None:
+        """What a listener commit writes beside its events: the checkpoint and the heartbeat, in a
+        transaction that may skip waiting for durability. One statement at a time here; a dialect
+        may send them in one round trip."""
+        self._relax_durability(cur)
+        self._save_checkpoint(cur, name, checkpoint)
+        if heartbeat is not None:
+            self._insert_results(cur, [heartbeat])
 
     def commit_blocks(
         self,
@@ -464,7 +470,7 @@ class SqlStore(ABC):
     ) -> CommitOutcome:
         rows = [(e.type, e.data_json, e.block_number, e.block_hash, e.tx_hash, e.log_index) for e in events]
         with self._tx() as cur:
-            self._relax_durability(cur)
+            self._open_commit(cur, name, checkpoint, heartbeat)
             if bisect:
                 inserted, refused = self._insert_bisecting(cur, events, rows)
                 outcome = CommitOutcome(inserted, self._quarantine(cur, name, refused))
@@ -478,9 +484,6 @@ class SqlStore(ABC):
                     if reason is None:
                         raise
                     raise RowsRefusedError(reason) from None
-            self._save_checkpoint(cur, name, checkpoint)
-            if heartbeat is not None:
-                self._insert_results(cur, [heartbeat])
         return outcome
 
     def _insert_bisecting(
