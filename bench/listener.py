@@ -145,6 +145,7 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
     from exporter.clock import SystemClock
     from exporter.config import ListenerSettings
     from exporter.listener import Listener
+    from exporter.listener.gc_thresholds import raise_gc_thresholds
     from exporter.metrics import Metrics
     from exporter.store import open_store
 
@@ -159,6 +160,8 @@ def phase_listener(args: argparse.Namespace) -> dict[str, Any]:
     listener = Listener(
         settings, store, Metrics(CollectorRegistry(), slo_latency_seconds=0.8, version="bench"), SystemClock()
     )
+    if not args.default_gc:
+        raise_gc_thresholds()  # as ``runtime.serve`` does in a process that runs the listener
     if args.profile:
         import cProfile
         import pstats
@@ -253,6 +256,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and of (c); medians are compared")
     parser.add_argument("--skip-seed", action="store_true", help="skip (b): it takes minutes")
     parser.add_argument("--profile", action="store_true", help="cProfile (c) to stderr")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="(c) with CPython's default collector thresholds, not the service's"
+    )
     parser.add_argument("--workdir", type=Path, default=REPO / "var" / "bench" / "listener")
     # internal: one phase in this process
     parser.add_argument("--phase", choices=sorted(PHASES))

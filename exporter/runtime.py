@@ -39,6 +39,7 @@ from exporter.config import (
 from exporter.listener.contracts import load_contracts
 from exporter.listener.endpoints import EndpointPool
 from exporter.listener.finality import default_reorg_depth
+from exporter.listener.gc_thresholds import raise_gc_thresholds
 from exporter.listener.rpc import RangeRefusedError, RpcError, TransientRpcError
 from exporter.listener.service import Listener, backlog_left
 from exporter.metrics import Metrics
@@ -568,6 +569,8 @@ def serve(
     (the banner follows it: plain lines, or one JSON record)."""
     security = web_security(config)  # before anything starts: a bad file is a usage error
     rt = build_runtime(config, parts, redactor=redactor)
+    if rt.parts.get("listener"):
+        raise_gc_thresholds()  # for the catch-up's allocations (gc_thresholds.py)
     print_banner(config, rt.parts, title=title, security=security, log_format=log_format)
     if security.auth is not None and security.tls is None:
         log.warning("basic auth without TLS: passwords cross the network readable; add tls_server_config")
