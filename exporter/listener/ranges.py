@@ -21,6 +21,11 @@ newest answer's and the running average), so sparse stretches get wide ranges an
 ranges, instead of halving to a few blocks and growing back by ``GROW_FACTOR``; a refusal in a
 stretch busier than expected halves the width until an answer shows its density.
 
+A refusal in a result cap's words that suggests the same width twice, a width holding far fewer
+logs than the cap at the density seen (and no answer came near the cap), is a block cap in those
+words (the issue's benchmark proxy, and any provider that reuses Infura's message): it teaches a
+block limit instead.
+
 The same density also bounds every range to about ``RANGE_EVENTS`` logs, cap or no cap: the
 listener holds its window's ranges in memory (about 2.6 kB per log, parsed and decoded), so a
 backlog ten times denser gives ten times narrower ranges, not ten times the memory. Thread-safe;
@@ -74,6 +79,7 @@ class RangeSizer:
         self._successes = 0
         self._at_limit = 0
         self._probe_out = 0  # ranges handed out since a probe was (0: no probe out)
+        self._last_suggestion: tuple[int, int] | None = None  # a result refusal's (first block, width)
         self._lock = threading.Lock()
 
     @property
@@ -108,8 +114,9 @@ class RangeSizer:
             self._successes = 0
             self._at_limit = 0
             width = end - start + 1
-            if max_results is not None:
-                self._capped(width, max_results, suggested if suggested and suggested[0] == start else None)
+            usable = suggested if suggested is not None and suggested[0] == start else None
+            if max_results is not None and not self._block_cap_in_result_words(start, usable, max_results):
+                self._capped(width, max_results, usable)
                 return
             if width > (self._trusted if self.limit is None else min(self._trusted, self.limit)):
                 self._probe_out = 0  # the probe came back refused
@@ -158,6 +165,25 @@ class RangeSizer:
             self._width = grown
 
     # ------------------------------------------------------------------------ result caps (lock held)
+    def _block_cap_in_result_words(self, start: int, suggested: tuple[int, int] | None, max_results: int) -> bool:
+        """Whether a refusal worded as a result cap is a block cap: the same width suggested twice
+        from different first blocks, a width that holds far fewer logs than the cap at the events
+        per block seen, and no answer so far near the cap. A provider counting results suggests the
+        width the logs allow (about the cap's worth); one capping blocks in Infura's words ("more
+        than 10000 results. Try with this block range") suggests its cap every time, and following
+        the events per block instead would ask past it again after every answer (one getLogs in two
+        refused)."""
+        if suggested is None or suggested[1] < suggested[0]:
+            return False
+        width = suggested[1] - suggested[0] + 1
+        last, self._last_suggestion = self._last_suggestion, (start, width)
+        if last is None or last[0] == start or last[1] != width or not self._density:
+            return False
+        cap = max_results if max_results > 0 else self._most_logs
+        # No answer came near the cap either: a provider counting results suggests ranges holding
+        # about its cap's worth, so once one was served, a stale (quieter) density proves nothing.
+        return width * max(self._density, self._last_density) < cap / 2 and self._most_logs < cap / 2
+
     def _capped(self, width: int, max_results: int, suggested: tuple[int, int] | None) -> None:
         cap = max_results if max_results > 0 else self._most_logs
         if cap > 0:

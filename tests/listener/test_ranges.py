@@ -128,6 +128,47 @@ def test_an_unnamed_result_cap_is_taken_from_the_largest_answer_served() -> None
     assert sizer.size <= 500
 
 
+@pytest.mark.parametrize("cap", [10, 2000])
+def test_a_block_cap_worded_as_a_result_cap_is_learned_as_a_block_limit(cap: int) -> None:
+    """The proxy of the issue's benchmark (and Infura's wording): ranges over ``cap`` blocks refused
+    with "query returned more than 10000 results. Try with this block range [start, start+cap-1]",
+    however few logs they hold. Followed as a result cap, every answer's few logs said "wider", and
+    one getLogs in two was refused; the same width suggested twice makes it a block limit."""
+    sizer = RangeSizer(2000, 10_000)
+    start, served, refused = 0, 0, 0
+    while start < 500 * cap:
+        width = sizer.take()
+        if width > cap:
+            refused += 1
+            sizer.refused(start, start + width - 1, (start, start + cap - 1), max_results=10_000)
+            continue
+        served += 1
+        sizer.succeeded(width, round(0.43 * width))
+        start += width
+    assert sizer.limit == cap
+    assert refused <= 2 + served // 40, (refused, served)
+
+
+def test_result_refusals_suggesting_widths_that_follow_the_logs_stay_a_result_cap() -> None:
+    """A provider counting results suggests what the logs of each stretch allow: no block limit is
+    learned, and quiet stretches still get wide ranges."""
+    sizer = RangeSizer(2000, 10_000)
+    densities = [0.05, 2.0]
+    start, widths = 0, []
+    while start < 80_000:
+        density = densities[start // 20_000 % 2]
+        width = min(sizer.take(), 80_000 - start)
+        fits = int(1000 / density)  # the widest range under 1,000 logs here
+        if width > fits:
+            sizer.refused(start, start + width - 1, (start, start + fits - 1), max_results=1000)
+            continue
+        sizer.succeeded(width, round(density * width))
+        widths.append(width)
+        start += width
+    assert sizer.limit is None
+    assert max(widths) >= 5 * min(widths)
+
+
 @pytest.mark.parametrize("density", [0.43, 4.3, 43.0])
 def test_a_dense_backlog_gets_narrower_ranges_not_more_logs_per_range(density: float) -> None:
     """No provider cap at all: the window's memory is its ranges' logs, so each range holds about
