@@ -210,6 +210,10 @@ class LatencyProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, like a real provider
+            # TCP_NODELAY, as providers' front ends set it: else the body, written after the headers,
+            # waits for the client's delayed ACK of them, and every answer on a kept-alive connection
+            # but the first arrives about 40 ms late (measured: 108 ms instead of 68).
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

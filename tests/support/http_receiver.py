@@ -111,6 +111,7 @@ class HttpReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # TCP_NODELAY: no 40 ms delayed-ACK stall per kept-alive answer
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

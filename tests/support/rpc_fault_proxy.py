@@ -292,6 +292,7 @@ class RpcFaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, like a real provider
+            disable_nagle_algorithm = True  # TCP_NODELAY: no 40 ms delayed-ACK stall per kept-alive answer
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
