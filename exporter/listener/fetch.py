@@ -10,7 +10,8 @@ following unfinalised blocks) get every header, so parent hashes link them to th
 older ("deep") ranges need none (``deep_headers=False``: the listener's catch-up, one getLogs per
 range and nothing else) or only the header of their last block (the audit keeps its hash).
 ``fetch_span`` fetches a range planned in advance (the listener's window of concurrent ranges):
-all of it, in as many getLogs as the provider needs, unless a block stays unconfirmed. Headers are fetched before the
+whole when the provider serves that width, else its first part as wide as the provider serves (the
+listener plans the rest), and never past an unconfirmed block. Headers are fetched before the
 logs and each log's ``blockHash`` is compared with them, so a reorg racing the fetch is seen as
 ``ChainMovedError`` (``chain.py``) instead of being stored. Blocks whose header bloom says they may
 hold a followed log that ``eth_getLogs`` did not return are re-read by hash (``confirm.py``); the
@@ -73,23 +74,11 @@ class RangeFetcher:
         self._deep_headers = deep_headers  # False: deep ranges come without any header
 
     def fetch_span(self, start: int, end: int, unsafe_from: int, cancel: threading.Event) -> FetchedRange:
-        """All of [start, end] (one side of ``unsafe_from`` only): one getLogs of that width first,
-        narrower ones where the provider refuses it. Ends early only before an unconfirmed block."""
-        pieces: list[FetchedRange] = []
-        first = start
-        while first <= end:
-            width = end - first + 1 if first == start else None
-            piece = self.fetch(first, end, unsafe_from, cancel, width=width)
-            pieces.append(piece)
-            if piece.unconfirmed is not None:
-                break
-            first = piece.end + 1
-        if len(pieces) == 1:
-            return pieces[0]
-        last = pieces[-1]
-        logs = [entry for piece in pieces for entry in piece.logs]
-        headers = tuple(header for piece in pieces for header in piece.headers)
-        return self._checked(FetchedRange(start, last.end, logs, headers, last.unconfirmed, last.reason))
+        """A range planned in advance (one side of ``unsafe_from`` only), asked for whole first. Where the
+        provider refuses that width, the range comes back shorter: from ``start``, as wide as it
+        serves (the caller plans the rest, across its window); before an unconfirmed block, shorter
+        still."""
+        return self.fetch(start, end, unsafe_from, cancel, width=end - start + 1)
 
     def fetch(
         self, start: int, last: int, unsafe_from: int, cancel: threading.Event, *, width: int | None = None

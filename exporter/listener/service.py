@@ -9,7 +9,10 @@ The window: up to ``fetch_window`` ranges (per endpoint of the pool) are fetched
 on worker threads while this thread stores the oldest one; ranges are committed strictly in block
 order, so the checkpoint only ever covers contiguous stored ranges, and a new range is only planned
 when one is committed: a slow store stops the fetching, and memory holds at most the window's ranges
-whatever the backlog. A range that ends short before an unconfirmed block (bloom check) ends the
+(each of at most ``ranges.RANGE_EVENTS`` logs) whatever the backlog. A range the provider would not
+serve whole comes back narrower; the rest of it is planned again at the width learned and fetched
+across the window, before any range after it (holding up to twice the window's ranges meanwhile),
+not one piece after another on one thread. A range that ends short before an unconfirmed block (bloom check) ends the
 window: the ranges after it are dropped unstored. Deep ranges (more than ``max_reorg_depth`` below
 the head) are fetched without headers; their commits carry a block hash only when the range's last
 block has a log, and the last one of a poll is given its header's hash before the poll returns.
@@ -31,7 +34,6 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -588,21 +590,32 @@ class Listener:
             return fetched, self._decoder.decode_all(fetched.logs)
 
         window = self._rpc.fetch_window
-        in_flight: deque[Future[tuple[FetchedRange, list[EventRecord]]]] = deque()
-        following = cursor.block_number + 1  # the first block no range in flight covers
+        flights: dict[int, tuple[int, Future[tuple[FetchedRange, list[EventRecord]]]]] = {}  # first -> (last, fetch)
+        gaps: list[tuple[int, int]] = []  # ascending; blocks below ``following`` no flight covers any more
+        following = cursor.block_number + 1  # the first block no range planned so far covers
         planning = True
         waiting = False  # a range stopped before an unconfirmed block: the rest waits for the next poll
         stored = 0
         try:
             while True:
-                while planning and len(in_flight) < window and following <= target:
-                    end = self._plan(following, target, unsafe_from)
-                    in_flight.append(self._submit(self._pool, fetch, following, end))
-                    following = end + 1
-                if not in_flight:
-                    break
-                fetched, records = self._await(in_flight[0])  # the oldest: commits stay in block order
-                in_flight.popleft()
+                while planning:
+                    planned = self._next_range(
+                        cursor.block_number + 1, flights, gaps, following=following, target=target, window=window
+                    )
+                    if planned is None:
+                        break
+                    first, last = planned
+                    end = self._plan(first, last, unsafe_from)
+                    if gaps and gaps[0][0] == first:
+                        gaps[0:1] = [(end + 1, last)] if end < last else []
+                    else:
+                        following = end + 1
+                    flights[first] = (end, self._submit(self._pool, fetch, first, end))
+                if cursor.block_number + 1 not in flights:
+                    break  # every block up to the target is stored, or the poll stopped planning
+                planned_end, future = flights[cursor.block_number + 1]  # commits stay in block order
+                fetched, records = self._await(future)
+                del flights[fetched.start]
                 self._note_unconfirmed(fetched)
                 if fetched.end >= fetched.start:
                     after = self._after(cursor, fetched)
@@ -611,18 +624,45 @@ class Listener:
                 if fetched.unconfirmed is not None:
                     waiting = True  # the window stops before the block; the ranges after it are dropped
                     break
+                if fetched.end < planned_end:
+                    # The provider served a narrower range: the rest is planned again, at the width it
+                    # taught, across the whole window rather than one piece after another.
+                    gaps.insert(0, (fetched.end + 1, planned_end))
                 if self._stop.is_set():
                     raise FetchCancelledError()  # the ranges fetched meanwhile are not stored
-                if planning and following <= target and self._out_of_time(started):
+                if planning and (gaps or following <= target) and self._out_of_time(started):
                     planning = False  # the ranges in flight are still stored
         finally:
-            if in_flight:
+            if flights:
                 cancel.set()
-                for pending in in_flight:
+                for _, pending in flights.values():
                     # The worker stops at its next check; its result (or error) no longer matters.
                     pending.add_done_callback(lambda f: f.exception())
         backlog = not planning and not waiting and cursor.block_number < target and not self._stop.is_set()
         return cursor, stored, backlog
+
+    @staticmethod
+    def _next_range(
+        needed: int,
+        flights: dict[int, tuple[int, Future[tuple[FetchedRange, list[EventRecord]]]]],
+        gaps: list[tuple[int, int]],
+        *,
+        following: int,
+        target: int,
+        window: int,
+    ) -> tuple[int, int] | None:
+        """The blocks the window fetches next (a first block and the last one it may reach), or None
+        while it is full. A gap (the rest of a range the provider narrowed) comes first: its blocks are
+        due before any planned after them. Gap pieces are fetched ``window`` at a time beside the
+        ranges already fetched and waiting for their turn, up to twice the window in memory; the piece
+        the next commit needs is always fetched. Ranges past ``following`` only start when no gap is
+        left and fewer than ``window`` ranges are held."""
+        fetching = sum(1 for _, future in flights.values() if not future.done())
+        if gaps:
+            first, last = gaps[0]
+            due = first == needed and first not in flights
+            return (first, last) if due or (fetching < window and len(flights) < 2 * window) else None
+        return (following, target) if following <= target and len(flights) < window else None
 
     def _plan(self, start: int, target: int, unsafe_from: int) -> int:
         """The last block of the next range of the window: as wide as the range sizer hands out,

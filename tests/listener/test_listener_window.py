@@ -105,6 +105,34 @@ def test_the_window_commits_in_block_order_when_answers_come_out_of_order(
     assert stored_keys(store_url) == chain_keys(chain)
 
 
+def test_the_rest_of_a_range_the_provider_narrows_is_fetched_across_the_window(
+    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
+) -> None:
+    """One range planned over the whole backlog, a provider that serves 10 blocks per getLogs: the
+    range comes back narrowed after its first piece and the rest is fetched ``fetch_window`` pieces
+    at a time, not piece after piece on the one worker that drew the range (which made a catch-up
+    behind a 10-block cap run at the sequential latency floor)."""
+    head = _backlog(chain)
+    with LatencyProxy(
+        chain.rpc_url, lambda call: 0.05 if call.get("method") == "eth_getLogs" else 0.0, max_range=10
+    ) as proxy:
+        settings = listener_settings(
+            proxy.url, contracts_path, chunk_size=head + 1, max_chunk_size=head + 1, fetch_window=4, max_reorg_depth=1
+        )
+        commits: list[int] = []
+        spy: Any = _CommitSpy(store, lambda checkpoint: commits.append(checkpoint.block_number))
+        listener = Listener(settings, spy, metrics, FakeClock())
+        try:
+            outcome = listener.poll_once()
+        finally:
+            listener.close()
+    assert outcome.status == "ingested" and outcome.processed_block == head
+    assert proxy.refused >= 1  # the first width was refused and a narrower one learned
+    assert proxy.max_logs_in_flight == 4, proxy.max_logs_in_flight
+    assert commits == sorted(commits)
+    assert stored_keys(store_url) == chain_keys(chain)
+
+
 def test_a_slow_store_stops_the_fetching_at_the_window(
     chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
 ) -> None:
