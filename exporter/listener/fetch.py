@@ -10,8 +10,8 @@ following unfinalised blocks) get every header, so parent hashes link them to th
 older ("deep") ranges need none (``deep_headers=False``: the listener's catch-up, one getLogs per
 range and nothing else) or only the header of their last block (the audit keeps its hash).
 ``fetch_span`` fetches a range planned in advance (the listener's window of concurrent ranges):
-whole when the provider serves that width, else its first part as wide as the provider serves (the
-listener plans the rest), and never past an unconfirmed block. Headers are fetched before the
+whole when the provider serves that width, else back at once, empty, for the listener to plan it
+again at the width the refusal taught; never past an unconfirmed block. Headers are fetched before the
 logs and each log's ``blockHash`` is compared with them, so a reorg racing the fetch is seen as
 ``ChainMovedError`` (``chain.py``) instead of being stored. Blocks whose header bloom says they may
 hold a followed log that ``eth_getLogs`` did not return are re-read by hash (``confirm.py``); the
@@ -74,17 +74,25 @@ class RangeFetcher:
         self._deep_headers = deep_headers  # False: deep ranges come without any header
 
     def fetch_span(self, start: int, end: int, unsafe_from: int, cancel: threading.Event) -> FetchedRange:
-        """A range planned in advance (one side of ``unsafe_from`` only), asked for whole first. Where the
-        provider refuses that width, the range comes back shorter: from ``start``, as wide as it
-        serves (the caller plans the rest, across its window); before an unconfirmed block, shorter
-        still."""
-        return self.fetch(start, end, unsafe_from, cancel, width=end - start + 1)
+        """A range planned in advance (one side of ``unsafe_from`` only), asked for whole. Where the
+        provider refuses that width, it comes back empty (``end == start - 1``) as soon as the range
+        sizer learned from the refusal: the caller plans it again at the width learned, across its
+        window, all pieces at once. Before an unconfirmed block it comes back shorter."""
+        return self.fetch(start, end, unsafe_from, cancel, width=end - start + 1, give_back=True)
 
     def fetch(
-        self, start: int, last: int, unsafe_from: int, cancel: threading.Event, *, width: int | None = None
+        self,
+        start: int,
+        last: int,
+        unsafe_from: int,
+        cancel: threading.Event,
+        *,
+        width: int | None = None,
+        give_back: bool = False,
     ) -> FetchedRange:
         """The next range beginning at ``start`` and ending at most at ``last``, tried ``width``
-        blocks wide first (default: what the sizer hands out).
+        blocks wide first (default: what the sizer hands out), narrower after each refusal; with
+        ``give_back``, a refusal returns the range empty instead (``fetch_span``).
 
         Blocks from ``unsafe_from`` on get every header; a range never straddles that boundary.
         """
@@ -105,6 +113,8 @@ class RangeFetcher:
                 self._sizer.refused(start, end, exc.suggested, max_results=exc.max_results)
                 size = min(self._sizer.take(), max(1, end - start))  # narrower than refused, always
                 log.info("listener: range %d-%d refused, now %d blocks wide", start, end, size)
+                if give_back:
+                    return FetchedRange(start, start - 1, [], ())
                 continue
             if not unsafe and self._deep_headers:
                 headers[end] = self._retry(partial(self._headers, [end]), cancel)[0]

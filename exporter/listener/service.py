@@ -9,10 +9,10 @@ The window: up to ``fetch_window`` ranges (per endpoint of the pool) are fetched
 on worker threads while this thread stores the oldest one; ranges are committed strictly in block
 order, so the checkpoint only ever covers contiguous stored ranges, and a new range is only planned
 when one is committed: a slow store stops the fetching, and memory holds at most the window's ranges
-(each of at most ``ranges.RANGE_EVENTS`` logs) whatever the backlog. A range the provider would not
-serve whole comes back narrower; the rest of it is planned again at the width learned and fetched
-across the window, before any range after it (holding up to twice the window's ranges meanwhile),
-not one piece after another on one thread. A range that ends short before an unconfirmed block (bloom check) ends the
+(each of at most ``ranges.RANGE_EVENTS`` logs) whatever the backlog. A range the provider refuses
+comes back empty; it is planned again at the width learned and fetched across the window, before any
+range after it (holding up to twice the window's ranges meanwhile), not one piece after another on
+one thread. A range that ends short before an unconfirmed block (bloom check) ends the
 window: the ranges after it are dropped unstored. Deep ranges (more than ``max_reorg_depth`` below
 the head) are fetched without headers; their commits carry a block hash only when the range's last
 block has a log, and the last one of a poll is given its header's hash before the poll returns.
@@ -625,7 +625,7 @@ class Listener:
                     waiting = True  # the window stops before the block; the ranges after it are dropped
                     break
                 if fetched.end < planned_end:
-                    # The provider served a narrower range: the rest is planned again, at the width it
+                    # The provider refused that width: the range is planned again, at the width it
                     # taught, across the whole window rather than one piece after another.
                     gaps.insert(0, (fetched.end + 1, planned_end))
                 if self._stop.is_set():
