@@ -34,8 +34,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -561,6 +561,17 @@ class Listener:
                 if self._stop.is_set():
                     raise FetchCancelledError() from None
 
+    def _await_any(self, futures: Iterable[Future[_T]]) -> Future[_T]:
+        """One of ``futures`` that is done (waiting for the first); ``FetchCancelledError`` as soon as
+        a stop is requested."""
+        pending = list(futures)
+        while True:
+            done, _ = wait(pending, timeout=STOP_CHECK_SECONDS, return_when=FIRST_COMPLETED)
+            if done:
+                return next(iter(done))
+            if self._stop.is_set():
+                raise FetchCancelledError()
+
     def _halt(self, halt: _ReorgTooDeepError, head: int) -> PollOutcome:
         if self._halted is None:
             self._halted = halt.detail
@@ -614,6 +625,9 @@ class Listener:
                 if cursor.block_number + 1 not in flights:
                     break  # every block up to the target is stored, or the poll stopped planning
                 planned_end, future = flights[cursor.block_number + 1]  # commits stay in block order
+                fetching = [f for _, f in flights.values() if not f.done()]
+                if fetching and future in fetching and self._await_any(fetching) is not future:
+                    continue  # another range came in first: its slot may take a gap's next piece meanwhile
                 fetched, records = self._await(future)
                 del flights[fetched.start]
                 self._note_unconfirmed(fetched)
