@@ -111,10 +111,13 @@ class RangeFetcher:
                 logs = self._retry(partial(self._get_logs, start, end), cancel)
             except RangeRefusedError as exc:
                 self._sizer.refused(start, end, exc.suggested, max_results=exc.max_results)
+                if give_back:  # before ``take()``: a width handed out and never asked for would hold a probe
+                    log.info(
+                        "listener: range %d-%d refused, planned again %d blocks wide", start, end, self._sizer.size
+                    )
+                    return FetchedRange(start, start - 1, [], ())
                 size = min(self._sizer.take(), max(1, end - start))  # narrower than refused, always
                 log.info("listener: range %d-%d refused, now %d blocks wide", start, end, size)
-                if give_back:
-                    return FetchedRange(start, start - 1, [], ())
                 continue
             if not unsafe and self._deep_headers:
                 headers[end] = self._retry(partial(self._headers, [end]), cancel)[0]
