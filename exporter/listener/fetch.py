@@ -50,6 +50,9 @@ class FetchedRange:
     # The block the range had to stop before (its logs unconfirmed; end == unconfirmed - 1), and why.
     unconfirmed: int | None = None
     reason: str = ""
+    # A range given back refused (``fetch_span``): the width to ask for next, narrower than refused,
+    # as the sizer of the endpoint that refused it hands out (the caller's may be another endpoint's).
+    retry_width: int = 0
 
 
 class RangeFetcher:
@@ -114,7 +117,7 @@ class RangeFetcher:
                 size = min(self._sizer.take(), max(1, end - start))  # narrower than refused, always
                 log.info("listener: range %d-%d refused, now %d blocks wide", start, end, size)
                 if give_back:
-                    return FetchedRange(start, start - 1, [], ())
+                    return FetchedRange(start, start - 1, [], (), retry_width=size)
                 continue
             if not unsafe and self._deep_headers:
                 headers[end] = self._retry(partial(self._headers, [end]), cancel)[0]
