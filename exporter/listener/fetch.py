@@ -50,6 +50,9 @@ class FetchedRange:
     # The block the range had to stop before (its logs unconfirmed; end == unconfirmed - 1), and why.
     unconfirmed: int | None = None
     reason: str = ""
+    # A range given back refused (``fetch_span``): the width to ask for next, narrower than refused,
+    # as the sizer of the endpoint that refused it hands out (the caller's may be another endpoint's).
+    retry_width: int = 0
 
 
 class RangeFetcher:
@@ -112,10 +115,9 @@ class RangeFetcher:
             except RangeRefusedError as exc:
                 self._sizer.refused(start, end, exc.suggested, max_results=exc.max_results)
                 if give_back:  # before ``take()``: a width handed out and never asked for would hold a probe
-                    log.info(
-                        "listener: range %d-%d refused, planned again %d blocks wide", start, end, self._sizer.size
-                    )
-                    return FetchedRange(start, start - 1, [], ())
+                    narrower = min(self._sizer.size, max(1, end - start))  # this endpoint's, narrower than refused
+                    log.info("listener: range %d-%d refused, planned again %d blocks wide", start, end, narrower)
+                    return FetchedRange(start, start - 1, [], (), retry_width=narrower)
                 size = min(self._sizer.take(), max(1, end - start))  # narrower than refused, always
                 log.info("listener: range %d-%d refused, now %d blocks wide", start, end, size)
                 continue

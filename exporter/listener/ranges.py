@@ -22,9 +22,9 @@ ranges, instead of halving to a few blocks and growing back by ``GROW_FACTOR``; 
 stretch busier than expected halves the width until an answer shows its density.
 
 A refusal in a result cap's words that suggests the same width twice, a width holding far fewer
-logs than the cap at the density seen (and no answer came near the cap), is a block cap in those
-words (the issue's benchmark proxy, and any provider that reuses Infura's message): it teaches a
-block limit instead.
+logs than the cap at the density seen (and no answer came near the cap, and an answer that wide was
+served since the first suggestion, far under the cap), is a block cap in those words (the issue's
+benchmark proxy, and any provider that reuses Infura's message): it teaches a block limit instead.
 
 The same density also bounds every range to about ``RANGE_EVENTS`` logs, cap or no cap: the
 listener holds its window's ranges in memory (about 2.6 kB per log, parsed and decoded), so a
@@ -80,6 +80,7 @@ class RangeSizer:
         self._at_limit = 0
         self._probe_out = 0  # ranges handed out since a probe was (0: no probe out)
         self._last_suggestion: tuple[int, int] | None = None  # a result refusal's (first block, width)
+        self._logs_at_suggestion: int | None = None  # the most logs of an answer that wide since suggested
         self._lock = threading.Lock()
 
     @property
@@ -140,6 +141,8 @@ class RangeSizer:
                 self._density = density if before is None else DENSITY_WEIGHT * density + (1 - DENSITY_WEIGHT) * before
                 self._last_density = density
                 self._most_logs = max(self._most_logs, logs)
+                if self._last_suggestion is not None and width == self._last_suggestion[1]:
+                    self._logs_at_suggestion = max(self._logs_at_suggestion or 0, logs)
             full = width >= self.size
             if width > self._trusted:
                 self._trusted = width
@@ -177,12 +180,19 @@ class RangeSizer:
             return False
         width = suggested[1] - suggested[0] + 1
         last, self._last_suggestion = self._last_suggestion, (start, width)
+        if last is None or last[1] != width:
+            self._logs_at_suggestion = None  # a new width: no answer that wide since it was suggested
         if last is None or last[0] == start or last[1] != width or not self._density:
             return False
         cap = max_results if max_results > 0 else self._most_logs
         # No answer came near the cap either: a provider counting results suggests ranges holding
         # about its cap's worth, so once one was served, a stale (quieter) density proves nothing.
-        return width * max(self._density, self._last_density) < cap / 2 and self._most_logs < cap / 2
+        # And a range of the suggested width was served since, far under the cap: the window's ranges
+        # into a busy stretch are refused together, with the same width, before any of its answers
+        # (the density seen then is the quieter stretch's before it).
+        served = self._logs_at_suggestion
+        quiet = served is not None and served < cap / 2
+        return quiet and width * max(self._density, self._last_density) < cap / 2 and self._most_logs < cap / 2
 
     def _capped(self, width: int, max_results: int, suggested: tuple[int, int] | None) -> None:
         cap = max_results if max_results > 0 else self._most_logs

@@ -602,7 +602,8 @@ class Listener:
 
         window = self._rpc.fetch_window
         flights: dict[int, tuple[int, Future[tuple[FetchedRange, list[EventRecord]]]]] = {}  # first -> (last, fetch)
-        gaps: list[tuple[int, int]] = []  # ascending; blocks below ``following`` no flight covers any more
+        # Ascending (first, last, widest first piece or 0); blocks below ``following`` no flight covers any more.
+        gaps: list[tuple[int, int, int]] = []
         following = cursor.block_number + 1  # the first block no range planned so far covers
         planning = True
         waiting = False  # a range stopped before an unconfirmed block: the rest waits for the next poll
@@ -618,7 +619,12 @@ class Listener:
                     first, last = planned
                     end = self._plan(first, last, unsafe_from)
                     if gaps and gaps[0][0] == first:
-                        gaps[0:1] = [(end + 1, last)] if end < last else []
+                        # Its refused first piece no wider than the refusing endpoint taught: the plan
+                        # sizes by another endpoint's sizer when several serve, and the same width
+                        # would be refused again (the pieces after it: as the sizer hands out).
+                        if gaps[0][2]:
+                            end = min(end, first + gaps[0][2] - 1)
+                        gaps[0:1] = [(end + 1, last, 0)] if end < last else []
                     else:
                         following = end + 1
                     flights[first] = (end, self._submit(self._pool, fetch, first, end))
@@ -641,7 +647,7 @@ class Listener:
                 if fetched.end < planned_end:
                     # The provider refused that width: the range is planned again, at the width it
                     # taught, across the whole window rather than one piece after another.
-                    gaps.insert(0, (fetched.end + 1, planned_end))
+                    gaps.insert(0, (fetched.end + 1, planned_end, fetched.retry_width))
                 if self._stop.is_set():
                     raise FetchCancelledError()  # the ranges fetched meanwhile are not stored
                 if planning and (gaps or following <= target) and self._out_of_time(started):
@@ -659,7 +665,7 @@ class Listener:
     def _next_range(
         needed: int,
         flights: dict[int, tuple[int, Future[tuple[FetchedRange, list[EventRecord]]]]],
-        gaps: list[tuple[int, int]],
+        gaps: list[tuple[int, int, int]],
         *,
         following: int,
         target: int,
@@ -673,7 +679,7 @@ class Listener:
         left and fewer than ``window`` ranges are held."""
         fetching = sum(1 for _, future in flights.values() if not future.done())
         if gaps:
-            first, last = gaps[0]
+            first, last, _ = gaps[0]
             due = first == needed and first not in flights
             return (first, last) if due or (fetching < window and len(flights) < 2 * window) else None
         return (following, target) if following <= target and len(flights) < window else None

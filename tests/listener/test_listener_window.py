@@ -25,6 +25,7 @@ from exporter.scheduler import Job, Scheduler
 from exporter.store import Store
 from exporter.store.base import Checkpoint, CheckResult, CommitOutcome, EventRecord
 from tests.listener.conftest import chain_keys, listener_settings, stored_checkpoint, stored_keys
+from tests.listener.lagging_node import LaggingNode
 from tests.support.latency_proxy import LatencyProxy
 
 CHUNK = 10
@@ -206,4 +207,40 @@ def test_the_scheduler_runs_a_catching_up_listener_back_to_back_without_skips(
     reruns = registry.get_sample_value("blocktrust_scheduler_job_reruns_total", {"task": "listener"})
     assert reruns is not None and reruns >= head // CHUNK // settings.fetch_window - 1
     assert not [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert stored_keys(store_url) == chain_keys(chain)
+
+
+def test_a_range_refused_by_a_capped_endpoint_is_narrowed_when_another_endpoint_lags(
+    chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
+) -> None:
+    """Two endpoints: the first (preferred) serves any range but lags 60 blocks behind, the second is
+    at the head but serves 10 blocks per getLogs. The newest blocks can only come from the second: a
+    range it refuses must be planned again narrower, not at the width the lagging endpoint's sizer
+    hands out (the same width again: refused again, the poll never got past the lagging head)."""
+    head = _backlog(chain)
+    with LaggingNode(chain.rpc_url) as lagging, LatencyProxy(chain.rpc_url, max_range=10) as capped:
+        lagging.lag = 60
+        settings = listener_settings(
+            f"{lagging.url},{capped.url}",
+            contracts_path,
+            chunk_size=50,
+            max_chunk_size=50,
+            fetch_window=2,
+            max_reorg_depth=1,
+        )
+        listener = Listener(settings, store, metrics, FakeClock())  # a fake clock: no poll budget
+        outcomes: list[Any] = []
+        polling = threading.Thread(target=lambda: outcomes.append(listener.poll_once()), daemon=True)
+        try:
+            polling.start()
+            polling.join(timeout=30)
+            spinning = polling.is_alive()
+            if spinning:
+                listener.request_stop()
+                polling.join(timeout=10)
+        finally:
+            listener.close()
+    assert not spinning, f"the poll was still refused after {capped.refused} refusals"
+    assert outcomes[0].status == "ingested" and outcomes[0].processed_block == head
+    assert capped.refused <= 10, capped.refused
     assert stored_keys(store_url) == chain_keys(chain)

@@ -191,3 +191,23 @@ def test_a_probe_is_handed_out_once_while_ranges_are_in_flight() -> None:
     assert [sizer.take() for _ in range(4)] == [probe, 1000, 1000, 1000]
     sizer.refused(0, probe - 1, None)  # the probe comes back refused: the limit stands
     assert [sizer.take() for _ in range(2)] == [1000, 1000]
+
+
+def test_a_busy_stretch_refused_across_the_window_stays_a_result_cap() -> None:
+    """A provider counting results (1,000 per answer), a quiet backlog (0.05 logs per block) and then a
+    busy stretch of 500 logs per block: the window's four ranges into it are refused at once, each
+    with the 2 blocks that fit from its first block. The same width suggested twice is what a busy
+    stretch looks like before any of its answers came in (the density seen is the quiet one's): it
+    must not teach a 2-block limit, which would keep the quiet backlog after it at 2 blocks per getLogs
+    for hundreds of answers."""
+    sizer = RangeSizer(2000, 10_000)
+    start = 0
+    while start < 20_000:
+        width = sizer.take()
+        sizer.succeeded(width, round(0.05 * width))
+        start += width
+    taken = [sizer.take() for _ in range(4)]  # the window's ranges, all into the busy stretch
+    for width in taken:
+        sizer.refused(start, start + width - 1, (start, start + 1), max_results=1000)
+        start += width
+    assert sizer.limit is None
