@@ -554,12 +554,7 @@ class Listener:
 
     def _await(self, future: Future[_T]) -> _T:
         """The future's result; ``FetchCancelledError`` as soon as a stop is requested."""
-        while True:
-            try:
-                return future.result(timeout=STOP_CHECK_SECONDS)
-            except TimeoutError:
-                if self._stop.is_set():
-                    raise FetchCancelledError() from None
+        return self._await_any([future]).result()
 
     def _await_any(self, futures: Iterable[Future[_T]]) -> Future[_T]:
         """One of ``futures`` that is done (waiting for the first); ``FetchCancelledError`` as soon as
@@ -631,8 +626,7 @@ class Listener:
                 if cursor.block_number + 1 not in flights:
                     break  # every block up to the target is stored, or the poll stopped planning
                 planned_end, future = flights[cursor.block_number + 1]  # commits stay in block order
-                fetching = [f for _, f in flights.values() if not f.done()]
-                if fetching and future in fetching and self._await_any(fetching) is not future:
+                if not future.done() and self._await_any(f for _, f in flights.values() if not f.done()) is not future:
                     continue  # another range came in first: its slot may take a gap's next piece meanwhile
                 fetched, records = self._await(future)
                 del flights[fetched.start]
@@ -672,7 +666,7 @@ class Listener:
         window: int,
     ) -> tuple[int, int] | None:
         """The blocks the window fetches next (a first block and the last one it may reach), or None
-        while it is full. A gap (the rest of a range the provider narrowed) comes first: its blocks are
+        while it is full. A gap (a range the provider refused, planned again) comes first: its blocks are
         due before any planned after them. Gap pieces are fetched ``window`` at a time beside the
         ranges already fetched and waiting for their turn, up to twice the window in memory; the piece
         the next commit needs is always fetched. Ranges past ``following`` only start when no gap is

@@ -110,9 +110,9 @@ def test_the_rest_of_a_range_the_provider_narrows_is_fetched_across_the_window(
     chain: DevChain, contracts_path: Path, store: Store, store_url: str, metrics: Metrics
 ) -> None:
     """One range planned over the whole backlog, a provider that serves 10 blocks per getLogs: the
-    range comes back narrowed after its first piece and the rest is fetched ``fetch_window`` pieces
-    at a time, not piece after piece on the one worker that drew the range (which made a catch-up
-    behind a 10-block cap run at the sequential latency floor)."""
+    refused range comes back to the window, which fetches it again ``fetch_window`` pieces at a time,
+    not piece after piece on the one worker that drew the range (which made a catch-up behind a
+    10-block cap run at the sequential latency floor)."""
     head = _backlog(chain)
     with LatencyProxy(
         chain.rpc_url, lambda call: 0.05 if call.get("method") == "eth_getLogs" else 0.0, max_range=10
